@@ -19,9 +19,21 @@ const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const out = join(root, ".buf-deps");
 
 const scalar = {
-  1: "double", 2: "float", 3: "int64", 4: "uint64", 5: "int32", 6: "fixed64", 7: "fixed32",
-  8: "bool", 9: "string", 12: "bytes", 13: "uint32", 15: "sfixed32", 16: "sfixed64",
-  17: "sint32", 18: "sint64",
+  1: "double",
+  2: "float",
+  3: "int64",
+  4: "uint64",
+  5: "int32",
+  6: "fixed64",
+  7: "fixed32",
+  8: "bool",
+  9: "string",
+  12: "bytes",
+  13: "uint32",
+  15: "sfixed32",
+  16: "sfixed64",
+  17: "sint32",
+  18: "sint64",
 };
 const MAX = 536870911;
 // Descriptors are proto2: an unset oneof_index reads as 0, so presence must be asked for.
@@ -99,4 +111,7 @@ mkdirSync(join(out, "buf/validate"), { recursive: true });
 writeFileSync(join(out, "buf/validate/validate.proto"), printFile(file_buf_validate_validate.proto));
 copy("grpc-health-check/proto/health/v1/health.proto", "grpc/health/v1/health.proto");
 copy("@grpc/reflection/build/proto/grpc/reflection/v1/reflection.proto", "grpc/reflection/v1/reflection.proto");
-copy("@grpc/reflection/build/proto/grpc/reflection/v1alpha/reflection.proto", "grpc/reflection/v1alpha/reflection.proto");
+copy(
+  "@grpc/reflection/build/proto/grpc/reflection/v1alpha/reflection.proto",
+  "grpc/reflection/v1alpha/reflection.proto",
+);

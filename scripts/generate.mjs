@@ -13,7 +13,9 @@ run(join(root, "node_modules/.bin/buf"), ["generate", "--path", "proto/taskmesh"
 if (process.argv.includes("--check")) {
   try {
     run("git", ["diff", "--exit-code", "--stat", "--", "packages/gen/src"]);
-    const untracked = execFileSync("git", ["ls-files", "--others", "--exclude-standard", "packages/gen/src"], { cwd: root }).toString();
+    const untracked = execFileSync("git", ["ls-files", "--others", "--exclude-standard", "packages/gen/src"], {
+      cwd: root,
+    }).toString();
     if (untracked.trim()) throw new Error(`untracked generated files:\n${untracked}`);
   } catch (e) {
     console.error("generated code is out of date: run `npm run generate` and commit packages/gen/src");

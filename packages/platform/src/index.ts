@@ -1,0 +1,34 @@
+export { bearerToken, type Principal, principalKey, requireService, requireUser } from "./auth/identity.js";
+export {
+  createUserTokenVerifier,
+  ServiceTokens,
+  USER_TOKEN_ALG,
+  USER_TOKEN_AUDIENCE,
+  USER_TOKEN_ISSUER,
+  type UserTokenVerifier,
+} from "./auth/tokens.js";
+export { ConfigError, type ConfigOf, env, loadConfig } from "./config/config.js";
+export { type Db, type Migration, migrate, openDatabase, pingDatabase } from "./db/database.js";
+export { createLogger, type Logger } from "./log/logger.js";
+export { codeName, toRpcError } from "./rpc/errors.js";
+export {
+  type CallOptions,
+  createGrpcClient,
+  fromGrpcError,
+  type GrpcClient,
+  type GrpcClientOptions,
+  serviceConfig,
+} from "./rpc/grpc-client.js";
+export {
+  type Access,
+  GrpcServer,
+  type GrpcServerOptions,
+  LIVENESS_SERVICE,
+  reflectionFiles,
+  reflectionPackage,
+  register,
+  type ServiceRegistration,
+} from "./rpc/grpc-server.js";
+export { validateRequest } from "./rpc/validation.js";
+export { type Running, runMain } from "./service/run-main.js";
+export { JWKS_PATH, type ServiceName, type ServiceTopology, TOPOLOGY } from "./topology.js";
