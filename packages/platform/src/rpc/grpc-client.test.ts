@@ -1,0 +1,102 @@
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { TaskSchema } from "@taskmesh/gen/taskmesh/tasks/v1/task_pb";
+import { TaskService } from "@taskmesh/gen/taskmesh/tasks/v1/tasks_pb";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { createLogger } from "../log/logger.js";
+import { createGrpcClient, serviceConfig } from "./grpc-client.js";
+import { GrpcServer, register } from "./grpc-server.js";
+
+/** A backend whose first `failures` calls of each method answer UNAVAILABLE, then succeed. */
+describe("createGrpcClient", () => {
+  let server: GrpcServer;
+  let address: string;
+  let failures = 0;
+  const calls = { getTask: 0, createTask: 0 };
+  const unavailableOr = <T>(method: keyof typeof calls, ok: () => T): T => {
+    calls[method]++;
+    if (calls[method] <= failures) throw new ConnectError("backend warming up", Code.Unavailable);
+    return ok();
+  };
+  const task = () => ({ task: create(TaskSchema, { id: crypto.randomUUID(), title: "t" }) });
+
+  beforeAll(async () => {
+    const unused = () => {
+      throw new ConnectError("not used", Code.Unimplemented);
+    };
+    server = new GrpcServer({
+      name: "flaky",
+      logger: createLogger("test", { level: "silent" }),
+      services: [
+        register(
+          TaskService,
+          {
+            getTask: () => unavailableOr("getTask", task),
+            createTask: () => unavailableOr("createTask", task),
+            listTasks: unused,
+            updateTask: unused,
+            completeTask: unused,
+            deleteTask: unused,
+          },
+          { kind: "user", anonymous: ["getTask", "createTask"] },
+        ),
+      ],
+    });
+    address = `127.0.0.1:${await server.listen(0)}`;
+  });
+  afterAll(() => server.shutdown(1000));
+  beforeEach(() => {
+    calls.getTask = 0;
+    calls.createTask = 0;
+  });
+
+  it("retries UNAVAILABLE on a method the contract marks idempotent, and succeeds", async () => {
+    failures = 2;
+    const client = createGrpcClient(TaskService, { address });
+    const res = await client.getTask({ taskId: crypto.randomUUID() });
+    expect(res.task?.title).toBe("t");
+    expect(calls.getTask).toBe(3);
+    client.close();
+  });
+
+  it("does not retry a method that is not idempotent", async () => {
+    failures = 1;
+    const client = createGrpcClient(TaskService, { address });
+    const err = await client.createTask({ task: { title: "x" } }).catch((e) => e);
+    expect(err.code).toBe(Code.Unavailable);
+    expect(calls.createTask).toBe(1);
+    client.close();
+  });
+
+  it("does not retry at all when retries are left to the mesh", async () => {
+    failures = 1;
+    const client = createGrpcClient(TaskService, { address, retries: false });
+    const err = await client.getTask({ taskId: crypto.randomUUID() }).catch((e) => e);
+    expect(err.code).toBe(Code.Unavailable);
+    expect(calls.getTask).toBe(1);
+    client.close();
+  });
+
+  it("retries a create listed as safe (it carries an idempotency key)", async () => {
+    failures = 1;
+    const client = createGrpcClient(TaskService, { address, retryableMethods: ["CreateTask"] });
+    await client.createTask({ task: { title: "x" }, idempotencyKey: "k1" });
+    expect(calls.createTask).toBe(2);
+    client.close();
+  });
+
+  it("fails fast with DEADLINE_EXCEEDED when the parent call has no time left", async () => {
+    const client = createGrpcClient(TaskService, { address });
+    const parent = { timeoutMs: () => 0, signal: new AbortController().signal } as never;
+    const err = await client.getTask({ taskId: crypto.randomUUID() }, { parent }).catch((e) => e);
+    expect(err.code).toBe(Code.DeadlineExceeded);
+    expect(calls.getTask).toBe(0);
+    client.close();
+  });
+
+  it("builds a retry policy naming only idempotent methods", () => {
+    const cfg = serviceConfig(TaskService, {});
+    const names = cfg.methodConfig[0]?.name.map((n) => n.method).sort();
+    expect(names).toEqual(["CompleteTask", "DeleteTask", "GetTask", "ListTasks"]);
+  });
+});
