@@ -20,3 +20,15 @@ export async function freePort(): Promise<number> {
     });
   });
 }
+
+export {
+  NATS_INSTALL_HINT,
+  type NatsServer,
+  NatsServerNotFoundError,
+  natsServerArgs,
+  natsServerBinary,
+  type StartNatsOptions,
+  startNats,
+  waitForNats,
+} from "./nats.js";
+export { childrenDieWithParent, exited, findOnPath, signalChild, spawnTied, stopChild } from "./process.js";
