@@ -1,0 +1,352 @@
+import type { Db, Migration } from "@taskmesh/platform";
+import type Database from "better-sqlite3";
+import type { Cursor } from "./page-token.js";
+
+/**
+ * Sort value of a task without due time: after every real due time (the latest Timestamp,
+ * 9999-12-31, is ~2.5e14 ms) and still exact as a JS number, so cursors round-trip losslessly.
+ */
+export const NO_DUE_SORT = Number.MAX_SAFE_INTEGER;
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: "tasks and idempotency keys",
+    sql: `
+      CREATE TABLE tasks (
+        id               TEXT PRIMARY KEY,
+        user_id          TEXT NOT NULL,
+        title            TEXT NOT NULL,
+        notes            TEXT NOT NULL DEFAULT '',
+        status           TEXT NOT NULL CHECK (status IN ('open', 'completed')),
+        due_time         INTEGER,                      -- epoch ms; NULL = no due time
+        time_zone        TEXT NOT NULL DEFAULT '',     -- IANA name; '' = UTC
+        recurrence_rule  TEXT NOT NULL DEFAULT '',
+        reminder_offsets TEXT NOT NULL DEFAULT '[]',   -- JSON array of seconds before due_time
+        parent_task_id   TEXT,
+        create_time      INTEGER NOT NULL,
+        update_time      INTEGER NOT NULL,
+        complete_time    INTEGER,
+        version          INTEGER NOT NULL,
+        -- The list order: due time ascending, tasks without one last, then id.
+        due_sort INTEGER GENERATED ALWAYS AS (coalesce(due_time, ${NO_DUE_SORT})) VIRTUAL
+      ) STRICT;
+      -- Keyset pages of one user's tasks, with and without a status filter.
+      CREATE INDEX tasks_by_user_due ON tasks (user_id, due_sort, id);
+      CREATE INDEX tasks_by_user_status_due ON tasks (user_id, status, due_sort, id);
+
+      -- Keys kept after the task is deleted, so a late retry cannot resurrect it. scope keeps
+      -- client keys (CreateTask) apart from keys the recurrence service derives (CreateOccurrence).
+      CREATE TABLE idempotency_keys (
+        user_id     TEXT NOT NULL,
+        scope       TEXT NOT NULL,
+        key         TEXT NOT NULL,
+        task_id     TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        create_time INTEGER NOT NULL,
+        PRIMARY KEY (user_id, scope, key)
+      ) STRICT, WITHOUT ROWID;
+    `,
+  },
+];
+
+export type TaskStatusName = "open" | "completed";
+
+/** A task as stored. Times are epoch milliseconds. */
+export interface TaskRecord {
+  id: string;
+  userId: string;
+  title: string;
+  notes: string;
+  status: TaskStatusName;
+  dueTime: number | null;
+  timeZone: string;
+  recurrenceRule: string;
+  /** Seconds before dueTime, in the order given. */
+  reminderOffsets: number[];
+  parentTaskId: string | null;
+  createTime: number;
+  updateTime: number;
+  completeTime: number | null;
+  version: number;
+}
+
+/** What a caller sets on create and update. */
+export type TaskFields = Pick<
+  TaskRecord,
+  "title" | "notes" | "dueTime" | "timeZone" | "recurrenceRule" | "reminderOffsets" | "parentTaskId"
+>;
+
+export interface IdempotencyKey {
+  scope: "create" | "occurrence";
+  key: string;
+  /** Digest of the request the key was first used with; a different request under the key is refused. */
+  fingerprint: string;
+}
+
+export type CreateResult =
+  | { kind: "created"; task: TaskRecord }
+  | { kind: "repeat"; task: TaskRecord }
+  | { kind: "key-reused" }
+  | { kind: "key-task-deleted" }
+  | { kind: "limit"; max: number }
+  | { kind: "parent-not-found" };
+
+interface Row {
+  id: string;
+  user_id: string;
+  title: string;
+  notes: string;
+  status: TaskStatusName;
+  due_time: number | null;
+  time_zone: string;
+  recurrence_rule: string;
+  reminder_offsets: string;
+  parent_task_id: string | null;
+  create_time: number;
+  update_time: number;
+  complete_time: number | null;
+  version: number;
+  due_sort: number;
+}
+
+const COLUMNS = `id, user_id, title, notes, status, due_time, time_zone, recurrence_rule, reminder_offsets,
+  parent_task_id, create_time, update_time, complete_time, version, due_sort`;
+
+export interface ListQuery {
+  userId: string;
+  status: TaskStatusName | null;
+  dueAfterMs: number | null;
+  dueBeforeMs: number | null;
+  after: Cursor | null;
+  limit: number;
+}
+
+/**
+ * SQL for the tasks database. Every statement is prepared once (list variants on first use);
+ * every read and write is scoped by user_id. Each write is one `db.transaction`, so the outbox
+ * row of its event (issue 3) is one more statement in the same commit.
+ */
+export class TasksStore {
+  readonly #db: Db;
+  readonly #insert: Database.Statement;
+  readonly #get: Database.Statement<[string, string], Row>;
+  readonly #count: Database.Statement<[string], { n: number }>;
+  readonly #getKey: Database.Statement<[string, string, string], { task_id: string; fingerprint: string }>;
+  readonly #insertKey: Database.Statement;
+  readonly #update: Database.Statement;
+  readonly #complete: Database.Statement;
+  readonly #delete: Database.Statement<[string, string]>;
+  readonly #purgeTasks: Database.Statement<[string]>;
+  readonly #purgeKeys: Database.Statement<[string]>;
+  readonly #lists = new Map<string, Database.Statement<Record<string, unknown>, Row>>();
+
+  constructor(db: Db) {
+    this.#db = db;
+    this.#insert = db.prepare(`INSERT INTO tasks (id, user_id, title, notes, status, due_time, time_zone,
+        recurrence_rule, reminder_offsets, parent_task_id, create_time, update_time, complete_time, version)
+      VALUES (@id, @user_id, @title, @notes, @status, @due_time, @time_zone, @recurrence_rule, @reminder_offsets,
+        @parent_task_id, @create_time, @update_time, @complete_time, @version)`);
+    this.#get = db.prepare(`SELECT ${COLUMNS} FROM tasks WHERE id = ? AND user_id = ?`);
+    this.#count = db.prepare("SELECT count(*) AS n FROM tasks WHERE user_id = ?");
+    this.#getKey = db.prepare(
+      "SELECT task_id, fingerprint FROM idempotency_keys WHERE user_id = ? AND scope = ? AND key = ?",
+    );
+    this.#insertKey = db.prepare(`INSERT INTO idempotency_keys (user_id, scope, key, task_id, fingerprint, create_time)
+      VALUES (?, ?, ?, ?, ?, ?)`);
+    this.#update = db.prepare(`UPDATE tasks SET title = @title, notes = @notes, due_time = @due_time,
+        time_zone = @time_zone, recurrence_rule = @recurrence_rule, reminder_offsets = @reminder_offsets,
+        update_time = @update_time, version = version + 1
+      WHERE id = @id AND user_id = @user_id`);
+    this.#complete = db.prepare(`UPDATE tasks SET status = 'completed', complete_time = @now, update_time = @now,
+        version = version + 1
+      WHERE id = @id AND user_id = @user_id AND status = 'open'`);
+    this.#delete = db.prepare("DELETE FROM tasks WHERE id = ? AND user_id = ?");
+    this.#purgeTasks = db.prepare("DELETE FROM tasks WHERE user_id = ?");
+    this.#purgeKeys = db.prepare("DELETE FROM idempotency_keys WHERE user_id = ?");
+  }
+
+  get(userId: string, id: string): TaskRecord | undefined {
+    const row = this.#get.get(id, userId);
+    return row && fromRow(row);
+  }
+
+  /**
+   * Creates a task, or with a key already seen for this user and scope, returns the task it
+   * created. The key check, the per-user limit and both inserts are one transaction.
+   * `fields` may read the database (CreateOccurrence copies its parent); undefined = parent gone.
+   */
+  create(
+    userId: string,
+    fields: () => TaskFields | undefined,
+    opts: { id: string; now: number; maxTasks: number; key?: IdempotencyKey },
+  ): CreateResult {
+    return this.#db
+      .transaction((): CreateResult => {
+        const { key } = opts;
+        if (key) {
+          const seen = this.#getKey.get(userId, key.scope, key.key);
+          if (seen) {
+            if (seen.fingerprint !== key.fingerprint) return { kind: "key-reused" };
+            const task = this.get(userId, seen.task_id);
+            return task ? { kind: "repeat", task } : { kind: "key-task-deleted" };
+          }
+        }
+        const f = fields();
+        if (!f) return { kind: "parent-not-found" };
+        if ((this.#count.get(userId)?.n ?? 0) >= opts.maxTasks) return { kind: "limit", max: opts.maxTasks };
+        const task: TaskRecord = {
+          ...f,
+          id: opts.id,
+          userId,
+          status: "open",
+          createTime: opts.now,
+          updateTime: opts.now,
+          completeTime: null,
+          version: 1,
+        };
+        this.#insert.run(toRow(task));
+        if (key) this.#insertKey.run(userId, key.scope, key.key, task.id, key.fingerprint, opts.now);
+        return { kind: "created", task };
+      })
+      .immediate();
+  }
+
+  /**
+   * Read-modify-write in one transaction: `change` gets the current task and returns the new
+   * fields, or null when nothing changes (no version bump, no event). Undefined when absent.
+   */
+  update(
+    userId: string,
+    id: string,
+    now: number,
+    change: (current: TaskRecord) => TaskFields | null,
+  ): TaskRecord | undefined {
+    return this.#db
+      .transaction(() => {
+        const current = this.get(userId, id);
+        if (!current) return undefined;
+        const next = change(current);
+        if (next === null) return current;
+        const updated = { ...current, ...next, updateTime: now };
+        this.#update.run(toRow(updated));
+        return this.get(userId, id);
+      })
+      .immediate();
+  }
+
+  /** Marks the task completed; a completed task is returned unchanged. Undefined when absent. */
+  complete(userId: string, id: string, now: number): TaskRecord | undefined {
+    return this.#db
+      .transaction(() => {
+        // No row changes when already completed (or absent): then nothing happened, and issue 3's
+        // task.completed outbox row is appended only when `.changes > 0`.
+        this.#complete.run({ id, user_id: userId, now });
+        return this.get(userId, id);
+      })
+      .immediate();
+  }
+
+  /** True when the task existed (and was the user's) and is now gone. */
+  delete(userId: string, id: string): boolean {
+    return this.#db.transaction(() => this.#delete.run(id, userId).changes > 0).immediate();
+  }
+
+  /** Deletes every task and idempotency key of the user; the number of tasks deleted. */
+  purgeUser(userId: string): number {
+    return this.#db
+      .transaction(() => {
+        const n = this.#purgeTasks.run(userId).changes;
+        this.#purgeKeys.run(userId);
+        return n;
+      })
+      .immediate();
+  }
+
+  count(userId: string): number {
+    return this.#count.get(userId)?.n ?? 0;
+  }
+
+  /**
+   * One page in (due_sort, id) order after `after`. Reads `limit` rows; the caller asks for one
+   * more than the page size to learn whether another page follows.
+   */
+  list(q: ListQuery): { task: TaskRecord; dueSort: number }[] {
+    const stmt = this.#listStatement(
+      q.status !== null,
+      q.dueAfterMs !== null,
+      q.dueBeforeMs !== null,
+      q.after !== null,
+    );
+    const rows = stmt.all({
+      user_id: q.userId,
+      status: q.status,
+      due_after: q.dueAfterMs,
+      due_before: q.dueBeforeMs,
+      after_sort: q.after?.dueSort ?? null,
+      after_id: q.after?.id ?? null,
+      limit: q.limit,
+    });
+    return rows.map((r) => ({ task: fromRow(r), dueSort: r.due_sort }));
+  }
+
+  /**
+   * One statement per combination of filters, so each uses its index fully instead of an
+   * `(? IS NULL OR ...)` that defeats the planner. At most 16, prepared on first use.
+   */
+  #listStatement(status: boolean, after: boolean, before: boolean, cursor: boolean) {
+    const shape = `${+status}${+after}${+before}${+cursor}`;
+    let stmt = this.#lists.get(shape);
+    if (!stmt) {
+      const where = ["user_id = @user_id"];
+      if (status) where.push("status = @status");
+      // due_time (not due_sort) so that tasks without due time are excluded by either bound.
+      if (after) where.push("due_time >= @due_after");
+      if (before) where.push("due_time < @due_before");
+      if (cursor) where.push("(due_sort, id) > (@after_sort, @after_id)");
+      stmt = this.#db.prepare<Record<string, unknown>, Row>(
+        `SELECT ${COLUMNS} FROM tasks WHERE ${where.join(" AND ")} ORDER BY due_sort, id LIMIT @limit`,
+      );
+      this.#lists.set(shape, stmt);
+    }
+    return stmt;
+  }
+}
+
+function fromRow(r: Row): TaskRecord {
+  return {
+    id: r.id,
+    userId: r.user_id,
+    title: r.title,
+    notes: r.notes,
+    status: r.status,
+    dueTime: r.due_time,
+    timeZone: r.time_zone,
+    recurrenceRule: r.recurrence_rule,
+    reminderOffsets: JSON.parse(r.reminder_offsets) as number[],
+    parentTaskId: r.parent_task_id,
+    createTime: r.create_time,
+    updateTime: r.update_time,
+    completeTime: r.complete_time,
+    version: r.version,
+  };
+}
+
+function toRow(t: TaskRecord): Omit<Row, "due_sort"> {
+  return {
+    id: t.id,
+    user_id: t.userId,
+    title: t.title,
+    notes: t.notes,
+    status: t.status,
+    due_time: t.dueTime,
+    time_zone: t.timeZone,
+    recurrence_rule: t.recurrenceRule,
+    reminder_offsets: JSON.stringify(t.reminderOffsets),
+    parent_task_id: t.parentTaskId,
+    create_time: t.createTime,
+    update_time: t.updateTime,
+    complete_time: t.completeTime,
+    version: t.version,
+  };
+}
