@@ -1,0 +1,54 @@
+import { ConfigError } from "@taskmesh/platform";
+import { describe, expect, it } from "vitest";
+import { loadUsersConfig } from "./config.js";
+
+const secret = "s".repeat(32);
+
+describe("loadUsersConfig", () => {
+  it("uses the documented defaults, deriving file paths from the data directory", () => {
+    const c = loadUsersConfig({ TASKMESH_SERVICE_SECRET: secret, TASKMESH_DATA_DIR: "/var/lib/taskmesh" });
+    expect(c).toMatchObject({
+      grpcPort: 50051,
+      jwksPort: 50061,
+      host: "127.0.0.1",
+      dbPath: "/var/lib/taskmesh/users.db",
+      keyPath: "/var/lib/taskmesh/users-signing-key.json",
+      tokenTtlSeconds: 3600,
+      mesh: "none",
+    });
+  });
+
+  it("takes explicit paths and ports over the defaults", () => {
+    const c = loadUsersConfig({
+      TASKMESH_SERVICE_SECRET: secret,
+      GRPC_PORT: "6001",
+      JWKS_PORT: "6002",
+      DB_PATH: "/tmp/u.db",
+      KEY_PATH: "/tmp/k.json",
+      TOKEN_TTL_SECONDS: "600",
+    });
+    expect(c).toMatchObject({ grpcPort: 6001, jwksPort: 6002, dbPath: "/tmp/u.db", keyPath: "/tmp/k.json" });
+    expect(c.tokenTtlSeconds).toBe(600);
+  });
+
+  it("names every missing or malformed variable at once", () => {
+    const err = (() => {
+      try {
+        loadUsersConfig({ GRPC_PORT: "70000", TOKEN_TTL_SECONDS: "5" });
+      } catch (e) {
+        return e;
+      }
+    })();
+    expect(err).toBeInstanceOf(ConfigError);
+    const message = (err as Error).message;
+    expect(message).toContain("TASKMESH_SERVICE_SECRET is required");
+    expect(message).toContain("GRPC_PORT");
+    expect(message).toContain("TOKEN_TTL_SECONDS");
+  });
+
+  it("refuses a service secret shorter than 32 characters", () => {
+    expect(() => loadUsersConfig({ TASKMESH_SERVICE_SECRET: "short" })).toThrow(
+      /TASKMESH_SERVICE_SECRET must be at least 32 characters/,
+    );
+  });
+});

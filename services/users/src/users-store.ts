@@ -1,0 +1,178 @@
+import { randomUUID } from "node:crypto";
+import { type Db, type Migration, openDatabase, pingDatabase } from "@taskmesh/platform";
+
+/** Notification preferences as stored; channel values are taskmesh.users.v1.NotificationChannel numbers. */
+export interface StoredPreferences {
+  /** IANA zone name; "" means UTC. */
+  timeZone: string;
+  channels: number[];
+  /** Minutes after local midnight; undefined when the user set no quiet hours. */
+  quietHours: { startMinute: number; endMinute: number } | undefined;
+  webhookUrl: string;
+}
+
+export interface Account {
+  id: string;
+  /** Lower-cased at registration; unique. */
+  email: string;
+  passwordHash: string;
+  createTime: Date;
+  preferences: StoredPreferences;
+}
+
+export const DEFAULT_PREFERENCES: StoredPreferences = {
+  timeZone: "",
+  channels: [],
+  quietHours: undefined,
+  webhookUrl: "",
+};
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: "accounts and preferences",
+    // email is stored lower-cased by the code; COLLATE NOCASE makes the uniqueness hold even for
+    // a row written some other way (an operator's fix in the sqlite3 shell).
+    sql: `
+      CREATE TABLE accounts (
+        id            TEXT PRIMARY KEY,
+        email         TEXT NOT NULL COLLATE NOCASE UNIQUE,
+        password_hash TEXT NOT NULL,
+        created_at    INTEGER NOT NULL
+      ) STRICT;
+      CREATE TABLE preferences (
+        user_id      TEXT PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+        time_zone    TEXT NOT NULL DEFAULT '',
+        channels     TEXT NOT NULL DEFAULT '[]',
+        quiet_start  INTEGER,
+        quiet_end    INTEGER,
+        webhook_url  TEXT NOT NULL DEFAULT '',
+        updated_at   INTEGER NOT NULL
+      ) STRICT;
+    `,
+  },
+];
+
+/** Email as stored and looked up: lower case, so "Ada@Example.com" and "ada@example.com" are one account. */
+export function normalizeEmail(email: string): string {
+  return email.toLowerCase();
+}
+
+interface Row {
+  id: string;
+  email: string;
+  password_hash: string;
+  created_at: number;
+  time_zone: string;
+  channels: string;
+  quiet_start: number | null;
+  quiet_end: number | null;
+  webhook_url: string;
+}
+
+const SELECT = `SELECT a.id, a.email, a.password_hash, a.created_at,
+  p.time_zone, p.channels, p.quiet_start, p.quiet_end, p.webhook_url
+  FROM accounts a JOIN preferences p ON p.user_id = a.id`;
+
+function prepare(db: Db) {
+  const insertAccount = db.prepare(
+    "INSERT INTO accounts (id, email, password_hash, created_at) VALUES (@id, @email, @passwordHash, @createdAt)",
+  );
+  const insertPreferences = db.prepare("INSERT INTO preferences (user_id, updated_at) VALUES (?, ?)");
+  return {
+    byId: db.prepare<[string], Row>(`${SELECT} WHERE a.id = ?`),
+    byEmail: db.prepare<[string], Row>(`${SELECT} WHERE a.email = ?`),
+    updatePreferences: db.prepare(
+      `UPDATE preferences SET time_zone = @timeZone, channels = @channels, quiet_start = @quietStart,
+       quiet_end = @quietEnd, webhook_url = @webhookUrl, updated_at = @updatedAt WHERE user_id = @userId`,
+    ),
+    updateHash: db.prepare("UPDATE accounts SET password_hash = ? WHERE id = ?"),
+    register: db.transaction((account: { id: string; email: string; passwordHash: string; createdAt: number }) => {
+      insertAccount.run(account);
+      insertPreferences.run(account.id, account.createdAt);
+    }),
+  };
+}
+
+/** The users service's own database: accounts, password hashes and preferences. */
+export class UsersStore {
+  readonly db: Db;
+  // Prepared once; better-sqlite3 re-uses the compiled statement on every call.
+  readonly #sql: ReturnType<typeof prepare>;
+
+  /** Opens (creating and migrating) the database at `path`. */
+  static open(path: string): UsersStore {
+    return new UsersStore(openDatabase(path, MIGRATIONS));
+  }
+
+  constructor(db: Db) {
+    this.db = db;
+    this.#sql = prepare(db);
+  }
+
+  /**
+   * Creates an account with default preferences in one transaction. Returns once committed (and,
+   * with synchronous=FULL, fsynced). A taken email throws SQLITE_CONSTRAINT_UNIQUE.
+   */
+  createAccount(email: string, passwordHash: string, now: Date): Account {
+    const id = randomUUID();
+    const normalized = normalizeEmail(email);
+    this.#sql.register({ id, email: normalized, passwordHash, createdAt: now.getTime() });
+    return { id, email: normalized, passwordHash, createTime: now, preferences: { ...DEFAULT_PREFERENCES } };
+  }
+
+  findById(id: string): Account | undefined {
+    const row = this.#sql.byId.get(id);
+    return row && toAccount(row);
+  }
+
+  findByEmail(email: string): Account | undefined {
+    const row = this.#sql.byEmail.get(normalizeEmail(email));
+    return row && toAccount(row);
+  }
+
+  /** Replaces the user's preferences; false when there is no such user. */
+  updatePreferences(userId: string, prefs: StoredPreferences, now: Date): boolean {
+    const result = this.#sql.updatePreferences.run({
+      userId,
+      timeZone: prefs.timeZone,
+      channels: JSON.stringify(prefs.channels),
+      quietStart: prefs.quietHours?.startMinute ?? null,
+      quietEnd: prefs.quietHours?.endMinute ?? null,
+      webhookUrl: prefs.webhookUrl,
+      updatedAt: now.getTime(),
+    });
+    return result.changes === 1;
+  }
+
+  /** Replaces a password hash (re-hash with current scrypt parameters after a successful login). */
+  updatePasswordHash(userId: string, passwordHash: string): void {
+    this.#sql.updateHash.run(passwordHash, userId);
+  }
+
+  ping(): boolean {
+    return pingDatabase(this.db);
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+}
+
+function toAccount(row: Row): Account {
+  return {
+    id: row.id,
+    email: row.email,
+    passwordHash: row.password_hash,
+    createTime: new Date(row.created_at),
+    preferences: {
+      timeZone: row.time_zone,
+      channels: JSON.parse(row.channels) as number[],
+      quietHours:
+        row.quiet_start === null || row.quiet_end === null
+          ? undefined
+          : { startMinute: row.quiet_start, endMinute: row.quiet_end },
+      webhookUrl: row.webhook_url,
+    },
+  };
+}
