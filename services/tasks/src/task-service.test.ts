@@ -101,6 +101,16 @@ describe("TaskService", () => {
     expect((await c.listTasks({})).tasks).toHaveLength(1);
   });
 
+  it("does not resurrect a deleted task when its create is retried", async () => {
+    const c = await h.as(crypto.randomUUID());
+    const req = { task: { title: "one-off" }, idempotencyKey: crypto.randomUUID() };
+    const { task } = await c.createTask(req);
+    await c.deleteTask({ taskId: task?.id ?? "" });
+    const err = await failure(c.createTask(req));
+    expect(err.code).toBe(Code.NotFound);
+    expect((await c.listTasks({})).tasks).toEqual([]);
+  });
+
   it("keeps the same idempotency key of two users independent", async () => {
     const key = crypto.randomUUID();
     const a = await (await h.as(crypto.randomUUID())).createTask({ task: { title: "a" }, idempotencyKey: key });
