@@ -32,22 +32,18 @@ export function natsServerArgs(port: number, storeDir: string): string[] {
 
 /**
  * Resolves once a NATS server on 127.0.0.1:`port` greets a new connection with its INFO line
- * (nats-server starts JetStream before it accepts clients). Rejects if `child` exits first or
- * after `timeoutMs`.
+ * (nats-server starts JetStream before it accepts clients). Rejects as soon as `gone()` gives a
+ * reason (the process exited), or after `timeoutMs`.
  */
 export async function waitForNats(
   port: number,
-  opts: { timeoutMs?: number; child?: ChildProcess; describeFailure?: () => string } = {},
+  opts: { timeoutMs?: number; gone?: () => string | undefined; describeFailure?: () => string } = {},
 ): Promise<void> {
   const deadline = Date.now() + (opts.timeoutMs ?? 10_000);
   const why = () => (opts.describeFailure ? `\n${opts.describeFailure()}` : "");
   for (;;) {
-    const child = opts.child;
-    if (child && (child.exitCode !== null || child.signalCode !== null)) {
-      throw new Error(
-        `nats-server exited (${child.exitCode ?? child.signalCode}) before accepting connections${why()}`,
-      );
-    }
+    const gone = opts.gone?.();
+    if (gone) throw new Error(`nats-server ${gone} before accepting connections${why()}`);
     if (await greets(port)) return;
     if (Date.now() > deadline)
       throw new Error(`nats-server did not accept connections on port ${port} in time${why()}`);
@@ -119,7 +115,9 @@ export async function startNats(opts: StartNatsOptions = {}): Promise<NatsServer
     child.stdout?.on("data", keepTail);
     child.stderr?.on("data", keepTail);
     try {
-      await waitForNats(port, { timeoutMs: opts.timeoutMs, child, describeFailure: () => output });
+      const gone = () =>
+        child.exitCode !== null || child.signalCode !== null ? `exited (${child.exitCode ?? child.signalCode})` : undefined;
+      await waitForNats(port, { timeoutMs: opts.timeoutMs, gone, describeFailure: () => output });
     } catch (err) {
       await stopChild(child, 1000);
       throw err;

@@ -1,0 +1,213 @@
+import { spawn } from "node:child_process";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { join, resolve } from "node:path";
+import { TOPOLOGY } from "@taskmesh/platform";
+import { freePort, tempDir } from "@taskmesh/platform/testing";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { REPO_ROOT, type RunningSystem, startOrder, startSystem } from "./start-system.js";
+
+// A stand-in repository whose services/<name>/dist/main.js are tiny real gRPC servers built on the
+// platform's GrpcServer (health included): the runner is tested on its own, not through the
+// services other tests cover. Each records its environment and its start in the data dir.
+const PLATFORM = resolve(REPO_ROOT, "packages/platform/dist/index.js");
+const fixtureMain = (name: string) => `
+import { appendFileSync, writeFileSync } from "node:fs";
+import { GrpcServer, createLogger, runMain } from ${JSON.stringify(PLATFORM)};
+const name = ${JSON.stringify(name)};
+if (process.env.FIXTURE_FAIL === name) {
+  console.error(name + ": boom, cannot start");
+  process.exit(3);
+}
+const dir = process.env.TASKMESH_DATA_DIR;
+writeFileSync(dir + "/" + name + ".env.json", JSON.stringify(process.env));
+appendFileSync(dir + "/order.txt", name + "\\n");
+runMain(name, async () => {
+  const logger = createLogger(name);
+  const server = new GrpcServer({ name, logger, services: [] });
+  await server.listen(Number(process.env.GRPC_PORT));
+  return { running: { shutdown: () => server.shutdown(1000) }, logger };
+});
+`;
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function eventually(check: () => boolean, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error("condition not met in time");
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+function portFree(port: number): Promise<boolean> {
+  return new Promise((done) => {
+    const srv = createServer();
+    srv.once("error", () => done(false));
+    srv.listen(port, "127.0.0.1", () => srv.close(() => done(true)));
+  });
+}
+
+describe("startSystem", () => {
+  const fixture = tempDir("taskmesh-runner-root-");
+  const root = fixture.path;
+  let data: ReturnType<typeof tempDir>;
+  let system: RunningSystem | undefined;
+
+  beforeAll(() => {
+    for (const name of Object.keys(TOPOLOGY)) {
+      mkdirSync(join(root, "services", name, "dist"), { recursive: true });
+      writeFileSync(join(root, "services", name, "dist", "main.js"), fixtureMain(name));
+    }
+  });
+  afterAll(() => fixture.remove());
+  afterEach(async () => {
+    await system?.stop();
+    system = undefined;
+    data?.remove();
+  });
+  const start = (extra: Parameters<typeof startSystem>[0] = {}) => {
+    data = tempDir("taskmesh-runner-data-");
+    return startSystem({ root, dataDir: data.path, freePorts: true, logLevel: "warn", ...extra });
+  };
+  const envOf = (name: string): Record<string, string> =>
+    JSON.parse(readFileSync(join(data.path, `${name}.env.json`), "utf8"));
+
+  it("starts nats-server and every built service, dependencies first, each with its environment", async () => {
+    system = await start();
+    expect(readFileSync(join(data.path, "order.txt"), "utf8").trim().split("\n")).toEqual([
+      "users",
+      "tasks",
+      "gateway",
+    ]);
+    const { services, endpoints } = system;
+    expect(Object.keys(services)).toEqual(["nats", "users", "tasks", "gateway"]);
+    for (const s of Object.values(services)) expect(alive(s.pid)).toBe(true);
+
+    const users = envOf("users");
+    const tasks = envOf("tasks");
+    const gateway = envOf("gateway");
+    expect(users.GRPC_PORT).toBe(String(services.users?.port));
+    expect(users.JWKS_PORT).toBe(String(services.users?.httpPort));
+    expect(users.DB_PATH).toBe(join(data.path, "users.db"));
+    expect(tasks.JWKS_URL).toBe(`http://127.0.0.1:${services.users?.httpPort}/.well-known/jwks.json`);
+    expect(gateway.USERS_ADDR).toBe(`127.0.0.1:${services.users?.port}`);
+    expect(gateway.TASKS_ADDR).toBe(`127.0.0.1:${services.tasks?.port}`);
+    expect(gateway.GRPC_PORT).toBe(String(services.gateway?.port));
+    for (const env of [users, tasks, gateway]) {
+      expect(env.NATS_URL).toBe(`nats://127.0.0.1:${services.nats?.port}`);
+      expect(env.TASKMESH_SERVICE_SECRET).toBe(system.serviceSecret);
+      expect(env.TASKMESH_DATA_DIR).toBe(data.path);
+      expect(env.LOG_LEVEL).toBe("warn");
+    }
+    expect(system.serviceSecret.length).toBeGreaterThanOrEqual(32);
+    expect(endpoints.gateway).toBe(`http://127.0.0.1:${services.gateway?.port}`);
+    expect(endpoints.grpc.tasks).toBe(`127.0.0.1:${services.tasks?.port}`);
+    // JetStream's store lives under the data dir.
+    expect(readFileSync(join(data.path, "logs", "nats.log"), "utf8")).toContain(join(data.path, "nats"));
+  });
+
+  it("stop() ends every process it started, nats-server included", async () => {
+    system = await start();
+    const pids = Object.values(system.services).map((s) => s.pid);
+    await system.stop();
+    system = undefined;
+    for (const pid of pids) expect(alive(pid)).toBe(false);
+  });
+
+  it("kill() and restart() replace one process, keeping its port", async () => {
+    const exits: string[] = [];
+    system = await start({ onUnexpectedExit: (name) => exits.push(name) });
+    const before = system.services.tasks?.pid ?? -1;
+    await system.kill("tasks");
+    expect(alive(before)).toBe(false);
+    await system.restart("tasks");
+    const after = system.services.tasks?.pid ?? -1;
+    expect(after).not.toBe(before);
+    expect(alive(after)).toBe(true);
+    expect(exits).toEqual([]); // asked-for exits are not reported
+  });
+
+  it("reports a process that dies on its own", async () => {
+    const exits: string[] = [];
+    system = await start({ onUnexpectedExit: (name, status) => exits.push(`${name}: ${status}`) });
+    process.kill(system.services.users?.pid ?? -1, "SIGKILL");
+    await eventually(() => exits.length > 0);
+    expect(exits).toEqual(["users: killed by SIGKILL"]);
+  });
+
+  it("names the service that did not come up, shows its log, and leaves nothing running", async () => {
+    const natsPort = await freePort();
+    const error = await start({ natsPort, env: { FIXTURE_FAIL: "tasks" } }).then(
+      () => undefined,
+      (e: Error) => e,
+    );
+    expect(error?.message).toMatch(/^tasks did not come up/);
+    expect(error?.message).toContain("tasks: boom, cannot start");
+    expect(await portFree(natsPort)).toBe(true);
+  });
+
+  it("refuses a port that is already taken, naming its owner", async () => {
+    const blocker = createServer();
+    const port = await new Promise<number>((r) =>
+      blocker.listen(0, "127.0.0.1", () => r((blocker.address() as { port: number }).port)),
+    );
+    try {
+      await expect(start({ ports: { gateway: { grpcPort: port } } })).rejects.toThrow(
+        new RegExp(`port ${port} \\(gateway gRPC\\) is already in use`),
+      );
+    } finally {
+      blocker.close();
+    }
+  });
+
+  it("says how to install nats-server when it is not on PATH", async () => {
+    const path = process.env.PATH;
+    process.env.PATH = "/nonexistent";
+    try {
+      await expect(start()).rejects.toThrow(/apt-get install -y nats-server/);
+    } finally {
+      process.env.PATH = path;
+    }
+  });
+
+  it("leaves no process behind when the runner itself is SIGKILLed", async () => {
+    data = tempDir("taskmesh-runner-data-");
+    const runner = resolve(REPO_ROOT, "packages/runner/dist/index.js");
+    const script = `
+      import { startSystem } from ${JSON.stringify(runner)};
+      const s = await startSystem({ root: ${JSON.stringify(root)}, dataDir: ${JSON.stringify(data.path)}, freePorts: true, logLevel: "warn" });
+      console.log(JSON.stringify(Object.values(s.services).map((x) => x.pid)));
+      setInterval(() => {}, 1000);
+    `;
+    const child = spawn(process.execPath, ["--input-type=module", "-e", script], {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    const pids = await new Promise<number[]>((done, fail) => {
+      let out = "";
+      child.stdout.on("data", (d) => {
+        out += d;
+        if (out.includes("\n")) done(JSON.parse(out));
+      });
+      child.once("exit", (code) => fail(new Error(`runner exited early (${code})`)));
+    });
+    expect(pids).toHaveLength(4);
+    for (const pid of pids) expect(alive(pid)).toBe(true);
+    process.kill(child.pid ?? -1, "SIGKILL");
+    await eventually(() => pids.every((pid) => !alive(pid)), 15_000);
+  });
+});
+
+describe("startOrder", () => {
+  it("puts every service after the services it calls and after users when it verifies tokens", () => {
+    expect(startOrder(["gateway", "tasks", "users"])).toEqual(["users", "tasks", "gateway"]);
+    expect(startOrder(["gateway", "tasks"])).toEqual(["tasks", "gateway"]);
+  });
+});

@@ -1,0 +1,129 @@
+// npm start: builds if needed (tsc -b is incremental), starts nats-server and every built service
+// as local processes (see packages/runner), prints the endpoints and example calls, and on Ctrl-C
+// (SIGINT) or SIGTERM stops everything (gateway first, nats-server last) and exits 0.
+import { execFileSync } from "node:child_process";
+import { dirname, join, relative } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const usage = `Usage: npm start [-- options]
+
+  --data-dir <dir>    SQLite files, JetStream store (nats/) and logs (logs/<service>.log). Default: .data
+  --port <port>       the gateway's port. Default: 8080
+  --nats-port <port>  nats-server's client port. Default: 4222
+  --free-ports        pick free ports for everything not given (to run beside another instance)
+  --log-level <lvl>   services' LOG_LEVEL (fatal|error|warn|info|debug|trace). Default: info
+  --no-build          skip \`tsc -b\`
+  -h, --help`;
+
+let args;
+try {
+  args = parseArgs({
+    options: {
+      "data-dir": { type: "string" },
+      port: { type: "string" },
+      "nats-port": { type: "string" },
+      "free-ports": { type: "boolean" },
+      "log-level": { type: "string" },
+      "no-build": { type: "boolean" },
+      help: { type: "boolean", short: "h" },
+    },
+  }).values;
+} catch (err) {
+  console.error(`taskmesh: ${err.message}\n\n${usage}`);
+  process.exit(2);
+}
+if (args.help) {
+  console.log(usage);
+  process.exit(0);
+}
+const portArg = (name) => {
+  const raw = args[name];
+  if (raw === undefined) return undefined;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1 || n > 65535) {
+    console.error(`taskmesh: --${name} must be a port number (1-65535), got ${JSON.stringify(raw)}`);
+    process.exit(2);
+  }
+  return n;
+};
+const gatewayPort = portArg("port");
+const natsPort = portArg("nats-port");
+
+if (!args["no-build"]) {
+  try {
+    execFileSync(join(root, "node_modules/.bin/tsc"), ["-b"], { cwd: root, stdio: "inherit" });
+  } catch {
+    console.error("taskmesh: the build failed (see above)");
+    process.exit(1);
+  }
+}
+
+// Imported after the build: the runner runs from its compiled dist.
+const { exampleCalls, formatExampleCalls, startSystem } = await import("@taskmesh/runner");
+
+const startup = new AbortController();
+let system;
+let stopping = false;
+const shutdown = async (signal) => {
+  if (stopping) {
+    console.error(`\ntaskmesh: ${signal} again, killing everything now`);
+    process.exit(1); // the runner's exit handler SIGKILLs what is left
+  }
+  stopping = true;
+  console.error(`\ntaskmesh: ${signal}, stopping…`);
+  if (!system) {
+    startup.abort(new Error(`${signal} during start-up`));
+    return; // the start below rejects, after stopping what it had started
+  }
+  await system.stop();
+  console.error("taskmesh: stopped");
+  process.exit(0);
+};
+process.on("SIGINT", () => void shutdown("SIGINT"));
+process.on("SIGTERM", () => void shutdown("SIGTERM"));
+
+const dataDir = args["data-dir"] ?? join(root, ".data");
+try {
+  system = await startSystem({
+    dataDir,
+    ports: gatewayPort ? { gateway: { grpcPort: gatewayPort } } : undefined,
+    natsPort,
+    freePorts: args["free-ports"] ?? false,
+    logLevel: args["log-level"] ?? "info",
+    signal: startup.signal,
+  });
+} catch (err) {
+  if (stopping) {
+    console.error("taskmesh: stopped");
+    process.exit(0);
+  }
+  console.error(`taskmesh: ${err instanceof Error ? err.message : err}`);
+  process.exit(1);
+}
+
+const rel = (p) => relative(process.cwd(), p) || ".";
+const { endpoints, services } = system;
+const rows = [
+  ["gateway", endpoints.gateway, "public edge: gRPC (h2c), Connect (HTTP/1.1, h2c), gRPC-Web, reflection"],
+  ...Object.entries(endpoints.grpc)
+    .filter(([name]) => name !== "gateway")
+    .map(([name, addr]) => [name, addr, name === "users" ? `gRPC; JWKS ${endpoints.jwks}` : "gRPC"]),
+  ["nats", endpoints.nats, `JetStream, store in ${rel(join(system.dataDir, "nats"))}`],
+];
+const pad = (s, n) => s + " ".repeat(Math.max(1, n - s.length));
+console.log(
+  `\ntaskmesh is running. Data: ${rel(system.dataDir)}  Logs: ${rel(join(system.dataDir, "logs"))}/<name>.log\n`,
+);
+for (const [name, addr, what] of rows) {
+  console.log(`  ${pad(name, 9)}${pad(addr, 26)}${pad(`pid ${services[name]?.pid}`, 11)}${what}`);
+}
+console.log(`\nTry (from ${rel(root)}):\n`);
+console.log(
+  formatExampleCalls(exampleCalls(endpoints))
+    .split("\n")
+    .map((l) => (l ? `  ${l}` : l))
+    .join("\n"),
+);
+console.log("\nCtrl-C stops everything.");
