@@ -116,7 +116,9 @@ export async function startNats(opts: StartNatsOptions = {}): Promise<NatsServer
     child.stderr?.on("data", keepTail);
     try {
       const gone = () =>
-        child.exitCode !== null || child.signalCode !== null ? `exited (${child.exitCode ?? child.signalCode})` : undefined;
+        child.exitCode !== null || child.signalCode !== null
+          ? `exited (${child.exitCode ?? child.signalCode})`
+          : undefined;
       await waitForNats(port, { timeoutMs: opts.timeoutMs, gone, describeFailure: () => output });
     } catch (err) {
       await stopChild(child, 1000);
