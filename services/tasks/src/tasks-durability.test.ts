@@ -71,7 +71,7 @@ describe("tasks durability", () => {
           TASKMESH_DATA_DIR: dir.path,
           TASKMESH_SERVICE_SECRET: SERVICE_SECRET,
           JWKS_URL: jwksUrl,
-          LOG_LEVEL: "warn",
+          LOG_LEVEL: "info",
         },
         stdio: ["ignore", "pipe", "pipe"],
       });
@@ -80,18 +80,15 @@ describe("tasks durability", () => {
       child.stdout?.on("data", (d) => (output += d));
       child.stderr?.on("data", (d) => (output += d));
       const address = `127.0.0.1:${port}`;
-      const health = createGrpcClient(Health, { address, defaultTimeoutMs: 500 });
+      // main.ts logs "tasks serving" once listening; then health must say SERVING.
+      for (let i = 0; !output.includes('"msg":"tasks serving"'); i++) {
+        if (child.exitCode !== null) throw new Error(`tasks exited with ${child.exitCode}: ${output}`);
+        if (i > 200) throw new Error(`tasks did not start: ${output}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const health = createGrpcClient(Health, { address });
       try {
-        for (let i = 0; ; i++) {
-          if (child.exitCode !== null) throw new Error(`tasks exited with ${child.exitCode}: ${output}`);
-          const status = await health.check({ service: "" }).then(
-            (r) => r.status,
-            () => undefined,
-          );
-          if (status === HealthCheckResponse_ServingStatus.SERVING) break;
-          if (i > 100) throw new Error(`tasks did not become SERVING: ${output}`);
-          await new Promise((r) => setTimeout(r, 100));
-        }
+        expect((await health.check({ service: "" })).status).toBe(HealthCheckResponse_ServingStatus.SERVING);
       } finally {
         health.close();
       }
