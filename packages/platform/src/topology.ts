@@ -14,12 +14,59 @@ export interface ServiceTopology {
   jwks: boolean;
   /** Built and started by `npm start` (services of later issues are declared but not yet built). */
   built: boolean;
+  /**
+   * The gRPC services this one serves, by fully-qualified Protobuf name (health and reflection
+   * aside). The mesh routes and authorizes by their method paths, read from the descriptors.
+   */
+  serves?: readonly string[];
+  /**
+   * Per callee (every entry of `calls`), what this service calls on it: a Protobuf service name
+   * (`taskmesh.tasks.v1.TaskService`, all its methods) or one method (`taskmesh.tasks.v1.TaskService/GetTask`).
+   * The callee's AuthorizationPolicy allows exactly these paths from this service's identity.
+   */
+  uses?: Readonly<Record<string, readonly string[]>>;
+  /** Connects to NATS JetStream (publishes or consumes events); only these may reach NATS in the mesh. */
+  nats?: boolean;
+  /** Keeps a SQLite database: in the mesh, one writer on a persistent volume. */
+  sqlite?: boolean;
+  /** Reached from outside through the ingress gateway (the edge). */
+  edge?: boolean;
 }
 
 export const TOPOLOGY = {
-  users: { grpcPort: 50051, httpPort: 50061, calls: [], jwks: false, built: true },
-  tasks: { grpcPort: 50052, calls: [], jwks: true, built: true },
-  gateway: { grpcPort: 8080, calls: ["users", "tasks"], jwks: true, built: true },
+  users: {
+    grpcPort: 50051,
+    httpPort: 50061,
+    calls: [],
+    jwks: false,
+    built: true,
+    serves: ["taskmesh.users.v1.UserService", "taskmesh.users.v1.UserInternalService"],
+    uses: {},
+    nats: true,
+    sqlite: true,
+  },
+  tasks: {
+    grpcPort: 50052,
+    calls: [],
+    jwks: true,
+    built: true,
+    serves: ["taskmesh.tasks.v1.TaskService", "taskmesh.tasks.v1.TaskInternalService"],
+    uses: {},
+    nats: true,
+    sqlite: true,
+  },
+  gateway: {
+    grpcPort: 8080,
+    calls: ["users", "tasks"],
+    jwks: true,
+    built: true,
+    // The edge serves the public APIs (forwarded to their owners with the caller's JWT) and its BFF.
+    serves: ["taskmesh.users.v1.UserService", "taskmesh.tasks.v1.TaskService", "taskmesh.gateway.v1.DashboardService"],
+    uses: { users: ["taskmesh.users.v1.UserService"], tasks: ["taskmesh.tasks.v1.TaskService"] },
+    nats: false,
+    sqlite: false,
+    edge: true,
+  },
 } as const satisfies Record<string, ServiceTopology>;
 
 export type ServiceName = keyof typeof TOPOLOGY;
