@@ -9,6 +9,35 @@ export {
 } from "./auth/tokens.js";
 export { ConfigError, type ConfigOf, env, loadConfig } from "./config/config.js";
 export { type Db, type Migration, migrate, openDatabase, pingDatabase } from "./db/database.js";
+export {
+  type ConsumerStats,
+  DEADLETTER_HEADERS,
+  type EventConsumerOptions,
+  EventConsumer,
+  type EventContext,
+  type EventHandler,
+  TransientError,
+} from "./events/consumer.js";
+export { inboxMigration } from "./events/inbox.js";
+export { NatsLink, type NatsLinkOptions, natsReady } from "./events/nats-link.js";
+export {
+  type AppendOptions,
+  appendEvent,
+  eventSubject,
+  eventType,
+  type NewEvent,
+  newEvent,
+  outboxMigration,
+} from "./events/outbox.js";
+export { OutboxRelay, type OutboxRelayOptions, type OutboxRow, type RelayStats } from "./events/relay.js";
+export {
+  type ConsumerSpec,
+  DEADLETTER_SUBJECT_PREFIX,
+  ensureConsumer,
+  ensureStreams,
+  STREAMS,
+  type StreamSpec,
+} from "./events/streams.js";
 export { createLogger, type Logger } from "./log/logger.js";
 export { codeName, toRpcError } from "./rpc/errors.js";
 export {

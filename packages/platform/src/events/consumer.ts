@@ -1,0 +1,290 @@
+import { fromBinary } from "@bufbuild/protobuf";
+import { type Envelope, EnvelopeSchema } from "@taskmesh/gen/taskmesh/events/v1/events_pb";
+import { type ConsumerMessages, headers, type JsMsg } from "nats";
+import type { Db } from "../db/database.js";
+import type { Logger } from "../log/logger.js";
+import { type BackoffOptions, backoffDelay, sleep } from "./backoff.js";
+import type { NatsLink } from "./nats-link.js";
+import {
+  type ConsumerSpec,
+  DEADLETTER_SUBJECT_PREFIX,
+  DEFAULT_MAX_DELIVER,
+  ensureConsumer,
+  ensureStreams,
+  STREAMS,
+  type StreamSpec,
+} from "./streams.js";
+
+/**
+ * Thrown by a handler when the failure may go away on its own (a dependency is down, a timeout,
+ * SQLITE_BUSY): the event is nak'ed and redelivered after an exponential backoff, up to
+ * `maxDeliver` deliveries. Any other error sends the event to the dead-letter stream at once.
+ */
+export class TransientError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "TransientError";
+  }
+}
+
+/** Headers on a dead-lettered message (its data is the original message's data, unchanged). */
+export const DEADLETTER_HEADERS = {
+  reason: "Taskmesh-Dead-Letter-Reason",
+  consumer: "Taskmesh-Consumer",
+  subject: "Taskmesh-Original-Subject",
+  stream: "Taskmesh-Original-Stream",
+  streamSeq: "Taskmesh-Original-Seq",
+  eventId: "Taskmesh-Event-Id",
+  deliveries: "Taskmesh-Deliveries",
+} as const;
+
+export interface EventContext {
+  /** The event id. Effects outside the database use it (or a key derived from it) as their idempotency key. */
+  eventId: string;
+  /** Durable name of the consumer handling it. */
+  consumer: string;
+  subject: string;
+  /** 1 on the first delivery. */
+  deliveryCount: number;
+  /** W3C trace context from the message header, if the producer had one. */
+  traceparent: string | undefined;
+}
+
+/**
+ * How a consumer applies one event.
+ *
+ * - `external` (optional, async): effects outside this service's database (a gRPC call, an email).
+ *   It runs before the transaction and again on every redelivery until the transaction commits,
+ *   so it must be idempotent, keyed by `ctx.eventId`.
+ * - `apply` (synchronous): the database effect, run inside the transaction that records the event
+ *   id in the inbox, with `external`'s result. better-sqlite3 transactions cannot span an await,
+ *   so `apply` must not be async (a returned promise rolls back and is treated as a bug).
+ */
+export interface EventHandler<R = void> {
+  external?: (event: Envelope, ctx: EventContext) => Promise<R>;
+  apply?: (event: Envelope, ctx: EventContext, external: R | undefined) => void;
+}
+
+export interface EventConsumerOptions<R = void> {
+  link: NatsLink;
+  db: Db;
+  logger: Logger;
+  /** The stream read; it is ensured (created or updated) together with DEADLETTER at start-up. */
+  stream: StreamSpec;
+  /** Durable name, filter, ack wait, max deliveries (defaults in ConsumerSpec). */
+  consumer: Omit<ConsumerSpec, "stream">;
+  /** An EventHandler, or a plain synchronous `apply` function. */
+  handler: EventHandler<R> | ((event: Envelope, ctx: EventContext) => void);
+  /** Delay before a transient failure is redelivered. Default { initialMs: 1000, maxMs: 60000 }. */
+  retryBackoff?: BackoffOptions;
+  /** Messages pulled ahead of the one being handled. Default 10 (their ack wait is running meanwhile). */
+  prefetch?: number;
+  /**
+   * Fault injection for tests: `afterCommit` runs between the commit and the ack; throwing there
+   * leaves the message unacknowledged, exactly like a process killed at that point.
+   */
+  hooks?: { afterCommit?: (event: Envelope, ctx: EventContext) => void };
+}
+
+export interface ConsumerStats {
+  /** Events applied (handler ran and committed). */
+  applied: number;
+  /** Deliveries acked without running the handler: the event id was already in the inbox. */
+  duplicates: number;
+  /** Transient failures nak'ed for redelivery. */
+  retried: number;
+  /** Events moved to the dead-letter stream. */
+  deadLettered: number;
+}
+
+/**
+ * A durable pull consumer with explicit ack, handling one message at a time (in stream order):
+ * decode the Envelope → skip if the inbox has its id → run the handler and record the id in one
+ * transaction → ack after the commit. Transient failures are nak'ed with backoff; anything else,
+ * and the last allowed delivery, is published to `taskmesh.deadletter.<durable>` with the reason
+ * and then terminated, so nothing is dropped silently.
+ */
+export class EventConsumer<R = void> {
+  readonly #opts: EventConsumerOptions<R>;
+  readonly #log: Logger;
+  readonly #handler: EventHandler<R>;
+  readonly #maxDeliver: number;
+  readonly #seen;
+  readonly #record;
+  readonly #stats: ConsumerStats = { applied: 0, duplicates: 0, retried: 0, deadLettered: 0 };
+  readonly #stopping = new AbortController();
+  #messages: ConsumerMessages | undefined;
+  #loop: Promise<void> | undefined;
+
+  constructor(opts: EventConsumerOptions<R>) {
+    this.#opts = opts;
+    this.#log = opts.logger.child({ component: "event-consumer", consumer: opts.consumer.durable });
+    this.#handler = typeof opts.handler === "function" ? { apply: opts.handler } : opts.handler;
+    this.#maxDeliver = opts.consumer.maxDeliver ?? DEFAULT_MAX_DELIVER;
+    this.#seen = opts.db.prepare("SELECT 1 FROM inbox WHERE consumer = ? AND event_id = ?").pluck();
+    this.#record = opts.db.prepare(
+      "INSERT INTO inbox (consumer, event_id, subject, processed_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+    );
+  }
+
+  get stats(): Readonly<ConsumerStats> {
+    return { ...this.#stats };
+  }
+
+  /** Starts consuming in the background (waiting for NATS if it is not there yet). */
+  start(): void {
+    this.#loop ??= this.#run();
+  }
+
+  /** Stops pulling, lets the message being handled finish (and be acked), then resolves. */
+  async stop(): Promise<void> {
+    this.#stopping.abort();
+    await this.#messages?.close();
+    await this.#loop;
+  }
+
+  async #run(): Promise<void> {
+    const { link } = this.#opts;
+    const spec: ConsumerSpec = { ...this.#opts.consumer, stream: this.#opts.stream.name };
+    for (let attempt = 1; !this.#stopping.signal.aborted; attempt++) {
+      try {
+        await link.whenConnected(this.#stopping.signal);
+        if (this.#stopping.signal.aborted) return;
+        await ensureStreams(await link.jetstreamManager(), [this.#opts.stream, STREAMS.DEADLETTER]);
+        await ensureConsumer(await link.jetstreamManager(), spec);
+        const consumer = await (await link.jetstream()).consumers.get(spec.stream, spec.durable);
+        if (this.#stopping.signal.aborted) return;
+        this.#messages = await consumer.consume({ max_messages: this.#opts.prefetch ?? 10 });
+        this.#log.info({ stream: spec.stream }, "consuming");
+        attempt = 0;
+        // nats.js keeps this iterator alive across disconnects (it re-pulls after a reconnect).
+        for await (const msg of this.#messages) {
+          await this.#handle(msg);
+          if (this.#stopping.signal.aborted) break;
+        }
+        if (!this.#stopping.signal.aborted) throw new Error("message iterator ended");
+      } catch (err) {
+        if (this.#stopping.signal.aborted) return;
+        const delay = backoffDelay(attempt, { initialMs: 250, maxMs: 10_000 });
+        this.#log.warn({ err, retryInMs: delay }, "consumer loop failed; restarting");
+        await sleep(delay, this.#stopping.signal);
+      }
+    }
+  }
+
+  async #handle(msg: JsMsg): Promise<void> {
+    const deliveries = msg.info.deliveryCount;
+    let event: Envelope;
+    try {
+      event = fromBinary(EnvelopeSchema, msg.data);
+      if (!event.id) throw new Error("envelope has no id");
+    } catch (err) {
+      await this.#deadLetter(msg, `undecodable event: ${message(err)}`, undefined);
+      return;
+    }
+    const ctx: EventContext = {
+      eventId: event.id,
+      consumer: this.#opts.consumer.durable,
+      subject: msg.subject,
+      deliveryCount: deliveries,
+      traceparent: msg.headers?.get("traceparent") || undefined,
+    };
+    const log = this.#log.child({ eventId: event.id, type: event.type, deliveries });
+
+    if (this.#seen.get(ctx.consumer, ctx.eventId)) {
+      this.#stats.duplicates++;
+      log.debug("event already applied; acking without effect");
+      msg.ack();
+      return;
+    }
+    if (deliveries > this.#maxDeliver) {
+      // Only reachable through the server's headroom: an earlier last attempt died mid-way.
+      await this.#deadLetter(msg, `not applied after ${this.#maxDeliver} deliveries`, event.id);
+      return;
+    }
+
+    let applied: boolean;
+    try {
+      const result = this.#handler.external ? await this.#handler.external(event, ctx) : undefined;
+      applied = this.#opts.db.transaction(() => {
+        const fresh = this.#record.run(ctx.consumer, ctx.eventId, ctx.subject, new Date().toISOString()).changes === 1;
+        if (!fresh) return false; // another instance applied it meanwhile
+        const r: unknown = this.#handler.apply?.(event, ctx, result);
+        if (r instanceof Promise) throw new Error("EventHandler.apply returned a promise; it must be synchronous");
+        return true;
+      })();
+    } catch (err) {
+      if (isTransient(err) && deliveries < this.#maxDeliver) {
+        const delay = backoffDelay(deliveries, this.#opts.retryBackoff ?? { initialMs: 1000, maxMs: 60_000 });
+        this.#stats.retried++;
+        log.warn({ err, retryInMs: delay }, "transient failure; event will be redelivered");
+        msg.nak(delay);
+        return;
+      }
+      const why = isTransient(err)
+        ? `still failing after ${deliveries} deliveries: ${message(err)}`
+        : `handler failed: ${message(err)}`;
+      log.error({ err }, "event cannot be applied; dead-lettering it");
+      await this.#deadLetter(msg, why, event.id);
+      return;
+    }
+
+    if (applied) this.#stats.applied++;
+    else this.#stats.duplicates++;
+    try {
+      this.#opts.hooks?.afterCommit?.(event, ctx);
+    } catch (err) {
+      log.warn({ err }, "afterCommit hook threw; leaving the message unacknowledged");
+      return;
+    }
+    // After the commit: if this ack is lost, the redelivery finds the id in the inbox.
+    msg.ack();
+  }
+
+  /** Publishes the original data to the dead-letter subject, then terminates the message; if the publish fails, naks it instead. */
+  async #deadLetter(msg: JsMsg, reason: string, eventId: string | undefined): Promise<void> {
+    const durable = this.#opts.consumer.durable;
+    const h = headers();
+    h.set(DEADLETTER_HEADERS.reason, headerValue(reason));
+    h.set(DEADLETTER_HEADERS.consumer, durable);
+    h.set(DEADLETTER_HEADERS.subject, msg.subject);
+    h.set(DEADLETTER_HEADERS.stream, msg.info.stream);
+    h.set(DEADLETTER_HEADERS.streamSeq, String(msg.info.streamSequence));
+    h.set(DEADLETTER_HEADERS.deliveries, String(msg.info.deliveryCount));
+    if (eventId) h.set(DEADLETTER_HEADERS.eventId, headerValue(eventId));
+    const traceparent = msg.headers?.get("traceparent");
+    if (traceparent) h.set("traceparent", traceparent);
+    try {
+      const js = await this.#opts.link.jetstream();
+      await js.publish(`${DEADLETTER_SUBJECT_PREFIX}.${durable}`, msg.data, {
+        headers: h,
+        // The same poison message dead-lettered twice (a crash before term) is stored once.
+        msgID: `${durable}:${msg.info.stream}:${msg.info.streamSequence}`,
+      });
+    } catch (err) {
+      const delay = backoffDelay(msg.info.deliveryCount, this.#opts.retryBackoff ?? { initialMs: 1000, maxMs: 60_000 });
+      this.#log.error({ err, reason, retryInMs: delay }, "dead-letter publish failed; message will be redelivered");
+      msg.nak(delay);
+      return;
+    }
+    this.#stats.deadLettered++;
+    this.#log.error({ eventId, reason, subject: msg.subject }, "event dead-lettered");
+    msg.term();
+  }
+}
+
+function isTransient(err: unknown): boolean {
+  if (err instanceof TransientError) return true;
+  // Another connection held the write lock for longer than busy_timeout.
+  const code = (err as { code?: unknown } | null)?.code;
+  return code === "SQLITE_BUSY" || code === "SQLITE_LOCKED";
+}
+
+function message(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** NATS header values are one line; keep them short. */
+function headerValue(s: string): string {
+  return s.replace(/[\r\n]+/g, " ").slice(0, 1000);
+}

@@ -1,0 +1,228 @@
+import { headers, type JetStreamClient, NatsError, type PubAck } from "nats";
+import type { Db } from "../db/database.js";
+import type { Logger } from "../log/logger.js";
+import { type BackoffOptions, backoffDelay, sleep } from "./backoff.js";
+import type { NatsLink } from "./nats-link.js";
+import { onOutboxAppend } from "./outbox.js";
+import { ensureStreams, type StreamSpec } from "./streams.js";
+
+/** An outbox row on its way to NATS. */
+export interface OutboxRow {
+  seq: number;
+  eventId: string;
+  subject: string;
+  data: Uint8Array;
+  traceparent: string | null;
+}
+
+export interface OutboxRelayOptions {
+  db: Db;
+  link: NatsLink;
+  logger: Logger;
+  /** Streams this service publishes to; created or updated before the first publish. */
+  streams: readonly StreamSpec[];
+  /** How often the outbox is checked even without a wake-up (rows left by a crashed predecessor, missed wakes). Default 1000 ms. */
+  pollIntervalMs?: number;
+  /** Rows read per query. Default 100. */
+  batchSize?: number;
+  /** Backoff after a failed publish. Default { initialMs: 200, maxMs: 10000 }. */
+  backoff?: BackoffOptions;
+  /** How long published rows are kept (for inspection) before they are deleted. Default 24 h. */
+  keepPublishedMs?: number;
+  /** How long `stop()` keeps publishing the backlog before it gives up (rows stay for the next start). Default 5000 ms. */
+  drainTimeoutMs?: number;
+  /**
+   * Fault injection for tests. `afterPubAck` runs between the PubAck and marking the row
+   * published; throwing there leaves the row unpublished, exactly like a process killed at that point.
+   */
+  hooks?: { afterPubAck?: (row: OutboxRow, ack: PubAck) => void };
+}
+
+export interface RelayStats {
+  /** Rows published and marked. */
+  published: number;
+  /** PubAcks that JetStream flagged as duplicates (a republish after a crash or a failed mark). */
+  duplicates: number;
+  /** Failed publish attempts. */
+  failures: number;
+}
+
+/**
+ * Publishes the outbox to JetStream, in `seq` order, one message at a time: each row is sent with
+ * `Nats-Msg-Id` = event id and marked published only after its PubAck. A crash between the two
+ * republishes the row on the next start; JetStream's duplicate window drops the copy and the
+ * consumers' inbox absorbs anything older. Strictly one in flight, because with several in flight
+ * a failure of row n after row n+1 succeeded would reorder them on the retry.
+ *
+ * While NATS is down nothing is lost: rows wait, the relay waits for the link to reconnect and
+ * backs off (exponential, jitter, capped) on publish errors.
+ */
+export class OutboxRelay {
+  readonly #opts: OutboxRelayOptions;
+  readonly #log: Logger;
+  readonly #select;
+  readonly #mark;
+  readonly #count;
+  readonly #prune;
+  readonly #stats: RelayStats = { published: 0, duplicates: 0, failures: 0 };
+  #stopping = new AbortController();
+  #wakeSignal = new AbortController();
+  #woken = false;
+  #loop: Promise<void> | undefined;
+  #unsubscribe: (() => void)[] = [];
+  #streamsReady = false;
+  #lastPrune = 0;
+
+  constructor(opts: OutboxRelayOptions) {
+    this.#opts = opts;
+    this.#log = opts.logger.child({ component: "outbox-relay" });
+    const db = opts.db;
+    this.#select = db.prepare(
+      "SELECT seq, event_id AS eventId, subject, data, traceparent FROM outbox WHERE published_at IS NULL ORDER BY seq LIMIT ?",
+    );
+    this.#mark = db.prepare("UPDATE outbox SET published_at = ? WHERE seq = ? AND published_at IS NULL");
+    this.#count = db.prepare("SELECT count(*) AS n FROM outbox WHERE published_at IS NULL").pluck();
+    this.#prune = db.prepare("DELETE FROM outbox WHERE published_at IS NOT NULL AND published_at < ?");
+  }
+
+  /** Starts publishing: at once (whatever a crashed predecessor left), after every outbox commit, and every poll interval. */
+  start(): void {
+    if (this.#loop) return;
+    this.#unsubscribe.push(onOutboxAppend(this.#opts.db, () => this.wake()));
+    this.#unsubscribe.push(this.#opts.link.onConnect(() => this.wake()));
+    this.#loop = this.#run();
+  }
+
+  /** Asks for a publish pass now (appendEvent does this by itself after the transaction). */
+  wake(): void {
+    this.#woken = true;
+    this.#wakeSignal.abort();
+  }
+
+  /** Number of events not yet published. */
+  backlog(): number {
+    return this.#count.get() as number;
+  }
+
+  /** True while the NATS connection is up. */
+  get connected(): boolean {
+    return this.#opts.link.connected;
+  }
+
+  get stats(): Readonly<RelayStats> {
+    return { ...this.#stats };
+  }
+
+  /**
+   * Stops the relay: if NATS is connected it keeps publishing the backlog for up to
+   * `drainTimeoutMs`, finishing the publish in flight; whatever remains waits in the outbox.
+   */
+  async stop(): Promise<void> {
+    if (!this.#loop) return;
+    for (const u of this.#unsubscribe) u();
+    this.#unsubscribe = [];
+    this.#stopping.abort();
+    this.wake();
+    await this.#loop;
+    this.#loop = undefined;
+  }
+
+  async #run(): Promise<void> {
+    let failures = 0;
+    for (;;) {
+      if (this.#stopping.signal.aborted) {
+        await this.#drain();
+        return;
+      }
+      // A wake() from here on (even during the pass) makes the next idle return at once.
+      this.#woken = false;
+      this.#wakeSignal = new AbortController();
+      const poll = this.#opts.pollIntervalMs ?? 1000;
+      if (!this.#opts.link.connected) {
+        const wake = this.#wakeSignal.signal;
+        await Promise.race([sleep(poll, wake), this.#opts.link.whenConnected(wake)]);
+        continue;
+      }
+      try {
+        await this.#pass();
+        failures = 0;
+        this.#maybePrune();
+      } catch (err) {
+        failures++;
+        this.#stats.failures++;
+        this.#noteFailure(err);
+        const delay = backoffDelay(failures, this.#opts.backoff ?? { initialMs: 200, maxMs: 10_000 });
+        this.#log.warn(
+          { err, attempt: failures, retryInMs: delay, backlog: this.backlog() },
+          "outbox publish failed; backing off",
+        );
+        // Only stop() interrupts a backoff: wakes from new commits must not turn it into a hot loop.
+        await sleep(delay, this.#stopping.signal);
+        continue;
+      }
+      if (!this.#woken) await sleep(poll, this.#wakeSignal.signal);
+    }
+  }
+
+  /** Publishes every unpublished row in order; throws on the first failure (the row stays). */
+  async #pass(abandon?: AbortSignal): Promise<void> {
+    const js = await this.#opts.link.jetstream();
+    if (!this.#streamsReady) {
+      await ensureStreams(await this.#opts.link.jetstreamManager(), this.#opts.streams);
+      this.#streamsReady = true;
+    }
+    const batch = this.#opts.batchSize ?? 100;
+    for (;;) {
+      const rows = this.#select.all(batch) as OutboxRow[];
+      for (const row of rows) {
+        if (abandon?.aborted) return;
+        await this.#publish(js, row);
+      }
+      if (rows.length < batch) return;
+    }
+  }
+
+  async #publish(js: JetStreamClient, row: OutboxRow): Promise<void> {
+    const h = headers();
+    if (row.traceparent) h.set("traceparent", row.traceparent);
+    const ack = await js.publish(row.subject, row.data, { msgID: row.eventId, headers: h });
+    this.#opts.hooks?.afterPubAck?.(row, ack);
+    this.#mark.run(new Date().toISOString(), row.seq);
+    this.#stats.published++;
+    if (ack.duplicate) {
+      this.#stats.duplicates++;
+      this.#log.info(
+        { eventId: row.eventId, seq: row.seq },
+        "event was already in the stream (republish absorbed by de-dup)",
+      );
+    }
+  }
+
+  /** Final passes during stop(), bounded by drainTimeoutMs (the publish in flight is finished, no new one starts). */
+  async #drain(): Promise<void> {
+    if (!this.#opts.link.connected || this.backlog() === 0) return;
+    const abandon = AbortSignal.timeout(this.#opts.drainTimeoutMs ?? 5000);
+    try {
+      await this.#pass(abandon);
+    } catch (err) {
+      this.#log.warn({ err }, "outbox drain failed");
+    }
+    const left = this.backlog();
+    if (left > 0)
+      this.#log.warn({ backlog: left }, "relay stopped with unpublished events; they wait for the next start");
+  }
+
+  #noteFailure(err: unknown): void {
+    // 503 "no responders": nobody listens on the subject, i.e. the stream is gone (deleted, or a
+    // server that lost its store). Ensure the streams again before the next attempt.
+    if (err instanceof NatsError && err.code === "503") this.#streamsReady = false;
+  }
+
+  #maybePrune(): void {
+    const now = Date.now();
+    if (now - this.#lastPrune < 60_000) return;
+    this.#lastPrune = now;
+    const cutoff = new Date(now - (this.#opts.keepPublishedMs ?? 86_400_000)).toISOString();
+    this.#prune.run(cutoff);
+  }
+}
