@@ -32,6 +32,8 @@ export function createUserTokenVerifier(keys: JWTVerifyGetKey): UserTokenVerifie
           throw new errors.JWTClaimValidationFailed("sub", payload);
         return payload.sub;
       } catch (e) {
+        // A key getter may report its own status (e.g. UNAVAILABLE when the key set cannot be fetched).
+        if (e instanceof ConnectError) throw e;
         throw new ConnectError(`invalid token: ${describeJoseError(e)}`, Code.Unauthenticated);
       }
     },

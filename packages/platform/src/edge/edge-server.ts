@@ -1,0 +1,86 @@
+import type { DescService } from "@bufbuild/protobuf";
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import type { Logger } from "pino";
+import { addHealth } from "./edge-health.js";
+import { addReflection } from "./edge-reflection.js";
+import { OnePortServer } from "./one-port-server.js";
+
+export interface EdgeService {
+  service: DescService;
+  // biome-ignore lint/suspicious/noExplicitAny: typed where it is built (e.g. forwardService(S, ...) is ServiceImpl<S>).
+  impl: ServiceImpl<any>;
+  /** Readiness of this service for grpc.health.v1 (e.g. its backend's health). Default: ready. */
+  ready?: (signal: AbortSignal) => Promise<boolean>;
+}
+
+export interface EdgeServerOptions {
+  logger: Logger;
+  /**
+   * The public services, and only these: reflection lists them (plus grpc.health.v1.Health), and
+   * any other path — an internal service included — answers 404, which gRPC clients read as
+   * UNIMPLEMENTED. A function receives the drain signal (aborted when shutdown begins) for
+   * `forwardService({ drainSignal })`.
+   */
+  services: readonly EdgeService[] | ((drainSignal: AbortSignal) => readonly EdgeService[]);
+  /** Largest request message accepted, in bytes. Default 1 MiB, as the backends (RESOURCE_EXHAUSTED above). */
+  readMaxBytes?: number;
+}
+
+/**
+ * The edge: connect-node serving Connect (HTTP/1.1 and h2c), gRPC (h2c) and gRPC-Web on one
+ * port, with server reflection and health. The handlers are whatever `services` bring —
+ * typically `forwardService(...)` to a backend.
+ */
+export class EdgeServer {
+  readonly #http: OnePortServer;
+  readonly #shutdown = new AbortController();
+  readonly #drain = new AbortController();
+  readonly #logger: Logger;
+  #stopped: Promise<void> | undefined;
+
+  constructor(opts: EdgeServerOptions) {
+    this.#logger = opts.logger;
+    const services = typeof opts.services === "function" ? opts.services(this.#drain.signal) : opts.services;
+    const handler = connectNodeAdapter({
+      // Browsers and curl send Connect JSON without the Connect-Protocol-Version header.
+      requireConnectProtocolHeader: false,
+      readMaxBytes: opts.readMaxBytes ?? 1024 * 1024,
+      // Aborted only when the grace period runs out: until then in-flight calls finish normally.
+      shutdownSignal: this.#shutdown.signal,
+      routes: (router) => {
+        for (const s of services) router.service(s.service, s.impl as never);
+        addReflection(
+          router,
+          services.map((s) => s.service),
+        );
+        addHealth(router, {
+          serving: () => !this.#drain.signal.aborted,
+          services: new Map(services.map((s) => [s.service.typeName, s.ready ?? (async () => true)])),
+        });
+      },
+    });
+    this.#http = new OnePortServer(handler);
+  }
+
+  /** Binds host:port (0 picks a free port); resolves the bound port. */
+  async listen(port: number, host = "127.0.0.1"): Promise<number> {
+    const bound = await this.#http.listen(port, host);
+    this.#logger.info({ port: bound }, "edge listening (gRPC h2c, Connect, gRPC-Web)");
+    return bound;
+  }
+
+  /**
+   * Graceful shutdown: health turns NOT_SERVING, the port stops accepting, streams are told to
+   * end, unary calls in flight finish for up to `graceMs`; then the rest is cancelled.
+   */
+  shutdown(graceMs = 10_000): Promise<void> {
+    this.#stopped ??= (async () => {
+      this.#drain.abort();
+      await this.#http.close(graceMs, () =>
+        this.#shutdown.abort(new ConnectError("gateway shutting down", Code.Unavailable)),
+      );
+    })();
+    return this.#stopped;
+  }
+}

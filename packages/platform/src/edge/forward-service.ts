@@ -1,0 +1,90 @@
+import { randomUUID } from "node:crypto";
+import type { DescService } from "@bufbuild/protobuf";
+import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import { bearerToken } from "../auth/identity.js";
+import type { UserTokenVerifier } from "../auth/tokens.js";
+import type { CallOptions, GrpcClient } from "../rpc/grpc-client.js";
+
+/** Header carrying a request id from the edge to the backends (and back to the caller). */
+export const REQUEST_ID_HEADER = "x-request-id";
+/** A client-supplied request id is kept only if it looks like one; otherwise a fresh UUID is used. */
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+export interface ForwardOptions {
+  /** Verifies the caller's user JWT at the edge, before any backend is called. */
+  userTokens: UserTokenVerifier;
+  /** Methods, by localName or name (e.g. "register", "Login"), callable without a token. Default none. */
+  anonymous?: readonly string[];
+  /** Cap on the deadline of a forwarded call; a caller's shorter remaining deadline wins. Default 10000 ms. */
+  maxTimeoutMs?: number;
+  /** When aborted (graceful shutdown), forwarded server streams end with UNAVAILABLE so clients reconnect elsewhere. */
+  drainSignal?: AbortSignal;
+}
+
+/**
+ * Handlers for `service` that forward every call to its backend over `client` (one reused
+ * grpc-js channel), built with one loop over the descriptor's methods rather than by hand.
+ *
+ * Per call: the user JWT is verified here (anonymous methods aside), so a bad token never costs
+ * a backend hop; only `authorization` and a request id go to the backend, never other client
+ * headers (a client-set `x-user-id` reaches nobody), and the backend verifies the token again
+ * itself — it never trusts the edge for identity. The deadline is the caller's remaining time
+ * capped at `maxTimeoutMs`; cancellation by the caller cancels the backend call; the backend's
+ * status code and message come back unchanged (the client maps grpc-js errors to ConnectError
+ * with the same code, which connect-node sends as-is).
+ */
+export function forwardService<S extends DescService>(
+  service: S,
+  client: GrpcClient<S>,
+  opts: ForwardOptions,
+): ServiceImpl<S> {
+  const maxTimeoutMs = opts.maxTimeoutMs ?? 10_000;
+  const impl: Record<string, unknown> = {};
+  for (const method of service.methods) {
+    const anonymous = opts.anonymous?.includes(method.localName) || opts.anonymous?.includes(method.name);
+    // Resolved once: the typed client's function for this method.
+    const call = (client as unknown as Record<string, (req: unknown, o: CallOptions) => unknown>)[method.localName];
+    if (!call) throw new Error(`client has no method ${method.localName}`);
+
+    const forwardHeaders = async (ctx: HandlerContext): Promise<Record<string, string>> => {
+      const incoming = ctx.requestHeader.get(REQUEST_ID_HEADER);
+      const requestId = incoming !== null && REQUEST_ID.test(incoming) ? incoming : randomUUID();
+      ctx.responseHeader.set(REQUEST_ID_HEADER, requestId);
+      const headers: Record<string, string> = { [REQUEST_ID_HEADER]: requestId };
+      if (!anonymous) {
+        const token = bearerToken(ctx.requestHeader);
+        if (!token) throw new ConnectError("authorization: Bearer <token> is required", Code.Unauthenticated);
+        await opts.userTokens.verify(token);
+        headers.authorization = `Bearer ${token}`;
+      }
+      return headers;
+    };
+
+    if (method.methodKind === "unary") {
+      impl[method.localName] = async (req: unknown, ctx: HandlerContext) =>
+        call(req, { parent: ctx, timeoutMs: maxTimeoutMs, headers: await forwardHeaders(ctx) });
+    } else if (method.methodKind === "server_streaming") {
+      const drain = opts.drainSignal;
+      impl[method.localName] = async function* (req: unknown, ctx: HandlerContext) {
+        // Streams are long-lived: no deadline unless the caller set one (no `parent`, whose
+        // presence would impose the client's default deadline); the caller's cancellation and
+        // the drain signal end the backend stream.
+        const o: CallOptions = {
+          headers: await forwardHeaders(ctx),
+          signal: drain ? AbortSignal.any([ctx.signal, drain]) : ctx.signal,
+        };
+        const remaining = ctx.timeoutMs();
+        if (remaining !== undefined) o.timeoutMs = remaining;
+        try {
+          yield* call(req, o) as AsyncIterable<unknown>;
+        } catch (err) {
+          if (drain?.aborted) throw new ConnectError("gateway shutting down, reconnect", Code.Unavailable);
+          throw err;
+        }
+      };
+    } else {
+      throw new Error(`${service.typeName}.${method.name}: ${method.methodKind} methods cannot be forwarded`);
+    }
+  }
+  return impl as ServiceImpl<S>;
+}

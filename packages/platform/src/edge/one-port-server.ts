@@ -1,0 +1,105 @@
+import http from "node:http";
+import http2 from "node:http2";
+import net from "node:net";
+
+/** What a client that speaks HTTP/2 without TLS ("prior knowledge", RFC 9113 §3.3) sends first. */
+const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+
+type Handler = (
+  req: http.IncomingMessage | http2.Http2ServerRequest,
+  res: http.ServerResponse | http2.Http2ServerResponse,
+) => void;
+
+export interface OnePortServerOptions {
+  /** A connection that has not sent enough bytes to tell its protocol within this time is closed. Default 10000 ms. */
+  sniffTimeoutMs?: number;
+}
+
+/**
+ * HTTP/1.1 and cleartext HTTP/2 (h2c prior knowledge) on one port, with one request handler.
+ *
+ * Why not `http2.createServer({ allowHTTP1: true })`: on cleartext, Node 20 answers an HTTP/1.1
+ * request with a protocol error (the fallback only works with TLS, where ALPN picks the protocol;
+ * checked: fetch() against it fails with HPE_INVALID_CONSTANT). So a plain `net.Server` accepts,
+ * reads until the first bytes match or rule out the HTTP/2 preface, puts them back with
+ * `socket.unshift()` and hands the socket to an http2 or an http1 server by emitting "connection".
+ * Browsers and curl speak HTTP/1.1; grpcurl and `buf curl --http2-prior-knowledge` speak h2c.
+ */
+export class OnePortServer {
+  readonly #tcp: net.Server;
+  readonly #h1: http.Server;
+  readonly #h2: http2.Http2Server;
+  readonly #sockets = new Set<net.Socket>();
+  readonly #sessions = new Set<http2.ServerHttp2Session>();
+  readonly #sniffTimeoutMs: number;
+
+  constructor(handler: Handler, opts: OnePortServerOptions = {}) {
+    this.#sniffTimeoutMs = opts.sniffTimeoutMs ?? 10_000;
+    this.#h1 = http.createServer(handler);
+    this.#h2 = http2.createServer(handler);
+    this.#h2.on("session", (s: http2.ServerHttp2Session) => {
+      this.#sessions.add(s);
+      s.once("close", () => this.#sessions.delete(s));
+    });
+    this.#tcp = net.createServer((socket) => this.#accept(socket));
+  }
+
+  /** Binds host:port (0 picks a free port); resolves the bound port. */
+  async listen(port: number, host = "127.0.0.1"): Promise<number> {
+    await new Promise<void>((resolve, reject) => {
+      this.#tcp.once("error", reject);
+      this.#tcp.listen(port, host, () => {
+        this.#tcp.off("error", reject);
+        resolve();
+      });
+    });
+    return (this.#tcp.address() as net.AddressInfo).port;
+  }
+
+  /**
+   * Stops accepting, lets requests in flight finish (HTTP/2: GOAWAY then close once the streams
+   * end; HTTP/1.1: close each connection as soon as it is idle), and after `graceMs` destroys what
+   * is left. `beforeForce` runs just before that, e.g. to abort handlers so they answer first.
+   */
+  async close(graceMs: number, beforeForce?: () => void): Promise<void> {
+    this.#tcp.close();
+    for (const s of this.#sessions) s.close();
+    const deadline = Date.now() + graceMs;
+    while (this.#sockets.size > 0 && Date.now() < deadline) {
+      this.#h1.closeIdleConnections();
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    if (this.#sockets.size > 0) {
+      beforeForce?.();
+      await new Promise((r) => setTimeout(r, 100));
+      for (const s of this.#sockets) s.destroy();
+    }
+  }
+
+  #accept(socket: net.Socket): void {
+    this.#sockets.add(socket);
+    socket.once("close", () => this.#sockets.delete(socket));
+    socket.on("error", () => socket.destroy()); // a reset before the protocol is known
+    const timer = setTimeout(() => socket.destroy(), this.#sniffTimeoutMs);
+    let head: Buffer = Buffer.alloc(0);
+    const onData = (chunk: Buffer) => {
+      head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
+      const n = Math.min(head.length, H2_PREFACE.length);
+      const isH2 = head.subarray(0, n).equals(H2_PREFACE.subarray(0, n));
+      if (isH2 && head.length < H2_PREFACE.length) return; // could still be either: wait for more
+      clearTimeout(timer);
+      socket.off("data", onData);
+      socket.pause();
+      socket.unshift(head);
+      if (isH2) {
+        // The http2 session reads bytes already buffered on the socket on its next tick
+        // (nodejs/node#34532); resuming here would emit them as "data" to no one.
+        this.#h2.emit("connection", socket);
+      } else {
+        this.#h1.emit("connection", socket);
+        socket.resume();
+      }
+    };
+    socket.on("data", onData);
+  }
+}
