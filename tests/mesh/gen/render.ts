@@ -1,0 +1,77 @@
+/**
+ * Renders every generated mesh file (path relative to the repo root → content). The drift test
+ * compares them with the committed files; `npm run mesh:gen` writes them.
+ */
+import { stringify } from "yaml";
+import { type Manifest, renderBase } from "./base.js";
+import { type Rendered, renderCanary, renderDev, renderDrill, renderFaultInjection, renderProd } from "./components.js";
+import { loadServices } from "./descriptors.js";
+import { imageWorkspaces, renderDockerfile } from "./dockerfile.js";
+import { renderIstio } from "./istio.js";
+import { component, type Kustomization, kustomization } from "./kustomization.js";
+import { GENERATED_HEADER, NATS, SERVICES } from "./policy.js";
+
+/** Directories whose *.yaml the generator owns entirely (a file it no longer renders is stale). */
+export const GENERATED_DIRS = [
+  "mesh/base",
+  "mesh/components/istio",
+  "mesh/components/canary",
+  "mesh/components/fault-injection",
+  "mesh/overlays/dev",
+  "mesh/overlays/drill",
+  "mesh/overlays/prod",
+];
+export const TOPOLOGY_JSON = "mesh/topology.json";
+
+/** No anchors/aliases (kustomize and humans read these), no folding of long lines. */
+export const yamlOptions = { lineWidth: 0, aliasDuplicateObjects: false } as const;
+
+export function manifestsYaml(manifests: Manifest[]): string {
+  const docs = manifests.map((m) => {
+    m.validate();
+    return stringify(m.toJSON(), yamlOptions);
+  });
+  return `# ${GENERATED_HEADER}\n${docs.join("---\n")}`;
+}
+
+const kustomizationYaml = (k: Kustomization) => `# ${GENERATED_HEADER}\n${stringify(k, yamlOptions)}`;
+
+export async function renderMesh(): Promise<Map<string, string>> {
+  const services = await loadServices();
+  const files = new Map<string, string>();
+  const put = (dir: string, manifests: Map<string, Manifest[]>, k: Kustomization) => {
+    for (const [name, docs] of manifests) files.set(`${dir}/${name}`, manifestsYaml(docs));
+    files.set(`${dir}/kustomization.yaml`, kustomizationYaml(k));
+  };
+  const putRendered = (dir: string, r: Rendered) => put(dir, r.manifests, r.kustomization);
+
+  const base = renderBase();
+  put("mesh/base", base, kustomization([...base.keys()]));
+  const istio = renderIstio(services);
+  put("mesh/components/istio", istio, component({ resources: [...istio.keys()] }));
+  putRendered("mesh/components/canary", renderCanary(services));
+  putRendered("mesh/components/fault-injection", renderFaultInjection(services));
+  putRendered("mesh/overlays/dev", renderDev());
+  putRendered("mesh/overlays/drill", renderDrill());
+  putRendered("mesh/overlays/prod", renderProd());
+
+  // What the Tiltfile reads: one image and one k8s resource per service, NATS first.
+  const tilt = {
+    comment: GENERATED_HEADER,
+    nats: NATS.name,
+    services: SERVICES.map((s) => ({
+      name: s.name,
+      grpcPort: s.grpcPort,
+      ...(s.httpPort !== undefined ? { httpPort: s.httpPort } : {}),
+      calls: [...s.calls],
+      edge: s.edge === true,
+      dockerfile: `services/${s.name}/Dockerfile`,
+      // The workspaces its image holds: Tilt builds with only these and live-syncs their src/.
+      workspaces: imageWorkspaces(s.name).map((w) => w.dir),
+    })),
+  };
+  files.set(TOPOLOGY_JSON, `${JSON.stringify(tilt, null, 2)}\n`);
+
+  for (const s of SERVICES) files.set(`services/${s.name}/Dockerfile`, renderDockerfile(s, GENERATED_HEADER));
+  return files;
+}
