@@ -235,6 +235,8 @@ describe("gateway", () => {
     const internal = createClient(TaskInternalService, grpcH2c());
     const e = await errorOf(internal.purgeUser({ userId: me.id }, bearer(me.token)));
     expect(e.code).toBe(Code.Unimplemented);
+    const web = createClient(TaskInternalService, createGrpcWebTransport({ baseUrl, httpVersion: "1.1" }));
+    expect((await errorOf(web.purgeUser({ userId: me.id }, bearer(me.token)))).code).toBe(Code.Unimplemented);
     const res = await fetch(`${baseUrl}/taskmesh.users.v1.UserInternalService/GetUserPreferences`, {
       method: "POST",
       headers: { "content-type": "application/json", authorization: `Bearer ${me.token}` },

@@ -48,6 +48,7 @@ export class EdgeServer {
       readMaxBytes: opts.readMaxBytes ?? 1024 * 1024,
       // Aborted only when the grace period runs out: until then in-flight calls finish normally.
       shutdownSignal: this.#shutdown.signal,
+      fallback: unknownPath,
       routes: (router) => {
         for (const s of services) router.service(s.service, s.impl as never);
         addReflection(
@@ -83,4 +84,31 @@ export class EdgeServer {
     })();
     return this.#stopped;
   }
+}
+
+/**
+ * Any path that is not a mounted method: gRPC and gRPC-Web callers get UNIMPLEMENTED as a
+ * Trailers-Only response (what gRPC servers send for an unknown method), everyone else a 404
+ * (the Connect protocol's HTTP status for unimplemented).
+ */
+function unknownPath(
+  req: { url?: string; headers: Record<string, string | string[] | undefined> },
+  res: UnknownPathResponse,
+) {
+  const type = String(req.headers["content-type"] ?? "");
+  if (type.startsWith("application/grpc")) {
+    res.writeHead(200, {
+      "content-type": type,
+      "grpc-status": "12",
+      "grpc-message": encodeURIComponent(`unknown method ${req.url ?? ""}`),
+    });
+  } else {
+    res.writeHead(404, { "content-type": "text/plain" });
+  }
+  res.end();
+}
+
+interface UnknownPathResponse {
+  writeHead(status: number, headers: Record<string, string>): unknown;
+  end(): unknown;
 }
