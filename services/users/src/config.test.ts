@@ -15,7 +15,17 @@ describe("loadUsersConfig", () => {
       keyPath: "/var/lib/taskmesh/users-signing-key.json",
       tokenTtlSeconds: 3600,
       mesh: "none",
+      natsServers: ["nats://127.0.0.1:4222"],
     });
+  });
+
+  it("reads NATS_URL as one or several comma-separated servers and refuses anything else, naming it", () => {
+    const c = loadUsersConfig({ TASKMESH_SERVICE_SECRET: secret, NATS_URL: "nats://a:4222, nats://b:4223" });
+    expect(c.natsServers).toEqual(["nats://a:4222", "nats://b:4223"]);
+    expect(() => loadUsersConfig({ TASKMESH_SERVICE_SECRET: secret, NATS_URL: "http://nats:4222" })).toThrow(
+      /NATS_URL must be nats:\/\/host:port/,
+    );
+    expect(() => loadUsersConfig({ TASKMESH_SERVICE_SECRET: secret, NATS_URL: "localhost" })).toThrow(/NATS_URL/);
   });
 
   it("takes explicit paths and ports over the defaults", () => {

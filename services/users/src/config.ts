@@ -22,6 +22,12 @@ const spec = {
       return value;
     },
   },
+  /** NATS server URL(s), comma-separated (`nats://` or `tls://`). Default nats://127.0.0.1:4222. */
+  NATS_URL: {
+    parse(name: string, raw: string | undefined): string[] {
+      return natsServers(name, raw === undefined || raw === "" ? "nats://127.0.0.1:4222" : raw);
+    },
+  },
   TASKMESH_MESH: env.oneOf(["none", "istio"] as const, "none"),
   LOG_LEVEL: env.oneOf(["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const, "info"),
 };
@@ -35,6 +41,8 @@ export interface UsersConfig {
   keyPath: string;
   tokenTtlSeconds: number;
   serviceSecret: string;
+  /** NATS_URL split into its servers. */
+  natsServers: string[];
   mesh: "none" | "istio";
   logLevel: string;
 }
@@ -51,7 +59,22 @@ export function loadUsersConfig(source: Record<string, string | undefined> = pro
     keyPath: c.KEY_PATH || join(c.TASKMESH_DATA_DIR, "users-signing-key.json"),
     tokenTtlSeconds: c.TOKEN_TTL_SECONDS,
     serviceSecret: c.TASKMESH_SERVICE_SECRET,
+    natsServers: c.NATS_URL,
     mesh: c.TASKMESH_MESH,
     logLevel: c.LOG_LEVEL,
   };
+}
+
+/** `nats://a:4222,nats://b:4222` → its URLs, each checked (nats.js would only fail later, in the background). */
+function natsServers(name: string, raw: string): string[] {
+  const urls = raw.split(",").map((s) => s.trim());
+  for (const u of urls) {
+    let ok = false;
+    try {
+      const url = new URL(u);
+      ok = (url.protocol === "nats:" || url.protocol === "tls:") && url.hostname !== "";
+    } catch {}
+    if (!ok) throw new ConfigError(`${name} must be nats://host:port (comma-separated for several), got "${raw}"`);
+  }
+  return urls;
 }

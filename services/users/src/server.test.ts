@@ -29,6 +29,9 @@ function configFor(dataDir: string): UsersConfig {
     keyPath: `${dataDir}/users-signing-key.json`,
     tokenTtlSeconds: 3600,
     serviceSecret: SECRET,
+    // Nothing listens on port 1: the link retries in the background and events wait in the
+    // outbox (user-events.test.ts runs against a real nats-server).
+    natsServers: ["nats://127.0.0.1:1"],
     mesh: "none",
     logLevel: "silent",
   };

@@ -4,10 +4,14 @@ import {
   createUserTokenVerifier,
   GrpcServer,
   type Logger,
+  NatsLink,
+  OutboxRelay,
+  type RelayStats,
   register,
   ServiceTokens,
 } from "@taskmesh/platform";
 import type { UsersConfig } from "./config.js";
+import { USERS_STREAMS, watchOutbox } from "./events.js";
 import { JwksServer } from "./jwks-server.js";
 import { PasswordHasher, type ScryptParams } from "./password-hasher.js";
 import { SigningKeys } from "./signing-keys.js";
@@ -26,13 +30,33 @@ export interface UsersDeps {
   now?: () => number;
   /** scrypt cost. Default DEFAULT_SCRYPT_PARAMS. */
   scrypt?: ScryptParams;
+  /** How often the outbox backlog is logged while events wait. Default 5000 ms. */
+  outboxReportIntervalMs?: number;
+}
+
+/** The state of the service's event publishing. */
+export interface UsersEvents {
+  /** Events committed but not yet acknowledged by JetStream. */
+  backlog(): number;
+  /** True while the NATS connection is up (false before listen()). */
+  readonly natsConnected: boolean;
+  /** Publish counters of the relay since listen(). */
+  readonly relay: Readonly<RelayStats>;
 }
 
 export interface UsersApp {
-  /** Loads (or creates) the signing key, then binds gRPC and the JWKS HTTP server. */
+  /**
+   * Loads (or creates) the signing key, starts the outbox relay (NATS is connected in the
+   * background: start-up never waits for it), then binds gRPC and the JWKS HTTP server.
+   */
   listen(): Promise<{ grpcPort: number; httpPort: number }>;
-  /** Stops accepting, drains in-flight calls, closes the HTTP server and the database. */
+  /**
+   * Stops accepting and drains in-flight calls (gRPC and HTTP), stops the relay (it publishes what
+   * it can for a few seconds; the rest waits in the outbox), closes NATS, then the database.
+   */
   shutdown(): Promise<void>;
+  /** Outbox backlog and NATS state. */
+  readonly events: UsersEvents;
   /** The signing key set, available once listen() resolved (for rotation by an operator or a test). */
   readonly keys: SigningKeys;
 }
@@ -72,18 +96,47 @@ export function build(config: UsersConfig, deps: UsersDeps = {}): UsersApp {
     ],
     userTokens: createUserTokenVerifier((header, token) => keysOrThrow().keyGetter(header, token)),
     serviceTokens: new ServiceTokens(config.serviceSecret, "users"),
+    // The database only: with NATS away registrations still commit (their events wait in the
+    // outbox), so going unready would refuse writes that can be taken. NATS has its own health
+    // entry ("nats") and the backlog is logged.
     readiness: () => store.ping(),
   });
   const jwks = new JwksServer({ jwks: () => keysOrThrow().jwks, ready: () => store.ping(), logger });
 
+  // One NATS connection for the process, opened by listen() (so build() starts nothing).
+  let nats: { link: NatsLink; relay: OutboxRelay; stopWatch: () => void } | undefined;
   let stopped: Promise<void> | undefined;
   return {
     get keys() {
       return keysOrThrow();
     },
+    events: {
+      backlog: () => store.unpublishedEvents(),
+      get natsConnected() {
+        return nats?.link.connected ?? false;
+      },
+      get relay() {
+        return nats?.relay.stats ?? { published: 0, duplicates: 0, failures: 0 };
+      },
+    },
     async listen() {
       keys ??= await SigningKeys.open(config.keyPath, { logger, now });
       await hasher.warmUp();
+      if (!nats) {
+        const link = new NatsLink({ servers: config.natsServers, name: "users", logger });
+        // The relay ensures the USERS stream before its first publish, then publishes whatever
+        // an earlier process left unpublished.
+        const relay = new OutboxRelay({ db: store.db, link, logger, streams: USERS_STREAMS });
+        relay.start();
+        const stopWatch = watchOutbox({
+          relay,
+          link,
+          health: grpc.health,
+          logger,
+          ...(deps.outboxReportIntervalMs ? { intervalMs: deps.outboxReportIntervalMs } : {}),
+        });
+        nats = { link, relay, stopWatch };
+      }
       const grpcPort = await grpc.listen(config.grpcPort, config.host);
       const httpPort = await jwks.listen(config.jwksPort, config.host);
       return { grpcPort, httpPort };
@@ -91,6 +144,11 @@ export function build(config: UsersConfig, deps: UsersDeps = {}): UsersApp {
     shutdown() {
       stopped ??= (async () => {
         await Promise.all([grpc.shutdown(), jwks.close()]);
+        if (nats) {
+          nats.stopWatch();
+          await nats.relay.stop();
+          await nats.link.close();
+        }
         store.close();
       })();
       return stopped;

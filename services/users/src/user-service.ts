@@ -3,6 +3,7 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import type { Preferences, PreferencesSchema, UserSchema, UserService } from "@taskmesh/gen/taskmesh/users/v1/users_pb";
 import { type Logger, requireUser } from "@taskmesh/platform";
+import { traceparentOf } from "./events.js";
 import type { PasswordHasher } from "./password-hasher.js";
 import { canonicalTimeZone } from "./time-zone.js";
 import type { TokenIssuer } from "./token-issuer.js";
@@ -28,14 +29,14 @@ export function userService(deps: UserServiceDeps): ServiceImpl<typeof UserServi
   const now = () => new Date((deps.now ?? Date.now)());
 
   return {
-    async register(req) {
+    async register(req, ctx) {
       // Fast answer for the common case; the UNIQUE constraint settles a race (toRpcError maps
       // SQLITE_CONSTRAINT_UNIQUE to ALREADY_EXISTS), so this check is not what guarantees it.
       if (store.findByEmail(req.email)) throw alreadyExists();
       const hash = await hasher.hash(req.password);
       let account: Account;
       try {
-        account = store.createAccount(req.email, hash, now());
+        account = store.createAccount(req.email, hash, now(), { traceparent: traceparentOf(ctx) });
       } catch (e) {
         if ((e as { code?: string }).code === "SQLITE_CONSTRAINT_UNIQUE") throw alreadyExists();
         throw e;

@@ -1,5 +1,7 @@
 import { randomUUID } from "node:crypto";
-import { type Db, type Migration, openDatabase, pingDatabase } from "@taskmesh/platform";
+import type { Envelope } from "@taskmesh/gen/taskmesh/events/v1/events_pb";
+import { appendEvent, type Db, type Migration, openDatabase, outboxMigration, pingDatabase } from "@taskmesh/platform";
+import { userRegistered } from "./events.js";
 
 /** Notification preferences as stored; channel values are taskmesh.users.v1.NotificationChannel numbers. */
 export interface StoredPreferences {
@@ -51,6 +53,8 @@ export const MIGRATIONS: readonly Migration[] = [
       ) STRICT;
     `,
   },
+  // Events leave through the outbox, written in the transaction of the change (see events.ts).
+  outboxMigration(2),
 ];
 
 /** Email as stored and looked up: lower case, so "Ada@Example.com" and "ada@example.com" are one account. */
@@ -87,10 +91,18 @@ function prepare(db: Db) {
        quiet_end = @quietEnd, webhook_url = @webhookUrl, updated_at = @updatedAt WHERE user_id = @userId`,
     ),
     updateHash: db.prepare("UPDATE accounts SET password_hash = ? WHERE id = ?"),
-    register: db.transaction((account: { id: string; email: string; passwordHash: string; createdAt: number }) => {
-      insertAccount.run(account);
-      insertPreferences.run(account.id, account.createdAt);
-    }),
+    unpublished: db.prepare("SELECT count(*) FROM outbox WHERE published_at IS NULL").pluck(),
+    register: db.transaction(
+      (
+        account: { id: string; email: string; passwordHash: string; createdAt: number },
+        event: Envelope,
+        traceparent: string | undefined,
+      ) => {
+        insertAccount.run(account);
+        insertPreferences.run(account.id, account.createdAt);
+        appendEvent(db, event, { traceparent });
+      },
+    ),
   };
 }
 
@@ -111,14 +123,25 @@ export class UsersStore {
   }
 
   /**
-   * Creates an account with default preferences in one transaction. Returns once committed (and,
-   * with synchronous=FULL, fsynced). A taken email throws SQLITE_CONSTRAINT_UNIQUE.
+   * Creates an account with default preferences and its `user.registered` event (outbox) in one
+   * transaction. Returns once committed (and, with synchronous=FULL, fsynced). A taken email
+   * throws SQLITE_CONSTRAINT_UNIQUE and writes neither.
    */
-  createAccount(email: string, passwordHash: string, now: Date): Account {
-    const id = randomUUID();
-    const normalized = normalizeEmail(email);
-    this.#sql.register({ id, email: normalized, passwordHash, createdAt: now.getTime() });
-    return { id, email: normalized, passwordHash, createTime: now, preferences: { ...DEFAULT_PREFERENCES } };
+  createAccount(email: string, passwordHash: string, now: Date, opts: { traceparent?: string } = {}): Account {
+    const account: Account = {
+      id: randomUUID(),
+      email: normalizeEmail(email),
+      passwordHash,
+      createTime: now,
+      preferences: { ...DEFAULT_PREFERENCES },
+    };
+    const event = userRegistered({ id: account.id, email: account.email, timeZone: account.preferences.timeZone }, now);
+    this.#sql.register(
+      { id: account.id, email: account.email, passwordHash, createdAt: now.getTime() },
+      event,
+      opts.traceparent,
+    );
+    return account;
   }
 
   findById(id: string): Account | undefined {
@@ -148,6 +171,11 @@ export class UsersStore {
   /** Replaces a password hash (re-hash with current scrypt parameters after a successful login). */
   updatePasswordHash(userId: string, passwordHash: string): void {
     this.#sql.updateHash.run(passwordHash, userId);
+  }
+
+  /** Events in the outbox not yet acknowledged by JetStream. */
+  unpublishedEvents(): number {
+    return this.#sql.unpublished.get() as number;
   }
 
   ping(): boolean {
