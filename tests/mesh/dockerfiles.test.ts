@@ -1,0 +1,117 @@
+/**
+ * The images, checked without a Docker engine: per built service a multi-stage Dockerfile on a
+ * supported Node LTS, better-sqlite3 compiled in the build stages, only that service's production
+ * dependencies in a non-root runtime, COPY sources that exist and are not .dockerignored.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { type ServiceTopology, TOPOLOGY } from "@taskmesh/platform";
+import { describe, expect, it } from "vitest";
+import { imageWorkspaces, NODE_IMAGE } from "./gen/dockerfile.js";
+import { REPO_ROOT } from "./gen/paths.js";
+import { copySources, dockerignore, parseDockerfile, type Stage } from "./lib/dockerfile.js";
+
+const built = (Object.entries(TOPOLOGY) as [string, ServiceTopology][]).filter(([, t]) => t.built);
+const ignored = dockerignore(readFileSync(join(REPO_ROOT, ".dockerignore"), "utf8"));
+const runs = (stage: Stage | undefined) =>
+  (stage?.instructions ?? []).filter((i) => i.keyword === "RUN").map((i) => i.args);
+
+/** tsconfig project references, transitively: what `tsc -b` will want to find in the image. */
+function tsReferences(dir: string, seen = new Set<string>()): Set<string> {
+  if (seen.has(dir)) return seen;
+  seen.add(dir);
+  const tsconfig = JSON.parse(readFileSync(join(REPO_ROOT, dir, "tsconfig.json"), "utf8")) as {
+    references?: { path: string }[];
+  };
+  for (const ref of tsconfig.references ?? []) tsReferences(join(dir, ref.path).replace(/\/$/, ""), seen);
+  return seen;
+}
+
+describe.each(built)("services/%s/Dockerfile", (name, t) => {
+  const file = join(REPO_ROOT, "services", name, "Dockerfile");
+  const parsed = existsSync(file) ? parseDockerfile(readFileSync(file, "utf8")) : undefined;
+  const stage = (n: string) => parsed?.stages.find((s) => s.name === n);
+
+  it("exists", () => {
+    expect(parsed).toBeDefined();
+  });
+
+  it("builds in stages from a supported Node LTS, the runtime last", () => {
+    expect(parsed?.stages.map((s) => s.name)).toEqual(["toolchain", "build", "dev", "prod-deps", "runtime"]);
+    // Node 22 LTS, Debian bookworm (glibc) slim; not 20, which is past its end of life.
+    expect(NODE_IMAGE).toMatch(/^node:22-bookworm-slim$/);
+    expect(stage("toolchain")?.from).toBe(NODE_IMAGE);
+    expect(stage("runtime")?.from).toBe(NODE_IMAGE);
+  });
+
+  it("compiles better-sqlite3 and the TypeScript in the build stages", () => {
+    expect(runs(stage("toolchain")).join("\n")).toMatch(/apt-get install .*python3.*make.*g\+\+/);
+    const env = stage("toolchain")?.instructions.find((i) => i.keyword === "ENV")?.args ?? "";
+    expect(env).toContain("npm_config_build_from_source=true");
+    expect(runs(stage("build"))).toEqual(expect.arrayContaining([expect.stringMatching(/npm ci$/)]));
+    expect(runs(stage("build"))).toContain(`npx tsc -b services/${name}`);
+  });
+
+  it("ships only this service's production dependencies", () => {
+    expect(runs(stage("prod-deps"))).toEqual([
+      expect.stringMatching(new RegExp(`npm ci --omit=dev -w @taskmesh/${name}$`)),
+    ]);
+    const runtime = stage("runtime")?.instructions ?? [];
+    const copies = runtime.filter((i) => i.keyword === "COPY").map((i) => copySources(i.args));
+    expect(copies).toEqual([{ from: "prod-deps", sources: ["/app"] }]);
+  });
+
+  it("runs node on the service's dist/main.js as a non-root numeric user", () => {
+    for (const s of ["runtime", "dev"]) {
+      const users = (stage(s)?.instructions ?? []).filter((i) => i.keyword === "USER").map((i) => i.args);
+      const last = users[users.length - 1] ?? "";
+      expect(last, s).toMatch(/^\d+(:\d+)?$/);
+      expect(Number(last.split(":")[0]), s).toBeGreaterThan(0);
+    }
+    const cmd = stage("runtime")?.instructions.find((i) => i.keyword === "CMD")?.args ?? "[]";
+    const argv = JSON.parse(cmd) as string[];
+    expect(argv[0]).toBe("node");
+    expect(argv[argv.length - 1]).toBe(`services/${name}/dist/main.js`);
+    const expose = stage("runtime")
+      ?.instructions.find((i) => i.keyword === "EXPOSE")
+      ?.args.split(" ")
+      .map(Number);
+    expect(expose).toEqual([t.grpcPort, ...(t.httpPort !== undefined ? [t.httpPort] : [])]);
+  });
+
+  it("copies from the context only paths that exist and .dockerignore keeps", () => {
+    const sources = (parsed?.stages ?? [])
+      .flatMap((s) => s.instructions)
+      .filter((i) => i.keyword === "COPY")
+      .map((i) => copySources(i.args))
+      .filter((c) => c.from === undefined)
+      .flatMap((c) => c.sources);
+    expect(sources.length).toBeGreaterThan(3);
+    for (const src of sources) {
+      expect(existsSync(join(REPO_ROOT, src)), `${src} exists`).toBe(true);
+      expect(ignored(src), `${src} is not .dockerignored`).toBe(false);
+    }
+  });
+
+  it("copies every workspace the service's package.json and tsconfig references reach", () => {
+    const copied = new Set(imageWorkspaces(name).map((w) => w.dir));
+    for (const dir of tsReferences(`services/${name}`)) expect(copied, dir).toContain(dir);
+    const text = readFileSync(file, "utf8");
+    for (const dir of copied) expect(text).toContain(`COPY ${dir}/src ${dir}/src`);
+  });
+});
+
+describe(".dockerignore", () => {
+  it("keeps host builds and installs out of the context", () => {
+    for (const p of [
+      "node_modules/x",
+      "packages/platform/node_modules/y",
+      "services/users/dist/main.js",
+      ".git/HEAD",
+    ]) {
+      expect(ignored(p), p).toBe(true);
+    }
+    expect(ignored("packages/gen/src/taskmesh/tasks/v1/tasks_pb.ts")).toBe(false);
+    expect(ignored("services/users/src/main.ts")).toBe(false);
+  });
+});
