@@ -293,6 +293,21 @@ describe("gateway", () => {
     expect(e.code).toBe(Code.NotFound);
   });
 
+  it("answers UNAVAILABLE, not UNAUTHENTICATED, when the key set cannot be fetched", async () => {
+    const me = await newUser();
+    const blind = build(loadGatewayConfig({ ...env, JWKS_URL: `http://127.0.0.1:${await freePort()}/jwks.json` }), {
+      logger,
+    });
+    const port = (await blind.listen()).grpcPort;
+    try {
+      const t = createGrpcTransport({ baseUrl: `http://127.0.0.1:${port}` });
+      const e = await errorOf(createClient(TaskService, t).listTasks({}, bearer(me.token)));
+      expect(e.code).toBe(Code.Unavailable);
+    } finally {
+      await blind.shutdown();
+    }
+  });
+
   it("answers UNAVAILABLE (not INTERNAL) when a backend is down, and NOT_SERVING for its service", async () => {
     const me = await newUser();
     const down = build(loadGatewayConfig({ ...env, TASKS_ADDR: `127.0.0.1:${await freePort()}` }), { logger });

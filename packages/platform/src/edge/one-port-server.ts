@@ -31,26 +31,15 @@ export class OnePortServer {
   readonly #h2: http2.Http2Server;
   readonly #sockets = new Set<net.Socket>();
   readonly #sessions = new Set<http2.ServerHttp2Session>();
-  /** HTTP/1.1 connections and how many requests each has in flight (0 = idle keep-alive). */
-  readonly #h1InFlight = new Map<net.Socket, number>();
   readonly #sniffTimeoutMs: number;
-  #closing = false;
 
   constructor(handler: Handler, opts: OnePortServerOptions = {}) {
     this.#sniffTimeoutMs = opts.sniffTimeoutMs ?? 10_000;
-    // http.Server's own idle tracking (closeIdleConnections) starts only when it listens itself,
-    // which this one never does; so idle keep-alive connections are tracked here.
-    this.#h1 = http.createServer((req, res) => {
-      const socket = req.socket;
-      this.#h1InFlight.set(socket, (this.#h1InFlight.get(socket) ?? 0) + 1);
-      if (this.#closing) res.shouldKeepAlive = false;
-      res.once("close", () => {
-        const n = (this.#h1InFlight.get(socket) ?? 1) - 1;
-        this.#h1InFlight.set(socket, n);
-        if (n === 0 && this.#closing) socket.end();
-      });
-      handler(req, res);
-    });
+    this.#h1 = http.createServer(handler);
+    // http.Server starts its connection tracking — headersTimeout/requestTimeout (slow-client
+    // protection) and closeIdleConnections() — on its "listening" event. This one never listens
+    // itself (the net.Server below does), so the event is emitted once here to start it.
+    this.#h1.emit("listening");
     this.#h2 = http2.createServer(handler);
     this.#h2.on("session", (s: http2.ServerHttp2Session) => {
       this.#sessions.add(s);
@@ -79,12 +68,14 @@ export class OnePortServer {
    * is left. `beforeForce` runs just before that, e.g. to abort handlers so they answer first.
    */
   async close(graceMs: number, beforeForce?: () => void): Promise<void> {
-    this.#closing = true;
     this.#tcp.close();
+    this.#h1.close(); // stops its timers and closes idle keep-alive connections
     for (const s of this.#sessions) s.close();
-    for (const [socket, n] of this.#h1InFlight) if (n === 0) socket.end();
     const deadline = Date.now() + graceMs;
-    while (this.#sockets.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+    while (this.#sockets.size > 0 && Date.now() < deadline) {
+      this.#h1.closeIdleConnections(); // those whose last response just finished
+      await new Promise((r) => setTimeout(r, 25));
+    }
     if (this.#sockets.size > 0) {
       beforeForce?.();
       await new Promise((r) => setTimeout(r, 100));
@@ -94,10 +85,7 @@ export class OnePortServer {
 
   #accept(socket: net.Socket): void {
     this.#sockets.add(socket);
-    socket.once("close", () => {
-      this.#sockets.delete(socket);
-      this.#h1InFlight.delete(socket);
-    });
+    socket.once("close", () => this.#sockets.delete(socket));
     socket.on("error", () => socket.destroy()); // a reset before the protocol is known
     const timer = setTimeout(() => socket.destroy(), this.#sniffTimeoutMs);
     let head: Buffer = Buffer.alloc(0);
@@ -116,7 +104,6 @@ export class OnePortServer {
         socket.allowHalfOpen = false; // as http2.createServer's own sockets: a FIN ends the session
         this.#h2.emit("connection", socket);
       } else {
-        this.#h1InFlight.set(socket, 0);
         this.#h1.emit("connection", socket);
         socket.resume();
       }
