@@ -1,4 +1,4 @@
-// npm start: builds if needed (tsc -b is incremental), starts nats-server and every built service
+// npm start: installs dependencies if missing and builds if needed (tsc -b is incremental), starts nats-server and every built service
 // as local processes (see packages/runner), prints the endpoints and example calls, and on Ctrl-C
 // (SIGINT) or SIGTERM stops everything (gateway first, nats-server last) and exits 0.
 import { execFileSync } from "node:child_process";
@@ -14,7 +14,7 @@ const usage = `Usage: npm start [-- options]
   --nats-port <port>  nats-server's client port. Default: 4222
   --free-ports        pick free ports for everything not given (to run beside another instance)
   --log-level <lvl>   services' LOG_LEVEL (fatal|error|warn|info|debug|trace). Default: info
-  --no-build          skip \`tsc -b\`
+  --no-build          skip installing dependencies and \`tsc -b\`
   -h, --help`;
 
 let args;
@@ -53,6 +53,8 @@ const natsPort = portArg("nats-port");
 
 if (!args["no-build"]) {
   try {
+    // Dependencies first (npm ci on a fresh clone), then the incremental build.
+    execFileSync(process.execPath, [join(root, "scripts/ensure-deps.mjs")], { cwd: root, stdio: "inherit" });
     execFileSync(join(root, "node_modules/.bin/tsc"), ["-b"], { cwd: root, stdio: "inherit" });
   } catch {
     console.error("taskmesh: the build failed (see above)");

@@ -1,0 +1,44 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { bufCurl, type E2E, startE2E } from "./harness.js";
+
+let e2e: E2E;
+beforeAll(async () => {
+  e2e = await startE2E();
+});
+afterAll(async () => {
+  await e2e?.stop();
+});
+
+const lines = (out: string) => out.trim().split("\n").sort();
+
+describe("server reflection", () => {
+  it("`buf curl --list-services` on the gateway lists the public services and no internal one", async () => {
+    const services = lines(await bufCurl(["--list-services", e2e.system.endpoints.gateway]));
+    expect(services).toContain("taskmesh.users.v1.UserService");
+    expect(services).toContain("taskmesh.tasks.v1.TaskService");
+    expect(services.filter((s) => /Internal/.test(s))).toEqual([]);
+  });
+
+  it("each backend lists its own public and internal services on its own port", async () => {
+    const { grpc } = e2e.system.endpoints;
+    const users = lines(await bufCurl(["--list-services", `http://${grpc.users}`]));
+    expect(users).toEqual(
+      expect.arrayContaining(["taskmesh.users.v1.UserService", "taskmesh.users.v1.UserInternalService"]),
+    );
+    expect(users.filter((s) => s.startsWith("taskmesh.tasks."))).toEqual([]);
+    const tasks = lines(await bufCurl(["--list-services", `http://${grpc.tasks}`]));
+    expect(tasks).toEqual(
+      expect.arrayContaining(["taskmesh.tasks.v1.TaskService", "taskmesh.tasks.v1.TaskInternalService"]),
+    );
+    expect(tasks.filter((s) => s.startsWith("taskmesh.users."))).toEqual([]);
+  });
+
+  it("describes methods well enough for `buf curl` to call one by name through the gateway", async () => {
+    const out = await bufCurl([
+      "-d",
+      JSON.stringify({ email: "reflection@example.com", password: "correct-horse-battery" }),
+      `${e2e.system.endpoints.gateway}/taskmesh.users.v1.UserService/Register`,
+    ]);
+    expect(JSON.parse(out).user.email).toBe("reflection@example.com");
+  });
+});
