@@ -216,6 +216,7 @@ describe.each(OVERLAYS)("overlay %s", (overlay) => {
   });
 
   it("retries every idempotent unary method a service serves", () => {
+    expect(built.some(([, t]) => (t.serves ?? []).length > 0)).toBe(true);
     for (const [name, t] of built) {
       const vs = get<IVirtualService>(rs, "VirtualService", name);
       const retried = new Set(
@@ -227,7 +228,6 @@ describe.each(OVERLAYS)("overlay %s", (overlay) => {
         .flatMap((ref) => resolveMethods(descriptors, ref))
         .filter((m) => m.methodKind === "unary" && isIdempotent(m))
         .map(methodPath);
-      expect(idempotent.length).toBeGreaterThan(0);
       for (const p of idempotent) expect(retried, `${name} ${p}`).toContain(p);
     }
   });
