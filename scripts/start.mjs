@@ -64,6 +64,7 @@ if (!args["no-build"]) {
 
 // Imported after the build: the runner runs from its compiled dist.
 const { exampleCalls, formatExampleCalls, startSystem } = await import("@taskmesh/runner");
+const { TOPOLOGY } = await import("@taskmesh/platform");
 
 const startup = new AbortController();
 let system;
@@ -105,13 +106,18 @@ try {
   process.exit(1);
 }
 
+const describe = (name) => {
+  if (name === "users") return `gRPC; JWKS ${endpoints.jwks}`;
+  // A service that serves no API of its own (it works from events) still answers health and reflection.
+  return TOPOLOGY[name]?.serves?.length === 0 ? "gRPC health and reflection (works from events)" : "gRPC";
+};
 const rel = (p) => relative(process.cwd(), p) || ".";
 const { endpoints, services } = system;
 const rows = [
   ["gateway", endpoints.gateway, "public edge: gRPC (h2c), Connect (HTTP/1.1, h2c), gRPC-Web, reflection"],
   ...Object.entries(endpoints.grpc)
     .filter(([name]) => name !== "gateway")
-    .map(([name, addr]) => [name, addr, name === "users" ? `gRPC; JWKS ${endpoints.jwks}` : "gRPC"]),
+    .map(([name, addr]) => [name, addr, describe(name)]),
   ["nats", endpoints.nats, `JetStream, store in ${rel(join(system.dataDir, "nats"))}`],
 ];
 const pad = (s, n) => s + " ".repeat(Math.max(1, n - s.length));

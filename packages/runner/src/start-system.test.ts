@@ -5,7 +5,7 @@ import { join, resolve } from "node:path";
 import { TOPOLOGY } from "@taskmesh/platform";
 import { freePort, tempDir } from "@taskmesh/platform/testing";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { REPO_ROOT, type RunningSystem, startOrder, startSystem } from "./start-system.js";
+import { builtServices, REPO_ROOT, type RunningSystem, startOrder, startSystem } from "./start-system.js";
 
 // A stand-in repository whose services/<name>/dist/main.js are tiny real gRPC servers built on the
 // platform's GrpcServer (health included): the runner is tested on its own, not through the
@@ -82,13 +82,12 @@ describe("startSystem", () => {
 
   it("starts nats-server and every built service, dependencies first, each with its environment", async () => {
     system = await start();
-    expect(readFileSync(join(data.path, "order.txt"), "utf8").trim().split("\n")).toEqual([
-      "users",
-      "tasks",
-      "gateway",
-    ]);
+    const order = readFileSync(join(data.path, "order.txt"), "utf8").trim().split("\n");
+    // Every built service (the list grows as services are built), each after those it depends on.
+    expect(order).toEqual(startOrder(builtServices()));
+    expect(order.filter((n) => ["users", "tasks", "gateway"].includes(n))).toEqual(["users", "tasks", "gateway"]);
     const { services, endpoints } = system;
-    expect(Object.keys(services)).toEqual(["nats", "users", "tasks", "gateway"]);
+    expect(Object.keys(services)).toEqual(["nats", ...order]);
     for (const s of Object.values(services)) expect(alive(s.pid)).toBe(true);
 
     const users = envOf("users");
@@ -198,7 +197,7 @@ describe("startSystem", () => {
       });
       child.once("exit", (code) => fail(new Error(`runner exited early (${code})`)));
     });
-    expect(pids).toHaveLength(4);
+    expect(pids).toHaveLength(1 + builtServices().length);
     for (const pid of pids) expect(alive(pid)).toBe(true);
     process.kill(child.pid ?? -1, "SIGKILL");
     await eventually(() => pids.every((pid) => !alive(pid)), 15_000);
@@ -209,5 +208,10 @@ describe("startOrder", () => {
   it("puts every service after the services it calls and after users when it verifies tokens", () => {
     expect(startOrder(["gateway", "tasks", "users"])).toEqual(["users", "tasks", "gateway"]);
     expect(startOrder(["gateway", "tasks"])).toEqual(["tasks", "gateway"]);
+  });
+
+  it("starts the edge after every other service", () => {
+    const order = startOrder(builtServices());
+    expect(order.at(-1)).toBe("gateway");
   });
 });

@@ -292,7 +292,10 @@ export function builtServices(): ServiceName[] {
   return (Object.keys(TOPOLOGY) as ServiceName[]).filter((n) => TOPOLOGY[n].built);
 }
 
-/** Dependencies first: every service after those it calls, and after users when it needs the JWKS. */
+/**
+ * Dependencies first: every service after those it calls, and after users when it needs the
+ * JWKS; edge services (the gateway) after all others.
+ */
 export function startOrder(names: readonly ServiceName[]): ServiceName[] {
   const order: ServiceName[] = [];
   const visiting = new Set<string>();
@@ -306,6 +309,9 @@ export function startOrder(names: readonly ServiceName[]): ServiceName[] {
     visiting.delete(name);
     order.push(name);
   };
+  // The edge last, so it takes outside calls only once everything behind it is up.
+  const isEdge = (n: ServiceName) => (TOPOLOGY[n] as ServiceTopology).edge === true;
+  for (const name of names) if (!isEdge(name)) visit(name);
   for (const name of names) visit(name);
   return order;
 }
