@@ -67,6 +67,17 @@ export const TOPOLOGY = {
     sqlite: false,
     edge: true,
   },
+  recurrence: {
+    grpcPort: 50056,
+    calls: ["tasks"],
+    jwks: false,
+    built: true,
+    // Health and reflection only: its work arrives as task.completed events.
+    serves: [],
+    uses: { tasks: ["taskmesh.tasks.v1.TaskInternalService/CreateOccurrence"] },
+    nats: true,
+    sqlite: true,
+  },
 } as const satisfies Record<string, ServiceTopology>;
 
 export type ServiceName = keyof typeof TOPOLOGY;

@@ -1,0 +1,12 @@
+import { createLogger, runMain } from "@taskmesh/platform";
+import { loadRecurrenceConfig } from "./config.js";
+import { build } from "./server.js";
+
+runMain("recurrence", async () => {
+  const config = loadRecurrenceConfig();
+  const logger = createLogger("recurrence", { level: config.logLevel });
+  const app = build(config, { logger });
+  const { grpcPort } = await app.listen();
+  logger.info({ grpcPort, db: config.dbPath, nats: config.natsUrl, tasks: config.tasksAddr }, "recurrence serving");
+  return { running: app, logger };
+});
