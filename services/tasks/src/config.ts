@@ -22,6 +22,12 @@ const spec = {
   },
   /** Most tasks one user may hold (1..1,000,000). Default 10000. */
   MAX_TASKS_PER_USER: env.int({ fallback: 10_000, min: 1, max: 1_000_000 }),
+  /** NATS server URL(s), comma-separated (`nats://` or `tls://`). Default nats://127.0.0.1:4222. */
+  NATS_URL: {
+    parse(name: string, raw: string | undefined): string[] {
+      return natsServers(name, raw === undefined || raw === "" ? "nats://127.0.0.1:4222" : raw);
+    },
+  },
   TASKMESH_MESH: env.oneOf(["none", "istio"] as const, "none"),
   LOG_LEVEL: env.oneOf(["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const, "info"),
 };
@@ -34,6 +40,8 @@ export interface TasksConfig {
   jwksUrl: string;
   serviceSecret: string;
   maxTasksPerUser: number;
+  /** NATS_URL split into its servers. */
+  natsServers: string[];
   mesh: "none" | "istio";
   logLevel: string;
 }
@@ -49,7 +57,22 @@ export function loadTasksConfig(source: Record<string, string | undefined> = pro
     jwksUrl: c.JWKS_URL,
     serviceSecret: c.TASKMESH_SERVICE_SECRET,
     maxTasksPerUser: c.MAX_TASKS_PER_USER,
+    natsServers: c.NATS_URL,
     mesh: c.TASKMESH_MESH,
     logLevel: c.LOG_LEVEL,
   };
+}
+
+/** `nats://a:4222,nats://b:4222` → its URLs, each checked (nats.js would only fail later, in the background). */
+function natsServers(name: string, raw: string): string[] {
+  const urls = raw.split(",").map((s) => s.trim());
+  for (const u of urls) {
+    let ok = false;
+    try {
+      const url = new URL(u);
+      ok = (url.protocol === "nats:" || url.protocol === "tls:") && url.hostname !== "";
+    } catch {}
+    if (!ok) throw new ConfigError(`${name} must be nats://host:port (comma-separated for several), got "${raw}"`);
+  }
+  return urls;
 }

@@ -1,17 +1,24 @@
 import { TaskInternalService, TaskService } from "@taskmesh/gen/taskmesh/tasks/v1/tasks_pb";
 import {
+  type ConsumerStats,
   createLogger,
   createUserTokenVerifier,
+  EventConsumer,
   GrpcServer,
   type Logger,
+  NatsLink,
+  OutboxRelay,
   openDatabase,
   pingDatabase,
+  type RelayStats,
   register,
   ServiceTokens,
+  STREAMS,
   type UserTokenVerifier,
 } from "@taskmesh/platform";
 import { createRemoteJWKSet } from "jose";
 import type { TasksConfig } from "./config.js";
+import { onUserDeleted, TASKS_STREAMS, USER_DELETED_CONSUMER, watchOutbox } from "./events.js";
 import { taskInternalService } from "./task-internal-service.js";
 import { taskService } from "./task-service.js";
 import { MIGRATIONS, TasksStore } from "./tasks-store.js";
@@ -29,13 +36,38 @@ export interface TasksDeps {
   userTokens?: UserTokenVerifier;
   /** Current time in epoch ms. Default Date.now. */
   clock?: () => number;
+  /** How often the outbox backlog is logged while events wait. Default 5000 ms. */
+  outboxReportIntervalMs?: number;
+  /** Ack wait of the user.deleted consumer (redelivery after a lost ack). Default 30000 ms. */
+  consumerAckWaitMs?: number;
+}
+
+/** The state of the service's events. */
+export interface TasksEvents {
+  /** Events committed but not yet acknowledged by JetStream. */
+  backlog(): number;
+  /** True while the NATS connection is up (false before listen()). */
+  readonly natsConnected: boolean;
+  /** Publish counters of the relay since listen(). */
+  readonly relay: Readonly<RelayStats>;
+  /** Counters of the user.deleted consumer since listen(). */
+  readonly userDeleted: Readonly<ConsumerStats>;
 }
 
 export interface TasksApp {
-  /** Binds the gRPC port (config.grpcPort; 0 picks a free one). */
+  /**
+   * Starts the outbox relay and the user.deleted consumer (NATS is connected in the background:
+   * start-up never waits for it), then binds the gRPC port (config.grpcPort; 0 picks a free one).
+   */
   listen(): Promise<{ grpcPort: number }>;
-  /** Stops accepting, drains in-flight calls, closes the database. Safe to call twice. */
+  /**
+   * Stops accepting and drains in-flight calls, stops the consumer (the event in hand finishes)
+   * and the relay (it publishes what it can for a few seconds; the rest waits in the outbox),
+   * closes NATS, then the database. Safe to call twice.
+   */
   shutdown(): Promise<void>;
+  /** Outbox backlog, NATS state, consumer counters. */
+  readonly events: TasksEvents;
 }
 
 /**
@@ -61,17 +93,67 @@ export function build(config: TasksConfig, deps: TasksDeps = {}): TasksApp {
     ],
     userTokens: deps.userTokens ?? createUserTokenVerifier(createRemoteJWKSet(new URL(config.jwksUrl))),
     serviceTokens: new ServiceTokens(config.serviceSecret, "tasks"),
+    // The database only: with NATS away writes still commit (their events wait in the outbox)
+    // and user.deleted waits in its stream, so going unready would refuse writes that can be
+    // taken. NATS has its own health entry ("nats") and the backlog is logged.
     readiness: () => pingDatabase(db),
   });
 
+  // One NATS connection for the process, opened by listen() (so build() starts nothing).
+  let nats: { link: NatsLink; relay: OutboxRelay; userDeleted: EventConsumer; stopWatch: () => void } | undefined;
   let stopped: Promise<void> | undefined;
+  const noConsumerStats: ConsumerStats = { applied: 0, duplicates: 0, retried: 0, deadLettered: 0 };
   return {
+    events: {
+      backlog: () => store.unpublishedEvents(),
+      get natsConnected() {
+        return nats?.link.connected ?? false;
+      },
+      get relay() {
+        return nats?.relay.stats ?? { published: 0, duplicates: 0, failures: 0 };
+      },
+      get userDeleted() {
+        return nats?.userDeleted.stats ?? noConsumerStats;
+      },
+    },
     async listen() {
+      if (!nats && !stopped) {
+        const link = new NatsLink({ servers: config.natsServers, name: "tasks", logger });
+        // The relay ensures the TASKS stream before its first publish, then publishes whatever
+        // an earlier process left unpublished.
+        const relay = new OutboxRelay({ db, link, logger, streams: TASKS_STREAMS });
+        const userDeleted = new EventConsumer({
+          link,
+          db,
+          logger,
+          stream: STREAMS.USERS,
+          consumer: {
+            ...USER_DELETED_CONSUMER,
+            ...(deps.consumerAckWaitMs ? { ackWaitMs: deps.consumerAckWaitMs } : {}),
+          },
+          handler: onUserDeleted((userId) => store.purgeUser(userId), logger),
+        });
+        relay.start();
+        userDeleted.start();
+        const stopWatch = watchOutbox({
+          relay,
+          link,
+          health: grpc.health,
+          logger,
+          ...(deps.outboxReportIntervalMs ? { intervalMs: deps.outboxReportIntervalMs } : {}),
+        });
+        nats = { link, relay, userDeleted, stopWatch };
+      }
       return { grpcPort: await grpc.listen(config.grpcPort, config.host) };
     },
     shutdown() {
       stopped ??= (async () => {
         await grpc.shutdown();
+        if (nats) {
+          nats.stopWatch();
+          await Promise.all([nats.userDeleted.stop(), nats.relay.stop()]);
+          await nats.link.close();
+        }
         db.close();
       })();
       return stopped;

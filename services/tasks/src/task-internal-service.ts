@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import type { ServiceImpl } from "@connectrpc/connect";
 import type { TaskInternalService } from "@taskmesh/gen/taskmesh/tasks/v1/tasks_pb";
 import { requireService } from "@taskmesh/platform";
+import { traceparentOf } from "./events.js";
 import { toTask } from "./task-record.js";
 import { checkTimestamp } from "./task-rules.js";
 import { createdTask, digest, ms, type TaskServiceDeps } from "./task-service.js";
@@ -45,12 +46,16 @@ export function taskInternalService(deps: TaskServiceDeps): ServiceImpl<typeof T
           now: now(),
           maxTasks: deps.maxTasksPerUser,
           key: { scope: "occurrence", key: req.idempotencyKey, fingerprint: digest([parentId, dueTime]) },
+          traceparent: traceparentOf(ctx),
         },
       );
       return { task: toTask(createdTask(result)), created: result.kind === "created" };
     },
 
-    /** Deletes all of a user's tasks and idempotency keys (account deletion). Repeating it deletes 0. */
+    /**
+     * Deletes all of a user's tasks and idempotency keys (account deletion). Repeating it deletes 0.
+     * No per-task events: the user.deleted that caused it is the fact consumers act on.
+     */
     async purgeUser(req, ctx) {
       requireService(ctx);
       return { deletedCount: BigInt(store.purgeUser(req.userId)) };

@@ -236,12 +236,12 @@ describe("TaskService", () => {
   it("rejects a bad task id, page size and page token with INVALID_ARGUMENT naming the field", async () => {
     const c = await h.as(crypto.randomUUID());
     for (const call of [
-      c.getTask({ taskId: "not-a-uuid" }),
-      c.updateTask({ taskId: "42", title: "x" }),
-      c.completeTask({ taskId: "" }),
-      c.deleteTask({ taskId: "../etc" }),
+      () => c.getTask({ taskId: "not-a-uuid" }),
+      () => c.updateTask({ taskId: "42", title: "x" }),
+      () => c.completeTask({ taskId: "" }),
+      () => c.deleteTask({ taskId: "../etc" }),
     ]) {
-      const err = await failure(call);
+      const err = await failure(call());
       expect(err.code).toBe(Code.InvalidArgument);
       expect(err.rawMessage).toContain("task_id");
     }
@@ -356,13 +356,14 @@ describe("TaskService", () => {
     const intruder = await h.as(crypto.randomUUID());
     const { task } = await owner.createTask({ task: { title: "private", notes: "secret" } });
     const taskId = task?.id ?? "";
+    // Thunks, called one at a time: a rejected promise not yet awaited is an unhandled rejection.
     for (const call of [
-      intruder.getTask({ taskId }),
-      intruder.updateTask({ taskId, title: "pwned" }),
-      intruder.completeTask({ taskId }),
-      intruder.deleteTask({ taskId }),
+      () => intruder.getTask({ taskId }),
+      () => intruder.updateTask({ taskId, title: "pwned" }),
+      () => intruder.completeTask({ taskId }),
+      () => intruder.deleteTask({ taskId }),
     ]) {
-      const err = await failure(call);
+      const err = await failure(call());
       expect(err.code).toBe(Code.NotFound);
       expect(err.rawMessage).toBe(`task ${taskId} not found`);
     }

@@ -4,6 +4,7 @@ import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { TaskStatus } from "@taskmesh/gen/taskmesh/tasks/v1/task_pb";
 import type { TaskInput, TaskService } from "@taskmesh/gen/taskmesh/tasks/v1/tasks_pb";
 import { requireUser } from "@taskmesh/platform";
+import { traceparentOf } from "./events.js";
 import { decodePageToken, encodePageToken, type ListFilter } from "./page-token.js";
 import { toTask } from "./task-record.js";
 import { checkTimestamp, invalid, normalizeRecurrence, normalizeTimeZone, reminderSeconds } from "./task-rules.js";
@@ -41,6 +42,7 @@ export function taskService(deps: TaskServiceDeps): ServiceImpl<typeof TaskServi
         now: now(),
         maxTasks: deps.maxTasksPerUser,
         ...(key ? { key } : {}),
+        traceparent: traceparentOf(ctx),
       });
       return { task: toTask(createdTask(result)) };
     },
@@ -75,36 +77,43 @@ export function taskService(deps: TaskServiceDeps): ServiceImpl<typeof TaskServi
       if (req.title !== undefined) checkTitle("title", req.title);
       const timeZone = req.timeZone !== undefined ? normalizeTimeZone("time_zone", req.timeZone) : undefined;
       const newDue = req.dueTime ? checkTimestamp("due_time", ms(req.dueTime)) : undefined;
-      const updated = store.update(userId, taskId(req.taskId), now(), (cur) => {
-        const dueTime = req.clearDueTime ? null : (newDue ?? cur.dueTime);
-        const recurrenceRule =
-          req.recurrenceRule !== undefined
-            ? normalizeRecurrence("recurrence_rule", req.recurrenceRule, dueTime)
-            : cur.recurrenceRule;
-        const reminderOffsets = req.reminderOffsets
-          ? reminderSeconds("reminder_offsets.offsets", req.reminderOffsets.offsets, dueTime)
-          : cur.reminderOffsets;
-        if (dueTime === null && recurrenceRule !== "")
-          throw invalid("clear_due_time", 'the task recurs; also set recurrence_rule to "" to remove the due time');
-        if (dueTime === null && reminderOffsets.length > 0)
-          throw invalid("clear_due_time", "the task has reminders; also set reminder_offsets to none");
-        const next: TaskFields = {
-          title: req.title ?? cur.title,
-          notes: req.notes ?? cur.notes,
-          dueTime,
-          timeZone: timeZone ?? cur.timeZone,
-          recurrenceRule,
-          reminderOffsets,
-          parentTaskId: cur.parentTaskId,
-        };
-        return sameFields(cur, next) ? null : next;
-      });
+      const updated = store.update(
+        userId,
+        taskId(req.taskId),
+        now(),
+        (cur) => {
+          const dueTime = req.clearDueTime ? null : (newDue ?? cur.dueTime);
+          const recurrenceRule =
+            req.recurrenceRule !== undefined
+              ? normalizeRecurrence("recurrence_rule", req.recurrenceRule, dueTime)
+              : cur.recurrenceRule;
+          const reminderOffsets = req.reminderOffsets
+            ? reminderSeconds("reminder_offsets.offsets", req.reminderOffsets.offsets, dueTime)
+            : cur.reminderOffsets;
+          if (dueTime === null && recurrenceRule !== "")
+            throw invalid("clear_due_time", 'the task recurs; also set recurrence_rule to "" to remove the due time');
+          if (dueTime === null && reminderOffsets.length > 0)
+            throw invalid("clear_due_time", "the task has reminders; also set reminder_offsets to none");
+          const next: TaskFields = {
+            title: req.title ?? cur.title,
+            notes: req.notes ?? cur.notes,
+            dueTime,
+            timeZone: timeZone ?? cur.timeZone,
+            recurrenceRule,
+            reminderOffsets,
+            parentTaskId: cur.parentTaskId,
+          };
+          return sameFields(cur, next) ? null : next;
+        },
+        { traceparent: traceparentOf(ctx) },
+      );
       return { task: toTask(found(updated, req.taskId)) };
     },
 
     async completeTask(req, ctx) {
       const { userId } = requireUser(ctx);
-      return { task: toTask(found(store.complete(userId, taskId(req.taskId), now()), req.taskId)) };
+      const completed = store.complete(userId, taskId(req.taskId), now(), { traceparent: traceparentOf(ctx) });
+      return { task: toTask(found(completed, req.taskId)) };
     },
 
     /**
@@ -115,7 +124,9 @@ export function taskService(deps: TaskServiceDeps): ServiceImpl<typeof TaskServi
      */
     async deleteTask(req, ctx) {
       const { userId } = requireUser(ctx);
-      if (!store.delete(userId, taskId(req.taskId))) throw notFound(req.taskId);
+      if (!store.delete(userId, taskId(req.taskId), now(), { traceparent: traceparentOf(ctx) })) {
+        throw notFound(req.taskId);
+      }
       return {};
     },
   };

@@ -8,7 +8,7 @@ import { TaskService } from "@taskmesh/gen/taskmesh/tasks/v1/tasks_pb";
 import { createGrpcClient } from "@taskmesh/platform";
 import { freePort, tempDir } from "@taskmesh/platform/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { SERVICE_SECRET, startTasks, testIssuer } from "./tasks.test-util.js";
+import { NO_NATS, SERVICE_SECRET, startTasks, testIssuer } from "./tasks.test-util.js";
 
 const ROOT = resolve(fileURLToPath(import.meta.url), "../../../..");
 const MAIN = join(ROOT, "services/tasks/dist/main.js");
@@ -71,6 +71,8 @@ describe("tasks durability", () => {
           TASKMESH_DATA_DIR: dir.path,
           TASKMESH_SERVICE_SECRET: SERVICE_SECRET,
           JWKS_URL: jwksUrl,
+          // NATS unreachable: start-up, writes and the SIGTERM drain must not wait for it.
+          NATS_URL: NO_NATS,
           LOG_LEVEL: "info",
         },
         stdio: ["ignore", "pipe", "pipe"],

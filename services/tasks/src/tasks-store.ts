@@ -1,5 +1,6 @@
-import type { Db, Migration } from "@taskmesh/platform";
+import { appendEvent, type Db, inboxMigration, type Migration, outboxMigration } from "@taskmesh/platform";
 import type Database from "better-sqlite3";
+import { changedFields, taskCompleted, taskCreated, taskDeleted, taskUpdated } from "./events.js";
 import type { Cursor } from "./page-token.js";
 
 /**
@@ -48,6 +49,9 @@ export const MIGRATIONS: readonly Migration[] = [
       ) STRICT, WITHOUT ROWID;
     `,
   },
+  // Events: the outbox of what this service publishes, the inbox of what it has applied (events.ts).
+  outboxMigration(2),
+  inboxMigration(3),
 ];
 
 export type TaskStatusName = "open" | "completed";
@@ -122,10 +126,17 @@ export interface ListQuery {
   limit: number;
 }
 
+/** Options of a write. */
+export interface WriteOptions {
+  /** W3C trace context of the request, carried with the event. */
+  traceparent?: string | undefined;
+}
+
 /**
  * SQL for the tasks database. Every statement is prepared once (list variants on first use);
- * every read and write is scoped by user_id. Each write is one `db.transaction`, so the outbox
- * row of its event (issue 3) is one more statement in the same commit.
+ * every read and write is scoped by user_id. Each write is one `db.transaction` that also
+ * appends its event to the outbox (events.ts), so the event exists if and only if the change
+ * committed; a write that changes nothing appends nothing.
  */
 export class TasksStore {
   readonly #db: Db;
@@ -139,6 +150,7 @@ export class TasksStore {
   readonly #delete: Database.Statement<[string, string]>;
   readonly #purgeTasks: Database.Statement<[string]>;
   readonly #purgeKeys: Database.Statement<[string]>;
+  readonly #unpublished: Database.Statement;
   readonly #lists = new Map<string, Database.Statement<Record<string, unknown>, Row>>();
 
   constructor(db: Db) {
@@ -164,6 +176,7 @@ export class TasksStore {
     this.#delete = db.prepare("DELETE FROM tasks WHERE id = ? AND user_id = ?");
     this.#purgeTasks = db.prepare("DELETE FROM tasks WHERE user_id = ?");
     this.#purgeKeys = db.prepare("DELETE FROM idempotency_keys WHERE user_id = ?");
+    this.#unpublished = db.prepare("SELECT count(*) FROM outbox WHERE published_at IS NULL").pluck();
   }
 
   get(userId: string, id: string): TaskRecord | undefined {
@@ -179,7 +192,7 @@ export class TasksStore {
   create(
     userId: string,
     fields: () => TaskFields | undefined,
-    opts: { id: string; now: number; maxTasks: number; key?: IdempotencyKey },
+    opts: { id: string; now: number; maxTasks: number; key?: IdempotencyKey } & WriteOptions,
   ): CreateResult {
     return this.#db
       .transaction((): CreateResult => {
@@ -207,6 +220,7 @@ export class TasksStore {
         };
         this.#insert.run(toRow(task));
         if (key) this.#insertKey.run(userId, key.scope, key.key, task.id, key.fingerprint, opts.now);
+        appendEvent(this.#db, taskCreated(task), { traceparent: opts.traceparent });
         return { kind: "created", task };
       })
       .immediate();
@@ -221,38 +235,53 @@ export class TasksStore {
     id: string,
     now: number,
     change: (current: TaskRecord) => TaskFields | null,
+    opts: WriteOptions = {},
   ): TaskRecord | undefined {
     return this.#db
       .transaction(() => {
         const current = this.get(userId, id);
         if (!current) return undefined;
         const next = change(current);
-        if (next === null) return current;
-        const updated = { ...current, ...next, updateTime: now };
-        this.#update.run(toRow(updated));
-        return this.get(userId, id);
+        const changed = next === null ? [] : changedFields(current, next);
+        if (next === null || changed.length === 0) return current;
+        this.#update.run(toRow({ ...current, ...next, updateTime: now }));
+        const updated = this.get(userId, id) as TaskRecord;
+        appendEvent(this.#db, taskUpdated(updated, changed), { traceparent: opts.traceparent });
+        return updated;
       })
       .immediate();
   }
 
   /** Marks the task completed; a completed task is returned unchanged. Undefined when absent. */
-  complete(userId: string, id: string, now: number): TaskRecord | undefined {
+  complete(userId: string, id: string, now: number, opts: WriteOptions = {}): TaskRecord | undefined {
     return this.#db
       .transaction(() => {
-        // No row changes when already completed (or absent): then nothing happened, and issue 3's
-        // task.completed outbox row is appended only when `.changes > 0`.
-        this.#complete.run({ id, user_id: userId, now });
-        return this.get(userId, id);
+        // No row changes when already completed (or absent): then nothing happened, no event.
+        const changed = this.#complete.run({ id, user_id: userId, now }).changes > 0;
+        const task = this.get(userId, id);
+        if (changed && task) appendEvent(this.#db, taskCompleted(task), { traceparent: opts.traceparent });
+        return task;
       })
       .immediate();
   }
 
   /** True when the task existed (and was the user's) and is now gone. */
-  delete(userId: string, id: string): boolean {
-    return this.#db.transaction(() => this.#delete.run(id, userId).changes > 0).immediate();
+  delete(userId: string, id: string, now: number, opts: WriteOptions = {}): boolean {
+    return this.#db
+      .transaction(() => {
+        const task = this.get(userId, id);
+        if (!task || this.#delete.run(id, userId).changes === 0) return false;
+        appendEvent(this.#db, taskDeleted(task, now), { traceparent: opts.traceparent });
+        return true;
+      })
+      .immediate();
   }
 
-  /** Deletes every task and idempotency key of the user; the number of tasks deleted. */
+  /**
+   * Deletes every task and idempotency key of the user; the number of tasks deleted. No event:
+   * the user.deleted that causes a purge is the fact consumers act on. Inside another transaction
+   * (the user.deleted consumer's inbox transaction) it runs as a savepoint of that transaction.
+   */
   purgeUser(userId: string): number {
     return this.#db
       .transaction(() => {
@@ -261,6 +290,11 @@ export class TasksStore {
         return n;
       })
       .immediate();
+  }
+
+  /** Events in the outbox not yet acknowledged by JetStream. */
+  unpublishedEvents(): number {
+    return this.#unpublished.get() as number;
   }
 
   count(userId: string): number {

@@ -12,7 +12,10 @@ import { tempDir } from "@taskmesh/platform/testing";
 import Database from "better-sqlite3";
 import { createLocalJWKSet, exportJWK, generateKeyPair, type JWK, SignJWT } from "jose";
 import { loadTasksConfig } from "./config.js";
-import { build, type TasksApp } from "./server.js";
+import { build, type TasksApp, type TasksDeps } from "./server.js";
+
+/** A NATS URL where nothing listens. */
+export const NO_NATS = "nats://127.0.0.1:1";
 
 export const SERVICE_SECRET = "test-service-secret-of-at-least-32-chars";
 
@@ -54,17 +57,22 @@ export interface Harness {
 }
 
 /** The tasks service built as main.ts builds it, on a temp SQLite file, listening on port 0. */
-export async function startTasks(opts: { dir?: string; env?: Record<string, string> } = {}): Promise<Harness> {
+export async function startTasks(
+  opts: { dir?: string; env?: Record<string, string>; deps?: Omit<TasksDeps, "userTokens"> } = {},
+): Promise<Harness> {
   const dir = opts.dir ? { path: opts.dir, remove: () => {} } : tempDir("tasks-test-");
   const config = loadTasksConfig({
     GRPC_PORT: "0",
     TASKMESH_DATA_DIR: dir.path,
     TASKMESH_SERVICE_SECRET: SERVICE_SECRET,
     LOG_LEVEL: "silent",
+    // Nothing listens on port 1: the NATS link retries in the background, events wait in the
+    // outbox. Tests about events pass the URL of a real nats-server (task-events.test.ts).
+    NATS_URL: NO_NATS,
     ...opts.env,
   });
   const issuer = await testIssuer();
-  const app = build(config, { userTokens: issuer.verifier });
+  const app = build(config, { ...opts.deps, userTokens: issuer.verifier });
   const { grpcPort } = await app.listen();
   const address = `127.0.0.1:${grpcPort}`;
   const clients: { close(): void }[] = [];

@@ -140,7 +140,10 @@ describe("users events (real nats-server)", () => {
       expect(user?.email).toBe(email);
       expect(u.app.events.backlog()).toBe(1);
       // Readiness is the database: still SERVING. The "nats" entry says NATS is away.
-      expect((await u.health.check({ service: "" })).status).toBe(HealthCheckResponse_ServingStatus.SERVING);
+      // Readiness is re-evaluated every 2 s: it must stay SERVING across a few evaluations.
+      for (const until = Date.now() + 2500; Date.now() < until; await new Promise((r) => setTimeout(r, 250))) {
+        expect((await u.health.check({ service: "" })).status).toBe(HealthCheckResponse_ServingStatus.SERVING);
+      }
       await waitFor(
         "the nats health entry to say NOT_SERVING",
         async () =>

@@ -1,0 +1,167 @@
+import { create } from "@bufbuild/protobuf";
+import type { HandlerContext } from "@connectrpc/connect";
+import {
+  type Envelope,
+  TaskCompletedSchema,
+  TaskCreatedSchema,
+  TaskDeletedSchema,
+  TaskUpdatedSchema,
+} from "@taskmesh/gen/taskmesh/events/v1/events_pb";
+import {
+  type ConsumerSpec,
+  type EventContext,
+  type Logger,
+  type NatsLink,
+  natsReady,
+  newEvent,
+  type OutboxRelay,
+  STREAMS,
+} from "@taskmesh/platform";
+import { toTask } from "./task-record.js";
+import type { TaskFields, TaskRecord } from "./tasks-store.js";
+
+/**
+ * What the tasks service publishes and consumes.
+ *
+ * Publishes to the TASKS stream, each event through the outbox in the transaction of the change
+ * (TasksStore), each carrying the whole Task so that no consumer calls back to read it:
+ * - `task.created`   (TaskCreated: the task; also for occurrences made by CreateOccurrence)
+ * - `task.updated`   (TaskUpdated: the task after the change + changed_fields)
+ * - `task.completed` (TaskCompleted: the task as completed)
+ * - `task.deleted`   (TaskDeleted: task_id + version, see taskDeleted)
+ * A repeat that changes nothing (same idempotency key, completing a completed task, an update to
+ * the same values) writes no event. PurgeUser writes none either: the user.deleted that caused it
+ * is the fact every consumer acts on.
+ *
+ * Consumes `user.deleted` from the USERS stream (durable `tasks-user-deleted`): the user's tasks
+ * and idempotency keys are deleted in the transaction that records the event in the inbox.
+ */
+export const TASKS_STREAMS = [STREAMS.TASKS] as const;
+
+export const USER_DELETED_CONSUMER: Omit<ConsumerSpec, "stream"> = {
+  durable: "tasks-user-deleted",
+  filterSubject: "taskmesh.user.deleted",
+};
+
+export function taskCreated(task: TaskRecord): Envelope {
+  return taskEvent(task, task.createTime, {
+    case: "taskCreated",
+    value: create(TaskCreatedSchema, { task: toTask(task) }),
+  });
+}
+
+export function taskUpdated(task: TaskRecord, changedFields: string[]): Envelope {
+  return taskEvent(task, task.updateTime, {
+    case: "taskUpdated",
+    value: create(TaskUpdatedSchema, { task: toTask(task), changedFields }),
+  });
+}
+
+export function taskCompleted(task: TaskRecord): Envelope {
+  return taskEvent(task, task.completeTime ?? task.updateTime, {
+    case: "taskCompleted",
+    value: create(TaskCompletedSchema, { task: toTask(task) }),
+  });
+}
+
+/**
+ * The deletion of `task` (as it was before). Its version is the task's last version + 1: the
+ * deletion is a change like any other, so a consumer that keeps the highest version it has seen
+ * of a task (and ignores anything not newer) treats it as newer than every update.
+ */
+export function taskDeleted(task: TaskRecord, at: number): Envelope {
+  return taskEvent(task, at, {
+    case: "taskDeleted",
+    value: create(TaskDeletedSchema, { taskId: task.id, version: BigInt(task.version + 1) }),
+  });
+}
+
+function taskEvent(task: TaskRecord, atMs: number, payload: Parameters<typeof newEvent>[0]["payload"]): Envelope {
+  return newEvent({ userId: task.userId, aggregateId: task.id, occurredAt: new Date(atMs), payload });
+}
+
+/** The contract's names (task.proto) of the fields that differ between `a` and `b`, in field order. */
+export function changedFields(a: TaskFields, b: TaskFields): string[] {
+  const out: string[] = [];
+  if (a.title !== b.title) out.push("title");
+  if (a.notes !== b.notes) out.push("notes");
+  if (a.dueTime !== b.dueTime) out.push("due_time");
+  if (a.timeZone !== b.timeZone) out.push("time_zone");
+  if (a.recurrenceRule !== b.recurrenceRule) out.push("recurrence_rule");
+  if (JSON.stringify(a.reminderOffsets) !== JSON.stringify(b.reminderOffsets)) out.push("reminder_offsets");
+  return out;
+}
+
+/**
+ * The effect of `user.deleted`: every task and idempotency key of the user goes. Runs inside the
+ * consumer's inbox transaction (EventConsumer), so it is applied once per event id; a repeat
+ * finds the id in the inbox and is acked without touching anything. An event that is not a
+ * well-formed user.deleted throws, and the consumer dead-letters it with the reason.
+ */
+export function onUserDeleted(
+  purgeUser: (userId: string) => number,
+  logger: Logger,
+): (event: Envelope, ctx: EventContext) => void {
+  return (event, ctx) => {
+    if (event.payload.case !== "userDeleted") {
+      throw new Error(`expected a user.deleted payload, got "${event.payload.case ?? "none"}" (type "${event.type}")`);
+    }
+    const userId = event.payload.value.userId;
+    if (!userId) throw new Error("user.deleted has no user_id");
+    if (event.userId && event.userId !== userId) {
+      throw new Error(`user.deleted names user ${userId} but its envelope belongs to ${event.userId}`);
+    }
+    const deletedTasks = purgeUser(userId);
+    logger.info({ userId, deletedTasks, eventId: ctx.eventId }, "purging the tasks of a deleted user");
+  };
+}
+
+const TRACEPARENT = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
+
+/** The caller's W3C `traceparent` header if it is well-formed, so the event continues the request's trace. */
+export function traceparentOf(ctx: HandlerContext): string | undefined {
+  const v = ctx.requestHeader.get("traceparent")?.trim().toLowerCase();
+  return v && TRACEPARENT.test(v) ? v : undefined;
+}
+
+/** Health service name that mirrors the NATS link. It is not readiness: writes go on while NATS is away. */
+export const NATS_HEALTH_SERVICE = "nats";
+
+/**
+ * Reports the outbox while the service runs: the NATS link as the health entry "nats" (so
+ * `grpc_health_probe -service nats` or grpcurl show it), and a warning every `intervalMs` while
+ * events wait (backlog, whether NATS is connected), then one line when the backlog has drained.
+ * Returns the function that stops it.
+ */
+export function watchOutbox(opts: {
+  relay: OutboxRelay;
+  link: NatsLink;
+  health: { setStatus(service: string, status: "SERVING" | "NOT_SERVING"): void };
+  logger: Logger;
+  /** Default 5000 ms. */
+  intervalMs?: number;
+}): () => void {
+  const { relay, link, health, logger } = opts;
+  const mirror = () => health.setStatus(NATS_HEALTH_SERVICE, natsReady(link) ? "SERVING" : "NOT_SERVING");
+  let waiting = false;
+  const check = () => {
+    mirror();
+    const backlog = relay.backlog();
+    if (backlog > 0) {
+      waiting = true;
+      logger.warn({ backlog, natsConnected: link.connected }, "events waiting in the outbox");
+    } else if (waiting) {
+      waiting = false;
+      logger.info({ published: relay.stats.published }, "outbox drained");
+    }
+  };
+  mirror();
+  const unsubscribe = link.onConnect(mirror);
+  const timer = setInterval(check, opts.intervalMs ?? 5000);
+  timer.unref();
+  return () => {
+    clearInterval(timer);
+    unsubscribe();
+    health.setStatus(NATS_HEALTH_SERVICE, "NOT_SERVING");
+  };
+}

@@ -1,0 +1,306 @@
+import { randomUUID } from "node:crypto";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { Health, HealthCheckResponse_ServingStatus } from "@taskmesh/gen/grpc/health/v1/health_pb";
+import { type Envelope, EnvelopeSchema, UserDeletedSchema } from "@taskmesh/gen/taskmesh/events/v1/events_pb";
+import { TaskStatus } from "@taskmesh/gen/taskmesh/tasks/v1/task_pb";
+import {
+  createGrpcClient,
+  createLogger,
+  DEADLETTER_HEADERS,
+  ensureStreams,
+  NatsLink,
+  newEvent,
+  STREAMS,
+} from "@taskmesh/platform";
+import { type NatsServer, startNats } from "@taskmesh/platform/testing";
+import Database from "better-sqlite3";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { NATS_HEALTH_SERVICE, USER_DELETED_CONSUMER } from "./events.js";
+import { type Harness, startTasks } from "./tasks.test-util.js";
+
+const logger = createLogger("tasks-events-test", { level: process.env.TEST_LOG_LEVEL ?? "silent" });
+const DUE = Date.UTC(2031, 2, 9, 14, 0, 0);
+const TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+async function waitFor<T>(what: string, fn: () => T | Promise<T>, timeoutMs = 15_000): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v as NonNullable<T>;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+interface Stored {
+  subject: string;
+  envelope: Envelope;
+  msgId: string | undefined;
+  traceparent: string | undefined;
+}
+
+describe("tasks events (real nats-server)", () => {
+  let nats: NatsServer;
+  let admin: NatsLink;
+  let h: Harness;
+
+  beforeAll(async () => {
+    nats = await startNats();
+    admin = new NatsLink({ servers: nats.url, name: "test-admin", logger, reconnectTimeWaitMs: 100 });
+    h = await startTasks({ env: { NATS_URL: nats.url }, deps: { outboxReportIntervalMs: 200 } });
+  });
+  afterAll(async () => {
+    await h?.stop();
+    await admin?.close();
+    await nats?.stop();
+  });
+
+  /** Every message of `stream`, in stream order, decoded. */
+  async function streamMessages(stream: string): Promise<Stored[]> {
+    const jsm = await admin.jetstreamManager();
+    const info = await jsm.streams.info(stream);
+    const out: Stored[] = [];
+    for (let seq = info.state.first_seq; info.state.messages > 0 && seq <= info.state.last_seq; seq++) {
+      const m = await jsm.streams.getMessage(stream, { seq });
+      out.push({
+        subject: m.subject,
+        envelope: fromBinary(EnvelopeSchema, m.data),
+        msgId: m.header?.get("Nats-Msg-Id"),
+        traceparent: m.header?.get("traceparent") || undefined,
+      });
+    }
+    return out;
+  }
+
+  /** The user's events in the TASKS stream, once everything committed so far has been published. */
+  async function taskEventsOf(userId: string, harness: Harness = h): Promise<Stored[]> {
+    await waitFor("the outbox to drain", () => harness.app.events.backlog() === 0);
+    return (await streamMessages(STREAMS.TASKS.name)).filter((m) => m.envelope.userId === userId);
+  }
+
+  async function publishUserDeleted(event: Envelope, msgID: string = event.id): Promise<void> {
+    await ensureStreams(await admin.jetstreamManager(), [STREAMS.USERS]);
+    await (await admin.jetstream()).publish("taskmesh.user.deleted", toBinary(EnvelopeSchema, event), { msgID });
+  }
+
+  function userDeleted(userId: string): Envelope {
+    return newEvent({
+      userId,
+      aggregateId: userId,
+      payload: { case: "userDeleted", value: create(UserDeletedSchema, { userId }) },
+    });
+  }
+
+  function idempotencyKeysOf(userId: string): number {
+    const db = new Database(h.dbPath, { readonly: true });
+    try {
+      return db.prepare("SELECT count(*) FROM idempotency_keys WHERE user_id = ?").pluck().get(userId) as number;
+    } finally {
+      db.close();
+    }
+  }
+
+  it("publishes created, updated (with changed_fields), completed and deleted in order, each with the whole task", async () => {
+    const userId = randomUUID();
+    const c = await h.as(userId);
+    const headers = { traceparent: TRACEPARENT };
+    const created = (
+      await c.createTask(
+        {
+          task: {
+            title: "water the plants",
+            notes: "balcony",
+            dueTime: timestampFromMs(DUE),
+            timeZone: "Europe/Paris",
+            recurrenceRule: "FREQ=WEEKLY;BYDAY=SU",
+            reminderOffsets: [durationFromMs(600_000)],
+          },
+        },
+        { headers },
+      )
+    ).task;
+    const id = created?.id ?? "";
+    const updated = (
+      await c.updateTask({ taskId: id, title: "water all plants", dueTime: timestampFromMs(DUE + 3600_000) })
+    ).task;
+    const completed = (await c.completeTask({ taskId: id })).task;
+    await c.deleteTask({ taskId: id });
+
+    const events = await taskEventsOf(userId);
+    expect(events.map((e) => e.subject)).toEqual([
+      "taskmesh.task.created",
+      "taskmesh.task.updated",
+      "taskmesh.task.completed",
+      "taskmesh.task.deleted",
+    ]);
+    expect(events.map((e) => e.envelope.type)).toEqual([
+      "task.created",
+      "task.updated",
+      "task.completed",
+      "task.deleted",
+    ]);
+    for (const e of events) {
+      expect(e.msgId).toBe(e.envelope.id);
+      expect(e.envelope.aggregateId).toBe(id);
+    }
+    expect(events[0]?.traceparent).toBe(TRACEPARENT);
+
+    const [ce, ue, coe, de] = events.map((e) => e.envelope.payload);
+    // The whole task, exactly as the API answered it: consumers never need to call back.
+    expect(ce).toEqual({ case: "taskCreated", value: expect.objectContaining({ task: created }) });
+    expect(ue?.case).toBe("taskUpdated");
+    expect(ue?.case === "taskUpdated" && ue.value.task).toEqual(updated);
+    expect(ue?.case === "taskUpdated" && ue.value.changedFields).toEqual(["title", "due_time"]);
+    expect(coe).toEqual({ case: "taskCompleted", value: expect.objectContaining({ task: completed }) });
+    expect(completed).toMatchObject({ status: TaskStatus.COMPLETED, version: 3n });
+    expect(de?.case === "taskDeleted" && de.value).toMatchObject({ taskId: id, version: 4n });
+    expect(events[0]?.envelope.occurredAt).toEqual(created?.createTime);
+    expect(events[2]?.envelope.occurredAt).toEqual(completed?.completeTime);
+  });
+
+  it("publishes nothing more for a repeat: the same idempotency key, completing a completed task, an update to the same values", async () => {
+    const userId = randomUUID();
+    const c = await h.as(userId);
+    const req = { task: { title: "pay rent" }, idempotencyKey: "rent-2031-03" };
+    const first = (await c.createTask(req)).task;
+    const again = (await c.createTask(req)).task;
+    expect(again?.id).toBe(first?.id);
+    await c.updateTask({ taskId: first?.id ?? "", title: "pay rent" });
+    await c.completeTask({ taskId: first?.id ?? "" });
+    await c.completeTask({ taskId: first?.id ?? "" });
+
+    const events = await taskEventsOf(userId);
+    expect(events.map((e) => e.envelope.type)).toEqual(["task.created", "task.completed"]);
+  });
+
+  it("publishes task.created for an occurrence (once per key), and nothing per task for PurgeUser", async () => {
+    const userId = randomUUID();
+    const c = await h.as(userId);
+    const parent = (
+      await c.createTask({ task: { title: "stand-up", dueTime: timestampFromMs(DUE), recurrenceRule: "FREQ=DAILY" } })
+    ).task;
+    const internal = h.internal();
+    const req = {
+      userId,
+      parentTaskId: parent?.id ?? "",
+      dueTime: timestampFromMs(DUE + 86_400_000),
+      idempotencyKey: `${parent?.id}:20310310`,
+    };
+    const occurrence = await internal.createOccurrence(req);
+    expect((await internal.createOccurrence(req)).created).toBe(false);
+
+    let events = await taskEventsOf(userId);
+    expect(events.map((e) => e.envelope.type)).toEqual(["task.created", "task.created"]);
+    const payload = events[1]?.envelope.payload;
+    expect(payload?.case === "taskCreated" && payload.value.task).toEqual(occurrence.task);
+    expect(occurrence.task?.parentTaskId).toBe(parent?.id);
+
+    expect((await internal.purgeUser({ userId })).deletedCount).toBe(2n);
+    events = await taskEventsOf(userId);
+    expect(events).toHaveLength(2);
+  });
+
+  describe("user.deleted (choreography)", () => {
+    it("purges that user's tasks and idempotency keys once, leaves other users' tasks alone, and a redelivered copy has no effect", async () => {
+      const gone = randomUUID();
+      const stays = randomUUID();
+      const cg = await h.as(gone);
+      const cs = await h.as(stays);
+      await cg.createTask({ task: { title: "one" }, idempotencyKey: "k1" });
+      await cg.createTask({ task: { title: "two" } });
+      const kept = (await cs.createTask({ task: { title: "not mine to lose" }, idempotencyKey: "k1" })).task;
+      expect(idempotencyKeysOf(gone)).toBe(1);
+      const before = h.app.events.userDeleted;
+      const tasksEventsBefore = (await taskEventsOf(gone)).length;
+
+      const event = userDeleted(gone);
+      await publishUserDeleted(event);
+      await waitFor("the event applied", () => h.app.events.userDeleted.applied === before.applied + 1);
+      expect((await cg.listTasks({})).tasks).toEqual([]);
+      expect(idempotencyKeysOf(gone)).toBe(0);
+      expect((await cs.listTasks({})).tasks).toEqual([kept]);
+      expect(idempotencyKeysOf(stays)).toBe(1);
+      // The purge itself publishes no per-task events.
+      expect(await taskEventsOf(gone)).toHaveLength(tasksEventsBefore);
+
+      // The same event again as another stream message (a republish past the de-dup window):
+      // the inbox has its id, so a task created since is not touched.
+      const later = (await cg.createTask({ task: { title: "created after the deletion" } })).task;
+      await publishUserDeleted(event, `${event.id}-copy`);
+      await waitFor(
+        "the copy acked as a duplicate",
+        () => h.app.events.userDeleted.duplicates === before.duplicates + 1,
+      );
+      expect(h.app.events.userDeleted.applied).toBe(before.applied + 1);
+      expect((await cg.listTasks({})).tasks).toEqual([later]);
+
+      const jsm = await admin.jetstreamManager();
+      const info = await waitFor("every delivery acked", async () => {
+        const i = await jsm.consumers.info(STREAMS.USERS.name, USER_DELETED_CONSUMER.durable);
+        return i.num_ack_pending === 0 && i.num_pending === 0 ? i : undefined;
+      });
+      expect(info.config).toMatchObject({ ack_policy: "explicit", filter_subject: "taskmesh.user.deleted" });
+    });
+
+    it("dead-letters a user.deleted without a user id, deleting nothing", async () => {
+      const userId = randomUUID();
+      const c = await h.as(userId);
+      await c.createTask({ task: { title: "survives a malformed event" } });
+      const before = h.app.events.userDeleted;
+      const bad = newEvent({
+        userId: "",
+        aggregateId: "",
+        payload: { case: "userDeleted", value: create(UserDeletedSchema, { userId: "" }) },
+      });
+      await publishUserDeleted(bad);
+      await waitFor("dead-lettered", () => h.app.events.userDeleted.deadLettered === before.deadLettered + 1);
+      const dl = await (await admin.jetstreamManager()).streams.getMessage(STREAMS.DEADLETTER.name, {
+        last_by_subj: `taskmesh.deadletter.${USER_DELETED_CONSUMER.durable}`,
+      });
+      expect(dl.header.get(DEADLETTER_HEADERS.eventId)).toBe(bad.id);
+      expect(dl.header.get(DEADLETTER_HEADERS.reason)).toBe("handler failed: user.deleted has no user_id");
+      expect((await c.listTasks({})).tasks).toHaveLength(1);
+    });
+  });
+
+  it("keeps creating tasks while nats-server is stopped (ready on the database alone) and delivers the event after it restarts", async () => {
+    const other = await startNats();
+    const t = await startTasks({ env: { NATS_URL: other.url }, deps: { outboxReportIntervalMs: 200 } });
+    const otherAdmin = new NatsLink({ servers: other.url, name: "test-admin-2", logger, reconnectTimeWaitMs: 100 });
+    const health = createGrpcClient(Health, { address: t.address });
+    try {
+      await waitFor("NATS connected", () => t.app.events.natsConnected);
+      await other.kill("SIGTERM");
+      await waitFor("the link to notice", () => !t.app.events.natsConnected);
+
+      const userId = randomUUID();
+      const { task } = await (await t.as(userId)).createTask({ task: { title: "written while NATS is away" } });
+      expect(task?.title).toBe("written while NATS is away");
+      expect(t.app.events.backlog()).toBe(1);
+      // Readiness is re-evaluated every 2 s: it must stay SERVING across a few evaluations.
+      for (const until = Date.now() + 2500; Date.now() < until; await new Promise((r) => setTimeout(r, 250))) {
+        expect((await health.check({ service: "" })).status).toBe(HealthCheckResponse_ServingStatus.SERVING);
+      }
+      await waitFor(
+        "the nats health entry to say NOT_SERVING",
+        async () =>
+          (await health.check({ service: NATS_HEALTH_SERVICE })).status ===
+          HealthCheckResponse_ServingStatus.NOT_SERVING,
+      );
+
+      await other.restart();
+      await waitFor("the outbox to drain after NATS returned", () => t.app.events.backlog() === 0, 20_000);
+      await waitFor("the admin link", () => otherAdmin.connected);
+      const jsm = await otherAdmin.jetstreamManager();
+      const m = await jsm.streams.getMessage(STREAMS.TASKS.name, { last_by_subj: "taskmesh.task.created" });
+      const payload = fromBinary(EnvelopeSchema, m.data).payload;
+      expect(payload.case === "taskCreated" && payload.value.task).toEqual(task);
+    } finally {
+      health.close();
+      await otherAdmin.close();
+      await t.stop();
+      await other.stop();
+    }
+  });
+});
