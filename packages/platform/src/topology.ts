@@ -78,6 +78,38 @@ export const TOPOLOGY = {
     nats: true,
     sqlite: true,
   },
+  reminders: {
+    grpcPort: 50055,
+    calls: [],
+    jwks: false,
+    built: false,
+    // Durable timers fed by task events; the internal query lists a user's schedule.
+    serves: ["taskmesh.reminders.v1.ReminderInternalService"],
+    uses: {},
+    nats: true,
+    sqlite: true,
+  },
+  notifications: {
+    grpcPort: 50053,
+    calls: ["users"],
+    jwks: true,
+    built: false,
+    serves: ["taskmesh.notifications.v1.NotificationService", "taskmesh.notifications.v1.NotificationInternalService"],
+    uses: { users: ["taskmesh.users.v1.UserInternalService/GetUserPreferences"] },
+    nats: true,
+    sqlite: true,
+  },
+  analytics: {
+    grpcPort: 50054,
+    calls: [],
+    jwks: true,
+    built: false,
+    // Read models (CQRS) fed only by events.
+    serves: ["taskmesh.analytics.v1.AnalyticsService"],
+    uses: {},
+    nats: true,
+    sqlite: true,
+  },
 } as const satisfies Record<string, ServiceTopology>;
 
 export type ServiceName = keyof typeof TOPOLOGY;
