@@ -9,10 +9,24 @@ const spec = {
   USERS_ADDR: env.address(`127.0.0.1:${TOPOLOGY.users.grpcPort}`),
   /** TaskService backend, host:port. Default 127.0.0.1:50052. */
   TASKS_ADDR: env.address(`127.0.0.1:${TOPOLOGY.tasks.grpcPort}`),
+  /** NotificationService backend, host:port. Default 127.0.0.1:50053. */
+  NOTIFICATIONS_ADDR: env.address(`127.0.0.1:${TOPOLOGY.notifications.grpcPort}`),
+  /** AnalyticsService backend, host:port. Default 127.0.0.1:50054. */
+  ANALYTICS_ADDR: env.address(`127.0.0.1:${TOPOLOGY.analytics.grpcPort}`),
   /** The users service's JWKS, to verify user tokens at the edge. Default: users on localhost. */
   JWKS_URL: env.url(`http://127.0.0.1:${TOPOLOGY.users.httpPort}${JWKS_PATH}`),
   /** Longest deadline given to a forwarded call (a caller's shorter deadline wins), 100..60000 ms. Default 10000. */
   BACKEND_TIMEOUT_MS: env.int({ fallback: 10_000, min: 100, max: 60_000 }),
+  /** Each dashboard part's own deadline (a caller's shorter deadline wins), 50..30000 ms. Default 800. */
+  DASHBOARD_PART_TIMEOUT_MS: env.int({ fallback: 800, min: 50, max: 30_000 }),
+  /** Bulkhead: calls in flight per backend, 1..10000. Default 64. */
+  DEPENDENCY_MAX_CONCURRENT: env.int({ fallback: 64, min: 1, max: 10_000 }),
+  /** Bulkhead: calls waiting for a slot per backend (more are RESOURCE_EXHAUSTED), 0..10000. Default 32. */
+  DEPENDENCY_MAX_QUEUED: env.int({ fallback: 32, min: 0, max: 10_000 }),
+  /** Consecutive failures of a backend that open its circuit breaker, 1..1000. Default 5. */
+  BREAKER_FAILURES: env.int({ fallback: 5, min: 1, max: 1000 }),
+  /** How long an open breaker fails fast before one trial call (half-open), 100..600000 ms. Default 5000. */
+  BREAKER_HALF_OPEN_MS: env.int({ fallback: 5000, min: 100, max: 600_000 }),
   /** How long shutdown lets in-flight calls finish, 0..60000 ms. Default 10000. */
   SHUTDOWN_GRACE_MS: env.int({ fallback: 10_000, min: 0, max: 60_000 }),
   /** `istio`: leave retries to Envoy so attempts do not multiply. Default none. */
@@ -25,8 +39,12 @@ export interface GatewayConfig {
   host: string;
   usersAddr: string;
   tasksAddr: string;
+  notificationsAddr: string;
+  analyticsAddr: string;
   jwksUrl: string;
   backendTimeoutMs: number;
+  dashboardPartTimeoutMs: number;
+  dependency: { maxConcurrent: number; maxQueued: number; breakerFailures: number; halfOpenAfterMs: number };
   shutdownGraceMs: number;
   mesh: "none" | "istio";
   logLevel: string;
@@ -40,8 +58,17 @@ export function loadGatewayConfig(source: Record<string, string | undefined> = p
     host: c.HOST,
     usersAddr: c.USERS_ADDR,
     tasksAddr: c.TASKS_ADDR,
+    notificationsAddr: c.NOTIFICATIONS_ADDR,
+    analyticsAddr: c.ANALYTICS_ADDR,
     jwksUrl: c.JWKS_URL,
     backendTimeoutMs: c.BACKEND_TIMEOUT_MS,
+    dashboardPartTimeoutMs: c.DASHBOARD_PART_TIMEOUT_MS,
+    dependency: {
+      maxConcurrent: c.DEPENDENCY_MAX_CONCURRENT,
+      maxQueued: c.DEPENDENCY_MAX_QUEUED,
+      breakerFailures: c.BREAKER_FAILURES,
+      halfOpenAfterMs: c.BREAKER_HALF_OPEN_MS,
+    },
     shutdownGraceMs: c.SHUTDOWN_GRACE_MS,
     mesh: c.TASKMESH_MESH,
     logLevel: c.LOG_LEVEL,

@@ -247,7 +247,12 @@ describe("gateway", () => {
 
   it("lists the public services and health by reflection (v1 and v1alpha), and never the internal ones", async () => {
     const t = grpcH2c();
-    const expected = ["grpc.health.v1.Health", "taskmesh.tasks.v1.TaskService", "taskmesh.users.v1.UserService"];
+    const expected = [
+      "grpc.health.v1.Health",
+      "taskmesh.gateway.v1.DashboardService",
+      "taskmesh.tasks.v1.TaskService",
+      "taskmesh.users.v1.UserService",
+    ];
     for (const v of [reflectionV1, reflectionV1alpha]) {
       const client = createClient(v.ServerReflection as typeof reflectionV1.ServerReflection, t);
       async function* requests() {
@@ -278,14 +283,19 @@ describe("gateway", () => {
     ]);
     expect(stdout.trim().split("\n").sort()).toEqual([
       "grpc.health.v1.Health",
+      "taskmesh.gateway.v1.DashboardService",
       "taskmesh.tasks.v1.TaskService",
       "taskmesh.users.v1.UserService",
     ]);
   });
 
-  it("reports health: the edge itself, each public service from its backend, NOT_FOUND for others", async () => {
+  it("reports health: the edge itself, each public service from its backend, each dependency's breaker, NOT_FOUND for others", async () => {
     const health = createClient(Health, grpcH2c());
     expect((await health.check({ service: "" })).status).toBe(HealthCheckResponse_ServingStatus.SERVING);
+    for (const name of ["users", "tasks", "notifications", "analytics"])
+      expect((await health.check({ service: `dependency.${name}` })).status).toBe(
+        HealthCheckResponse_ServingStatus.SERVING,
+      );
     expect((await health.check({ service: "taskmesh.tasks.v1.TaskService" })).status).toBe(
       HealthCheckResponse_ServingStatus.SERVING,
     );

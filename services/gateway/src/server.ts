@@ -1,6 +1,9 @@
 import type { DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { Health, HealthCheckResponse_ServingStatus } from "@taskmesh/gen/grpc/health/v1/health_pb";
+import { AnalyticsService } from "@taskmesh/gen/taskmesh/analytics/v1/analytics_pb";
+import { DashboardService } from "@taskmesh/gen/taskmesh/gateway/v1/dashboard_pb";
+import { NotificationService } from "@taskmesh/gen/taskmesh/notifications/v1/notifications_pb";
 import { TaskService } from "@taskmesh/gen/taskmesh/tasks/v1/tasks_pb";
 import { UserService } from "@taskmesh/gen/taskmesh/users/v1/users_pb";
 import {
@@ -16,6 +19,9 @@ import {
 } from "@taskmesh/platform";
 import { createRemoteJWKSet, errors, type JWTVerifyGetKey } from "jose";
 import type { GatewayConfig } from "./config.js";
+import { dashboardService } from "./dashboard-service.js";
+import { DependencyPolicy } from "./dependency-policy.js";
+import { guardClient } from "./guarded-client.js";
 
 export type { GatewayConfig } from "./config.js";
 export { loadGatewayConfig } from "./config.js";
@@ -35,13 +41,23 @@ export interface GatewayApp {
   listen(): Promise<{ grpcPort: number }>;
   /** Stops accepting, lets in-flight calls finish, then closes the backend channels. Safe to call twice. */
   shutdown(): Promise<void>;
+  /** Resilience per backend (users, tasks, notifications, analytics), e.g. to read a breaker's state. */
+  readonly dependencies: ReadonlyMap<Dependency, DependencyPolicy>;
 }
+
+export type Dependency = "users" | "tasks" | "notifications" | "analytics";
+
+/** Kept back from the caller's deadline so a dashboard with a late part still reaches the caller in time. */
+const DASHBOARD_RESERVE_MS = 20;
 
 /**
  * The edge, wired but not listening: the public services (UserService, TaskService) on one port
  * for gRPC, Connect and gRPC-Web, each call's user JWT verified here and then forwarded with that
- * token to the owning backend over one long-lived grpc-js channel per backend. Internal services
- * are not mounted, so their paths are 404 / UNIMPLEMENTED here.
+ * token to the owning backend over one long-lived grpc-js channel per backend; and the BFF
+ * DashboardService, which fans out to users, tasks, notifications and analytics in parallel.
+ * Every call to a backend — forwarded or a dashboard part — goes through that backend's
+ * DependencyPolicy (timeout, circuit breaker, bulkhead). Internal services are not mounted, so
+ * their paths are 404 / UNIMPLEMENTED here.
  */
 export function build(config: GatewayConfig, deps: GatewayDeps = {}): GatewayApp {
   const logger = deps.logger ?? createLogger("gateway", { level: config.logLevel });
@@ -54,6 +70,21 @@ export function build(config: GatewayConfig, deps: GatewayDeps = {}): GatewayApp
   };
   const users = createGrpcClient(UserService, { address: config.usersAddr, ...clientOptions });
   const tasks = createGrpcClient(TaskService, { address: config.tasksAddr, ...clientOptions });
+  const notifications = createGrpcClient(NotificationService, { address: config.notificationsAddr, ...clientOptions });
+  const analytics = createGrpcClient(AnalyticsService, { address: config.analyticsAddr, ...clientOptions });
+  const clients = [users, tasks, notifications, analytics];
+
+  const policies = new Map<Dependency, DependencyPolicy>(
+    (["users", "tasks", "notifications", "analytics"] as const).map((name) => [
+      name,
+      new DependencyPolicy(name, { logger, ...config.dependency }),
+    ]),
+  );
+  const policy = (name: Dependency) => policies.get(name) as DependencyPolicy;
+  // Forwarded calls: the caller's deadline capped at BACKEND_TIMEOUT_MS.
+  const forwarded = { defaultTimeoutMs: config.backendTimeoutMs };
+  // Dashboard parts: DASHBOARD_PART_TIMEOUT_MS each, a little of the caller's deadline kept back.
+  const part = { defaultTimeoutMs: config.dashboardPartTimeoutMs, reserveMs: DASHBOARD_RESERVE_MS };
   const forward = { userTokens, maxTimeoutMs: config.backendTimeoutMs };
 
   const edge = new EdgeServer({
@@ -62,27 +93,49 @@ export function build(config: GatewayConfig, deps: GatewayDeps = {}): GatewayApp
       {
         service: UserService,
         // Register and Login are how a caller gets a token; users' own server agrees.
-        impl: forwardService(UserService, users, { ...forward, drainSignal, anonymous: ["register", "login"] }),
+        impl: forwardService(UserService, guardClient(UserService, users, policy("users"), forwarded), {
+          ...forward,
+          drainSignal,
+          anonymous: ["register", "login"],
+        }),
         ready: backendReady(users, UserService),
       },
       {
         service: TaskService,
-        impl: forwardService(TaskService, tasks, { ...forward, drainSignal }),
+        impl: forwardService(TaskService, guardClient(TaskService, tasks, policy("tasks"), forwarded), {
+          ...forward,
+          drainSignal,
+        }),
         ready: backendReady(tasks, TaskService),
       },
+      {
+        service: DashboardService,
+        impl: dashboardService({
+          users: guardClient(UserService, users, policy("users"), part),
+          tasks: guardClient(TaskService, tasks, policy("tasks"), part),
+          notifications: guardClient(NotificationService, notifications, policy("notifications"), part),
+          analytics: guardClient(AnalyticsService, analytics, policy("analytics"), part),
+          userTokens,
+          partTimeoutMs: config.dashboardPartTimeoutMs,
+          logger,
+        }),
+        // The dashboard degrades instead of failing: it is ready whenever the edge is.
+      },
     ],
+    // `dependency.<name>`: SERVING unless that backend's circuit breaker is open.
+    healthChecks: new Map([...policies].map(([name, p]) => [`dependency.${name}`, async () => p.available] as const)),
   });
 
   let stopped: Promise<void> | undefined;
   return {
+    dependencies: policies,
     async listen() {
       return { grpcPort: await edge.listen(config.port, config.host) };
     },
     shutdown() {
       stopped ??= (async () => {
         await edge.shutdown(config.shutdownGraceMs);
-        users.close();
-        tasks.close();
+        for (const c of clients) c.close();
       })();
       return stopped;
     },

@@ -23,6 +23,11 @@ export interface EdgeServerOptions {
    * `forwardService({ drainSignal })`.
    */
   services: readonly EdgeService[] | ((drainSignal: AbortSignal) => readonly EdgeService[]);
+  /**
+   * More grpc.health.v1 names beyond the public services, with their checks (e.g.
+   * `dependency.users` reporting a circuit breaker). Listed by Health.List too. Default none.
+   */
+  healthChecks?: ReadonlyMap<string, (signal: AbortSignal) => Promise<boolean>>;
   /** Largest request message accepted, in bytes. Default 1 MiB, as the backends (RESOURCE_EXHAUSTED above). */
   readMaxBytes?: number;
 }
@@ -57,7 +62,10 @@ export class EdgeServer {
         );
         addHealth(router, {
           serving: () => !this.#drain.signal.aborted,
-          services: new Map(services.map((s) => [s.service.typeName, s.ready ?? (async () => true)])),
+          services: new Map([
+            ...services.map((s) => [s.service.typeName, s.ready ?? (async () => true)] as const),
+            ...(opts.healthChecks ?? []),
+          ]),
         });
       },
     });
