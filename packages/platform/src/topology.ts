@@ -57,12 +57,17 @@ export const TOPOLOGY = {
   },
   gateway: {
     grpcPort: 8080,
-    calls: ["users", "tasks"],
+    calls: ["users", "tasks", "notifications", "analytics"],
     jwks: true,
     built: true,
     // The edge serves the public APIs (forwarded to their owners with the caller's JWT) and its BFF.
     serves: ["taskmesh.users.v1.UserService", "taskmesh.tasks.v1.TaskService", "taskmesh.gateway.v1.DashboardService"],
-    uses: { users: ["taskmesh.users.v1.UserService"], tasks: ["taskmesh.tasks.v1.TaskService"] },
+    uses: {
+      users: ["taskmesh.users.v1.UserService"],
+      tasks: ["taskmesh.tasks.v1.TaskService"],
+      notifications: ["taskmesh.notifications.v1.NotificationService"],
+      analytics: ["taskmesh.analytics.v1.AnalyticsService"],
+    },
     nats: false,
     sqlite: false,
     edge: true,

@@ -2,6 +2,7 @@
  * mesh/base: the namespace, per service a ServiceAccount, Service, Deployment (and a
  * PersistentVolumeClaim for SQLite owners), and NATS JetStream as a StatefulSet.
  */
+import { type ServiceTopology, TOPOLOGY } from "@taskmesh/platform";
 import { Deployment } from "kubernetes-models/apps/v1/Deployment";
 import { StatefulSet } from "kubernetes-models/apps/v1/StatefulSet";
 import { ConfigMap } from "kubernetes-models/v1/ConfigMap";
@@ -55,8 +56,10 @@ export function serviceEnv(s: MeshService): IEnvVar[] {
   }
   if (s.jwks) env.push({ name: "JWKS_URL", value: jwksUrl() });
   for (const callee of s.calls) {
-    const port = SERVICES.find((c) => c.name === callee)?.grpcPort;
-    if (port === undefined) throw new Error(`${s.name} calls ${callee}, which TOPOLOGY does not declare as built`);
+    // A callee may be declared but not built yet: the caller still gets its address and, while
+    // nothing answers there, degrades (the gateway's dashboard lists that part as missing).
+    const port = (TOPOLOGY as Record<string, ServiceTopology>)[callee]?.grpcPort;
+    if (port === undefined) throw new Error(`${s.name} calls ${callee}, which TOPOLOGY does not declare`);
     env.push({ name: `${callee.toUpperCase()}_ADDR`, value: `${fqdn(callee)}:${port}` });
   }
   if (s.nats) env.push({ name: "NATS_URL", value: NATS.url() });
