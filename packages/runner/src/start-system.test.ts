@@ -1,9 +1,8 @@
-import { spawn } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join, resolve } from "node:path";
 import { TOPOLOGY } from "@taskmesh/platform";
-import { freePort, tempDir } from "@taskmesh/platform/testing";
+import { freePort, spawnTied, tempDir } from "@taskmesh/platform/testing";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { builtServices, REPO_ROOT, type RunningSystem, startOrder, startSystem } from "./start-system.js";
 
@@ -186,21 +185,26 @@ describe("startSystem", () => {
       console.log(JSON.stringify(Object.values(s.services).map((x) => x.pid)));
       setInterval(() => {}, 1000);
     `;
-    const child = spawn(process.execPath, ["--input-type=module", "-e", script], {
+    const child = spawnTied(process.execPath, ["--input-type=module", "-e", script], {
       stdio: ["ignore", "pipe", "inherit"],
     });
-    const pids = await new Promise<number[]>((done, fail) => {
-      let out = "";
-      child.stdout.on("data", (d) => {
-        out += d;
-        if (out.includes("\n")) done(JSON.parse(out));
+    try {
+      const pids = await new Promise<number[]>((done, fail) => {
+        let out = "";
+        child.stdout?.on("data", (d) => {
+          out += d;
+          if (out.includes("\n")) done(JSON.parse(out));
+        });
+        child.once("exit", (code) => fail(new Error(`runner exited early (${code})`)));
       });
-      child.once("exit", (code) => fail(new Error(`runner exited early (${code})`)));
-    });
-    expect(pids).toHaveLength(1 + builtServices().length);
-    for (const pid of pids) expect(alive(pid)).toBe(true);
-    process.kill(child.pid ?? -1, "SIGKILL");
-    await eventually(() => pids.every((pid) => !alive(pid)), 15_000);
+      expect(pids).toHaveLength(1 + builtServices().length);
+      for (const pid of pids) expect(alive(pid)).toBe(true);
+      process.kill(child.pid ?? -1, "SIGKILL");
+      await eventually(() => pids.every((pid) => !alive(pid)), 15_000);
+    } finally {
+      // A failed assertion above must not leave the runner (and so its children) behind.
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    }
   });
 });
 

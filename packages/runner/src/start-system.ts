@@ -295,6 +295,11 @@ export function builtServices(): ServiceName[] {
 /**
  * Dependencies first: every service after those it calls, and after users when it needs the
  * JWKS; edge services (the gateway) after all others.
+ *
+ * users is the root and waits for nobody: every token verifier needs its JWKS, while the calls it
+ * makes itself (the account-deletion saga's purges in tasks and notifications) are retried until
+ * the callee answers, so they do not order the start (and would otherwise close a cycle:
+ * tasks needs users' JWKS, notifications calls users).
  */
 export function startOrder(names: readonly ServiceName[]): ServiceName[] {
   const order: ServiceName[] = [];
@@ -304,7 +309,7 @@ export function startOrder(names: readonly ServiceName[]): ServiceName[] {
     if (visiting.has(name)) throw new Error(`dependency cycle through ${name}`);
     visiting.add(name);
     const topo: ServiceTopology = TOPOLOGY[name];
-    const deps = [...topo.calls, ...(topo.jwks ? ["users"] : [])] as ServiceName[];
+    const deps = (name === "users" ? [] : [...topo.calls, ...(topo.jwks ? ["users"] : [])]) as ServiceName[];
     for (const dep of deps) if (dep !== name) visit(dep);
     visiting.delete(name);
     order.push(name);
