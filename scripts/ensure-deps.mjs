@@ -12,5 +12,12 @@ const lock = join(root, "package-lock.json");
 const stale = !existsSync(marker) || (existsSync(lock) && statSync(lock).mtimeMs > statSync(marker).mtimeMs);
 if (stale) {
   console.error("taskmesh: installing dependencies (npm ci)…");
-  execFileSync("npm", ["ci", "--no-audit", "--no-fund"], { cwd: root, stdio: "inherit" });
+  try {
+    execFileSync("npm", ["ci", "--no-audit", "--no-fund"], { cwd: root, stdio: "inherit" });
+  } catch {
+    // npm ci refuses a lockfile that lacks other platforms' optional binaries (e.g. Biome's
+    // darwin build), which a registry without them cannot record; npm install accepts it.
+    console.error("taskmesh: npm ci refused the lockfile; falling back to npm install");
+    execFileSync("npm", ["install", "--no-audit", "--no-fund"], { cwd: root, stdio: "inherit" });
+  }
 }

@@ -17,7 +17,7 @@ if (process.argv.includes("--check")) {
       cwd: root,
     }).toString();
     if (untracked.trim()) throw new Error(`untracked generated files:\n${untracked}`);
-  } catch (e) {
+  } catch {
     console.error("generated code is out of date: run `npm run generate` and commit packages/gen/src");
     process.exit(1);
   }

@@ -1,0 +1,90 @@
+// Overhead of tracing on the gRPC path, in one run: the same loop of unary calls (grpc-js client →
+// in-process GrpcServer over a real socket) with telemetry off, on without an exporter (the default
+// when OTEL_EXPORTER_OTLP_ENDPOINT is unset: ids minted and propagated, nothing recorded), and on
+// with every span sampled and handed to a no-op exporter. Prints calls/s and the ratio to "off".
+//
+//   npm run bench:tracing            (BENCH_CALLS=5000 by default, BENCH_CONCURRENCY=1)
+//
+// Uses the built platform (npm run build first; `npm run bench:tracing` does).
+import { create } from "@bufbuild/protobuf";
+import { AlwaysOnSampler } from "@opentelemetry/sdk-trace-node";
+import { TaskSchema, TaskStatus } from "@taskmesh/gen/taskmesh/tasks/v1/task_pb";
+import { TaskService } from "@taskmesh/gen/taskmesh/tasks/v1/tasks_pb";
+import {
+  createGrpcClient,
+  createLogger,
+  GrpcServer,
+  grpcJsInstrumented,
+  register,
+  startTelemetry,
+} from "@taskmesh/platform";
+
+const CALLS = Number(process.env.BENCH_CALLS ?? 5000);
+const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 1);
+const WARMUP = Math.min(1000, Math.ceil(CALLS / 5));
+const logger = createLogger("bench", { level: "silent" });
+const TASK_ID = "10000000-0000-4000-8000-000000000000";
+const task = create(TaskSchema, { id: TASK_ID, title: "bench", status: TaskStatus.OPEN });
+const noop = () => ({});
+
+/** A no-op exporter: spans are built, sampled and handed over, then dropped. */
+const noopExporter = {
+  export: (_spans, done) => done({ code: 0 }),
+  shutdown: async () => {},
+  forceFlush: async () => {},
+};
+
+async function phase(name, telemetryOptions) {
+  const telemetry = telemetryOptions ? await startTelemetry({ serviceName: "bench", ...telemetryOptions }) : undefined;
+  // Built after telemetry started: the instrumentation wraps handlers when they are registered.
+  const server = new GrpcServer({
+    name: "bench",
+    logger,
+    userTokens: { verify: async () => "user-1" },
+    services: [
+      register(
+        TaskService,
+        {
+          getTask: () => ({ task }),
+          createTask: noop,
+          listTasks: noop,
+          updateTask: noop,
+          completeTask: noop,
+          deleteTask: noop,
+        },
+        { kind: "user", anonymous: ["getTask"] },
+      ),
+    ],
+  });
+  const port = await server.listen(0);
+  const client = createGrpcClient(TaskService, { address: `127.0.0.1:${port}` });
+  const run = async (n) => {
+    let next = 0;
+    const worker = async () => {
+      while (next++ < n) await client.getTask({ taskId: TASK_ID });
+    };
+    await Promise.all(Array.from({ length: CONCURRENCY }, worker));
+  };
+  await run(WARMUP);
+  const started = process.hrtime.bigint();
+  await run(CALLS);
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  const instrumented = grpcJsInstrumented();
+  client.close();
+  await server.shutdown(1000);
+  await telemetry?.shutdown();
+  return { name, callsPerSecond: CALLS / seconds, instrumented };
+}
+
+const results = [
+  await phase("tracing off", undefined),
+  await phase("on, no exporter (default: unsampled)", {}),
+  await phase("on, sampled, no-op exporter", { sampler: new AlwaysOnSampler(), spanExporter: noopExporter }),
+];
+const base = results[0].callsPerSecond;
+console.log(`unary GetTask, ${CALLS} calls per phase, concurrency ${CONCURRENCY}, node ${process.version}`);
+for (const r of results) {
+  console.log(
+    `${r.name.padEnd(40)} ${r.callsPerSecond.toFixed(0).padStart(7)} calls/s  ratio ${(r.callsPerSecond / base).toFixed(3)}  grpc-js instrumented: ${r.instrumented}`,
+  );
+}
