@@ -87,7 +87,7 @@ export const TOPOLOGY = {
     grpcPort: 50055,
     calls: [],
     jwks: false,
-    built: false,
+    built: true,
     // Durable timers fed by task events; the internal query lists a user's schedule.
     serves: ["taskmesh.reminders.v1.ReminderInternalService"],
     uses: {},

@@ -1,0 +1,189 @@
+import { createHash } from "node:crypto";
+import { create } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { ReminderDueSchema, TaskDueSchema } from "@taskmesh/gen/taskmesh/events/v1/events_pb";
+import { appendEvent, type Db, type Logger, newEvent } from "@taskmesh/platform";
+import type { DueTimer, RemindersStore } from "./reminders-store.js";
+
+export interface SchedulerOptions {
+  db: Db;
+  store: RemindersStore;
+  logger: Logger;
+  /** The clock, epoch ms. Tests pass their own and call `tick()` after moving it. */
+  now: () => number;
+  /** Longest sleep between two looks at the timers, in ms. Default 60000. */
+  maxSleepMs?: number;
+  /** Timers fired per transaction. Default 200. */
+  batchSize?: number;
+}
+
+/**
+ * Fires timers. `tick()` takes every pending timer with fire_time <= now and, in ONE transaction
+ * per batch, sets each one's fire-once marker and appends its `reminder.due` / `task.due` to the
+ * outbox, which the OutboxRelay publishes. Exactly one event per timer:
+ * - a crash before the commit leaves the timers pending: the next start fires them again, and
+ *   nothing had left the process;
+ * - a crash after the commit leaves the events in the outbox: the relay publishes them on the
+ *   next start, and the markers keep the timers from firing a second time.
+ * Event ids are derived from the timer (task, kind, offset, due time), so even a second firing
+ * of the same timer (a restored backup) is absorbed by JetStream's de-duplication and consumers' inboxes.
+ *
+ * While running (`start()`), it ticks at once (timers that came due while the service was down
+ * fire now), then sleeps until the earliest pending fire time, at most `maxSleepMs` (a wall-clock
+ * jump or a missed wake costs at most that long). `wake()` re-arms it after the timers changed,
+ * e.g. a new timer earlier than the one it sleeps for.
+ */
+export class Scheduler {
+  readonly #opts: SchedulerOptions;
+  readonly #log: Logger;
+  readonly #fireBatch: (now: number) => { fired: number; full: boolean };
+  #timer: NodeJS.Timeout | undefined;
+  #wakeQueued = false;
+  #running = false;
+  #fired = 0;
+
+  constructor(opts: SchedulerOptions) {
+    this.#opts = opts;
+    this.#log = opts.logger.child({ component: "scheduler" });
+    const { db, store } = opts;
+    const batchSize = opts.batchSize ?? 200;
+    this.#fireBatch = db.transaction((now: number) => {
+      const due = store.dueTimers(now, batchSize);
+      let fired = 0;
+      for (const timer of due) {
+        const event = timerEvent(timer, now);
+        if (!store.markFired(timer.id, now, event.id)) continue;
+        appendEvent(db, event);
+        fired++;
+      }
+      // A full batch may have more behind it.
+      return { fired, full: due.length === batchSize };
+    });
+  }
+
+  /** Timers fired since construction. */
+  get fired(): number {
+    return this.#fired;
+  }
+
+  /**
+   * Fires every timer due at the clock's now. Returns how many fired. Safe to call at any time
+   * and from tests (synchronous; a timer fires once however often it is called).
+   */
+  tick(): number {
+    const now = this.#opts.now();
+    let total = 0;
+    for (;;) {
+      const { fired, full } = this.#fireBatch(now);
+      total += fired;
+      if (!full) break;
+    }
+    if (total > 0) {
+      this.#fired += total;
+      this.#log.info({ fired: total, now: new Date(now).toISOString() }, "timers fired");
+    }
+    return total;
+  }
+
+  /** Ticks now (what came due while stopped fires at once) and keeps waking at the next fire time. */
+  start(): void {
+    if (this.#running) return;
+    this.#running = true;
+    this.#arm();
+  }
+
+  /** Stops waking. A tick in progress (synchronous) has finished by the time this returns. */
+  stop(): void {
+    this.#running = false;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  /**
+   * Re-arms after the timers changed. Deferred to the next macrotask: it is called from inside
+   * the transaction that changes them, and better-sqlite3 transactions are synchronous, so by
+   * then the change has committed (or rolled back, which costs one query).
+   */
+  wake(): void {
+    if (!this.#running || this.#wakeQueued) return;
+    this.#wakeQueued = true;
+    setImmediate(() => {
+      this.#wakeQueued = false;
+      if (this.#running) this.#arm();
+    });
+  }
+
+  #arm(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    try {
+      this.tick();
+    } catch (err) {
+      // SQLITE_BUSY or a full disk: the timers stay pending and the next wake tries again.
+      this.#log.error({ err }, "firing timers failed; retrying at the next wake");
+    }
+    if (!this.#running) return;
+    const maxSleep = this.#opts.maxSleepMs ?? 60_000;
+    let delay = maxSleep;
+    try {
+      const next = this.#opts.store.nextFireTime();
+      if (next !== undefined) delay = Math.min(maxSleep, Math.max(0, next - this.#opts.now()));
+    } catch (err) {
+      this.#log.error({ err }, "reading the next fire time failed");
+    }
+    // A timer due "now" after a tick means the clock has not reached it yet by a hair (or a
+    // failure above): wait at least a little rather than spin.
+    this.#timer = setTimeout(() => this.#arm(), Math.max(delay, 10));
+    this.#timer.unref();
+  }
+}
+
+/** The event a timer fires as: reminder.due for a reminder, task.due for the due timer. */
+export function timerEvent(timer: DueTimer, now: number): ReturnType<typeof newEvent> {
+  const common = {
+    userId: timer.userId,
+    aggregateId: timer.taskId,
+    occurredAt: new Date(now),
+    id: timerEventId(timer),
+  };
+  if (timer.kind === "reminder") {
+    return newEvent({
+      ...common,
+      payload: {
+        case: "reminderDue",
+        value: create(ReminderDueSchema, {
+          taskId: timer.taskId,
+          title: timer.title,
+          dueTime: timestampFromMs(timer.dueTime),
+          offsetSeconds: BigInt(timer.offsetSeconds),
+          fireTime: timestampFromMs(timer.fireTime),
+          timeZone: timer.timeZone,
+        }),
+      },
+    });
+  }
+  return newEvent({
+    ...common,
+    payload: {
+      case: "taskDue",
+      value: create(TaskDueSchema, {
+        taskId: timer.taskId,
+        title: timer.title,
+        dueTime: timestampFromMs(timer.dueTime),
+        timeZone: timer.timeZone,
+      }),
+    },
+  });
+}
+
+/**
+ * A UUID (RFC 9562 version 8, name-based on SHA-256) from the timer's identity: the same timer
+ * always fires under the same event id.
+ */
+export function timerEventId(t: Pick<DueTimer, "taskId" | "kind" | "offsetSeconds" | "dueTime">): string {
+  const h = createHash("sha256").update(`reminders\0${t.taskId}\0${t.kind}\0${t.offsetSeconds}\0${t.dueTime}`).digest();
+  h[6] = ((h[6] as number) & 0x0f) | 0x80;
+  h[8] = ((h[8] as number) & 0x3f) | 0x80;
+  const hex = h.subarray(0, 16).toString("hex");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}

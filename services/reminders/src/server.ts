@@ -1,0 +1,151 @@
+import { ReminderInternalService } from "@taskmesh/gen/taskmesh/reminders/v1/reminders_pb";
+import {
+  type ConsumerStats,
+  createLogger,
+  EventConsumer,
+  GrpcServer,
+  type Logger,
+  NatsLink,
+  natsReady,
+  OutboxRelay,
+  openDatabase,
+  pingDatabase,
+  type RelayStats,
+  register,
+  ServiceTokens,
+} from "@taskmesh/platform";
+import type { RemindersConfig } from "./config.js";
+import { CONSUMERS, PUBLISHES } from "./events.js";
+import { reminderInternalService } from "./reminder-internal-service.js";
+import { MIGRATIONS, RemindersStore } from "./reminders-store.js";
+import { Scheduler } from "./scheduler.js";
+import { type TaskEventsDeps, taskEventsHandler, userDeletedHandler } from "./task-events.js";
+
+export type { RemindersConfig } from "./config.js";
+export { loadRemindersConfig } from "./config.js";
+
+export interface RemindersDeps {
+  /** Default: a JSON logger named "reminders" at config.logLevel. */
+  logger?: Logger;
+  /**
+   * The clock timers are derived and fired by, epoch ms. Default Date.now. Tests pass their own,
+   * move it, and call `tick()` instead of sleeping.
+   */
+  clock?: () => number;
+  /** Redelivery delay of a transient failure. Default { initialMs: 1000, maxMs: 60000 }. */
+  retryBackoff?: { initialMs: number; maxMs: number };
+  /** Ack wait and deliveries before dead-lettering, for tests. Defaults: the platform's (30 s, 5). */
+  consumer?: { ackWaitMs?: number; maxDeliver?: number };
+  /** How often the outbox is checked without a wake-up. Default 1000 ms. */
+  relayPollIntervalMs?: number;
+}
+
+export interface RemindersApp {
+  /**
+   * Binds the gRPC port (config.grpcPort; 0 picks a free one), starts the scheduler (timers that
+   * came due while the service was down fire at once), the relay and the consumers (NATS is
+   * connected in the background).
+   */
+  listen(): Promise<{ grpcPort: number }>;
+  /**
+   * Fires every timer due at the clock's now, returns how many fired. The scheduler calls it by
+   * itself; tests call it after moving an injected clock.
+   */
+  tick(): number;
+  /** Stops serving, consuming and firing, lets the relay publish what it can, closes NATS, then the database. Safe to call twice. */
+  shutdown(): Promise<void>;
+  /** Counters: consumers, relay, timers fired, events waiting in the outbox. */
+  stats(): {
+    tasks: Readonly<ConsumerStats>;
+    userDeleted: Readonly<ConsumerStats>;
+    relay: Readonly<RelayStats>;
+    fired: number;
+    backlog: number;
+  };
+}
+
+/**
+ * The reminders service, wired but not listening: durable timers in SQLite derived from task
+ * events, a scheduler that fires them as reminder.due / task.due through the outbox, and a gRPC
+ * server with the internal ListSchedule, health (ready = the database answers and NATS is
+ * connected: its work arrives over NATS and leaves over NATS) and reflection.
+ */
+export function build(config: RemindersConfig, deps: RemindersDeps = {}): RemindersApp {
+  const logger = deps.logger ?? createLogger("reminders", { level: config.logLevel });
+  const now = deps.clock ?? Date.now;
+  const db = openDatabase(config.dbPath, MIGRATIONS);
+  const store = new RemindersStore(db);
+  const link = new NatsLink({ servers: config.natsUrl, name: "reminders", logger });
+  const scheduler = new Scheduler({ db, store, logger, now, maxSleepMs: config.schedulerMaxSleepMs });
+  const relay = new OutboxRelay({
+    db,
+    link,
+    logger,
+    streams: PUBLISHES,
+    ...(deps.relayPollIntervalMs ? { pollIntervalMs: deps.relayPollIntervalMs } : {}),
+  });
+
+  const handlerDeps: TaskEventsDeps = { store, now, logger, onScheduleChanged: () => scheduler.wake() };
+  const consumerOptions = {
+    link,
+    db,
+    logger,
+    ...(deps.retryBackoff ? { retryBackoff: deps.retryBackoff } : {}),
+  };
+  const tasks = new EventConsumer({
+    ...consumerOptions,
+    stream: CONSUMERS.tasks.stream,
+    consumer: { ...CONSUMERS.tasks.consumer, ...deps.consumer },
+    handler: taskEventsHandler(handlerDeps),
+  });
+  const userDeleted = new EventConsumer({
+    ...consumerOptions,
+    stream: CONSUMERS.userDeleted.stream,
+    consumer: { ...CONSUMERS.userDeleted.consumer, ...deps.consumer },
+    handler: userDeletedHandler(handlerDeps),
+  });
+
+  const grpc = new GrpcServer({
+    name: "reminders",
+    logger,
+    services: [register(ReminderInternalService, reminderInternalService(store), { kind: "internal" })],
+    serviceTokens: new ServiceTokens(config.serviceSecret, "reminders"),
+    readiness: () => pingDatabase(db) && natsReady(link),
+  });
+
+  let started = false;
+  let stopped: Promise<void> | undefined;
+  return {
+    async listen() {
+      const grpcPort = await grpc.listen(config.grpcPort, config.host);
+      if (!started) {
+        started = true;
+        scheduler.start();
+        relay.start();
+        tasks.start();
+        userDeleted.start();
+      }
+      return { grpcPort };
+    },
+    tick: () => scheduler.tick(),
+    stats: () => ({
+      tasks: tasks.stats,
+      userDeleted: userDeleted.stats,
+      relay: relay.stats,
+      fired: scheduler.fired,
+      backlog: relay.backlog(),
+    }),
+    shutdown() {
+      stopped ??= (async () => {
+        await grpc.shutdown();
+        await Promise.all([tasks.stop(), userDeleted.stop()]);
+        scheduler.stop();
+        // Publishes what it can for a few seconds; the rest waits in the outbox for the next start.
+        await relay.stop();
+        await link.close();
+        db.close();
+      })();
+      return stopped;
+    },
+  };
+}
