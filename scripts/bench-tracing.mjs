@@ -3,7 +3,7 @@
 // when OTEL_EXPORTER_OTLP_ENDPOINT is unset: ids minted and propagated, nothing recorded), and on
 // with every span sampled and handed to a no-op exporter. Prints calls/s and the ratio to "off".
 //
-//   npm run bench:tracing            (BENCH_CALLS=5000 by default, BENCH_CONCURRENCY=1)
+//   npm run bench:tracing    (BENCH_CALLS=2000, BENCH_ROUNDS=3, BENCH_CONCURRENCY=1 by default)
 //
 // Uses the built platform (npm run build first; `npm run bench:tracing` does).
 import { create } from "@bufbuild/protobuf";
@@ -19,7 +19,7 @@ import {
   startTelemetry,
 } from "@taskmesh/platform";
 
-const CALLS = Number(process.env.BENCH_CALLS ?? 5000);
+const CALLS = Number(process.env.BENCH_CALLS ?? 2000);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 1);
 const WARMUP = Math.min(1000, Math.ceil(CALLS / 5));
 const logger = createLogger("bench", { level: "silent" });
@@ -76,15 +76,31 @@ async function phase(name, telemetryOptions) {
   return { name, callsPerSecond: CALLS / seconds, instrumented };
 }
 
-const results = [
-  await phase("tracing off", undefined),
-  await phase("on, no exporter (default: unsampled)", {}),
-  await phase("on, sampled, no-op exporter", { sampler: new AlwaysOnSampler(), spanExporter: noopExporter }),
+// Rounds interleave the phases so drift in the machine's load hits each of them alike; the median
+// round is reported.
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const phases = [
+  ["tracing off", undefined],
+  ["on, no exporter (default: unsampled)", {}],
+  ["on, sampled, no-op exporter", { sampler: new AlwaysOnSampler(), spanExporter: noopExporter }],
 ];
-const base = results[0].callsPerSecond;
-console.log(`unary GetTask, ${CALLS} calls per phase, concurrency ${CONCURRENCY}, node ${process.version}`);
-for (const r of results) {
+const samples = phases.map(() => []);
+const instrumented = phases.map(() => true);
+for (let round = 0; round < ROUNDS; round++) {
+  for (const [i, [name, options]] of phases.entries()) {
+    const r = await phase(name, options);
+    samples[i].push(r.callsPerSecond);
+    instrumented[i] = r.instrumented;
+  }
+}
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const base = median(samples[0]);
+console.log(
+  `unary GetTask over a real socket, ${CALLS} calls per phase, concurrency ${CONCURRENCY}, median of ${ROUNDS} interleaved rounds, node ${process.version}`,
+);
+for (const [i, [name]] of phases.entries()) {
+  const cps = median(samples[i]);
   console.log(
-    `${r.name.padEnd(40)} ${r.callsPerSecond.toFixed(0).padStart(7)} calls/s  ratio ${(r.callsPerSecond / base).toFixed(3)}  grpc-js instrumented: ${r.instrumented}`,
+    `${name.padEnd(40)} ${cps.toFixed(0).padStart(7)} calls/s  ratio ${(cps / base).toFixed(3)}  (grpc-js instrumented: ${instrumented[i]})`,
   );
 }

@@ -14,6 +14,7 @@ export { addReflection } from "./edge/edge-reflection.js";
 export { EdgeServer, type EdgeServerOptions, type EdgeService } from "./edge/edge-server.js";
 export { type ForwardOptions, forwardService, REQUEST_ID_HEADER } from "./edge/forward-service.js";
 export { OnePortServer, type OnePortServerOptions } from "./edge/one-port-server.js";
+export { telemetryInterceptor } from "./edge/telemetry-interceptor.js";
 export {
   type ConsumerStats,
   DEADLETTER_HEADERS,
@@ -65,4 +66,22 @@ export {
 } from "./rpc/grpc-server.js";
 export { validateRequest } from "./rpc/validation.js";
 export { type Running, runMain } from "./service/run-main.js";
+export { grpcJsInstrumented, instrumentGrpcJs } from "./telemetry/grpc-patch.js";
+export { meter, type PlatformInstruments, platformInstruments, recordRpc } from "./telemetry/metrics.js";
+export {
+  activeTelemetry,
+  InMemorySpanExporter,
+  samplerFromEnv,
+  shutdownTelemetry,
+  startTelemetry,
+  type Telemetry,
+  type TelemetryOptions,
+} from "./telemetry/telemetry.js";
+export {
+  activeSpanContext,
+  activeTraceparent,
+  contextFromTraceparent,
+  TRACE_ID_HEADER,
+  traceLogFields,
+} from "./telemetry/trace-context.js";
 export { JWKS_PATH, type ServiceName, type ServiceTopology, TOPOLOGY } from "./topology.js";

@@ -5,6 +5,7 @@ import type { Logger } from "pino";
 import { addHealth } from "./edge-health.js";
 import { addReflection } from "./edge-reflection.js";
 import { OnePortServer } from "./one-port-server.js";
+import { telemetryInterceptor } from "./telemetry-interceptor.js";
 
 export interface EdgeService {
   service: DescService;
@@ -54,6 +55,8 @@ export class EdgeServer {
       // Aborted only when the grace period runs out: until then in-flight calls finish normally.
       shutdownSignal: this.#shutdown.signal,
       fallback: unknownPath,
+      // A SERVER span per call (parent of the backend calls), x-trace-id on the response, RED metrics.
+      interceptors: [telemetryInterceptor()],
       routes: (router) => {
         for (const s of services) router.service(s.service, s.impl as never);
         addReflection(

@@ -1,8 +1,11 @@
 import { fromBinary } from "@bufbuild/protobuf";
+import { context, propagation, type Span, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import { type Envelope, EnvelopeSchema } from "@taskmesh/gen/taskmesh/events/v1/events_pb";
 import { type ConsumerMessages, headers, type JsMsg } from "nats";
 import type { Db } from "../db/database.js";
 import type { Logger } from "../log/logger.js";
+import { platformInstruments } from "../telemetry/metrics.js";
+import { headerMapGetter } from "../telemetry/trace-context.js";
 import { type BackoffOptions, backoffDelay, sleep } from "./backoff.js";
 import type { NatsLink } from "./nats-link.js";
 import {
@@ -115,6 +118,9 @@ export class EventConsumer<R = void> {
   readonly #stopping = new AbortController();
   #messages: ConsumerMessages | undefined;
   #loop: Promise<void> | undefined;
+  /** Messages pending for this consumer at the last delivery (taskmesh_consumer_lag). */
+  #lag: number | undefined;
+  #unobserve: (() => void) | undefined;
 
   constructor(opts: EventConsumerOptions<R>) {
     this.#opts = opts;
@@ -133,7 +139,14 @@ export class EventConsumer<R = void> {
 
   /** Starts consuming in the background (waiting for NATS if it is not there yet). */
   start(): void {
-    this.#loop ??= this.#run();
+    if (this.#loop) return;
+    const gauge = platformInstruments().consumerLag;
+    const observe = (r: { observe(v: number, a: Record<string, string>): void }) => {
+      if (this.#lag !== undefined) r.observe(this.#lag, { consumer: this.#opts.consumer.durable });
+    };
+    gauge.addCallback(observe);
+    this.#unobserve = () => gauge.removeCallback(observe);
+    this.#loop = this.#run();
   }
 
   /** Stops pulling, lets the message being handled finish (and be acked), then resolves. */
@@ -141,6 +154,7 @@ export class EventConsumer<R = void> {
     this.#stopping.abort();
     await this.#messages?.close();
     await this.#loop;
+    this.#unobserve?.();
   }
 
   async #run(): Promise<void> {
@@ -172,14 +186,48 @@ export class EventConsumer<R = void> {
     }
   }
 
+  /**
+   * Handles one message in a CONSUMER span that continues the producer's trace: its parent is the
+   * context in the message headers (the relay's PRODUCER span), and the handler runs inside it, so
+   * its logs, gRPC calls and appended events belong to the same trace.
+   */
   async #handle(msg: JsMsg): Promise<void> {
+    this.#lag = msg.info.pending;
+    const parent = msg.headers ? propagation.extract(context.active(), msg.headers, headerMapGetter) : context.active();
+    const span = trace.getTracer("taskmesh.events").startSpan(
+      `${msg.subject} process`,
+      {
+        kind: SpanKind.CONSUMER,
+        attributes: {
+          "messaging.system": "nats",
+          "messaging.operation.type": "process",
+          "messaging.destination.name": msg.subject,
+          "messaging.consumer.group.name": this.#opts.consumer.durable,
+          "messaging.message.delivery_count": msg.info.deliveryCount,
+        },
+      },
+      parent,
+    );
+    try {
+      await context.with(trace.setSpan(parent, span), () => this.#handleInSpan(msg, span));
+    } finally {
+      span.end();
+    }
+  }
+
+  #outcome(span: Span, outcome: "applied" | "duplicate" | "retried" | "dead_lettered"): void {
+    span.setAttribute("taskmesh.outcome", outcome);
+    platformInstruments().deliveries.add(1, { consumer: this.#opts.consumer.durable, outcome });
+  }
+
+  async #handleInSpan(msg: JsMsg, span: Span): Promise<void> {
     const deliveries = msg.info.deliveryCount;
     let event: Envelope;
     try {
       event = fromBinary(EnvelopeSchema, msg.data);
       if (!event.id) throw new Error("envelope has no id");
     } catch (err) {
-      await this.#deadLetter(msg, `undecodable event: ${message(err)}`, undefined);
+      await this.#deadLetter(msg, `undecodable event: ${message(err)}`, undefined, span);
       return;
     }
     const ctx: EventContext = {
@@ -190,16 +238,18 @@ export class EventConsumer<R = void> {
       traceparent: msg.headers?.get("traceparent") || undefined,
     };
     const log = this.#log.child({ eventId: event.id, type: event.type, deliveries });
+    span.setAttribute("messaging.message.id", event.id);
 
     if (this.#seen.get(ctx.consumer, ctx.eventId)) {
       this.#stats.duplicates++;
+      this.#outcome(span, "duplicate");
       log.debug("event already applied; acking without effect");
       msg.ack();
       return;
     }
     if (deliveries > this.#maxDeliver) {
       // Only reachable through the server's headroom: an earlier last attempt died mid-way.
-      await this.#deadLetter(msg, `not applied after ${this.#maxDeliver} deliveries`, event.id);
+      await this.#deadLetter(msg, `not applied after ${this.#maxDeliver} deliveries`, event.id, span);
       return;
     }
 
@@ -217,6 +267,8 @@ export class EventConsumer<R = void> {
       if (isTransient(err) && deliveries < this.#maxDeliver) {
         const delay = backoffDelay(deliveries, this.#opts.retryBackoff ?? { initialMs: 1000, maxMs: 60_000 });
         this.#stats.retried++;
+        this.#outcome(span, "retried");
+        span.setStatus({ code: SpanStatusCode.ERROR, message: message(err) });
         log.warn({ err, retryInMs: delay }, "transient failure; event will be redelivered");
         msg.nak(delay);
         return;
@@ -225,12 +277,13 @@ export class EventConsumer<R = void> {
         ? `still failing after ${deliveries} deliveries: ${message(err)}`
         : `handler failed: ${message(err)}`;
       log.error({ err }, "event cannot be applied; dead-lettering it");
-      await this.#deadLetter(msg, why, event.id);
+      await this.#deadLetter(msg, why, event.id, span);
       return;
     }
 
     if (applied) this.#stats.applied++;
     else this.#stats.duplicates++;
+    this.#outcome(span, applied ? "applied" : "duplicate");
     try {
       this.#opts.hooks?.afterCommit?.(event, ctx);
     } catch (err) {
@@ -242,7 +295,7 @@ export class EventConsumer<R = void> {
   }
 
   /** Publishes the original data to the dead-letter subject, then terminates the message; if the publish fails, naks it instead. */
-  async #deadLetter(msg: JsMsg, reason: string, eventId: string | undefined): Promise<void> {
+  async #deadLetter(msg: JsMsg, reason: string, eventId: string | undefined, span: Span): Promise<void> {
     const durable = this.#opts.consumer.durable;
     const h = headers();
     h.set(DEADLETTER_HEADERS.reason, headerValue(reason));
@@ -268,6 +321,9 @@ export class EventConsumer<R = void> {
       return;
     }
     this.#stats.deadLettered++;
+    this.#outcome(span, "dead_lettered");
+    span.setStatus({ code: SpanStatusCode.ERROR, message: reason });
+    platformInstruments().deadLetters.add(1, { consumer: durable });
     this.#log.error({ eventId, reason, subject: msg.subject }, "event dead-lettered");
     msg.term();
   }

@@ -4,6 +4,7 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type Envelope, EnvelopeSchema } from "@taskmesh/gen/taskmesh/events/v1/events_pb";
 import type { Statement } from "better-sqlite3";
 import type { Db, Migration } from "../db/database.js";
+import { activeTraceparent } from "../telemetry/trace-context.js";
 
 /** Every event subject starts with this; an event of type "task.created" goes to `taskmesh.task.created`. */
 export const SUBJECT_PREFIX = "taskmesh";
@@ -45,7 +46,10 @@ export function eventSubject(type: string): string {
 }
 
 export interface AppendOptions {
-  /** W3C `traceparent` of the active trace, carried to consumers in the message header. */
+  /**
+   * W3C `traceparent` the relay's publish continues (carried to consumers in the message header).
+   * Default: the active span's, so an event appended while handling a request joins its trace.
+   */
   traceparent?: string;
 }
 
@@ -78,7 +82,7 @@ export function appendEvent(db: Db, event: Envelope, opts: AppendOptions = {}): 
     event.id,
     subject,
     Buffer.from(toBinary(EnvelopeSchema, event)),
-    opts.traceparent ?? null,
+    opts.traceparent ?? activeTraceparent() ?? null,
     new Date().toISOString(),
   );
   scheduleWake(db);

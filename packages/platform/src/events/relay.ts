@@ -1,6 +1,9 @@
+import { context, propagation, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import { headers, type JetStreamClient, NatsError, type PubAck } from "nats";
 import type { Db } from "../db/database.js";
 import type { Logger } from "../log/logger.js";
+import { platformInstruments } from "../telemetry/metrics.js";
+import { contextFromTraceparent, headerMapSetter } from "../telemetry/trace-context.js";
 import { type BackoffOptions, backoffDelay, sleep } from "./backoff.js";
 import type { NatsLink } from "./nats-link.js";
 import { onOutboxAppend } from "./outbox.js";
@@ -88,6 +91,11 @@ export class OutboxRelay {
   /** Starts publishing: at once (whatever a crashed predecessor left), after every outbox commit, and every poll interval. */
   start(): void {
     if (this.#loop) return;
+    // taskmesh_outbox_backlog, read at scrape time (one indexed count).
+    const gauge = platformInstruments().outboxBacklog;
+    const observe = (r: { observe(v: number): void }) => r.observe(this.backlog());
+    gauge.addCallback(observe);
+    this.#unsubscribe.push(() => gauge.removeCallback(observe));
     this.#unsubscribe.push(onOutboxAppend(this.#opts.db, () => this.wake()));
     this.#unsubscribe.push(this.#opts.link.onConnect(() => this.wake()));
     this.#loop = this.#run();
@@ -183,12 +191,41 @@ export class OutboxRelay {
   }
 
   async #publish(js: JetStreamClient, row: OutboxRow): Promise<void> {
+    // A PRODUCER span, child of the context the event was appended in; its own context goes in the
+    // message headers, so the consumer's span is its child and the trace crosses NATS. Without a
+    // stored traceparent the span starts a trace of its own (an event from a timer, say).
+    const span = trace.getTracer("taskmesh.events").startSpan(
+      `${row.subject} publish`,
+      {
+        kind: SpanKind.PRODUCER,
+        attributes: {
+          "messaging.system": "nats",
+          "messaging.operation.type": "send",
+          "messaging.destination.name": row.subject,
+          "messaging.message.id": row.eventId,
+          "taskmesh.outbox.seq": row.seq,
+        },
+      },
+      contextFromTraceparent(row.traceparent),
+    );
     const h = headers();
-    if (row.traceparent) h.set("traceparent", row.traceparent);
-    const ack = await js.publish(row.subject, row.data, { msgID: row.eventId, headers: h });
+    propagation.inject(trace.setSpan(context.active(), span), h, headerMapSetter);
+    // A stored traceparent goes through unchanged when there is no tracer to continue it.
+    if (row.traceparent && !h.has("traceparent")) h.set("traceparent", row.traceparent);
+    let ack: PubAck;
+    try {
+      ack = await js.publish(row.subject, row.data, { msgID: row.eventId, headers: h });
+      if (ack.duplicate) span.setAttribute("taskmesh.duplicate", true);
+    } catch (err) {
+      span.setStatus({ code: SpanStatusCode.ERROR, message: err instanceof Error ? err.message : String(err) });
+      throw err;
+    } finally {
+      span.end();
+    }
     this.#opts.hooks?.afterPubAck?.(row, ack);
     this.#mark.run(new Date().toISOString(), row.seq);
     this.#stats.published++;
+    platformInstruments().outboxPublished.add(1);
     if (ack.duplicate) {
       this.#stats.duplicates++;
       this.#log.info(

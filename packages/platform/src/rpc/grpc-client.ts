@@ -3,6 +3,7 @@ import { create, type DescMessage, type DescMethod, type DescService, fromBinary
 import { MethodOptions_IdempotencyLevel } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
+import { instrumentGrpcJs } from "../telemetry/grpc-patch.js";
 
 export interface CallOptions {
   /** Deadline for this call. Default: the client's defaultTimeoutMs. Capped by `parent`'s remaining time. */
@@ -95,6 +96,8 @@ export function serviceConfig(service: DescService, opts: Pick<GrpcClientOptions
  * server's code and message unchanged, so a caller (the gateway) can pass them through.
  */
 export function createGrpcClient<S extends DescService>(service: S, opts: GrpcClientOptions): GrpcClient<S> {
+  // Client spans come from the grpc-js instrumentation patching Client.prototype (see grpc-patch.ts).
+  instrumentGrpcJs();
   const channelOptions: grpc.ChannelOptions = {
     "grpc.service_config": JSON.stringify(serviceConfig(service, opts)),
     "grpc.enable_retries": opts.retries === false ? 0 : 1,

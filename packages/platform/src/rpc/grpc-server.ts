@@ -16,7 +16,9 @@ import { HealthImplementation, type ServingStatus } from "grpc-health-check";
 import type { Logger } from "pino";
 import { bearerToken, type Principal, principalKey } from "../auth/identity.js";
 import type { ServiceTokens, UserTokenVerifier } from "../auth/tokens.js";
-import { toRpcError } from "./errors.js";
+import { instrumentGrpcJs } from "../telemetry/grpc-patch.js";
+import { recordRpc } from "../telemetry/metrics.js";
+import { codeName, toRpcError } from "./errors.js";
 import { validateRequest } from "./validation.js";
 
 /**
@@ -78,6 +80,8 @@ export class GrpcServer {
 
   constructor(opts: GrpcServerOptions) {
     this.#opts = opts;
+    // Before addService: the grpc-js instrumentation wraps handlers in Server.prototype.register.
+    instrumentGrpcJs();
     this.server = new grpc.Server({
       "grpc.max_receive_message_length": opts.maxReceiveMessageBytes ?? 1024 * 1024,
       "grpc.keepalive_permit_without_calls": 1,
@@ -232,17 +236,30 @@ export class GrpcServer {
     return { code: e.code as number as grpc.status, details: e.rawMessage, metadata };
   }
 
+  /** RED metrics: one request, its status, its duration (see telemetry/metrics.ts). */
+  #record(reg: ServiceRegistration, method: DescMethod, code: string, started: number): void {
+    recordRpc("grpc", reg.service.typeName, method.name, code, (performance.now() - started) / 1000);
+  }
+
   #unary(reg: ServiceRegistration, method: DescMethod, impl: (req: unknown, ctx: HandlerContext) => unknown) {
     return (call: grpc.ServerUnaryCall<Buffer, Uint8Array>, callback: grpc.sendUnaryData<Uint8Array>) => {
       let ctx: HandlerContext | undefined;
+      const started = performance.now();
       void (async () => {
         const prepared = await this.#prepare(reg, method, call, call.request);
         ctx = prepared.ctx;
         const response = await impl(prepared.request, ctx);
         return toBinary(method.output, create(method.output, response as never));
       })().then(
-        (bytes) => callback(null, bytes),
-        (err) => callback(this.#fail(err, ctx, method)),
+        (bytes) => {
+          this.#record(reg, method, "OK", started);
+          callback(null, bytes);
+        },
+        (err) => {
+          const status = this.#fail(err, ctx, method);
+          this.#record(reg, method, grpcCodeName(status.code), started);
+          callback(status);
+        },
       );
     };
   }
@@ -250,6 +267,7 @@ export class GrpcServer {
   #serverStream(reg: ServiceRegistration, method: DescMethod, impl: (req: unknown, ctx: HandlerContext) => unknown) {
     return (call: grpc.ServerWritableStream<Buffer, Uint8Array>) => {
       let ctx: HandlerContext | undefined;
+      const started = performance.now();
       void (async () => {
         const prepared = await this.#prepare(reg, method, call, call.request);
         ctx = prepared.ctx;
@@ -258,14 +276,26 @@ export class GrpcServer {
           if (!call.write(toBinary(method.output, create(method.output, message as never)))) await once(call, "drain");
         }
       })().then(
-        () => call.end(),
+        () => {
+          this.#record(reg, method, call.cancelled ? "CANCELLED" : "OK", started);
+          call.end();
+        },
         (err) => {
-          if (call.cancelled) return;
-          call.emit("error", this.#fail(err, ctx, method));
+          if (call.cancelled) {
+            this.#record(reg, method, "CANCELLED", started);
+            return;
+          }
+          const status = this.#fail(err, ctx, method);
+          this.#record(reg, method, grpcCodeName(status.code), started);
+          call.emit("error", status);
         },
       );
     };
   }
+}
+
+function grpcCodeName(code: grpc.status): string {
+  return codeName(code as number as Code);
 }
 
 /** Every file the services' descriptors depend on, serialized for @grpc/reflection. */

@@ -1,5 +1,6 @@
 import { ConfigError } from "../config/config.js";
 import type { Logger } from "../log/logger.js";
+import { shutdownTelemetry } from "../telemetry/telemetry.js";
 
 export interface Running {
   /** Stop accepting, drain in-flight work, close connections and databases. */
@@ -22,16 +23,20 @@ export function runMain(name: string, start: () => Promise<{ running: Running; l
         }
         stopping = true;
         logger.info({ signal }, "shutting down");
-        running.shutdown().then(
-          () => {
-            logger.info("stopped");
-            process.exit(0);
-          },
-          (err) => {
-            logger.error({ err }, "shutdown failed");
-            process.exit(1);
-          },
-        );
+        running
+          .shutdown()
+          // The spans of the last requests are still in the batch processor: export them.
+          .then(() => shutdownTelemetry().catch((err) => logger.warn({ err }, "telemetry shutdown failed")))
+          .then(
+            () => {
+              logger.info("stopped");
+              process.exit(0);
+            },
+            (err) => {
+              logger.error({ err }, "shutdown failed");
+              process.exit(1);
+            },
+          );
       };
       process.on("SIGTERM", () => stop("SIGTERM"));
       process.on("SIGINT", () => stop("SIGINT"));
