@@ -1,3 +1,4 @@
+import { getEventListeners } from "node:events";
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { type Task, TaskSchema, TaskStatus } from "@taskmesh/gen/taskmesh/tasks/v1/task_pb";
@@ -78,5 +79,42 @@ describe("GrpcServer", () => {
     const unauth = await client.updateTask({ taskId: crypto.randomUUID() }).catch((e) => e);
     expect(unauth.code).toBe(Code.Unauthenticated);
     client.close();
+  });
+});
+
+describe("GrpcServer call contexts", () => {
+  it("releases each call's link to the shutdown signal when the call ends", async () => {
+    const server = new GrpcServer({
+      name: "leak",
+      logger,
+      services: [
+        register(
+          TaskService,
+          {
+            getTask: () => {
+              throw new ConnectError("no such task", Code.NotFound);
+            },
+            createTask: () => ({}),
+            listTasks: () => ({}),
+            updateTask: () => ({}),
+            completeTask: () => ({}),
+            deleteTask: () => ({}),
+          },
+          { kind: "user", anonymous: ["getTask", "createTask", "listTasks"] },
+        ),
+      ],
+    });
+    const port = await server.listen(0);
+    const client = createGrpcClient(TaskService, { address: `127.0.0.1:${port}` });
+    const listeners = () => getEventListeners(server.shutdownSignal, "abort").length;
+    const before = listeners();
+    for (let i = 0; i < 30; i++) {
+      await client.createTask({ task: { title: `t${i}` } });
+      await client.getTask({ taskId: crypto.randomUUID() }).catch(() => undefined);
+      await client.createTask({ task: { title: "" } }).catch(() => undefined);
+    }
+    expect(listeners()).toBe(before);
+    client.close();
+    await server.shutdown(500);
   });
 });

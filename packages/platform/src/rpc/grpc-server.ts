@@ -111,6 +111,11 @@ export class GrpcServer {
     return bound;
   }
 
+  /** Aborted when shutdown begins; every call's context is linked to it while the call runs. */
+  get shutdownSignal(): AbortSignal {
+    return this.#shutdown.signal;
+  }
+
   get ready(): boolean {
     return this.#ready;
   }
@@ -177,11 +182,16 @@ export class GrpcServer {
     this.server.addService(definition as grpc.ServiceDefinition, handlers);
   }
 
-  async #prepare(
+  /**
+   * The handler context of one call. Its signal aborts on client cancel, deadline or server
+   * shutdown. The caller must `abort()` it when the call is over: connect links it to the shared
+   * shutdown signal with a listener that is only removed on abort, so a context left alive would
+   * leak one listener per call.
+   */
+  #context(
     reg: ServiceRegistration,
     method: DescMethod,
     call: grpc.ServerUnaryCall<Buffer, Uint8Array> | grpc.ServerWritableStream<Buffer, Uint8Array>,
-    body: Buffer,
   ) {
     const requestAbort = new AbortController();
     call.on("cancelled", () => requestAbort.abort(new ConnectError("cancelled by client", Code.Canceled)));
@@ -190,7 +200,7 @@ export class GrpcServer {
     const header = new Headers();
     for (const [k, v] of Object.entries(call.metadata.getMap())) if (typeof v === "string") header.set(k, v);
     const values = createContextValues();
-    const ctx = createHandlerContext({
+    return createHandlerContext({
       service: reg.service,
       method,
       protocolName: "grpc",
@@ -202,7 +212,11 @@ export class GrpcServer {
       requestHeader: header,
       contextValues: values,
     });
-    values.set(principalKey, await this.#authenticate(reg.access, method, header));
+  }
+
+  /** Authenticates the caller, then parses and validates the request. */
+  async #admit(reg: ServiceRegistration, method: DescMethod, ctx: HandlerContext, body: Buffer): Promise<unknown> {
+    ctx.values.set(principalKey, await this.#authenticate(reg.access, method, ctx.requestHeader));
     let request: unknown;
     try {
       request = fromBinary(method.input, body);
@@ -210,7 +224,7 @@ export class GrpcServer {
       throw new ConnectError(`request is not a valid ${method.input.typeName}`, Code.InvalidArgument);
     }
     validateRequest(method.input, request as never);
-    return { ctx, request };
+    return request;
   }
 
   async #authenticate(access: Access, method: DescMethod, header: Headers): Promise<Principal> {
@@ -243,56 +257,61 @@ export class GrpcServer {
 
   #unary(reg: ServiceRegistration, method: DescMethod, impl: (req: unknown, ctx: HandlerContext) => unknown) {
     return (call: grpc.ServerUnaryCall<Buffer, Uint8Array>, callback: grpc.sendUnaryData<Uint8Array>) => {
-      let ctx: HandlerContext | undefined;
       const started = performance.now();
+      const ctx = this.#context(reg, method, call);
       void (async () => {
-        const prepared = await this.#prepare(reg, method, call, call.request);
-        ctx = prepared.ctx;
-        const response = await impl(prepared.request, ctx);
+        const request = await this.#admit(reg, method, ctx, call.request);
+        const response = await impl(request, ctx);
         return toBinary(method.output, create(method.output, response as never));
-      })().then(
-        (bytes) => {
-          this.#record(reg, method, "OK", started);
-          callback(null, bytes);
-        },
-        (err) => {
-          const status = this.#fail(err, ctx, method);
-          this.#record(reg, method, grpcCodeName(status.code), started);
-          callback(status);
-        },
-      );
+      })()
+        .then(
+          (bytes) => {
+            this.#record(reg, method, "OK", started);
+            callback(null, bytes);
+          },
+          (err) => {
+            const status = this.#fail(err, ctx, method);
+            this.#record(reg, method, grpcCodeName(status.code), started);
+            callback(status);
+          },
+        )
+        .finally(() => ctx.abort(CALL_OVER));
     };
   }
 
   #serverStream(reg: ServiceRegistration, method: DescMethod, impl: (req: unknown, ctx: HandlerContext) => unknown) {
     return (call: grpc.ServerWritableStream<Buffer, Uint8Array>) => {
-      let ctx: HandlerContext | undefined;
       const started = performance.now();
+      const ctx = this.#context(reg, method, call);
       void (async () => {
-        const prepared = await this.#prepare(reg, method, call, call.request);
-        ctx = prepared.ctx;
-        for await (const message of impl(prepared.request, ctx) as AsyncIterable<unknown>) {
+        const request = await this.#admit(reg, method, ctx, call.request);
+        for await (const message of impl(request, ctx) as AsyncIterable<unknown>) {
           if (ctx.signal.aborted) break;
           if (!call.write(toBinary(method.output, create(method.output, message as never)))) await once(call, "drain");
         }
-      })().then(
-        () => {
-          this.#record(reg, method, call.cancelled ? "CANCELLED" : "OK", started);
-          call.end();
-        },
-        (err) => {
-          if (call.cancelled) {
-            this.#record(reg, method, "CANCELLED", started);
-            return;
-          }
-          const status = this.#fail(err, ctx, method);
-          this.#record(reg, method, grpcCodeName(status.code), started);
-          call.emit("error", status);
-        },
-      );
+      })()
+        .then(
+          () => {
+            this.#record(reg, method, call.cancelled ? "CANCELLED" : "OK", started);
+            call.end();
+          },
+          (err) => {
+            if (call.cancelled) {
+              this.#record(reg, method, "CANCELLED", started);
+              return;
+            }
+            const status = this.#fail(err, ctx, method);
+            this.#record(reg, method, grpcCodeName(status.code), started);
+            call.emit("error", status);
+          },
+        )
+        .finally(() => ctx.abort(CALL_OVER));
     };
   }
 }
+
+/** Abort reason of a context whose call has ended (releases its links to the shutdown signal). */
+const CALL_OVER = new ConnectError("call completed", Code.Canceled);
 
 function grpcCodeName(code: grpc.status): string {
   return codeName(code as number as Code);
