@@ -1,4 +1,4 @@
-import { once } from "node:events";
+import { once, setMaxListeners } from "node:events";
 import { create, type DescFile, type DescMethod, type DescService, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import {
@@ -89,6 +89,8 @@ export class GrpcServer {
     } as grpc.ServerOptions);
     const statuses: Record<string, ServingStatus> = { "": "NOT_SERVING", [LIVENESS_SERVICE]: "SERVING" };
     for (const s of opts.services) statuses[s.service.typeName] = "NOT_SERVING";
+    // Every call in flight listens on the shutdown signal: many at once is normal, not a leak.
+    setMaxListeners(0, this.#shutdown.signal);
     this.health = new HealthImplementation(statuses);
     this.health.addToServer(this.server);
     for (const s of opts.services) this.#mount(s);
@@ -184,9 +186,10 @@ export class GrpcServer {
 
   /**
    * The handler context of one call. Its signal aborts on client cancel, deadline or server
-   * shutdown. The caller must `abort()` it when the call is over: connect links it to the shared
-   * shutdown signal with a listener that is only removed on abort, so a context left alive would
-   * leak one listener per call.
+   * shutdown. The caller `abort()`s it when the call is over: connect links it to the shared
+   * shutdown signal with a listener (and arms a deadline timer) released only on abort. grpc-js
+   * happens to emit 'cancelled' when a finished call's stream closes, which would release them
+   * too; ending the context ourselves does not depend on that.
    */
   #context(
     reg: ServiceRegistration,
