@@ -108,7 +108,7 @@ export const TOPOLOGY = {
     grpcPort: 50054,
     calls: [],
     jwks: true,
-    built: false,
+    built: true,
     // Read models (CQRS) fed only by events.
     serves: ["taskmesh.analytics.v1.AnalyticsService"],
     uses: {},

@@ -1,0 +1,50 @@
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import type { ServiceImpl } from "@connectrpc/connect";
+import type { AnalyticsService } from "@taskmesh/gen/taskmesh/analytics/v1/analytics_pb";
+import { requireUser } from "@taskmesh/platform";
+import type { AnalyticsStore } from "./analytics-store.js";
+import { ftsQuery } from "./search-query.js";
+
+export interface AnalyticsServiceDeps {
+  store: AnalyticsStore;
+  /** Current time in epoch ms (overdue, today's streak). Default Date.now. */
+  clock?: () => number;
+}
+
+/** Hits when the request says 0 (the contract allows 1–50). */
+export const DEFAULT_SEARCH_LIMIT = 20;
+
+/**
+ * The public AnalyticsService: the caller's numbers and search, always scoped by the user of the
+ * verified token (`requireUser`), never by a request field. Answers come from the read models
+ * alone, so they trail the tasks service by the events still in flight (`as_of_time` says how far
+ * they reach).
+ */
+export function analyticsService(deps: AnalyticsServiceDeps): ServiceImpl<typeof AnalyticsService> {
+  const { store } = deps;
+  const now = deps.clock ?? Date.now;
+  return {
+    async getStats(_req, ctx) {
+      const { userId } = requireUser(ctx);
+      const s = store.stats(userId, now());
+      return {
+        stats: {
+          createdCount: BigInt(s.created),
+          completedCount: BigInt(s.completed),
+          openCount: BigInt(s.open),
+          overdueCount: BigInt(s.overdue),
+          completionRate: s.completionRate,
+          currentStreakDays: s.currentStreakDays,
+          ...(s.asOfMs !== undefined ? { asOfTime: timestampFromMs(s.asOfMs) } : {}),
+        },
+      };
+    },
+
+    async searchTasks(req, ctx) {
+      const { userId } = requireUser(ctx);
+      const match = ftsQuery(req.query);
+      if (!match) return { hits: [] };
+      return { hits: store.search(userId, match, req.limit || DEFAULT_SEARCH_LIMIT) };
+    },
+  };
+}

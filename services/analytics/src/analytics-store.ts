@@ -1,0 +1,267 @@
+import { randomBytes } from "node:crypto";
+import { type Db, inboxMigration, type Migration } from "@taskmesh/platform";
+import { currentStreak, safeTimeZone } from "./streak.js";
+
+/**
+ * The read models. `tasks` holds the newest version of every task this service has heard of
+ * (a deleted one stays as a tombstone row, so a stale event arriving later cannot resurrect it);
+ * `task_search` is an FTS5 index of the live rows' title and notes, keyed by the same rowid;
+ * `users` holds each user's time zone (for streaks) and the newest event folded for them;
+ * `deleted_users` remembers deleted accounts, because the TASKS and USERS streams are consumed
+ * independently and a task event of a deleted user may arrive after its user.deleted.
+ */
+const SCHEMA = `
+CREATE TABLE meta (
+  key   TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE tasks (
+  id           INTEGER PRIMARY KEY,
+  task_id      TEXT NOT NULL UNIQUE,
+  user_id      TEXT NOT NULL,
+  title        TEXT NOT NULL,
+  notes        TEXT NOT NULL,
+  status       TEXT NOT NULL CHECK (status IN ('open', 'completed')),
+  due_ms       INTEGER,
+  completed_ms INTEGER,
+  version      INTEGER NOT NULL,
+  deleted      INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX tasks_by_user ON tasks (user_id, deleted, status);
+
+CREATE VIRTUAL TABLE task_search USING fts5(title, notes, tokenize = 'unicode61 remove_diacritics 2');
+
+CREATE TABLE users (
+  user_id   TEXT PRIMARY KEY,
+  time_zone TEXT,
+  as_of_ms  INTEGER
+) WITHOUT ROWID;
+
+CREATE TABLE deleted_users (
+  user_id       TEXT PRIMARY KEY,
+  deleted_at_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+`;
+
+export const MIGRATIONS: Migration[] = [{ version: 1, name: "read models", sql: SCHEMA }, inboxMigration(2)];
+
+/** A task as folded from an event (the fields the read models keep). */
+export interface TaskFacts {
+  taskId: string;
+  userId: string;
+  title: string;
+  notes: string;
+  status: "open" | "completed";
+  dueMs: number | undefined;
+  completedMs: number | undefined;
+  version: number;
+}
+
+export interface UserStats {
+  created: number;
+  completed: number;
+  open: number;
+  overdue: number;
+  completionRate: number;
+  currentStreakDays: number;
+  /** Epoch ms of the newest event folded for this user; undefined when none was. */
+  asOfMs: number | undefined;
+}
+
+export interface SearchHitRow {
+  taskId: string;
+  title: string;
+  snippet: string;
+  completed: boolean;
+}
+
+/** What applying one event did (for logs and tests). */
+export type FoldResult = "applied" | "stale" | "user-deleted";
+
+interface TaskRow {
+  id: number;
+  user_id: string;
+  version: number;
+  deleted: number;
+}
+
+/** SQL of the analytics database. Every method is synchronous, so it runs inside the inbox transaction. */
+export class AnalyticsStore {
+  readonly #generation: string;
+  readonly #taskRow;
+  readonly #insertTask;
+  readonly #updateTask;
+  readonly #searchDelete;
+  readonly #searchInsert;
+  readonly #isDeletedUser;
+  readonly #touchUser;
+  readonly #setTimeZone;
+  readonly #user;
+  readonly #counts;
+  readonly #completions;
+  readonly #search;
+  readonly #userRowids;
+  readonly #purgeTasks;
+  readonly #purgeUser;
+  readonly #tombstoneUser;
+
+  constructor(db: Db) {
+    db.prepare("INSERT INTO meta (key, value) VALUES ('generation', ?) ON CONFLICT DO NOTHING").run(
+      randomBytes(4).toString("hex"),
+    );
+    this.#generation = db.prepare("SELECT value FROM meta WHERE key = 'generation'").pluck().get() as string;
+    this.#taskRow = db.prepare<[string], TaskRow>("SELECT id, user_id, version, deleted FROM tasks WHERE task_id = ?");
+    this.#insertTask = db.prepare(
+      `INSERT INTO tasks (task_id, user_id, title, notes, status, due_ms, completed_ms, version, deleted)
+       VALUES (@taskId, @userId, @title, @notes, @status, @dueMs, @completedMs, @version, @deleted)`,
+    );
+    this.#updateTask = db.prepare(
+      `UPDATE tasks SET user_id = @userId, title = @title, notes = @notes, status = @status, due_ms = @dueMs,
+         completed_ms = @completedMs, version = @version, deleted = @deleted
+       WHERE task_id = @taskId`,
+    );
+    this.#searchDelete = db.prepare("DELETE FROM task_search WHERE rowid = ?");
+    this.#searchInsert = db.prepare("INSERT INTO task_search (rowid, title, notes) VALUES (?, ?, ?)");
+    this.#isDeletedUser = db.prepare("SELECT 1 FROM deleted_users WHERE user_id = ?").pluck();
+    this.#touchUser = db.prepare(
+      `INSERT INTO users (user_id, as_of_ms) VALUES (?, ?)
+       ON CONFLICT (user_id) DO UPDATE SET as_of_ms = max(coalesce(as_of_ms, 0), excluded.as_of_ms)`,
+    );
+    this.#setTimeZone = db.prepare("UPDATE users SET time_zone = ? WHERE user_id = ?");
+    this.#user = db.prepare<[string], { time_zone: string | null; as_of_ms: number | null }>(
+      "SELECT time_zone, as_of_ms FROM users WHERE user_id = ?",
+    );
+    this.#counts = db.prepare<[number, string], { created: number; completed: number; open: number; overdue: number }>(
+      `SELECT count(*) AS created,
+              coalesce(sum(status = 'completed'), 0) AS completed,
+              coalesce(sum(status = 'open'), 0) AS open,
+              coalesce(sum(status = 'open' AND due_ms IS NOT NULL AND due_ms < ?), 0) AS overdue
+       FROM tasks WHERE user_id = ? AND deleted = 0`,
+    );
+    this.#completions = db
+      .prepare<[string], number>(
+        `SELECT completed_ms FROM tasks
+         WHERE user_id = ? AND deleted = 0 AND status = 'completed' AND completed_ms IS NOT NULL`,
+      )
+      .pluck();
+    // rank (bm25) first; the task id breaks ties so that equal databases give equal answers.
+    this.#search = db.prepare<
+      [string, string, number],
+      { task_id: string; title: string; status: string; snippet: string }
+    >(
+      `SELECT t.task_id, t.title, t.status, snippet(task_search, -1, '[', ']', '…', 12) AS snippet
+       FROM task_search JOIN tasks t ON t.id = task_search.rowid
+       WHERE task_search MATCH ? AND t.user_id = ? AND t.deleted = 0
+       ORDER BY task_search.rank, t.task_id
+       LIMIT ?`,
+    );
+    this.#userRowids = db.prepare("SELECT id FROM tasks WHERE user_id = ?").pluck();
+    this.#purgeTasks = db.prepare("DELETE FROM tasks WHERE user_id = ?");
+    this.#purgeUser = db.prepare("DELETE FROM users WHERE user_id = ?");
+    this.#tombstoneUser = db.prepare(
+      "INSERT INTO deleted_users (user_id, deleted_at_ms) VALUES (?, ?) ON CONFLICT DO NOTHING",
+    );
+  }
+
+  /**
+   * A random id made when the database was created. Durable consumer names include it, so a new
+   * database (a rebuilt one, or a lost file) gets its own consumers that start at the beginning of
+   * each stream, and the inbox skips whatever this database has already folded.
+   */
+  get generation(): string {
+    return this.#generation;
+  }
+
+  /**
+   * Folds the task as of `facts.version`, unless a version at least as new (or its deletion) is
+   * already here: events of one task can arrive out of order or twice, and the highest version wins.
+   */
+  upsertTask(facts: TaskFacts, eventMs: number): FoldResult {
+    if (this.#isDeletedUser.get(facts.userId)) return "user-deleted";
+    this.#touchUser.run(facts.userId, eventMs);
+    const row = this.#taskRow.get(facts.taskId);
+    if (row && row.version >= facts.version) return "stale";
+    const values = { ...facts, dueMs: facts.dueMs ?? null, completedMs: facts.completedMs ?? null, deleted: 0 };
+    let rowid: number;
+    if (row) {
+      this.#updateTask.run(values);
+      this.#searchDelete.run(row.id);
+      rowid = row.id;
+    } else {
+      rowid = Number(this.#insertTask.run(values).lastInsertRowid);
+    }
+    this.#searchInsert.run(rowid, facts.title, facts.notes);
+    return "applied";
+  }
+
+  /** Marks the task deleted at `version` (a tombstone, also when it was never seen) and drops it from search. */
+  deleteTask(taskId: string, userId: string, version: number, eventMs: number): FoldResult {
+    const row = this.#taskRow.get(taskId);
+    // The row knows the owner even if the event left user_id out.
+    const owner = row?.user_id || userId;
+    if (this.#isDeletedUser.get(owner)) return "user-deleted";
+    this.#touchUser.run(owner, eventMs);
+    if (row && row.version >= version) return "stale";
+    const tombstone = {
+      taskId,
+      userId: owner,
+      title: "",
+      notes: "",
+      status: "open",
+      dueMs: null,
+      completedMs: null,
+      version,
+      deleted: 1,
+    };
+    if (row) {
+      this.#updateTask.run(tombstone);
+      this.#searchDelete.run(row.id);
+    } else {
+      this.#insertTask.run(tombstone);
+    }
+    return "applied";
+  }
+
+  /** Records the user's time zone (from user.registered). */
+  registerUser(userId: string, timeZone: string, eventMs: number): FoldResult {
+    if (this.#isDeletedUser.get(userId)) return "user-deleted";
+    this.#touchUser.run(userId, eventMs);
+    this.#setTimeZone.run(timeZone || null, userId);
+    return "applied";
+  }
+
+  /** Drops every row of the user and remembers the deletion. Returns the number of task rows dropped. */
+  purgeUser(userId: string, eventMs: number): number {
+    for (const id of this.#userRowids.all(userId)) this.#searchDelete.run(id);
+    const n = this.#purgeTasks.run(userId).changes;
+    this.#purgeUser.run(userId);
+    this.#tombstoneUser.run(userId, eventMs);
+    return n;
+  }
+
+  /** The user's numbers as of `nowMs` (overdue = open with a due time before now; streak in the user's zone). */
+  stats(userId: string, nowMs: number): UserStats {
+    const c = this.#counts.get(nowMs, userId) ?? { created: 0, completed: 0, open: 0, overdue: 0 };
+    const user = this.#user.get(userId);
+    return {
+      created: c.created,
+      completed: c.completed,
+      open: c.open,
+      overdue: c.overdue,
+      completionRate: c.created === 0 ? 0 : c.completed / c.created,
+      currentStreakDays: currentStreak(this.#completions.all(userId), nowMs, safeTimeZone(user?.time_zone)),
+      asOfMs: user?.as_of_ms ?? undefined,
+    };
+  }
+
+  /** The user's live tasks matching an FTS5 expression (see ftsQuery), best first. */
+  search(userId: string, match: string, limit: number): SearchHitRow[] {
+    return this.#search.all(match, userId, limit).map((r) => ({
+      taskId: r.task_id,
+      title: r.title,
+      snippet: r.snippet,
+      completed: r.status === "completed",
+    }));
+  }
+}

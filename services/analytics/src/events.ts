@@ -1,0 +1,80 @@
+import { timestampMs } from "@bufbuild/protobuf/wkt";
+import type { Envelope } from "@taskmesh/gen/taskmesh/events/v1/events_pb";
+import { type Task, TaskStatus } from "@taskmesh/gen/taskmesh/tasks/v1/task_pb";
+import { type ConsumerSpec, type Logger, STREAMS, type StreamSpec } from "@taskmesh/platform";
+import type { AnalyticsStore, FoldResult, TaskFacts } from "./analytics-store.js";
+
+/**
+ * What analytics consumes (it publishes nothing). One consumer per stream, each over the whole
+ * stream (nats-server 2.9 allows one filter subject per consumer; everything in these two streams
+ * is folded or deliberately skipped):
+ * - TASKS: task.created / task.updated / task.completed (each carries the whole Task) and
+ *   task.deleted (task id + version) → the per-task rows, stats and the search index;
+ * - USERS: user.registered (the time zone streaks are counted in) and user.deleted (drop the user).
+ * REMINDERS and NOTIFICATIONS carry nothing the read models show, so they are not consumed.
+ */
+export const ANALYTICS_STREAMS = [STREAMS.TASKS, STREAMS.USERS] as const satisfies readonly StreamSpec[];
+
+/**
+ * The durable consumer of `stream` for the database of `generation`. The name carries the
+ * database's generation: a new database (rebuilt, or a lost file) reads every stream from the
+ * start through consumers of its own, and the position of one database is never mistaken for
+ * another's.
+ */
+export function consumerFor(stream: StreamSpec, generation: string): Omit<ConsumerSpec, "stream"> {
+  return { durable: `analytics-${generation}-${stream.name.toLowerCase()}` };
+}
+
+/** Epoch ms of the event (0 when the producer left occurred_at out). */
+export function eventMs(event: Envelope): number {
+  return event.occurredAt ? timestampMs(event.occurredAt) : 0;
+}
+
+function taskFacts(task: Task, event: Envelope): TaskFacts {
+  const completed = task.status === TaskStatus.COMPLETED;
+  return {
+    taskId: task.id || event.aggregateId,
+    userId: task.userId || event.userId,
+    title: task.title,
+    notes: task.notes,
+    status: completed ? "completed" : "open",
+    dueMs: task.dueTime ? timestampMs(task.dueTime) : undefined,
+    // complete_time is when the user completed it; the event time stands in if it is missing.
+    completedMs: completed ? (task.completeTime ? timestampMs(task.completeTime) : eventMs(event)) : undefined,
+    version: Number(task.version),
+  };
+}
+
+/**
+ * Folds one event into the read models. Synchronous: it runs inside the inbox transaction of the
+ * consumer (or of the rebuild), so the event id and its effect commit together. Events this
+ * service does not fold return "ignored" (and are acked like the others).
+ */
+export function foldEvent(store: AnalyticsStore, event: Envelope): FoldResult | "ignored" {
+  const at = eventMs(event);
+  const p = event.payload;
+  switch (p.case) {
+    case "taskCreated":
+    case "taskUpdated":
+    case "taskCompleted":
+      if (!p.value.task) throw new Error(`${event.type} without a task`);
+      return store.upsertTask(taskFacts(p.value.task, event), at);
+    case "taskDeleted":
+      return store.deleteTask(p.value.taskId || event.aggregateId, event.userId, Number(p.value.version), at);
+    case "userRegistered":
+      return store.registerUser(p.value.userId || event.userId, p.value.timeZone, at);
+    case "userDeleted":
+      store.purgeUser(p.value.userId || event.userId, at);
+      return "applied";
+    default:
+      return "ignored";
+  }
+}
+
+/** The consumer handler: fold, and log what was skipped. */
+export function foldHandler(store: AnalyticsStore, logger: Logger): (event: Envelope) => void {
+  return (event) => {
+    const result = foldEvent(store, event);
+    if (result !== "applied") logger.debug({ eventId: event.id, type: event.type, result }, "event not folded");
+  };
+}

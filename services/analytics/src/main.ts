@@ -1,0 +1,17 @@
+// Telemetry first: tracer, propagation, grpc-js instrumentation and the metrics endpoint (see the platform README).
+import "@taskmesh/platform/telemetry-register";
+import { createLogger, runMain } from "@taskmesh/platform";
+import { loadAnalyticsConfig } from "./config.js";
+import { build } from "./server.js";
+
+runMain("analytics", async () => {
+  const config = loadAnalyticsConfig();
+  const logger = createLogger("analytics", { level: config.logLevel });
+  const app = build(config, { logger });
+  const { grpcPort } = await app.listen();
+  logger.info(
+    { grpcPort, db: config.dbPath, nats: config.natsServers, generation: app.generation },
+    "analytics serving",
+  );
+  return { running: app, logger };
+});
