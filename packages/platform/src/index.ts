@@ -37,6 +37,15 @@ export {
 } from "./events/outbox.js";
 export { OutboxRelay, type OutboxRelayOptions, type OutboxRow, type RelayStats } from "./events/relay.js";
 export {
+  DEFAULT_NATS_URL,
+  NATS_HEALTH_SERVICE,
+  natsServers,
+  natsUrlField,
+  traceparentOf,
+  type WatchOutboxOptions,
+  watchOutbox,
+} from "./events/service-kit.js";
+export {
   type ConsumerSpec,
   DEADLETTER_SUBJECT_PREFIX,
   ensureConsumer,

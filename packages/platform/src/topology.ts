@@ -37,11 +37,15 @@ export const TOPOLOGY = {
   users: {
     grpcPort: 50051,
     httpPort: 50061,
-    calls: [],
+    // The account-deletion saga purges the user's data in tasks and notifications.
+    calls: ["tasks", "notifications"],
     jwks: false,
     built: true,
     serves: ["taskmesh.users.v1.UserService", "taskmesh.users.v1.UserInternalService"],
-    uses: {},
+    uses: {
+      tasks: ["taskmesh.tasks.v1.TaskInternalService/PurgeUser"],
+      notifications: ["taskmesh.notifications.v1.NotificationInternalService/PurgeUser"],
+    },
     nats: true,
     sqlite: true,
   },

@@ -1,5 +1,5 @@
 import { join } from "node:path";
-import { ConfigError, env, JWKS_PATH, loadConfig, TOPOLOGY } from "@taskmesh/platform";
+import { ConfigError, env, JWKS_PATH, loadConfig, natsUrlField, TOPOLOGY } from "@taskmesh/platform";
 
 const spec = {
   /** gRPC port (TaskService, TaskInternalService, health, reflection). Default 50052. */
@@ -23,11 +23,7 @@ const spec = {
   /** Most tasks one user may hold (1..1,000,000). Default 10000. */
   MAX_TASKS_PER_USER: env.int({ fallback: 10_000, min: 1, max: 1_000_000 }),
   /** NATS server URL(s), comma-separated (`nats://` or `tls://`). Default nats://127.0.0.1:4222. */
-  NATS_URL: {
-    parse(name: string, raw: string | undefined): string[] {
-      return natsServers(name, raw === undefined || raw === "" ? "nats://127.0.0.1:4222" : raw);
-    },
-  },
+  NATS_URL: natsUrlField(),
   TASKMESH_MESH: env.oneOf(["none", "istio"] as const, "none"),
   LOG_LEVEL: env.oneOf(["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const, "info"),
 };
@@ -61,18 +57,4 @@ export function loadTasksConfig(source: Record<string, string | undefined> = pro
     mesh: c.TASKMESH_MESH,
     logLevel: c.LOG_LEVEL,
   };
-}
-
-/** `nats://a:4222,nats://b:4222` → its URLs, each checked (nats.js would only fail later, in the background). */
-function natsServers(name: string, raw: string): string[] {
-  const urls = raw.split(",").map((s) => s.trim());
-  for (const u of urls) {
-    let ok = false;
-    try {
-      const url = new URL(u);
-      ok = (url.protocol === "nats:" || url.protocol === "tls:") && url.hostname !== "";
-    } catch {}
-    if (!ok) throw new ConfigError(`${name} must be nats://host:port (comma-separated for several), got "${raw}"`);
-  }
-  return urls;
 }

@@ -15,10 +15,11 @@ import {
   ServiceTokens,
   STREAMS,
   type UserTokenVerifier,
+  watchOutbox,
 } from "@taskmesh/platform";
 import { createRemoteJWKSet } from "jose";
 import type { TasksConfig } from "./config.js";
-import { onUserDeleted, TASKS_STREAMS, USER_DELETED_CONSUMER, watchOutbox } from "./events.js";
+import { onUserDeleted, TASKS_STREAMS, USER_DELETED_CONSUMER } from "./events.js";
 import { taskInternalService } from "./task-internal-service.js";
 import { taskService } from "./task-service.js";
 import { MIGRATIONS, TasksStore } from "./tasks-store.js";
@@ -131,7 +132,7 @@ export function build(config: TasksConfig, deps: TasksDeps = {}): TasksApp {
             ...USER_DELETED_CONSUMER,
             ...(deps.consumerAckWaitMs ? { ackWaitMs: deps.consumerAckWaitMs } : {}),
           },
-          handler: onUserDeleted((userId) => store.purgeUser(userId), logger),
+          handler: onUserDeleted((userId) => store.forgetUser(userId, (deps.clock ?? Date.now)()), logger),
         });
         relay.start();
         userDeleted.start();

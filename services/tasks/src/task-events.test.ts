@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { Code, type ConnectError } from "@connectrpc/connect";
 import { Health, HealthCheckResponse_ServingStatus } from "@taskmesh/gen/grpc/health/v1/health_pb";
 import { type Envelope, EnvelopeSchema, UserDeletedSchema } from "@taskmesh/gen/taskmesh/events/v1/events_pb";
 import { TaskStatus } from "@taskmesh/gen/taskmesh/tasks/v1/task_pb";
@@ -9,6 +10,7 @@ import {
   createLogger,
   DEADLETTER_HEADERS,
   ensureStreams,
+  NATS_HEALTH_SERVICE,
   NatsLink,
   newEvent,
   STREAMS,
@@ -16,7 +18,7 @@ import {
 import { type NatsServer, startNats } from "@taskmesh/platform/testing";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { NATS_HEALTH_SERVICE, USER_DELETED_CONSUMER } from "./events.js";
+import { USER_DELETED_CONSUMER } from "./events.js";
 import { type Harness, startTasks } from "./tasks.test-util.js";
 
 const logger = createLogger("tasks-events-test", { level: process.env.TEST_LOG_LEVEL ?? "silent" });
@@ -90,6 +92,22 @@ describe("tasks events (real nats-server)", () => {
       aggregateId: userId,
       payload: { case: "userDeleted", value: create(UserDeletedSchema, { userId }) },
     });
+  }
+
+  async function failureOf(p: Promise<unknown>): Promise<ConnectError | undefined> {
+    return p.then(
+      () => undefined,
+      (e: unknown) => e as ConnectError,
+    );
+  }
+
+  function tasksOf(userId: string): number {
+    const db = new Database(h.dbPath, { readonly: true });
+    try {
+      return db.prepare("SELECT count(*) FROM tasks WHERE user_id = ?").pluck().get(userId) as number;
+    } finally {
+      db.close();
+    }
   }
 
   function idempotencyKeysOf(userId: string): number {
@@ -217,23 +235,29 @@ describe("tasks events (real nats-server)", () => {
       const event = userDeleted(gone);
       await publishUserDeleted(event);
       await waitFor("the event applied", () => h.app.events.userDeleted.applied === before.applied + 1);
-      expect((await cg.listTasks({})).tasks).toEqual([]);
+      expect(tasksOf(gone)).toBe(0);
       expect(idempotencyKeysOf(gone)).toBe(0);
       expect((await cs.listTasks({})).tasks).toEqual([kept]);
       expect(idempotencyKeysOf(stays)).toBe(1);
       // The purge itself publishes no per-task events.
       expect(await taskEventsOf(gone)).toHaveLength(tasksEventsBefore);
 
+      // The deleted user's token is still a valid JWT (until it expires), but writes nothing more:
+      // a task written now would belong to nobody and never be purged.
+      const refused = await failureOf(cg.createTask({ task: { title: "created after the deletion" } }));
+      expect(refused?.code).toBe(Code.Unauthenticated);
+      expect(refused?.rawMessage).toBe("the account of this token has been deleted");
+      expect((await failureOf(cg.listTasks({})))?.code).toBe(Code.Unauthenticated);
+
       // The same event again as another stream message (a republish past the de-dup window):
-      // the inbox has its id, so a task created since is not touched.
-      const later = (await cg.createTask({ task: { title: "created after the deletion" } })).task;
+      // the inbox has its id, so it is acked as a duplicate and applied once.
       await publishUserDeleted(event, `${event.id}-copy`);
       await waitFor(
         "the copy acked as a duplicate",
         () => h.app.events.userDeleted.duplicates === before.duplicates + 1,
       );
       expect(h.app.events.userDeleted.applied).toBe(before.applied + 1);
-      expect((await cg.listTasks({})).tasks).toEqual([later]);
+      expect((await cs.listTasks({})).tasks).toEqual([kept]);
 
       const jsm = await admin.jetstreamManager();
       const info = await waitFor("every delivery acked", async () => {

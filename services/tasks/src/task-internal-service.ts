@@ -1,8 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { ServiceImpl } from "@connectrpc/connect";
 import type { TaskInternalService } from "@taskmesh/gen/taskmesh/tasks/v1/tasks_pb";
-import { requireService } from "@taskmesh/platform";
-import { traceparentOf } from "./events.js";
+import { requireService, traceparentOf } from "@taskmesh/platform";
 import { toTask } from "./task-record.js";
 import { checkTimestamp } from "./task-rules.js";
 import { createdTask, digest, ms, type TaskServiceDeps } from "./task-service.js";

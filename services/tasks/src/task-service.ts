@@ -1,10 +1,9 @@
 import { createHash, randomUUID } from "node:crypto";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { TaskStatus } from "@taskmesh/gen/taskmesh/tasks/v1/task_pb";
 import type { TaskInput, TaskService } from "@taskmesh/gen/taskmesh/tasks/v1/tasks_pb";
-import { requireUser } from "@taskmesh/platform";
-import { traceparentOf } from "./events.js";
+import { requireUser, traceparentOf } from "@taskmesh/platform";
 import { decodePageToken, encodePageToken, type ListFilter } from "./page-token.js";
 import { toTask } from "./task-record.js";
 import { checkTimestamp, invalid, normalizeRecurrence, normalizeTimeZone, reminderSeconds } from "./task-rules.js";
@@ -31,7 +30,7 @@ export function taskService(deps: TaskServiceDeps): ServiceImpl<typeof TaskServi
   const now = deps.clock ?? Date.now;
   return {
     async createTask(req, ctx) {
-      const { userId } = requireUser(ctx);
+      const userId = liveUser(store, ctx);
       // required by the contract, so present once validation passed
       const fields = inputFields("task", req.task as TaskInput);
       const key = req.idempotencyKey
@@ -48,12 +47,12 @@ export function taskService(deps: TaskServiceDeps): ServiceImpl<typeof TaskServi
     },
 
     async getTask(req, ctx) {
-      const { userId } = requireUser(ctx);
+      const userId = liveUser(store, ctx);
       return { task: toTask(found(store.get(userId, taskId(req.taskId)), req.taskId)) };
     },
 
     async listTasks(req, ctx) {
-      const { userId } = requireUser(ctx);
+      const userId = liveUser(store, ctx);
       const pageSize = req.pageSize === 0 ? DEFAULT_PAGE_SIZE : req.pageSize;
       const status: TaskStatusName | null =
         req.status === TaskStatus.COMPLETED ? "completed" : req.status === TaskStatus.OPEN ? "open" : null;
@@ -73,7 +72,7 @@ export function taskService(deps: TaskServiceDeps): ServiceImpl<typeof TaskServi
     },
 
     async updateTask(req, ctx) {
-      const { userId } = requireUser(ctx);
+      const userId = liveUser(store, ctx);
       if (req.title !== undefined) checkTitle("title", req.title);
       const timeZone = req.timeZone !== undefined ? normalizeTimeZone("time_zone", req.timeZone) : undefined;
       const newDue = req.dueTime ? checkTimestamp("due_time", ms(req.dueTime)) : undefined;
@@ -111,7 +110,7 @@ export function taskService(deps: TaskServiceDeps): ServiceImpl<typeof TaskServi
     },
 
     async completeTask(req, ctx) {
-      const { userId } = requireUser(ctx);
+      const userId = liveUser(store, ctx);
       const completed = store.complete(userId, taskId(req.taskId), now(), { traceparent: traceparentOf(ctx) });
       return { task: toTask(found(completed, req.taskId)) };
     },
@@ -123,7 +122,7 @@ export function taskService(deps: TaskServiceDeps): ServiceImpl<typeof TaskServi
      * lost response; callers treat NOT_FOUND on delete as done.
      */
     async deleteTask(req, ctx) {
-      const { userId } = requireUser(ctx);
+      const userId = liveUser(store, ctx);
       if (!store.delete(userId, taskId(req.taskId), now(), { traceparent: traceparentOf(ctx) })) {
         throw notFound(req.taskId);
       }
@@ -200,4 +199,17 @@ function sameFields(a: TaskFields, b: TaskFields): boolean {
     a.recurrenceRule === b.recurrenceRule &&
     JSON.stringify(a.reminderOffsets) === JSON.stringify(b.reminderOffsets)
   );
+}
+
+/**
+ * The caller's user id (requireUser), refused once that user's account has been deleted: tokens
+ * are stateless and outlive the account by up to their TTL, and a task written with one then
+ * would belong to nobody and never be purged.
+ */
+function liveUser(store: TasksStore, ctx: HandlerContext): string {
+  const { userId } = requireUser(ctx);
+  if (store.isDeletedUser(userId)) {
+    throw new ConnectError("the account of this token has been deleted", Code.Unauthenticated);
+  }
+  return userId;
 }

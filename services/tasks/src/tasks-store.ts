@@ -52,6 +52,14 @@ export const MIGRATIONS: readonly Migration[] = [
   // Events: the outbox of what this service publishes, the inbox of what it has applied (events.ts).
   outboxMigration(2),
   inboxMigration(3),
+  {
+    version: 4,
+    name: "deleted users",
+    // Users whose user.deleted has been applied. Their tokens stay valid until they expire (user
+    // tokens are stateless JWTs), so without this a deleted user could write tasks nobody would
+    // ever purge. Ids only.
+    sql: "CREATE TABLE deleted_users (user_id TEXT PRIMARY KEY, deleted_at INTEGER NOT NULL) STRICT, WITHOUT ROWID;",
+  },
 ];
 
 export type TaskStatusName = "open" | "completed";
@@ -150,6 +158,8 @@ export class TasksStore {
   readonly #delete: Database.Statement<[string, string]>;
   readonly #purgeTasks: Database.Statement<[string]>;
   readonly #purgeKeys: Database.Statement<[string]>;
+  readonly #tombstone: Database.Statement<[string, number]>;
+  readonly #isDeleted: Database.Statement<[string]>;
   readonly #unpublished: Database.Statement;
   readonly #lists = new Map<string, Database.Statement<Record<string, unknown>, Row>>();
 
@@ -176,6 +186,8 @@ export class TasksStore {
     this.#delete = db.prepare("DELETE FROM tasks WHERE id = ? AND user_id = ?");
     this.#purgeTasks = db.prepare("DELETE FROM tasks WHERE user_id = ?");
     this.#purgeKeys = db.prepare("DELETE FROM idempotency_keys WHERE user_id = ?");
+    this.#tombstone = db.prepare("INSERT OR IGNORE INTO deleted_users (user_id, deleted_at) VALUES (?, ?)");
+    this.#isDeleted = db.prepare("SELECT 1 FROM deleted_users WHERE user_id = ?").pluck();
     this.#unpublished = db.prepare("SELECT count(*) FROM outbox WHERE published_at IS NULL").pluck();
   }
 
@@ -290,6 +302,27 @@ export class TasksStore {
         return n;
       })
       .immediate();
+  }
+
+  /**
+   * The effect of user.deleted: purges the user (purgeUser) and records that the account is gone,
+   * so that tokens the user still holds cannot write anything afterwards (isDeletedUser). Returns
+   * the number of tasks deleted. PurgeUser (the saga step) only purges: the saga may still be
+   * compensated, and the account then lives on.
+   */
+  forgetUser(userId: string, now: number): number {
+    return this.#db
+      .transaction(() => {
+        const n = this.purgeUser(userId);
+        this.#tombstone.run(userId, now);
+        return n;
+      })
+      .immediate();
+  }
+
+  /** True once user.deleted has been applied for `userId`. */
+  isDeletedUser(userId: string): boolean {
+    return this.#isDeleted.get(userId) !== undefined;
   }
 
   /** Events in the outbox not yet acknowledged by JetStream. */

@@ -1,5 +1,5 @@
 import { join } from "node:path";
-import { ConfigError, env, loadConfig, TOPOLOGY } from "@taskmesh/platform";
+import { ConfigError, env, loadConfig, natsUrlField, TOPOLOGY } from "@taskmesh/platform";
 
 const spec = {
   /** gRPC port (UserService, UserInternalService, health, reflection). */
@@ -23,11 +23,18 @@ const spec = {
     },
   },
   /** NATS server URL(s), comma-separated (`nats://` or `tls://`). Default nats://127.0.0.1:4222. */
-  NATS_URL: {
-    parse(name: string, raw: string | undefined): string[] {
-      return natsServers(name, raw === undefined || raw === "" ? "nats://127.0.0.1:4222" : raw);
-    },
-  },
+  NATS_URL: natsUrlField(),
+  /** The tasks service (TaskInternalService/PurgeUser, for account deletion). Default 127.0.0.1:50052. */
+  TASKS_ADDR: env.address(`127.0.0.1:${TOPOLOGY.tasks.grpcPort}`),
+  /** The notifications service (NotificationInternalService/PurgeUser). Default 127.0.0.1:50053. */
+  NOTIFICATIONS_ADDR: env.address(`127.0.0.1:${TOPOLOGY.notifications.grpcPort}`),
+  /**
+   * How long an account-deletion step keeps retrying a callee that is away (UNAVAILABLE,
+   * DEADLINE_EXCEEDED) before the saga compensates, in seconds (10..86400). Default 900.
+   */
+  DELETION_RETRY_BUDGET_SECONDS: env.int({ fallback: 900, min: 10, max: 86_400 }),
+  /** Deadline of one purge call of the deletion saga, in ms (100..60000). Default 10000. */
+  DELETION_CALL_TIMEOUT_MS: env.int({ fallback: 10_000, min: 100, max: 60_000 }),
   TASKMESH_MESH: env.oneOf(["none", "istio"] as const, "none"),
   LOG_LEVEL: env.oneOf(["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const, "info"),
 };
@@ -43,6 +50,10 @@ export interface UsersConfig {
   serviceSecret: string;
   /** NATS_URL split into its servers. */
   natsServers: string[];
+  tasksAddr: string;
+  notificationsAddr: string;
+  deletionRetryBudgetMs: number;
+  deletionCallTimeoutMs: number;
   mesh: "none" | "istio";
   logLevel: string;
 }
@@ -60,21 +71,11 @@ export function loadUsersConfig(source: Record<string, string | undefined> = pro
     tokenTtlSeconds: c.TOKEN_TTL_SECONDS,
     serviceSecret: c.TASKMESH_SERVICE_SECRET,
     natsServers: c.NATS_URL,
+    tasksAddr: c.TASKS_ADDR,
+    notificationsAddr: c.NOTIFICATIONS_ADDR,
+    deletionRetryBudgetMs: c.DELETION_RETRY_BUDGET_SECONDS * 1000,
+    deletionCallTimeoutMs: c.DELETION_CALL_TIMEOUT_MS,
     mesh: c.TASKMESH_MESH,
     logLevel: c.LOG_LEVEL,
   };
-}
-
-/** `nats://a:4222,nats://b:4222` → its URLs, each checked (nats.js would only fail later, in the background). */
-function natsServers(name: string, raw: string): string[] {
-  const urls = raw.split(",").map((s) => s.trim());
-  for (const u of urls) {
-    let ok = false;
-    try {
-      const url = new URL(u);
-      ok = (url.protocol === "nats:" || url.protocol === "tls:") && url.hostname !== "";
-    } catch {}
-    if (!ok) throw new ConfigError(`${name} must be nats://host:port (comma-separated for several), got "${raw}"`);
-  }
-  return urls;
 }

@@ -32,6 +32,11 @@ function configFor(dataDir: string): UsersConfig {
     // Nothing listens on port 1: the link retries in the background and events wait in the
     // outbox (user-events.test.ts runs against a real nats-server).
     natsServers: ["nats://127.0.0.1:1"],
+    // Account deletion is tested in account-deletion.test.ts against real tasks.
+    tasksAddr: "127.0.0.1:1",
+    notificationsAddr: "127.0.0.1:1",
+    deletionRetryBudgetMs: 10_000,
+    deletionCallTimeoutMs: 1000,
     mesh: "none",
     logLevel: "silent",
   };
@@ -287,13 +292,6 @@ describe("users service", () => {
       // And the genuine token works, so the refusals above are about the token.
       expect((await s.users.getMe({}, bearer(token))).user?.id).toBeTruthy();
     });
-  });
-
-  it("says account deletion is not built yet", async () => {
-    const { token } = await registerAndLogin();
-    const e = await failure(s.users.deleteAccount({ password: "a good password" }, bearer(token)));
-    expect(e.code).toBe(Code.Unimplemented);
-    expect(e.rawMessage).toBe("account deletion arrives with the saga (issue 3)");
   });
 
   it("serves a JWKS over HTTP that verifies a login token (jose createRemoteJWKSet)", async () => {

@@ -1,5 +1,8 @@
+import { NotificationInternalService } from "@taskmesh/gen/taskmesh/notifications/v1/notifications_pb";
+import { TaskInternalService } from "@taskmesh/gen/taskmesh/tasks/v1/tasks_pb";
 import { UserInternalService, UserService } from "@taskmesh/gen/taskmesh/users/v1/users_pb";
 import {
+  createGrpcClient,
   createLogger,
   createUserTokenVerifier,
   GrpcServer,
@@ -9,9 +12,12 @@ import {
   type RelayStats,
   register,
   ServiceTokens,
+  watchOutbox,
 } from "@taskmesh/platform";
+import { type AccountDeletionOptions, AccountDeletions } from "./account-deletion-saga.js";
 import type { UsersConfig } from "./config.js";
-import { USERS_STREAMS, watchOutbox } from "./events.js";
+import { DeletionSagaLog } from "./deletion-saga-log.js";
+import { USERS_STREAMS } from "./events.js";
 import { JwksServer } from "./jwks-server.js";
 import { PasswordHasher, type ScryptParams } from "./password-hasher.js";
 import { SigningKeys } from "./signing-keys.js";
@@ -32,6 +38,12 @@ export interface UsersDeps {
   scrypt?: ScryptParams;
   /** How often the outbox backlog is logged while events wait. Default 5000 ms. */
   outboxReportIntervalMs?: number;
+  /**
+   * Account-deletion saga tuning for tests: backoff between attempts (default 500 ms doubling to
+   * 30 s), retry budget in ms (default config.deletionRetryBudgetMs) and a hook awaited after each
+   * step (to stop the app between two steps).
+   */
+  deletion?: Pick<AccountDeletionOptions, "backoff" | "afterStep" | "retryBudgetMs">;
 }
 
 /** The state of the service's event publishing. */
@@ -59,6 +71,8 @@ export interface UsersApp {
   readonly events: UsersEvents;
   /** The signing key set, available once listen() resolved (for rotation by an operator or a test). */
   readonly keys: SigningKeys;
+  /** The account-deletion orchestrator (its sagas resume in listen()). */
+  readonly deletions: AccountDeletions;
 }
 
 /**
@@ -71,6 +85,31 @@ export function build(config: UsersConfig, deps: UsersDeps = {}): UsersApp {
   const now = deps.now ?? Date.now;
   const store = UsersStore.open(config.dbPath);
   const hasher = new PasswordHasher(deps.scrypt);
+  // The deletion saga's callees. Their channels connect lazily, on the first purge. PurgeUser is
+  // IDEMPOTENT in the contracts, so the channel retries UNAVAILABLE itself (not in the mesh,
+  // where Envoy does); the saga retries on top of that, with its own budget.
+  const serviceTokens = new ServiceTokens(config.serviceSecret, "users");
+  const clientOptions = {
+    defaultTimeoutMs: config.deletionCallTimeoutMs,
+    retries: config.mesh !== "istio",
+    metadata: async () => ({ authorization: `Bearer ${await serviceTokens.token()}` }),
+  };
+  const tasks = createGrpcClient(TaskInternalService, { address: config.tasksAddr, ...clientOptions });
+  const notifications = createGrpcClient(NotificationInternalService, {
+    address: config.notificationsAddr,
+    ...clientOptions,
+  });
+  const deletions = new AccountDeletions({
+    log: new DeletionSagaLog(store.db),
+    store,
+    tasks,
+    notifications,
+    logger: logger.child({ component: "account-deletion" }),
+    now,
+    retryBudgetMs: config.deletionRetryBudgetMs,
+    callTimeoutMs: config.deletionCallTimeoutMs,
+    ...deps.deletion,
+  });
   // Loading or generating the key is async, so it happens in listen(); no handler runs before.
   let keys: SigningKeys | undefined;
   const keysOrThrow = () => {
@@ -87,6 +126,7 @@ export function build(config: UsersConfig, deps: UsersDeps = {}): UsersApp {
           store,
           hasher,
           tokens: new TokenIssuer(() => keysOrThrow().current, config.tokenTtlSeconds, now),
+          deletions,
           logger,
           now,
         }),
@@ -110,6 +150,7 @@ export function build(config: UsersConfig, deps: UsersDeps = {}): UsersApp {
     get keys() {
       return keysOrThrow();
     },
+    deletions,
     events: {
       backlog: () => store.unpublishedEvents(),
       get natsConnected() {
@@ -137,13 +178,21 @@ export function build(config: UsersConfig, deps: UsersDeps = {}): UsersApp {
         });
         nats = { link, relay, stopWatch };
       }
+      // Every deletion a previous process left unfinished continues (or compensates) from its log.
+      const resumed = deletions.resumeAll();
+      if (resumed > 0) logger.info({ resumed }, "account deletions resumed");
       const grpcPort = await grpc.listen(config.grpcPort, config.host);
       const httpPort = await jwks.listen(config.jwksPort, config.host);
       return { grpcPort, httpPort };
     },
     shutdown() {
       stopped ??= (async () => {
-        await Promise.all([grpc.shutdown(), jwks.close()]);
+        // First, synchronously: no saga step starts after this point (a test stops the app from a
+        // saga hook to simulate a crash between two steps). Running sagas resume at the next start.
+        const sagasStopped = deletions.stop();
+        await Promise.all([grpc.shutdown(), jwks.close(), sagasStopped]);
+        tasks.close();
+        notifications.close();
         if (nats) {
           nats.stopWatch();
           await nats.relay.stop();

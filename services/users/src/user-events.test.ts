@@ -3,11 +3,10 @@ import { Code, type ConnectError } from "@connectrpc/connect";
 import { Health, HealthCheckResponse_ServingStatus } from "@taskmesh/gen/grpc/health/v1/health_pb";
 import { type Envelope, EnvelopeSchema } from "@taskmesh/gen/taskmesh/events/v1/events_pb";
 import { UserService } from "@taskmesh/gen/taskmesh/users/v1/users_pb";
-import { createGrpcClient, createLogger, NatsLink, STREAMS } from "@taskmesh/platform";
+import { createGrpcClient, createLogger, NATS_HEALTH_SERVICE, NatsLink, STREAMS } from "@taskmesh/platform";
 import { type NatsServer, startNats, tempDir } from "@taskmesh/platform/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadUsersConfig } from "./config.js";
-import { NATS_HEALTH_SERVICE } from "./events.js";
 import { build, type UsersApp } from "./server.js";
 
 const logger = createLogger("users-events-test", { level: process.env.TEST_LOG_LEVEL ?? "silent" });

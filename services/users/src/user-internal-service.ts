@@ -10,7 +10,8 @@ export function userInternalService(store: UsersStore): ServiceImpl<typeof UserI
     getUserPreferences(req, ctx) {
       requireService(ctx);
       const account = store.findById(req.userId);
-      if (!account) throw new ConnectError(`user ${req.userId} not found`, Code.NotFound);
+      // A disabled account is being deleted: nothing should be sent to it any more.
+      if (!account || account.disabledAt) throw new ConnectError(`user ${req.userId} not found`, Code.NotFound);
       return { email: account.email, preferences: toPreferences(account.preferences) };
     },
   };

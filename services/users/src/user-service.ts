@@ -1,9 +1,17 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
-import type { Preferences, PreferencesSchema, UserSchema, UserService } from "@taskmesh/gen/taskmesh/users/v1/users_pb";
-import { type Logger, requireUser } from "@taskmesh/platform";
-import { traceparentOf } from "./events.js";
+import {
+  type AccountDeletionSchema,
+  DeletionState,
+  type Preferences,
+  type PreferencesSchema,
+  type UserSchema,
+  type UserService,
+} from "@taskmesh/gen/taskmesh/users/v1/users_pb";
+import { type Logger, requireUser, traceparentOf } from "@taskmesh/platform";
+import type { AccountDeletions } from "./account-deletion-saga.js";
+import type { SagaRecord } from "./deletion-saga-log.js";
 import type { PasswordHasher } from "./password-hasher.js";
 import { canonicalTimeZone } from "./time-zone.js";
 import type { TokenIssuer } from "./token-issuer.js";
@@ -13,6 +21,7 @@ export interface UserServiceDeps {
   store: UsersStore;
   hasher: PasswordHasher;
   tokens: TokenIssuer;
+  deletions: AccountDeletions;
   logger: Logger;
   /** Clock in ms; default Date.now. */
   now?: () => number;
@@ -21,11 +30,9 @@ export interface UserServiceDeps {
 /** One message for an unknown email and a wrong password, so a login does not reveal which emails exist. */
 const BAD_CREDENTIALS = "email or password is incorrect";
 
-export const ACCOUNT_DELETION_NOT_YET = "account deletion arrives with the saga (issue 3)";
-
 /** UserService handlers. Every method but Register and Login acts on the user of the verified token. */
 export function userService(deps: UserServiceDeps): ServiceImpl<typeof UserService> {
-  const { store, hasher, tokens, logger } = deps;
+  const { store, hasher, tokens, deletions, logger } = deps;
   const now = () => new Date((deps.now ?? Date.now)());
 
   return {
@@ -54,6 +61,8 @@ export function userService(deps: UserServiceDeps): ServiceImpl<typeof UserServi
       if (!(await hasher.verify(req.password, account.passwordHash))) {
         throw new ConnectError(BAD_CREDENTIALS, Code.Unauthenticated);
       }
+      // Said only to whoever knows the password.
+      if (account.disabledAt) throw accountDisabled();
       if (hasher.needsRehash(account.passwordHash)) {
         store.updatePasswordHash(account.id, await hasher.hash(req.password));
         logger.info({ userId: account.id }, "password re-hashed with current scrypt parameters");
@@ -74,20 +83,39 @@ export function userService(deps: UserServiceDeps): ServiceImpl<typeof UserServi
 
     updatePreferences(req, ctx) {
       const { userId } = requireUser(ctx);
+      mustFind(store, userId);
       // The contract marks preferences required; protovalidate has already refused a missing one.
       const prefs = fromPreferences(req.preferences as Preferences);
       if (!store.updatePreferences(userId, prefs, now())) throw accountGone();
       return { preferences: toPreferences(prefs) };
     },
 
-    deleteAccount(_req, ctx) {
-      requireUser(ctx);
-      throw new ConnectError(ACCOUNT_DELETION_NOT_YET, Code.Unimplemented);
+    /**
+     * Re-checks the password (a stolen token alone cannot delete the account), then starts the
+     * deletion saga, or returns the one already running, and answers at once with its state.
+     * Works on an account the running saga has disabled, so a retried request gets the same saga.
+     */
+    async deleteAccount(req, ctx) {
+      const { userId } = requireUser(ctx);
+      const account = store.findById(userId);
+      if (!account) throw accountGone();
+      if (!(await hasher.verify(req.password, account.passwordHash))) {
+        throw new ConnectError("the password is incorrect", Code.Unauthenticated);
+      }
+      const saga = deletions.start(userId);
+      return { deletion: toDeletion(saga) };
     },
 
-    getAccountDeletion(_req, ctx) {
-      requireUser(ctx);
-      throw new ConnectError(ACCOUNT_DELETION_NOT_YET, Code.Unimplemented);
+    /** The caller's own deletion saga; another user's (or an unknown id) is NOT_FOUND. */
+    getAccountDeletion(req, ctx) {
+      // Answers for a disabled or already deleted account too: the token still proves who asks,
+      // and this is how they learn the outcome.
+      const { userId } = requireUser(ctx);
+      const saga = deletions.get(req.deletionId.toLowerCase());
+      if (!saga || saga.userId !== userId) {
+        throw new ConnectError(`account deletion ${req.deletionId} not found`, Code.NotFound);
+      }
+      return { deletion: toDeletion(saga) };
     },
   };
 }
@@ -101,10 +129,34 @@ function accountGone(): ConnectError {
   return new ConnectError("the account of this token does not exist", Code.NotFound);
 }
 
+/** The account is being deleted: it cannot log in, and its tokens are refused (GetAccountDeletion aside). */
+function accountDisabled(): ConnectError {
+  return new ConnectError("this account is disabled: its deletion is in progress", Code.Unauthenticated);
+}
+
 function mustFind(store: UsersStore, userId: string): Account {
   const account = store.findById(userId);
   if (!account) throw accountGone();
+  if (account.disabledAt) throw accountDisabled();
   return account;
+}
+
+const DELETION_STATES: Record<SagaRecord["state"], DeletionState> = {
+  RUNNING: DeletionState.RUNNING,
+  // Compensating is still running from the caller's point of view; the reason is already set.
+  COMPENSATING: DeletionState.RUNNING,
+  COMPLETED: DeletionState.COMPLETED,
+  COMPENSATED: DeletionState.COMPENSATED,
+};
+
+function toDeletion(s: SagaRecord): MessageInitShape<typeof AccountDeletionSchema> {
+  return {
+    id: s.id,
+    state: DELETION_STATES[s.state],
+    step: s.step,
+    reason: s.state === "COMPENSATED" ? (s.reason ?? "") : "",
+    updateTime: timestampFromDate(new Date(s.updatedAt)),
+  };
 }
 
 /** Request preferences → stored form. The time zone must be in the IANA database; "" means UTC. */

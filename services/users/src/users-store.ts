@@ -1,7 +1,8 @@
 import { randomUUID } from "node:crypto";
 import type { Envelope } from "@taskmesh/gen/taskmesh/events/v1/events_pb";
 import { appendEvent, type Db, type Migration, openDatabase, outboxMigration, pingDatabase } from "@taskmesh/platform";
-import { userRegistered } from "./events.js";
+import { DELETION_SAGA_SQL } from "./deletion-saga-log.js";
+import { userDeleted, userRegistered } from "./events.js";
 
 /** Notification preferences as stored; channel values are taskmesh.users.v1.NotificationChannel numbers. */
 export interface StoredPreferences {
@@ -20,6 +21,11 @@ export interface Account {
   passwordHash: string;
   createTime: Date;
   preferences: StoredPreferences;
+  /**
+   * Set while an account-deletion saga runs (step disable_account): the account cannot log in and
+   * its tokens are refused here. Cleared by the saga's compensation.
+   */
+  disabledAt: Date | undefined;
 }
 
 export const DEFAULT_PREFERENCES: StoredPreferences = {
@@ -55,6 +61,11 @@ export const MIGRATIONS: readonly Migration[] = [
   },
   // Events leave through the outbox, written in the transaction of the change (see events.ts).
   outboxMigration(2),
+  {
+    version: 3,
+    name: "account disabling and the account-deletion saga log",
+    sql: `ALTER TABLE accounts ADD COLUMN disabled_at INTEGER;\n${DELETION_SAGA_SQL}`,
+  },
 ];
 
 /** Email as stored and looked up: lower case, so "Ada@Example.com" and "ada@example.com" are one account. */
@@ -67,6 +78,7 @@ interface Row {
   email: string;
   password_hash: string;
   created_at: number;
+  disabled_at: number | null;
   time_zone: string;
   channels: string;
   quiet_start: number | null;
@@ -74,7 +86,7 @@ interface Row {
   webhook_url: string;
 }
 
-const SELECT = `SELECT a.id, a.email, a.password_hash, a.created_at,
+const SELECT = `SELECT a.id, a.email, a.password_hash, a.created_at, a.disabled_at,
   p.time_zone, p.channels, p.quiet_start, p.quiet_end, p.webhook_url
   FROM accounts a JOIN preferences p ON p.user_id = a.id`;
 
@@ -91,6 +103,9 @@ function prepare(db: Db) {
        quiet_end = @quietEnd, webhook_url = @webhookUrl, updated_at = @updatedAt WHERE user_id = @userId`,
     ),
     updateHash: db.prepare("UPDATE accounts SET password_hash = ? WHERE id = ?"),
+    setDisabled: db.prepare<[number | null, string]>("UPDATE accounts SET disabled_at = ? WHERE id = ?"),
+    deletePreferences: db.prepare<[string]>("DELETE FROM preferences WHERE user_id = ?"),
+    deleteAccount: db.prepare<[string]>("DELETE FROM accounts WHERE id = ?"),
     unpublished: db.prepare("SELECT count(*) FROM outbox WHERE published_at IS NULL").pluck(),
     register: db.transaction(
       (
@@ -134,6 +149,7 @@ export class UsersStore {
       passwordHash,
       createTime: now,
       preferences: { ...DEFAULT_PREFERENCES },
+      disabledAt: undefined,
     };
     const event = userRegistered({ id: account.id, email: account.email, timeZone: account.preferences.timeZone }, now);
     this.#sql.register(
@@ -173,6 +189,31 @@ export class UsersStore {
     this.#sql.updateHash.run(passwordHash, userId);
   }
 
+  /**
+   * Marks the account disabled (`at`) or enabled again (undefined). False when there is no such
+   * account. Idempotent: disabling a disabled account keeps the first time.
+   */
+  setDisabled(userId: string, at: Date | undefined): boolean {
+    const current = this.#sql.byId.get(userId);
+    if (!current) return false;
+    if (at && current.disabled_at !== null) return true;
+    this.#sql.setDisabled.run(at ? at.getTime() : null, userId);
+    return true;
+  }
+
+  /**
+   * Deletes the account and its preferences and appends `user.deleted` to the outbox. Call it
+   * inside the transaction that also records the saga step, so the account is gone if and only if
+   * the event will be published. The event is appended even if the account row is already gone:
+   * consumers drop the user's data idempotently, a missing event would leave it behind.
+   */
+  deleteAccountWithEvent(userId: string, now: Date, opts: { traceparent?: string } = {}): void {
+    if (!this.db.inTransaction) throw new Error("deleteAccountWithEvent must run inside a transaction");
+    this.#sql.deletePreferences.run(userId);
+    this.#sql.deleteAccount.run(userId);
+    appendEvent(this.db, userDeleted(userId, now), opts);
+  }
+
   /** Events in the outbox not yet acknowledged by JetStream. */
   unpublishedEvents(): number {
     return this.#sql.unpublished.get() as number;
@@ -193,6 +234,7 @@ function toAccount(row: Row): Account {
     email: row.email,
     passwordHash: row.password_hash,
     createTime: new Date(row.created_at),
+    disabledAt: row.disabled_at === null ? undefined : new Date(row.disabled_at),
     preferences: {
       timeZone: row.time_zone,
       channels: JSON.parse(row.channels) as number[],
