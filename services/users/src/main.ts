@@ -1,3 +1,5 @@
+// Telemetry first: tracer, propagation, grpc-js instrumentation and the metrics endpoint (see the platform README).
+import "@taskmesh/platform/telemetry-register";
 import { createLogger, runMain } from "@taskmesh/platform";
 import { loadUsersConfig } from "./config.js";
 import { build } from "./server.js";
