@@ -65,7 +65,13 @@ export const TOPOLOGY = {
     jwks: true,
     built: true,
     // The edge serves the public APIs (forwarded to their owners with the caller's JWT) and its BFF.
-    serves: ["taskmesh.users.v1.UserService", "taskmesh.tasks.v1.TaskService", "taskmesh.gateway.v1.DashboardService"],
+    serves: [
+      "taskmesh.users.v1.UserService",
+      "taskmesh.tasks.v1.TaskService",
+      "taskmesh.notifications.v1.NotificationService",
+      "taskmesh.analytics.v1.AnalyticsService",
+      "taskmesh.gateway.v1.DashboardService",
+    ],
     uses: {
       users: ["taskmesh.users.v1.UserService"],
       tasks: ["taskmesh.tasks.v1.TaskService"],

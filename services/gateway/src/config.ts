@@ -23,6 +23,8 @@ const spec = {
   DEPENDENCY_MAX_CONCURRENT: env.int({ fallback: 64, min: 1, max: 10_000 }),
   /** Bulkhead: calls waiting for a slot per backend (more are RESOURCE_EXHAUSTED), 0..10000. Default 32. */
   DEPENDENCY_MAX_QUEUED: env.int({ fallback: 32, min: 0, max: 10_000 }),
+  /** Server streams open per backend (more are RESOURCE_EXHAUSTED), 1..100000. Default 1000. */
+  DEPENDENCY_MAX_STREAMS: env.int({ fallback: 1000, min: 1, max: 100_000 }),
   /** Consecutive failures of a backend that open its circuit breaker, 1..1000. Default 5. */
   BREAKER_FAILURES: env.int({ fallback: 5, min: 1, max: 1000 }),
   /** How long an open breaker fails fast before one trial call (half-open), 100..600000 ms. Default 5000. */
@@ -44,7 +46,13 @@ export interface GatewayConfig {
   jwksUrl: string;
   backendTimeoutMs: number;
   dashboardPartTimeoutMs: number;
-  dependency: { maxConcurrent: number; maxQueued: number; breakerFailures: number; halfOpenAfterMs: number };
+  dependency: {
+    maxConcurrent: number;
+    maxQueued: number;
+    maxStreams: number;
+    breakerFailures: number;
+    halfOpenAfterMs: number;
+  };
   shutdownGraceMs: number;
   mesh: "none" | "istio";
   logLevel: string;
@@ -66,6 +74,7 @@ export function loadGatewayConfig(source: Record<string, string | undefined> = p
     dependency: {
       maxConcurrent: c.DEPENDENCY_MAX_CONCURRENT,
       maxQueued: c.DEPENDENCY_MAX_QUEUED,
+      maxStreams: c.DEPENDENCY_MAX_STREAMS,
       breakerFailures: c.BREAKER_FAILURES,
       halfOpenAfterMs: c.BREAKER_HALF_OPEN_MS,
     },

@@ -8,21 +8,27 @@ import { build as buildUsers, loadUsersConfig, type UsersApp } from "@taskmesh/u
 import { createRemoteJWKSet } from "jose";
 
 export const logger = createLogger("gateway-test", { level: "silent" });
-const SECRET = "gateway-test-secret-of-at-least-32-chars";
+export const SECRET = "gateway-test-secret-of-at-least-32-chars";
 export const PASSWORD = "correct horse battery";
 
 export interface Backends {
   users: UsersApp;
   tasks: TasksApp;
   jwksUrl: string;
+  /** The temp dir holding the SQLite files (other in-process services may put theirs here too). */
+  dataDir: string;
   /** Gateway environment pointing at these backends (GRPC_PORT 0, silent logs). */
   env: Record<string, string>;
   stop(): Promise<void>;
 }
 
-/** The real users and tasks services in-process: temp SQLite files, port 0. */
-export async function startBackends(prefix = "gateway-test-"): Promise<Backends> {
+/**
+ * The real users and tasks services in-process: temp SQLite files, port 0. With `natsUrl` they
+ * publish their events there (otherwise the events wait in their outboxes).
+ */
+export async function startBackends(prefix = "gateway-test-", opts: { natsUrl?: string } = {}): Promise<Backends> {
   const dir = tempDir(prefix);
+  const nats = opts.natsUrl ? { NATS_URL: opts.natsUrl } : {};
   const users = buildUsers(
     loadUsersConfig({
       GRPC_PORT: "0",
@@ -30,6 +36,7 @@ export async function startBackends(prefix = "gateway-test-"): Promise<Backends>
       TASKMESH_DATA_DIR: dir.path,
       TASKMESH_SERVICE_SECRET: SECRET,
       LOG_LEVEL: "silent",
+      ...nats,
     }),
     { logger, scrypt: { N: 1024, r: 8, p: 1 } },
   );
@@ -42,6 +49,7 @@ export async function startBackends(prefix = "gateway-test-"): Promise<Backends>
       JWKS_URL: jwksUrl,
       TASKMESH_SERVICE_SECRET: SECRET,
       LOG_LEVEL: "silent",
+      ...nats,
     }),
     { logger },
   );
@@ -50,6 +58,7 @@ export async function startBackends(prefix = "gateway-test-"): Promise<Backends>
     users,
     tasks,
     jwksUrl,
+    dataDir: dir.path,
     env: {
       GRPC_PORT: "0",
       USERS_ADDR: `127.0.0.1:${u.grpcPort}`,
@@ -103,6 +112,17 @@ export async function newUser(transport: Transport) {
   const registered = await client.register({ email, password: PASSWORD });
   const login = await client.login({ email, password: PASSWORD });
   return { id: registered.user?.id ?? "", email, token: login.accessToken };
+}
+
+/** Polls `fn` every 20 ms until it returns something truthy; fails naming `what` after `timeoutMs`. */
+export async function waitFor<T>(what: string, fn: () => T | Promise<T>, timeoutMs = 10_000): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v as NonNullable<T>;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }
 
 /** Resolves after `ms`, or early when `signal` aborts (a handler that hangs until its caller gives up). */

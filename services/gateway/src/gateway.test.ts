@@ -8,6 +8,7 @@ import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } f
 import { Health, HealthCheckResponse_ServingStatus } from "@taskmesh/gen/grpc/health/v1/health_pb";
 import * as reflectionV1 from "@taskmesh/gen/grpc/reflection/v1/reflection_pb";
 import * as reflectionV1alpha from "@taskmesh/gen/grpc/reflection/v1alpha/reflection_pb";
+import { NotificationInternalService } from "@taskmesh/gen/taskmesh/notifications/v1/notifications_pb";
 import { TaskInternalService, TaskService } from "@taskmesh/gen/taskmesh/tasks/v1/tasks_pb";
 import { UserService } from "@taskmesh/gen/taskmesh/users/v1/users_pb";
 import { createLogger, USER_TOKEN_AUDIENCE, USER_TOKEN_ISSUER } from "@taskmesh/platform";
@@ -237,6 +238,8 @@ describe("gateway", () => {
     expect(e.code).toBe(Code.Unimplemented);
     const web = createClient(TaskInternalService, createGrpcWebTransport({ baseUrl, httpVersion: "1.1" }));
     expect((await errorOf(web.purgeUser({ userId: me.id }, bearer(me.token)))).code).toBe(Code.Unimplemented);
+    const inboxPurge = createClient(NotificationInternalService, grpcH2c());
+    expect((await errorOf(inboxPurge.purgeUser({ userId: me.id }, bearer(me.token)))).code).toBe(Code.Unimplemented);
     const res = await fetch(`${baseUrl}/taskmesh.users.v1.UserInternalService/GetUserPreferences`, {
       method: "POST",
       headers: { "content-type": "application/json", authorization: `Bearer ${me.token}` },
@@ -245,11 +248,13 @@ describe("gateway", () => {
     expect(res.status).toBe(404);
   });
 
-  it("lists the public services and health by reflection (v1 and v1alpha), and never the internal ones", async () => {
+  it("lists the public services (the forwarded ones and the dashboard) and health by reflection (v1 and v1alpha), and never the internal ones", async () => {
     const t = grpcH2c();
     const expected = [
       "grpc.health.v1.Health",
+      "taskmesh.analytics.v1.AnalyticsService",
       "taskmesh.gateway.v1.DashboardService",
+      "taskmesh.notifications.v1.NotificationService",
       "taskmesh.tasks.v1.TaskService",
       "taskmesh.users.v1.UserService",
     ];
@@ -283,7 +288,9 @@ describe("gateway", () => {
     ]);
     expect(stdout.trim().split("\n").sort()).toEqual([
       "grpc.health.v1.Health",
+      "taskmesh.analytics.v1.AnalyticsService",
       "taskmesh.gateway.v1.DashboardService",
+      "taskmesh.notifications.v1.NotificationService",
       "taskmesh.tasks.v1.TaskService",
       "taskmesh.users.v1.UserService",
     ]);

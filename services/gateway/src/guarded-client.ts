@@ -1,4 +1,5 @@
 import type { DescService } from "@bufbuild/protobuf";
+import { ConnectError } from "@connectrpc/connect";
 import type { CallOptions, GrpcClient } from "@taskmesh/platform";
 import type { DependencyPolicy } from "./dependency-policy.js";
 
@@ -21,8 +22,14 @@ export interface GuardOptions {
  *
  * `parent` (the inbound call) is used for its remaining deadline and its cancellation, and is
  * not handed on: the call gets the policy's signal (which follows the caller's) and the budget as
- * its deadline, so the backend sees exactly the time it is given. Server streams pass through
- * unguarded: they are long-lived and bounded by their callers, not by a call budget.
+ * its deadline, so the backend sees exactly the time it is given.
+ *
+ * Server streams are long-lived and bounded by their callers, not by a call budget: the call
+ * options go to the backend unchanged (no deadline unless the caller set one), while the
+ * policy's breaker is checked when the stream opens (open: UNAVAILABLE without a backend hop), a
+ * stream slot is held until it ends (`DependencyPolicy.openStream`), and the outcome is reported
+ * to the breaker: the first message counts as an answer, an end with UNAVAILABLE/INTERNAL/UNKNOWN
+ * before any message as a failure, a caller's cancel as nothing.
  */
 export function guardClient<S extends DescService>(
   service: S,
@@ -35,10 +42,12 @@ export function guardClient<S extends DescService>(
   for (const method of service.methods) {
     const call = (client as unknown as Record<string, AnyCall>)[method.localName];
     if (!call) throw new Error(`client has no method ${method.localName}`);
-    if (method.methodKind !== "unary") {
-      guarded[method.localName] = call;
+    if (method.methodKind === "server_streaming") {
+      guarded[method.localName] = (req: unknown, o: CallOptions = {}) =>
+        guardStream(policy, () => call(req, o) as AsyncIterable<unknown>, o);
       continue;
     }
+    if (method.methodKind !== "unary") throw new Error(`${service.typeName}.${method.name} cannot be guarded`);
     guarded[method.localName] = (req: unknown, o: CallOptions = {}) => {
       const remaining = o.parent?.timeoutMs();
       const callerSignal =
@@ -54,4 +63,29 @@ export function guardClient<S extends DescService>(
     };
   }
   return guarded as GrpcClient<S>;
+}
+
+async function* guardStream(
+  policy: DependencyPolicy,
+  open: () => AsyncIterable<unknown>,
+  o: CallOptions,
+): AsyncGenerator<unknown> {
+  const lease = policy.openStream();
+  try {
+    let answered = false;
+    for await (const message of open()) {
+      if (!answered) {
+        answered = true;
+        lease.answered();
+      }
+      yield message;
+    }
+    lease.answered();
+  } catch (e) {
+    const err = ConnectError.from(e);
+    lease.failed(err, Boolean(o.signal?.aborted || o.parent?.signal.aborted));
+    throw err;
+  } finally {
+    lease.release();
+  }
 }

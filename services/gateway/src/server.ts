@@ -51,7 +51,8 @@ export type Dependency = "users" | "tasks" | "notifications" | "analytics";
 const DASHBOARD_RESERVE_MS = 20;
 
 /**
- * The edge, wired but not listening: the public services (UserService, TaskService) on one port
+ * The edge, wired but not listening: the public services (UserService, TaskService,
+ * NotificationService, AnalyticsService) on one port
  * for gRPC, Connect and gRPC-Web, each call's user JWT verified here and then forwarded with that
  * token to the owning backend over one long-lived grpc-js channel per backend; and the BFF
  * DashboardService, which fans out to users, tasks, notifications and analytics in parallel.
@@ -107,6 +108,29 @@ export function build(config: GatewayConfig, deps: GatewayDeps = {}): GatewayApp
           drainSignal,
         }),
         ready: backendReady(tasks, TaskService),
+      },
+      {
+        service: NotificationService,
+        // ListNotifications, MarkRead, and the server stream WatchNotifications (no deadline
+        // unless the caller sets one; ends with the caller's cancel, the backend's end, or drain).
+        impl: forwardService(
+          NotificationService,
+          guardClient(NotificationService, notifications, policy("notifications"), forwarded),
+          { ...forward, drainSignal },
+        ),
+        ready: backendReady(notifications, NotificationService),
+      },
+      {
+        service: AnalyticsService,
+        impl: forwardService(
+          AnalyticsService,
+          guardClient(AnalyticsService, analytics, policy("analytics"), forwarded),
+          {
+            ...forward,
+            drainSignal,
+          },
+        ),
+        ready: backendReady(analytics, AnalyticsService),
       },
       {
         service: DashboardService,
