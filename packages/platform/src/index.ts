@@ -54,6 +54,12 @@ export {
   type StreamSpec,
 } from "./events/streams.js";
 export { createLogger, type Logger } from "./log/logger.js";
+export {
+  type BreakerState,
+  type DependencyCallOptions,
+  DependencyPolicy,
+  type DependencyPolicyOptions,
+} from "./resilience/dependency-policy.js";
 export { codeName, toRpcError } from "./rpc/errors.js";
 export {
   type CallOptions,

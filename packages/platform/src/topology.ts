@@ -108,7 +108,7 @@ export const TOPOLOGY = {
     grpcPort: 50053,
     calls: ["users"],
     jwks: true,
-    built: false,
+    built: true,
     serves: ["taskmesh.notifications.v1.NotificationService", "taskmesh.notifications.v1.NotificationInternalService"],
     uses: { users: ["taskmesh.users.v1.UserInternalService/GetUserPreferences"] },
     nats: true,

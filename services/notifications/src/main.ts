@@ -1,0 +1,24 @@
+// Telemetry first: tracer, propagation, grpc-js instrumentation and the metrics endpoint (see the platform README).
+import "@taskmesh/platform/telemetry-register";
+import { createLogger, runMain } from "@taskmesh/platform";
+import { loadNotificationsConfig } from "./config.js";
+import { build } from "./server.js";
+
+runMain("notifications", async () => {
+  const config = loadNotificationsConfig();
+  const logger = createLogger("notifications", { level: config.logLevel });
+  const app = build(config, { logger });
+  const { grpcPort } = await app.listen();
+  logger.info(
+    {
+      grpcPort,
+      db: config.dbPath,
+      nats: config.natsServers,
+      users: config.usersAddr,
+      email: config.smtpUrl ? "on" : "off",
+      webhooks: config.webhookSecret ? "on" : "off",
+    },
+    "notifications serving",
+  );
+  return { running: app, logger };
+});

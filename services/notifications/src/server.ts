@@ -1,0 +1,196 @@
+import {
+  NotificationInternalService,
+  NotificationService,
+} from "@taskmesh/gen/taskmesh/notifications/v1/notifications_pb";
+import { UserInternalService } from "@taskmesh/gen/taskmesh/users/v1/users_pb";
+import {
+  type ConsumerStats,
+  createGrpcClient,
+  createLogger,
+  createUserTokenVerifier,
+  DependencyPolicy,
+  EventConsumer,
+  GrpcServer,
+  type Logger,
+  NatsLink,
+  OutboxRelay,
+  type RelayStats,
+  register,
+  ServiceTokens,
+  type UserTokenVerifier,
+  watchOutbox,
+} from "@taskmesh/platform";
+import { createRemoteJWKSet } from "jose";
+import type { NotificationsConfig } from "./config.js";
+import { type DuePlan, dueEventHandler } from "./due-events.js";
+import { EmailSender } from "./email-sender.js";
+import { CONSUMERS, NOTIFICATIONS_STREAMS } from "./events.js";
+import { LiveFeed } from "./live-feed.js";
+import { notificationInternalService, notificationService } from "./notification-service.js";
+import { NotificationsStore } from "./notifications-store.js";
+import { PreferencesSource, type PreferencesStats } from "./preferences.js";
+import { WebhookSender } from "./webhook-sender.js";
+
+export type { NotificationsConfig } from "./config.js";
+export { loadNotificationsConfig } from "./config.js";
+export { emailMessageId } from "./email-sender.js";
+export { FALLBACK_ROUTING } from "./preferences.js";
+export { IDEMPOTENCY_HEADER, SIGNATURE_HEADER, webhookSignature } from "./webhook-sender.js";
+
+export interface NotificationsDeps {
+  /** Default: a JSON logger named "notifications" at config.logLevel. */
+  logger?: Logger;
+  /** Clock in ms: quiet hours are judged at this time, and notifications stamped with it. Default Date.now. */
+  clock?: () => number;
+  /** Verifies user tokens. Default: against the users JWKS at config.jwksUrl. */
+  userTokens?: UserTokenVerifier;
+  /** Redelivery delay of a transient failure. Default { initialMs: 1000, maxMs: 60000 }. */
+  retryBackoff?: { initialMs: number; maxMs: number };
+  /** Ack wait and deliveries before dead-lettering, for tests. Defaults: the platform's (30 s, 5). */
+  consumer?: { ackWaitMs?: number; maxDeliver?: number };
+  /** Backoff between attempts of one email/webhook delivery. Default { initialMs: 500, maxMs: 8000 }. */
+  deliveryBackoff?: { initialMs: number; maxMs: number };
+}
+
+export interface NotificationsStats {
+  /** Preference lookups: found, fallbacks (users unavailable or breaker open), gone; the breaker's state. */
+  preferences: PreferencesStats;
+  consumers: { reminderDue: ConsumerStats; taskDue: ConsumerStats; userDeleted: ConsumerStats };
+  /** Open WatchNotifications streams. */
+  watchers: number;
+  relay: RelayStats;
+}
+
+export interface NotificationsApp {
+  /** Starts the outbox relay and the consumers (NATS connects in the background), then binds gRPC. */
+  listen(): Promise<{ grpcPort: number }>;
+  /**
+   * Stops consuming (a delivery waiting to retry gives up; its event is redelivered later), stops
+   * serving (open watch streams end), stops the relay, closes NATS, users' channel, then the DB.
+   * Safe to call twice.
+   */
+  shutdown(): Promise<void>;
+  stats(): NotificationsStats;
+}
+
+/**
+ * The notifications service, wired but not listening: consumes reminder.due / task.due (deliver
+ * on the user's channels) and user.deleted (purge); serves the caller's inbox (list, mark read,
+ * a live watch stream) and the internal PurgeUser; publishes notification.sent through its outbox.
+ */
+export function build(config: NotificationsConfig, deps: NotificationsDeps = {}): NotificationsApp {
+  const logger = deps.logger ?? createLogger("notifications", { level: config.logLevel });
+  const clock = deps.clock ?? Date.now;
+  const store = NotificationsStore.open(config.dbPath);
+  const link = new NatsLink({ servers: config.natsServers, name: "notifications", logger });
+  const serviceTokens = new ServiceTokens(config.serviceSecret, "notifications");
+  const users = createGrpcClient(UserInternalService, {
+    address: config.usersAddr,
+    defaultTimeoutMs: config.usersTimeoutMs,
+    // GetUserPreferences is NO_SIDE_EFFECTS, so grpc-js retries UNAVAILABLE; in the mesh Envoy does.
+    retries: config.mesh !== "istio",
+    metadata: async () => ({ authorization: `Bearer ${await serviceTokens.token()}` }),
+    // grpc-js backs off reconnecting up to 120 s by default; users is a neighbour whose restart
+    // should be noticed within seconds (the breaker's half-open trial needs a connection by then).
+    channelOptions: { "grpc.initial_reconnect_backoff_ms": 250, "grpc.max_reconnect_backoff_ms": 2000 },
+  });
+  const preferences = new PreferencesSource({
+    client: users,
+    policy: new DependencyPolicy("users", {
+      logger,
+      breakerFailures: config.breakerFailures,
+      halfOpenAfterMs: config.breakerHalfOpenMs,
+    }),
+    logger,
+    timeoutMs: config.usersTimeoutMs,
+  });
+  const deliveryBackoff = deps.deliveryBackoff ?? { initialMs: 500, maxMs: 8000 };
+  const sending = { attempts: config.deliveryAttempts, timeoutMs: config.deliveryTimeoutMs, backoff: deliveryBackoff };
+  const email = config.smtpUrl
+    ? new EmailSender({ smtpUrl: config.smtpUrl, from: config.smtpFrom, ...sending })
+    : undefined;
+  if (!email) logger.warn("SMTP_URL is not set: email notifications are disabled");
+  const webhook = config.webhookSecret ? new WebhookSender({ secret: config.webhookSecret, ...sending }) : undefined;
+  if (!webhook) logger.warn("WEBHOOK_SECRET is not set: webhook notifications are disabled");
+  const feed = new LiveFeed();
+  const stopping = new AbortController();
+
+  const consumerOptions = {
+    link,
+    db: store.db,
+    logger,
+    ...(deps.retryBackoff ? { retryBackoff: deps.retryBackoff } : {}),
+  };
+  const due = dueEventHandler({ store, preferences, email, webhook, feed, clock, logger, stopping: stopping.signal });
+  const dueConsumer = (c: (typeof CONSUMERS)["reminderDue" | "taskDue"]) =>
+    new EventConsumer<DuePlan>({
+      ...consumerOptions,
+      stream: c.stream,
+      consumer: { ...c.consumer, ...deps.consumer },
+      handler: due,
+    });
+  const reminderDue = dueConsumer(CONSUMERS.reminderDue);
+  const taskDue = dueConsumer(CONSUMERS.taskDue);
+  const userDeleted = new EventConsumer({
+    ...consumerOptions,
+    stream: CONSUMERS.userDeleted.stream,
+    consumer: { ...CONSUMERS.userDeleted.consumer, ...deps.consumer },
+    handler: (event) => {
+      if (event.payload.case !== "userDeleted") return;
+      const userId = event.payload.value.userId || event.userId;
+      const n = store.purgeUser(userId);
+      logger.info({ userId, notifications: n }, "user deleted: inbox and delivery log dropped");
+    },
+  });
+  const consumers = [reminderDue, taskDue, userDeleted];
+
+  const grpc = new GrpcServer({
+    name: "notifications",
+    logger,
+    services: [
+      register(NotificationService, notificationService({ store, feed, clock, logger }), { kind: "user" }),
+      register(NotificationInternalService, notificationInternalService({ store, logger }), { kind: "internal" }),
+    ],
+    userTokens: deps.userTokens ?? createUserTokenVerifier(createRemoteJWKSet(new URL(config.jwksUrl))),
+    serviceTokens,
+    // The database only: the inbox can be read and marked while NATS is away (due events then wait
+    // in JetStream, notification.sent in the outbox). NATS has its own health entry, "nats".
+    readiness: () => store.ping(),
+  });
+
+  let relay: OutboxRelay | undefined;
+  let stopWatch: (() => void) | undefined;
+  let stopped: Promise<void> | undefined;
+  return {
+    async listen() {
+      if (!relay) {
+        relay = new OutboxRelay({ db: store.db, link, logger, streams: NOTIFICATIONS_STREAMS });
+        relay.start();
+        stopWatch = watchOutbox({ relay, link, health: grpc.health, logger });
+        for (const c of consumers) c.start();
+      }
+      const grpcPort = await grpc.listen(config.grpcPort, config.host);
+      return { grpcPort };
+    },
+    stats: () => ({
+      preferences: preferences.stats,
+      consumers: { reminderDue: reminderDue.stats, taskDue: taskDue.stats, userDeleted: userDeleted.stats },
+      watchers: feed.watchers,
+      relay: relay?.stats ?? { published: 0, duplicates: 0, failures: 0 },
+    }),
+    shutdown() {
+      stopped ??= (async () => {
+        stopping.abort();
+        await Promise.all(consumers.map((c) => c.stop()));
+        await grpc.shutdown();
+        stopWatch?.();
+        await relay?.stop();
+        await link.close();
+        users.close();
+        email?.close();
+        store.close();
+      })();
+      return stopped;
+    },
+  };
+}
