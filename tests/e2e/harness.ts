@@ -13,7 +13,7 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { UserService } from "@taskmesh/gen/taskmesh/users/v1/users_pb";
 import { USER_TOKEN_ALG, USER_TOKEN_AUDIENCE, USER_TOKEN_ISSUER } from "@taskmesh/platform";
 import { tempDir } from "@taskmesh/platform/testing";
-import { REPO_ROOT, type RunningSystem, startSystem } from "@taskmesh/runner";
+import { REPO_ROOT, type RunningSystem, type StartSystemOptions, startSystem } from "@taskmesh/runner";
 import { generateKeyPair, importJWK, type JWK, SignJWT } from "jose";
 import { expect } from "vitest";
 
@@ -24,11 +24,14 @@ export interface E2E {
   stop(): Promise<void>;
 }
 
-/** Starts nats-server and every built service from their compiled dist, on free ports. */
-export async function startE2E(): Promise<E2E> {
+/**
+ * Starts nats-server and every built service from their compiled dist, on free ports. `options`
+ * go to the runner on top of those (e.g. `env: { SMTP_URL }`).
+ */
+export async function startE2E(options: Omit<StartSystemOptions, "dataDir"> = {}): Promise<E2E> {
   const data = tempDir("taskmesh-e2e-");
   try {
-    const system = await startSystem({ dataDir: data.path, freePorts: true, logLevel: "warn" });
+    const system = await startSystem({ dataDir: data.path, freePorts: true, logLevel: "warn", ...options });
     return {
       system,
       dataDir: data.path,
