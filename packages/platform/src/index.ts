@@ -59,6 +59,7 @@ export {
   type DependencyCallOptions,
   DependencyPolicy,
   type DependencyPolicyOptions,
+  type StreamLease,
 } from "./resilience/dependency-policy.js";
 export { codeName, toRpcError } from "./rpc/errors.js";
 export {

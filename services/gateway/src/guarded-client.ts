@@ -1,7 +1,6 @@
 import type { DescService } from "@bufbuild/protobuf";
 import { ConnectError } from "@connectrpc/connect";
-import type { CallOptions, GrpcClient } from "@taskmesh/platform";
-import type { DependencyPolicy } from "./dependency-policy.js";
+import type { CallOptions, DependencyPolicy, GrpcClient } from "@taskmesh/platform";
 
 type AnyCall = (req: unknown, o?: CallOptions) => unknown;
 

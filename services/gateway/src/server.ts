@@ -10,6 +10,7 @@ import {
   createGrpcClient,
   createLogger,
   createUserTokenVerifier,
+  DependencyPolicy,
   EdgeServer,
   type EdgeService,
   forwardService,
@@ -20,7 +21,6 @@ import {
 import { createRemoteJWKSet, errors, type JWTVerifyGetKey } from "jose";
 import type { GatewayConfig } from "./config.js";
 import { dashboardService } from "./dashboard-service.js";
-import { DependencyPolicy } from "./dependency-policy.js";
 import { guardClient } from "./guarded-client.js";
 
 export type { GatewayConfig } from "./config.js";

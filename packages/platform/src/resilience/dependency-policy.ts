@@ -26,6 +26,24 @@ export interface DependencyPolicyOptions {
   breakerFailures?: number;
   /** How long an open breaker refuses calls before it lets one trial call through (half-open). Default 5000 ms. */
   halfOpenAfterMs?: number;
+  /**
+   * Server streams open to this dependency at once; beyond that a new stream is refused with
+   * RESOURCE_EXHAUSTED at once (no queue). Separate from `maxConcurrent`: see `openStream`. Default 1000.
+   */
+  maxStreams?: number;
+}
+
+/** A stream admitted by `openStream`: report what the dependency did, and release the slot when it ends. */
+export interface StreamLease {
+  /** The dependency answered (a message, a clean end, a business error): proof that it is up. Once per lease. */
+  answered(): void;
+  /**
+   * The stream ended with `err`. Counts against the dependency only for UNAVAILABLE, INTERNAL or
+   * UNKNOWN before it answered, and never when `callerGone` (the caller cancelled, or the gateway drains).
+   */
+  failed(err: ConnectError, callerGone: boolean): void;
+  /** Frees the stream slot. Idempotent. */
+  release(): void;
 }
 
 export interface DependencyCallOptions {
@@ -65,14 +83,18 @@ const STATE_NAMES: Record<CircuitState, BreakerState> = {
 /** A business answer travels through the breaker as a value, so the breaker sees the dependency as healthy. */
 type Outcome<T> = { ok: true; value: T } | { ok: false; error: ConnectError };
 
+/**
+ * Codes that count against a dependency when a *stream* ends with them. DEADLINE_EXCEEDED is left
+ * out: a stream has no deadline of ours, only the caller's.
+ */
+const STREAM_FAILURE_CODES: ReadonlySet<Code> = new Set([Code.Unavailable, Code.Internal, Code.Unknown]);
+
 /** Raised when a call's own signal fires while it still waits (bulkhead queue, half-open trial). */
 class GaveUp extends Error {}
 
 /**
  * Resilience for calls to one dependency (a backend service), built from cockatiel policies and
- * shared by every route that calls it, so one slow backend cannot take the others down with it.
- * (Promoted from the gateway's `dependency-policy.ts` so every service that calls another uses the
- * same policy; notifications → users was the second user.)
+ * shared by every route that calls it, so one slow backend cannot take the others down with it:
  *
  *   timeout (cooperative) → circuit breaker → bulkhead → the call
  *
@@ -84,7 +106,7 @@ class GaveUp extends Error {}
  *   (UNAVAILABLE, DEADLINE_EXCEEDED, INTERNAL, UNKNOWN — never business codes, which reset the
  *   count); while open, calls fail at once with UNAVAILABLE without reaching the dependency; after
  *   `halfOpenAfterMs` one trial call decides between closing and opening again. State changes
- *   are logged; `state` is what a caller's health can report (the gateway: `dependency.<name>`).
+ *   are logged; `state` is what the gateway's health reports as `dependency.<name>`.
  * - **Bulkhead**: at most `maxConcurrent` calls in flight and `maxQueued` waiting; more are refused
  *   with RESOURCE_EXHAUSTED at once (shedding load instead of piling up sockets and memory).
  *   Inside the breaker, so an open breaker does not hold slots; a refusal is our own load
@@ -99,14 +121,21 @@ export class DependencyPolicy {
   readonly #timeouts = new Map<number, TimeoutPolicy>();
   /** Errors that count against the dependency: the breaker's filter. */
   readonly #failures = new WeakSet<object>();
+  readonly #halfOpenAfterMs: number;
+  readonly #maxStreams: number;
+  #streams = 0;
+  /** When the breaker last opened (ms since epoch). */
+  #openedAt = 0;
 
   constructor(name: string, opts: DependencyPolicyOptions) {
     this.name = name;
     this.#logger = opts.logger;
+    this.#halfOpenAfterMs = opts.halfOpenAfterMs ?? 5000;
+    this.#maxStreams = opts.maxStreams ?? 1000;
     this.#breaker = circuitBreaker(
       handleWhen((e) => this.#failures.has(e)),
       {
-        halfOpenAfter: opts.halfOpenAfterMs ?? 5000,
+        halfOpenAfter: this.#halfOpenAfterMs,
         breaker: new ConsecutiveBreaker(opts.breakerFailures ?? 5),
       },
     );
@@ -114,6 +143,7 @@ export class DependencyPolicy {
     this.#breaker.onStateChange((s) => {
       const state = STATE_NAMES[s];
       if (state === "open") {
+        this.#openedAt = Date.now();
         const failure = this.#breaker.lastFailure;
         const lastFailure = failure && "error" in failure ? String((failure.error as Error).message) : undefined;
         this.#logger.warn({ dependency: name, breaker: state, lastFailure }, `circuit breaker for ${name} opened`);
@@ -130,6 +160,63 @@ export class DependencyPolicy {
   get available(): boolean {
     const s = this.#breaker.state;
     return s === CircuitState.Closed || s === CircuitState.HalfOpen;
+  }
+
+  /** Server streams open to this dependency now. */
+  get openStreams(): number {
+    return this.#streams;
+  }
+
+  /**
+   * Admits a server stream, or throws: UNAVAILABLE while the breaker is open (before its half-open
+   * delay has passed; after it, the stream goes through and its outcome is the trial),
+   * RESOURCE_EXHAUSTED when `maxStreams` streams are already open. The caller holds the returned
+   * lease while the stream is open and reports its outcome to it.
+   *
+   * Why not `execute`: a stream is long-lived and has no budget of ours (a watch may idle for
+   * hours), so neither the timeout nor a slot of the unary bulkhead fits it. Held in that bulkhead,
+   * `maxConcurrent` idle watchers would starve every unary call to the same backend (a dashboard,
+   * a MarkRead). Streams get their own bulkhead (a count of open streams, no queue: a stream
+   * queued without a deadline would just hang) and share the breaker: a backend that refuses
+   * streams opens it for unary calls too, and an open breaker refuses streams without a backend hop.
+   */
+  openStream(): StreamLease {
+    const s = this.#breaker.state;
+    if (s === CircuitState.Isolated || (s === CircuitState.Open && Date.now() - this.#openedAt < this.#halfOpenAfterMs))
+      throw new ConnectError(`${this.name} is unavailable (circuit open), retry later`, Code.Unavailable);
+    if (this.#streams >= this.#maxStreams)
+      throw new ConnectError(`${this.name} has too many open streams, retry later`, Code.ResourceExhausted);
+    this.#streams++;
+    let released = false;
+    let reported = false;
+    const report = (error?: ConnectError) => {
+      if (reported) return;
+      reported = true;
+      // Through the breaker itself, so cockatiel's own counting applies: closed → counted; open past
+      // its delay → this is the half-open trial; open before it → ignored (BrokenCircuitError).
+      if (error) this.#failures.add(error);
+      this.#breaker
+        .execute(() => {
+          if (error) throw error;
+        })
+        .catch(() => undefined);
+    };
+    return {
+      answered: () => report(),
+      failed: (err, callerGone) => {
+        if (callerGone) {
+          reported = true;
+          return;
+        }
+        if (STREAM_FAILURE_CODES.has(err.code)) report(err);
+        else report();
+      },
+      release: () => {
+        if (released) return;
+        released = true;
+        this.#streams--;
+      },
+    };
   }
 
   /**
