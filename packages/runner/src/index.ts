@@ -4,6 +4,7 @@ export {
   type Endpoints,
   NATS_PORT,
   REPO_ROOT,
+  type RestartOptions,
   type RunningService,
   type RunningSystem,
   type StartSystemOptions,

@@ -74,8 +74,17 @@ export interface RunningSystem {
   stop(): Promise<void>;
   /** Sends `signal` (default SIGKILL) to one process ("nats" included) and waits until it has exited. */
   kill(name: string, signal?: NodeJS.Signals): Promise<void>;
-  /** Starts one process again (stopping it first if it runs) with the same ports and data, and waits until ready. */
-  restart(name: string): Promise<void>;
+  /**
+   * Starts one process again (stopping it first if it runs) with the same ports and data, and waits
+   * until ready. `env` changes that process's environment from this start on (a value of
+   * `undefined` removes the variable), e.g. to arm or disarm a fault drill (TASKMESH_FAULT).
+   */
+  restart(name: string, opts?: RestartOptions): Promise<void>;
+}
+
+export interface RestartOptions {
+  /** Environment changes for this process, kept for its later restarts. Default: none. */
+  env?: Record<string, string | undefined>;
 }
 
 interface Entry {
@@ -279,9 +288,14 @@ export async function startSystem(opts: StartSystemOptions = {}): Promise<Runnin
     async kill(name, signal = "SIGKILL") {
       await find(name).proc.kill(signal);
     },
-    async restart(name) {
+    async restart(name, restartOpts) {
       const entry = find(name);
       await entry.proc.stop();
+      if (restartOpts?.env) {
+        const env = { ...entry.proc.spec.env, ...restartOpts.env };
+        for (const [k, v] of Object.entries(restartOpts.env)) if (v === undefined) delete env[k];
+        entry.proc.spec.env = env;
+      }
       await startOne(entry);
     },
   };

@@ -7,6 +7,7 @@ import type { Logger } from "../log/logger.js";
 import { platformInstruments } from "../telemetry/metrics.js";
 import { headerMapGetter } from "../telemetry/trace-context.js";
 import { type BackoffOptions, backoffDelay, sleep } from "./backoff.js";
+import { consumerFaultDrill } from "./fault-drill.js";
 import type { NatsLink } from "./nats-link.js";
 import {
   type ConsumerSpec,
@@ -121,10 +122,13 @@ export class EventConsumer<R = void> {
   /** Messages pending for this consumer at the last delivery (taskmesh_consumer_lag). */
   #lag: number | undefined;
   #unobserve: (() => void) | undefined;
+  /** Fault drill (TASKMESH_FAULT, see fault-drill.ts); undefined unless armed. */
+  readonly #drill: (() => void) | undefined;
 
   constructor(opts: EventConsumerOptions<R>) {
     this.#opts = opts;
     this.#log = opts.logger.child({ component: "event-consumer", consumer: opts.consumer.durable });
+    this.#drill = consumerFaultDrill(opts.consumer.durable, (msg) => this.#log.warn(msg));
     this.#handler = typeof opts.handler === "function" ? { apply: opts.handler } : opts.handler;
     this.#maxDeliver = opts.consumer.maxDeliver ?? DEFAULT_MAX_DELIVER;
     this.#seen = opts.db.prepare("SELECT 1 FROM inbox WHERE consumer = ? AND event_id = ?").pluck();
@@ -256,6 +260,7 @@ export class EventConsumer<R = void> {
     let applied: boolean;
     try {
       const result = this.#handler.external ? await this.#handler.external(event, ctx) : undefined;
+      this.#drill?.(); // FAULT DRILL: may SIGKILL here, after the external effect, before the commit
       applied = this.#opts.db.transaction(() => {
         const fresh = this.#record.run(ctx.consumer, ctx.eventId, ctx.subject, new Date().toISOString()).changes === 1;
         if (!fresh) return false; // another instance applied it meanwhile

@@ -1,0 +1,26 @@
+import { parseFaultDrills } from "@taskmesh/platform";
+import { describe, expect, it } from "vitest";
+
+describe("TASKMESH_FAULT (fault drill hooks)", () => {
+  it("is off when unset or empty", () => {
+    expect(parseFaultDrills(undefined)).toEqual([]);
+    expect(parseFaultDrills(" ")).toEqual([]);
+  });
+
+  it("reads a relay drill and a consumer drill, comma-separated", () => {
+    expect(
+      parseFaultDrills("relay:exit-after-puback:5, consumer:recurrence-task-completed:exit-mid-handler:1"),
+    ).toEqual([
+      { kind: "relay-exit-after-puback", n: 5 },
+      { kind: "consumer-exit-mid-handler", durable: "recurrence-task-completed", n: 1 },
+    ]);
+  });
+
+  it("refuses a value it cannot parse instead of silently doing nothing", () => {
+    expect(() => parseFaultDrills("relay:exit-after-puback:0")).toThrow(
+      /TASKMESH_FAULT: cannot parse "relay:exit-after-puback:0"/,
+    );
+    expect(() => parseFaultDrills("consumer::exit-mid-handler:1")).toThrow(/cannot parse/);
+    expect(() => parseFaultDrills("relay:exit-before-puback:1")).toThrow(/cannot parse/);
+  });
+});
