@@ -11,7 +11,7 @@ export { ConfigError, type ConfigOf, env, loadConfig } from "./config/config.js"
 export { type Db, type Migration, migrate, openDatabase, pingDatabase } from "./db/database.js";
 export { addHealth, type EdgeHealthOptions } from "./edge/edge-health.js";
 export { addReflection } from "./edge/edge-reflection.js";
-export { EdgeServer, type EdgeServerOptions, type EdgeService } from "./edge/edge-server.js";
+export { EdgeServer, type EdgeServerOptions, type EdgeService, peerAddressKey } from "./edge/edge-server.js";
 export { type ForwardOptions, forwardService, REQUEST_ID_HEADER } from "./edge/forward-service.js";
 export { OnePortServer, type OnePortServerOptions } from "./edge/one-port-server.js";
 export { telemetryInterceptor } from "./edge/telemetry-interceptor.js";

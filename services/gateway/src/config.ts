@@ -1,4 +1,5 @@
 import { env, JWKS_PATH, loadConfig, TOPOLOGY } from "@taskmesh/platform";
+import type { RateLimits } from "./rate-limit.js";
 
 const spec = {
   /** The one public port: gRPC (h2c), Connect (HTTP/1.1 and h2c) and gRPC-Web. Default 8080. */
@@ -29,6 +30,18 @@ const spec = {
   BREAKER_FAILURES: env.int({ fallback: 5, min: 1, max: 1000 }),
   /** How long an open breaker fails fast before one trial call (half-open), 100..600000 ms. Default 5000. */
   BREAKER_HALF_OPEN_MS: env.int({ fallback: 5000, min: 100, max: 600_000 }),
+  /** Calls per second per user (refill rate of each user's token bucket), 0 = no limit, ..100000. Default 50. */
+  RATE_LIMIT_RPS: env.int({ fallback: 50, min: 0, max: 100_000 }),
+  /** Calls a user may make at once (bucket size), 1..1000000. Default 100. */
+  RATE_LIMIT_BURST: env.int({ fallback: 100, min: 1, max: 1_000_000 }),
+  /** Register + Login per client address, and Login per email, per minute; 0 = no limit, ..1000000. Default 30. */
+  LOGIN_RATE_LIMIT_PER_MINUTE: env.int({ fallback: 30, min: 0, max: 1_000_000 }),
+  /** Register + Login attempts at once per client address / per email, 1..100000. Default 20. */
+  LOGIN_RATE_LIMIT_BURST: env.int({ fallback: 20, min: 1, max: 100_000 }),
+  /** Rate-limit keys (users, addresses, emails) kept per limit; least recently used dropped beyond. 100..10000000. Default 100000. */
+  RATE_LIMIT_MAX_KEYS: env.int({ fallback: 100_000, min: 100, max: 10_000_000 }),
+  /** Proxies in front that append to x-forwarded-for (client = that entry from the right); 0 = TCP peer. 0..10. Default 0. */
+  TRUSTED_PROXY_HOPS: env.int({ fallback: 0, min: 0, max: 10 }),
   /** How long shutdown lets in-flight calls finish, 0..60000 ms. Default 10000. */
   SHUTDOWN_GRACE_MS: env.int({ fallback: 10_000, min: 0, max: 60_000 }),
   /** `istio`: leave retries to Envoy so attempts do not multiply. Default none. */
@@ -53,6 +66,7 @@ export interface GatewayConfig {
     breakerFailures: number;
     halfOpenAfterMs: number;
   };
+  rateLimits: RateLimits;
   shutdownGraceMs: number;
   mesh: "none" | "istio";
   logLevel: string;
@@ -77,6 +91,15 @@ export function loadGatewayConfig(source: Record<string, string | undefined> = p
       maxStreams: c.DEPENDENCY_MAX_STREAMS,
       breakerFailures: c.BREAKER_FAILURES,
       halfOpenAfterMs: c.BREAKER_HALF_OPEN_MS,
+    },
+    rateLimits: {
+      user: c.RATE_LIMIT_RPS > 0 ? { ratePerSecond: c.RATE_LIMIT_RPS, burst: c.RATE_LIMIT_BURST } : undefined,
+      login:
+        c.LOGIN_RATE_LIMIT_PER_MINUTE > 0
+          ? { ratePerSecond: c.LOGIN_RATE_LIMIT_PER_MINUTE / 60, burst: c.LOGIN_RATE_LIMIT_BURST }
+          : undefined,
+      maxKeys: c.RATE_LIMIT_MAX_KEYS,
+      trustedProxyHops: c.TRUSTED_PROXY_HOPS,
     },
     shutdownGraceMs: c.SHUTDOWN_GRACE_MS,
     mesh: c.TASKMESH_MESH,

@@ -66,6 +66,9 @@ export async function startBackends(prefix = "gateway-test-", opts: { natsUrl?: 
       JWKS_URL: jwksUrl,
       SHUTDOWN_GRACE_MS: "2000",
       LOG_LEVEL: "silent",
+      // These suites sign up many users from one address; rate limits have their own tests.
+      RATE_LIMIT_RPS: "0",
+      LOGIN_RATE_LIMIT_PER_MINUTE: "0",
     },
     async stop() {
       await tasks.shutdown();

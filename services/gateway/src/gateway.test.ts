@@ -63,6 +63,9 @@ beforeAll(async () => {
     JWKS_URL: jwksUrl,
     SHUTDOWN_GRACE_MS: "2000",
     LOG_LEVEL: "silent",
+    // These suites sign up many users from one address; rate limits have their own tests.
+    RATE_LIMIT_RPS: "0",
+    LOGIN_RATE_LIMIT_PER_MINUTE: "0",
   };
   gateway = build(loadGatewayConfig(env), { logger });
   baseUrl = `http://127.0.0.1:${(await gateway.listen()).grpcPort}`;

@@ -22,6 +22,7 @@ import { createRemoteJWKSet, errors, type JWTVerifyGetKey } from "jose";
 import type { GatewayConfig } from "./config.js";
 import { dashboardService } from "./dashboard-service.js";
 import { guardClient } from "./guarded-client.js";
+import { rateLimitInterceptor } from "./rate-limit.js";
 
 export type { GatewayConfig } from "./config.js";
 export { loadGatewayConfig } from "./config.js";
@@ -29,6 +30,8 @@ export { loadGatewayConfig } from "./config.js";
 export interface GatewayDeps {
   /** Default: a JSON logger named "gateway" at config.logLevel. */
   logger?: Logger;
+  /** Clock of the rate limiter's token buckets, ms. Default performance.now. */
+  now?: () => number;
   /**
    * Verifies user tokens at the edge. Default: against the users JWKS at config.jwksUrl (jose's
    * remote key set caches the keys and re-fetches on an unknown kid, so rotation needs no restart).
@@ -90,6 +93,15 @@ export function build(config: GatewayConfig, deps: GatewayDeps = {}): GatewayApp
 
   const edge = new EdgeServer({
     logger,
+    // Per user (and per address for Register/Login), before any backend is called.
+    interceptors: [
+      rateLimitInterceptor({
+        limits: config.rateLimits,
+        userTokens,
+        logger,
+        ...(deps.now ? { now: deps.now } : {}),
+      }),
+    ],
     services: (drainSignal): EdgeService[] => [
       {
         service: UserService,

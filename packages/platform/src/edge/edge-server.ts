@@ -1,5 +1,12 @@
 import type { DescService } from "@bufbuild/protobuf";
-import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import {
+  Code,
+  ConnectError,
+  createContextKey,
+  createContextValues,
+  type Interceptor,
+  type ServiceImpl,
+} from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
 import { addHealth } from "./edge-health.js";
@@ -31,7 +38,19 @@ export interface EdgeServerOptions {
   healthChecks?: ReadonlyMap<string, (signal: AbortSignal) => Promise<boolean>>;
   /** Largest request message accepted, in bytes. Default 1 MiB, as the backends (RESOURCE_EXHAUSTED above). */
   readMaxBytes?: number;
+  /**
+   * More connect interceptors, run inside the telemetry one (so what they refuse is still traced
+   * and counted), e.g. a rate limiter. Default none.
+   */
+  interceptors?: readonly Interceptor[];
 }
+
+/**
+ * The TCP peer of the connection a call came on (`socket.remoteAddress`, e.g. "127.0.0.1" or
+ * "::ffff:10.0.0.7"; "" when unknown), in every edge call's context values: for limits per client
+ * address. Behind a proxy it is the proxy's address.
+ */
+export const peerAddressKey = createContextKey<string>("", { description: "TCP peer address" });
 
 /**
  * The edge: connect-node serving Connect (HTTP/1.1 and h2c), gRPC (h2c) and gRPC-Web on one
@@ -56,7 +75,8 @@ export class EdgeServer {
       shutdownSignal: this.#shutdown.signal,
       fallback: unknownPath,
       // A SERVER span per call (parent of the backend calls), x-trace-id on the response, RED metrics.
-      interceptors: [telemetryInterceptor()],
+      interceptors: [telemetryInterceptor(), ...(opts.interceptors ?? [])],
+      contextValues: (req) => createContextValues().set(peerAddressKey, req.socket?.remoteAddress ?? ""),
       routes: (router) => {
         for (const s of services) router.service(s.service, s.impl as never);
         addReflection(
