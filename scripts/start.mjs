@@ -14,6 +14,10 @@ const usage = `Usage: npm start [-- options]
   --nats-port <port>  nats-server's client port. Default: 4222
   --free-ports        pick free ports for everything not given (to run beside another instance)
   --log-level <lvl>   services' LOG_LEVEL (fatal|error|warn|info|debug|trace). Default: info
+  --replicas <s>=<n>  run n processes of service s on n ports over its one database; its callers
+                      balance round_robin with outlier detection across them. Repeatable, or
+                      comma-separated: --replicas tasks=2,analytics=2. Replicable: tasks,
+                      recurrence, reminders, analytics. Default: 1 each
   --no-build          skip installing dependencies and \`tsc -b\`
   -h, --help`;
 
@@ -26,6 +30,7 @@ try {
       "nats-port": { type: "string" },
       "free-ports": { type: "boolean" },
       "log-level": { type: "string" },
+      replicas: { type: "string", multiple: true },
       "no-build": { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
@@ -50,6 +55,16 @@ const portArg = (name) => {
 };
 const gatewayPort = portArg("port");
 const natsPort = portArg("nats-port");
+// --replicas tasks=2 [--replicas analytics=2 | ,analytics=2]: checked again (service, range) by the runner.
+const replicas = {};
+for (const item of (args.replicas ?? []).flatMap((r) => r.split(","))) {
+  const m = /^([a-z]+)=(\d+)$/.exec(item.trim());
+  if (!m) {
+    console.error(`taskmesh: --replicas takes <service>=<count>, e.g. tasks=2, got ${JSON.stringify(item)}`);
+    process.exit(2);
+  }
+  replicas[m[1]] = Number(m[2]);
+}
 
 if (!args["no-build"]) {
   try {
@@ -95,6 +110,7 @@ try {
     natsPort,
     freePorts: args["free-ports"] ?? false,
     logLevel: args["log-level"] ?? "info",
+    replicas,
     signal: startup.signal,
   });
 } catch (err) {
@@ -115,9 +131,13 @@ const rel = (p) => relative(process.cwd(), p) || ".";
 const { endpoints, services } = system;
 const rows = [
   ["gateway", endpoints.gateway, "public edge: gRPC (h2c), Connect (HTTP/1.1, h2c), gRPC-Web, reflection"],
-  ...Object.entries(endpoints.grpc)
-    .filter(([name]) => name !== "gateway")
-    .map(([name, addr]) => [name, addr, describe(name)]),
+  ...Object.entries(services)
+    .filter(([name, s]) => name !== "nats" && s.service !== "gateway")
+    .map(([name, s]) => [
+      name,
+      `127.0.0.1:${s.port}`,
+      name === s.service ? describe(name) : `replica of ${s.service} (same database; callers balance across them)`,
+    ]),
   ["nats", endpoints.nats, `JetStream, store in ${rel(join(system.dataDir, "nats"))}`],
 ];
 const pad = (s, n) => s + " ".repeat(Math.max(1, n - s.length));
@@ -125,7 +145,7 @@ console.log(
   `\ntaskmesh is running. Data: ${rel(system.dataDir)}  Logs: ${rel(join(system.dataDir, "logs"))}/<name>.log\n`,
 );
 for (const [name, addr, what] of rows) {
-  console.log(`  ${pad(name, 9)}${pad(addr, 26)}${pad(`pid ${services[name]?.pid}`, 11)}${what}`);
+  console.log(`  ${pad(name, 14)}${pad(addr, 26)}${pad(`pid ${services[name]?.pid}`, 11)}${what}`);
 }
 console.log(`\nTry (from ${rel(root)}):\n`);
 console.log(

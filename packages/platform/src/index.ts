@@ -81,6 +81,7 @@ export {
   register,
   type ServiceRegistration,
 } from "./rpc/grpc-server.js";
+export { type OutlierDetectionOptions, REPLICA_FAILURE_CODES } from "./rpc/outlier-detection.js";
 export { validateRequest } from "./rpc/validation.js";
 export { type Running, runMain } from "./service/run-main.js";
 export { grpcJsInstrumented, instrumentGrpcJs } from "./telemetry/grpc-patch.js";

@@ -20,6 +20,7 @@ if (process.env.FIXTURE_FAIL === name) {
 }
 const dir = process.env.TASKMESH_DATA_DIR;
 writeFileSync(dir + "/" + name + ".env.json", JSON.stringify(process.env));
+writeFileSync(dir + "/port-" + process.env.GRPC_PORT + ".env.json", JSON.stringify(process.env));
 appendFileSync(dir + "/order.txt", name + "\\n");
 runMain(name, async () => {
   const logger = createLogger(name);
@@ -78,6 +79,8 @@ describe("startSystem", () => {
   };
   const envOf = (name: string): Record<string, string> =>
     JSON.parse(readFileSync(join(data.path, `${name}.env.json`), "utf8"));
+  const envOfPort = (port: number | undefined): Record<string, string> =>
+    JSON.parse(readFileSync(join(data.path, `port-${port}.env.json`), "utf8"));
 
   it("starts nats-server and every built service, dependencies first, each with its environment", async () => {
     system = await start();
@@ -131,6 +134,50 @@ describe("startSystem", () => {
     expect(after).not.toBe(before);
     expect(alive(after)).toBe(true);
     expect(exits).toEqual([]); // asked-for exits are not reported
+  });
+
+  it("runs replicas of a service on ports of their own over one database, and gives callers all of them", async () => {
+    system = await start({ replicas: { tasks: 2 } });
+    const { services, endpoints } = system;
+    const [one, two] = [services.tasks, services["tasks.2"]];
+    expect(two?.service).toBe("tasks");
+    expect(two?.port).not.toBe(one?.port);
+    expect(alive(one?.pid ?? -1) && alive(two?.pid ?? -1)).toBe(true);
+    expect(two?.logFile).toBe(join(data.path, "logs", "tasks.2.log"));
+    for (const s of [one, two]) {
+      const env = envOfPort(s?.port);
+      expect(env.GRPC_PORT).toBe(String(s?.port));
+      expect(env.DB_PATH).toBe(join(data.path, "tasks.db"));
+    }
+    // One after the other: the second opens a database the first has migrated.
+    const order = readFileSync(join(data.path, "order.txt"), "utf8").trim().split("\n");
+    expect(order.indexOf("tasks") + 1).toBe(order.lastIndexOf("tasks"));
+    // Every caller balances over both; a single-process service keeps its plain address.
+    const target = `ipv4:127.0.0.1:${one?.port},127.0.0.1:${two?.port}`;
+    expect(envOf("gateway").TASKS_ADDR).toBe(target);
+    expect(envOf("recurrence").TASKS_ADDR).toBe(target);
+    expect(envOf("gateway").USERS_ADDR).toBe(`127.0.0.1:${services.users?.port}`);
+    expect(endpoints.targets.tasks).toBe(target);
+    expect(endpoints.grpc.tasks).toBe(`127.0.0.1:${one?.port}`);
+    // A replica is a process like any other.
+    const before = two?.pid;
+    await system.restart("tasks.2");
+    expect(services["tasks.2"]?.pid).not.toBe(before);
+    expect(alive(services["tasks.2"]?.pid ?? -1)).toBe(true);
+  });
+
+  it("refuses replicas of a service that must run as one process, and counts that are not whole numbers", async () => {
+    data = tempDir("taskmesh-runner-data-");
+    const refused = (replicas: Record<string, number>) =>
+      startSystem({ root, dataDir: data.path, freePorts: true, replicas }).then(
+        () => "started",
+        (err: Error) => err.message,
+      );
+    expect(await refused({ gateway: 2 })).toMatch(/gateway runs as one process only/);
+    expect(await refused({ users: 3 })).toMatch(/users runs as one process only/);
+    expect(await refused({ tasks: 0 })).toMatch(/tasks=0 must be a whole number from 1 to 9/);
+    expect(await refused({ tasks: 1.5 })).toMatch(/whole number/);
+    expect(await refused({ nope: 2 })).toMatch(/no service named nope/);
   });
 
   it("reports a process that dies on its own", async () => {

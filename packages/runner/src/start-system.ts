@@ -14,6 +14,32 @@ export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..
 /** Default NATS client port. */
 export const NATS_PORT = 4222;
 
+/**
+ * Services that may run as several processes (`replicas`), and why the others may not.
+ *
+ * Replicas of a service share its one SQLite file (WAL: any number of processes on one host read
+ * concurrently and take turns writing; busy_timeout makes a writer wait for the lock, and the
+ * services' read-modify-write transactions are BEGIN IMMEDIATE so they wait rather than fail), so
+ * every replica sees every write and any replica can answer any call, which is what round-robin
+ * across them assumes. Each replica also runs the service's outbox relay and its consumers:
+ * - Two relays cannot publish out of order: each publishes unpublished rows in `seq` order, one at
+ *   a time, the next only after the PubAck of the previous; a row is either unpublished in a
+ *   relay's snapshot (then published by that relay first) or marked, which happens only after its
+ *   PubAck (so it is in the stream). Commits are serialized, so a visible row has every smaller seq
+ *   visible too. Both relays may publish the same row; Nats-Msg-Id = event id makes JetStream drop
+ *   the second copy (a stalled relay waking after the duplicate window would store one, which the
+ *   consumers' inbox absorbs, as after a crash).
+ * - Consumers share one durable consumer, so JetStream hands each event to one replica; the inbox
+ *   row written in the effect's transaction makes a redelivery to the other replica a no-op.
+ * - Timers (reminders) fire with `UPDATE … WHERE fired_at IS NULL` in the transaction that writes
+ *   the event, so one replica fires each.
+ * Not replicable: the gateway (the one public port; run a second system instead), users (its JWKS
+ * HTTP port is one URL in every verifier's config, and both processes would resume the same
+ * account-deletion sagas at start), notifications (its stream of new notifications is pushed from
+ * the process that stored them, so a subscriber on the other replica would miss them).
+ */
+export const REPLICABLE: readonly ServiceName[] = ["tasks", "recurrence", "reminders", "analytics"];
+
 export interface StartSystemOptions {
   /** SQLite files, `nats/` (JetStream store) and `logs/<name>.log`. Default `<repo>/.data`. */
   dataDir?: string;
@@ -23,6 +49,14 @@ export interface StartSystemOptions {
   natsPort?: number;
   /** Use free ports for everything not set in `ports`/`natsPort` (tests). Default false. */
   freePorts?: boolean;
+  /**
+   * Processes per service, e.g. `{ tasks: 2 }`: replica 1 gets the service's port, the others free
+   * ports, all the same database (see REPLICABLE); callers get every replica as one grpc-js target
+   * (`<NAME>_ADDR=ipv4:127.0.0.1:p1,127.0.0.1:p2`) and balance round_robin with outlier detection.
+   * Replica n > 1 is the process named `<service>.<n>` (services, kill, restart, logs/<name>.log).
+   * Default 1 each.
+   */
+  replicas?: Partial<Record<ServiceName, number>>;
   /** Which services to start. Default: every service with `built: true` in TOPOLOGY. */
   services?: readonly ServiceName[];
   /** LOG_LEVEL of every service. Default "info". */
@@ -49,11 +83,18 @@ export interface Endpoints {
   jwks: string;
   /** nats://127.0.0.1:<port> */
   nats: string;
-  /** host:port of every backend's gRPC server (gRPC only, h2c), by service name. */
+  /** host:port of every backend's gRPC server (gRPC only, h2c), by service name (its first replica). */
   grpc: Record<string, string>;
+  /**
+   * The grpc-js target of every backend, as its callers get it: host:port, or with replicas
+   * `ipv4:127.0.0.1:p1,127.0.0.1:p2`.
+   */
+  targets: Record<string, string>;
 }
 
 export interface RunningService {
+  /** The service this process runs (for a replica `tasks.2`: "tasks"). */
+  readonly service: string;
   /** PID of the current process (changes on restart). */
   readonly pid: number;
   /** gRPC port. */
@@ -89,6 +130,7 @@ export interface RestartOptions {
 
 interface Entry {
   name: string;
+  service: string;
   proc: ManagedProcess;
   port: number;
   httpPort?: number;
@@ -109,23 +151,31 @@ export async function startSystem(opts: StartSystemOptions = {}): Promise<Runnin
   const root = opts.root ?? REPO_ROOT;
   const dataDir = resolve(opts.dataDir ?? join(root, ".data"));
   const names = startOrder(opts.services ?? builtServices());
+  const replicas = replicaCounts(names, opts.replicas);
   const natsBinary = natsServerBinary();
   for (const name of names) {
     const main = join(root, "services", name, "dist", "main.js");
     if (!existsSync(main)) throw new Error(`${name} is not built (${main} is missing): run \`npx tsc -b\` first`);
   }
 
-  const ports = await resolvePorts(names, opts);
+  const ports = await resolvePorts(names, replicas, opts);
   await assertPortsFree([
     { port: ports.nats, owner: "nats-server" },
     ...names.flatMap((n) => {
       const p = ports.services[n];
       return [
-        { port: p.grpcPort, owner: `${n} gRPC` },
+        ...p.grpcPorts.map((port, i) => ({ port, owner: `${replicaName(n, i + 1)} gRPC` })),
         ...(p.httpPort ? [{ port: p.httpPort, owner: `${n} HTTP` }] : []),
       ];
     }),
   ]);
+  // What callers of a service get: one address, or every replica for round_robin.
+  const targetOf = (name: ServiceName) => {
+    const grpcPorts = ports.services[name]?.grpcPorts ?? [TOPOLOGY[name].grpcPort];
+    return grpcPorts.length === 1
+      ? `127.0.0.1:${grpcPorts[0]}`
+      : `ipv4:${grpcPorts.map((p) => `127.0.0.1:${p}`).join(",")}`;
+  };
 
   const logDir = join(dataDir, "logs");
   const natsDir = join(dataDir, "nats");
@@ -164,18 +214,21 @@ export async function startSystem(opts: StartSystemOptions = {}): Promise<Runnin
   );
   entries.push({
     name: "nats",
+    service: "nats",
     proc: natsProc,
     port: ports.nats,
     ready: () => waitForNats(ports.nats, { timeoutMs: readyTimeoutMs, gone: () => goneReason(natsProc, opts.signal) }),
   });
 
-  for (const name of names) {
+  for (const [name, replica] of names.flatMap((n) => range(replicas[n]).map((r) => [n, r] as const))) {
     const topo: ServiceTopology = TOPOLOGY[name];
     const p = ports.services[name];
+    const grpcPort = p.grpcPorts[replica - 1] as number;
+    const procName = replicaName(name, replica);
     const env: Record<string, string | undefined> = {
       ...process.env,
       HOST: "127.0.0.1",
-      GRPC_PORT: String(p.grpcPort),
+      GRPC_PORT: String(grpcPort),
       TASKMESH_DATA_DIR: dataDir,
       DB_PATH: join(dataDir, `${name}.db`),
       NATS_URL: natsUrl,
@@ -187,28 +240,26 @@ export async function startSystem(opts: StartSystemOptions = {}): Promise<Runnin
     if (p.httpPort !== undefined) env.JWKS_PORT = String(p.httpPort);
     if (topo.jwks) env.JWKS_URL = jwksUrl;
     // Service discovery by name: <NAME>_ADDR for every service this one calls.
-    for (const callee of topo.calls) {
-      const cp = ports.services[callee as ServiceName]?.grpcPort ?? TOPOLOGY[callee as ServiceName].grpcPort;
-      env[`${callee.toUpperCase()}_ADDR`] = `127.0.0.1:${cp}`;
-    }
+    for (const callee of topo.calls) env[`${callee.toUpperCase()}_ADDR`] = targetOf(callee as ServiceName);
     const proc = new ManagedProcess(
       {
-        name,
+        name: procName,
         command: process.execPath,
         args: ["--enable-source-maps", join(root, "services", name, "dist", "main.js")],
         env,
         cwd: root,
-        logFile: join(logDir, `${name}.log`),
+        logFile: join(logDir, `${procName}.log`),
       },
       onUnexpectedExit,
     );
     entries.push({
-      name,
+      name: procName,
+      service: name,
       proc,
-      port: p.grpcPort,
+      port: grpcPort,
       httpPort: p.httpPort,
       ready: () =>
-        waitServing(`127.0.0.1:${p.grpcPort}`, {
+        waitServing(`127.0.0.1:${grpcPort}`, {
           timeoutMs: readyTimeoutMs,
           gone: () => goneReason(proc, opts.signal),
         }),
@@ -267,6 +318,7 @@ export async function startSystem(opts: StartSystemOptions = {}): Promise<Runnin
   const services: Record<string, RunningService> = {};
   for (const entry of entries) {
     services[entry.name] = {
+      service: entry.service,
       get pid() {
         return entry.proc.pid;
       },
@@ -276,12 +328,16 @@ export async function startSystem(opts: StartSystemOptions = {}): Promise<Runnin
     };
   }
   const grpc: Record<string, string> = {};
-  for (const name of names) grpc[name] = `127.0.0.1:${ports.services[name].grpcPort}`;
-  const gatewayPort = ports.services.gateway?.grpcPort ?? TOPOLOGY.gateway.grpcPort;
+  const targets: Record<string, string> = {};
+  for (const name of names) {
+    grpc[name] = `127.0.0.1:${ports.services[name].grpcPorts[0]}`;
+    targets[name] = targetOf(name);
+  }
+  const gatewayPort = ports.services.gateway?.grpcPorts[0] ?? TOPOLOGY.gateway.grpcPort;
 
   return {
     dataDir,
-    endpoints: { gateway: `http://127.0.0.1:${gatewayPort}`, jwks: jwksUrl, nats: natsUrl, grpc },
+    endpoints: { gateway: `http://127.0.0.1:${gatewayPort}`, jwks: jwksUrl, nats: natsUrl, grpc, targets },
     services,
     serviceSecret,
     stop,
@@ -335,19 +391,61 @@ export function startOrder(names: readonly ServiceName[]): ServiceName[] {
   return order;
 }
 
-async function resolvePorts(names: readonly ServiceName[], opts: StartSystemOptions) {
-  const free = opts.freePorts ? await distinctFreePorts(1 + names.length * 2) : [];
+/** `<service>` for replica 1, `<service>.<n>` for the others. */
+function replicaName(service: string, replica: number): string {
+  return replica === 1 ? service : `${service}.${replica}`;
+}
+
+function range(n: number): number[] {
+  return Array.from({ length: n }, (_, i) => i + 1);
+}
+
+/** Replicas per service to start, checked: a whole number from 1 to 9, more than 1 only where REPLICABLE. */
+function replicaCounts(names: readonly ServiceName[], given: StartSystemOptions["replicas"] = {}) {
+  const counts = {} as Record<ServiceName, number>;
+  for (const [name, n] of Object.entries(given) as [ServiceName, number][]) {
+    if (!(name in TOPOLOGY)) throw new Error(`replicas: no service named ${name}`);
+    if (!Number.isInteger(n) || n < 1 || n > 9)
+      throw new Error(`replicas: ${name}=${n} must be a whole number from 1 to 9`);
+    if (n > 1 && !REPLICABLE.includes(name))
+      throw new Error(
+        `replicas: ${name} runs as one process only (replicable: ${REPLICABLE.join(", ")}; see REPLICABLE in packages/runner)`,
+      );
+    if (n > 1 && !names.includes(name)) throw new Error(`replicas: ${name} is not among the services started`);
+  }
+  for (const name of names) counts[name] = given[name] ?? 1;
+  return counts;
+}
+
+async function resolvePorts(
+  names: readonly ServiceName[],
+  replicas: Record<ServiceName, number>,
+  opts: StartSystemOptions,
+) {
+  const extra = names.reduce((sum, n) => sum + replicas[n] - 1, 0);
+  const free = await distinctFreePorts((opts.freePorts ? 1 + names.length * 2 : 0) + extra);
   const pick = (given: number | undefined, fallback: number | undefined) =>
     given ?? (opts.freePorts ? free.shift() : fallback);
-  const services = {} as Record<ServiceName, { grpcPort: number; httpPort?: number }>;
+  const services = {} as Record<ServiceName, { grpcPorts: number[]; httpPort?: number }>;
   for (const name of names) {
     const topo: ServiceTopology = TOPOLOGY[name];
     const given = opts.ports?.[name];
     const grpcPort = pick(given?.grpcPort, topo.grpcPort) as number;
     const httpPort = topo.httpPort !== undefined ? pick(given?.httpPort, topo.httpPort) : undefined;
-    services[name] = httpPort !== undefined ? { grpcPort, httpPort } : { grpcPort };
+    services[name] = httpPort !== undefined ? { grpcPorts: [grpcPort], httpPort } : { grpcPorts: [grpcPort] };
   }
-  return { nats: pick(opts.natsPort, NATS_PORT) as number, services };
+  const nats = pick(opts.natsPort, NATS_PORT) as number;
+  // Replicas 2..n always get free ports (callers find them in their <NAME>_ADDR), never one of
+  // the fixed ports above that happens to be free right now.
+  const taken = new Set([nats, ...Object.values(services).flatMap((s) => [...s.grpcPorts, s.httpPort ?? 0])]);
+  const spare = free.filter((p) => !taken.has(p));
+  while (spare.length < extra) {
+    const p = (await distinctFreePorts(1))[0] as number;
+    if (!taken.has(p) && !spare.includes(p)) spare.push(p);
+  }
+  for (const name of names)
+    for (let i = 1; i < replicas[name]; i++) services[name].grpcPorts.push(spare.shift() as number);
+  return { nats, services };
 }
 
 function goneReason(proc: ManagedProcess, signal?: AbortSignal): string | undefined {

@@ -45,4 +45,12 @@ describe("loadConfig", () => {
     expect(msg).toContain("JWKS_URL must be an http(s) URL");
     expect(msg).toContain("TOKEN_TTL_SECONDS must be >= 60");
   });
+
+  it("takes a host:port or a grpc-js list of replicas as an address, and refuses anything else", () => {
+    const addr = { TASKS_ADDR: env.address("127.0.0.1:50052") };
+    for (const ok of ["tasks:50052", "127.0.0.1:1", "ipv4:127.0.0.1:50052,127.0.0.1:40001", "ipv6:[::1]:50052"])
+      expect(loadConfig(addr, { TASKS_ADDR: ok }).TASKS_ADDR).toBe(ok);
+    for (const bad of ["tasks", "127.0.0.1:1,127.0.0.1:2", "ipv4:127.0.0.1:1,", "http://tasks:50052", "ipv4:"])
+      expect(() => loadConfig(addr, { TASKS_ADDR: bad }), bad).toThrow(/TASKS_ADDR must be host:port/);
+  });
 });

@@ -43,10 +43,17 @@ export const env = {
         throw new ConfigError(`${name} must be a TCP port (0-65535), got "${raw}"`);
       return n;
     }, fallback),
-  /** A host:port address, e.g. "127.0.0.1:50051" or "tasks:50051". */
+  /**
+   * A gRPC address: host:port ("127.0.0.1:50051", "tasks:50051"), or a grpc-js target listing
+   * several endpoints of one service for round_robin ("ipv4:127.0.0.1:50052,127.0.0.1:50152";
+   * `npm start -- --replicas tasks=2` hands callers this form).
+   */
   address: (fallback?: string) =>
     field((name, raw) => {
-      if (!/^[A-Za-z0-9.\-_[\]:]+:\d{1,5}$/.test(raw)) throw new ConfigError(`${name} must be host:port, got "${raw}"`);
+      const hostPort = /^[A-Za-z0-9.\-_[\]:]+:\d{1,5}$/;
+      const list = raw.startsWith("ipv4:") || raw.startsWith("ipv6:") ? raw.slice(5).split(",") : [raw];
+      if (!list.every((a) => hostPort.test(a)))
+        throw new ConfigError(`${name} must be host:port or ipv4:host:port,host:port,..., got "${raw}"`);
       return raw;
     }, fallback),
   url: (fallback?: string) =>

@@ -13,8 +13,11 @@ describe("createGrpcClient", () => {
   let address: string;
   let failures = 0;
   const calls = { getTask: 0, createTask: 0 };
+  /** When each call arrived (performance.now()), to measure the backoff between attempts. */
+  const arrivals: number[] = [];
   const unavailableOr = <T>(method: keyof typeof calls, ok: () => T): T => {
     calls[method]++;
+    arrivals.push(performance.now());
     if (calls[method] <= failures) throw new ConnectError("backend warming up", Code.Unavailable);
     return ok();
   };
@@ -48,6 +51,7 @@ describe("createGrpcClient", () => {
   beforeEach(() => {
     calls.getTask = 0;
     calls.createTask = 0;
+    arrivals.length = 0;
   });
 
   it("retries UNAVAILABLE on a method the contract marks idempotent, and succeeds", async () => {
@@ -92,6 +96,46 @@ describe("createGrpcClient", () => {
     expect(err.code).toBe(Code.DeadlineExceeded);
     expect(calls.getTask).toBe(0);
     client.close();
+  });
+
+  it("waits 50, 100, 200 ms (each ±20 %) before the 2nd, 3rd and 4th attempt", async () => {
+    failures = 3;
+    const client = createGrpcClient(TaskService, { address });
+    await client.getTask({ taskId: crypto.randomUUID() });
+    const gaps = arrivals.slice(1).map((t, i) => t - (arrivals[i] as number));
+    expect(gaps).toHaveLength(3);
+    // Lower bounds are exact (the client waits at least this long after the failure); the upper
+    // ones leave room for a slow machine.
+    [50, 100, 200].forEach((backoff, i) => {
+      expect(gaps[i]).toBeGreaterThanOrEqual(backoff * 0.8 - 1);
+      expect(gaps[i]).toBeLessThan(backoff * 1.2 + 40);
+    });
+    client.close();
+  });
+
+  it("jitters the backoff, so callers that failed together do not retry in lockstep", async () => {
+    failures = 1;
+    const client = createGrpcClient(TaskService, { address });
+    const firstGaps: number[] = [];
+    for (let i = 0; i < 8; i++) {
+      calls.getTask = 0;
+      arrivals.length = 0;
+      await client.getTask({ taskId: crypto.randomUUID() });
+      firstGaps.push((arrivals[1] as number) - (arrivals[0] as number));
+    }
+    // Uniform in [40, 60] ms: eight draws all within 3 ms of each other is ~1e-5 likely.
+    expect(Math.max(...firstGaps) - Math.min(...firstGaps)).toBeGreaterThan(3);
+    client.close();
+  });
+
+  it("balances round_robin with outlier detection, and plain round_robin when the mesh owns resilience", () => {
+    const lb = (o: Parameters<typeof serviceConfig>[1]) =>
+      JSON.stringify(serviceConfig(TaskService, o).loadBalancingConfig);
+    expect(lb({})).toContain('"outlier_detection"');
+    expect(lb({})).toContain('"round_robin"');
+    expect(lb({ retries: false })).toBe('[{"round_robin":{}}]');
+    expect(lb({ retries: false, outlierDetection: {} })).toContain('"outlier_detection"');
+    expect(lb({ outlierDetection: false })).toBe('[{"round_robin":{}}]');
   });
 
   it("builds a retry policy naming only idempotent methods", () => {

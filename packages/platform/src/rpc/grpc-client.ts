@@ -4,6 +4,7 @@ import { MethodOptions_IdempotencyLevel } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
 import { instrumentGrpcJs } from "../telemetry/grpc-patch.js";
+import { loadBalancingConfig, type OutlierDetectionOptions } from "./outlier-detection.js";
 
 export interface CallOptions {
   /** Deadline for this call. Default: the client's defaultTimeoutMs. Capped by `parent`'s remaining time. */
@@ -53,6 +54,14 @@ export interface GrpcClientOptions {
    * (TASKMESH_MESH=istio) where Envoy retries, so attempts do not multiply.
    */
   retries?: boolean;
+  /**
+   * Eject a replica that keeps failing (UNAVAILABLE, DEADLINE_EXCEEDED, INTERNAL, UNKNOWN,
+   * DATA_LOSS; business errors such as NOT_FOUND never count) from the round-robin, when `address`
+   * lists several endpoints (`ipv4:127.0.0.1:p1,127.0.0.1:p2`); see outlier-detection.ts.
+   * Default: on with the defaults of OutlierDetectionOptions, except when `retries` is false, which
+   * is how callers say the mesh (TASKMESH_MESH=istio) owns resilience: Envoy ejects there.
+   */
+  outlierDetection?: OutlierDetectionOptions | false;
   /** Method names (e.g. "CreateOccurrence") that are safe to retry although not marked idempotent. */
   retryableMethods?: readonly string[];
   /** Metadata added to every call (e.g. a service token). Called per call; should be cheap/cached. */
@@ -61,8 +70,19 @@ export interface GrpcClientOptions {
   channelOptions?: grpc.ChannelOptions;
 }
 
-/** The grpc-js service config: retry policy only on idempotent methods; round-robin over endpoints. */
-export function serviceConfig(service: DescService, opts: Pick<GrpcClientOptions, "retries" | "retryableMethods">) {
+/**
+ * The grpc-js service config: retry policy only on idempotent methods; round-robin over endpoints
+ * with outlier detection.
+ *
+ * Retries (gRFC A6): only UNAVAILABLE (the request did not run, or ran nowhere that matters), at
+ * most 4 attempts in all, within the call's one deadline. Before attempt n+1 grpc-js waits
+ * min(0.05 s × 2^(n-1), 1 s) times a random factor in [0.8, 1.2] (its retrying-call.js jitter), so
+ * 50, 100, 200 ms ±20 %; a retry picks again, so round_robin sends it to the next replica.
+ */
+export function serviceConfig(
+  service: DescService,
+  opts: Pick<GrpcClientOptions, "retries" | "retryableMethods" | "outlierDetection">,
+) {
   const idempotent = service.methods.filter(
     (m) =>
       m.methodKind === "unary" &&
@@ -71,7 +91,7 @@ export function serviceConfig(service: DescService, opts: Pick<GrpcClientOptions
         opts.retryableMethods?.includes(m.name)),
   );
   return {
-    loadBalancingConfig: [{ round_robin: {} }],
+    loadBalancingConfig: loadBalancingConfig(opts.outlierDetection ?? (opts.retries === false ? false : {})),
     methodConfig:
       opts.retries === false || idempotent.length === 0
         ? []
