@@ -23,4 +23,15 @@ describe("TASKMESH_FAULT (fault drill hooks)", () => {
     expect(() => parseFaultDrills("consumer::exit-mid-handler:1")).toThrow(/cannot parse/);
     expect(() => parseFaultDrills("relay:exit-before-puback:1")).toThrow(/cannot parse/);
   });
+
+  it("reads a saga drill: the step after which the orchestrator dies", () => {
+    expect(parseFaultDrills("saga:exit-after-step:purge_tasks, relay:exit-after-puback:2")).toEqual([
+      { kind: "saga-exit-after-step", step: "purge_tasks" },
+      { kind: "relay-exit-after-puback", n: 2 },
+    ]);
+    expect(() => parseFaultDrills("saga:exit-after-step:")).toThrow(/cannot parse "saga:exit-after-step:"/);
+    expect(() => parseFaultDrills("saga:exit-after-step:Purge-Tasks")).toThrow(/cannot parse/);
+    expect(() => parseFaultDrills("saga:exit-before-step:purge_tasks")).toThrow(/cannot parse/);
+    expect(() => parseFaultDrills("saga:exit-after-step:purge_tasks:1")).toThrow(/cannot parse/);
+  });
 });

@@ -35,7 +35,7 @@ export {
   newEvent,
   outboxMigration,
 } from "./events/outbox.js";
-export { FAULT_ENV, type FaultDrill, parseFaultDrills } from "./events/fault-drill.js";
+export { FAULT_ENV, type FaultDrill, parseFaultDrills, sagaFaultDrill } from "./events/fault-drill.js";
 export { OutboxRelay, type OutboxRelayOptions, type OutboxRow, type RelayStats } from "./events/relay.js";
 export {
   DEFAULT_NATS_URL,

@@ -1,7 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { NotificationInternalService } from "@taskmesh/gen/taskmesh/notifications/v1/notifications_pb";
 import type { TaskInternalService } from "@taskmesh/gen/taskmesh/tasks/v1/tasks_pb";
-import type { CallOptions, GrpcClient, Logger } from "@taskmesh/platform";
+import { type CallOptions, type GrpcClient, type Logger, sagaFaultDrill } from "@taskmesh/platform";
 import type { DeletionSagaLog, SagaRecord } from "./deletion-saga-log.js";
 import type { UsersStore } from "./users-store.js";
 
@@ -74,10 +74,13 @@ export class AccountDeletions {
   readonly #now: () => number;
   readonly #stopping = new AbortController();
   readonly #running = new Map<string, Promise<void>>();
+  /** Fault drill (TASKMESH_FAULT=saga:exit-after-step:<step>, platform fault-drill.ts); undefined unless armed. */
+  readonly #drill: ((step: string) => void) | undefined;
 
   constructor(opts: AccountDeletionOptions) {
     this.#o = opts;
     this.#now = opts.now ?? Date.now;
+    this.#drill = sagaFaultDrill(DELETION_STEPS, (msg) => opts.logger.warn(msg));
   }
 
   /**
@@ -154,7 +157,11 @@ export class AccountDeletions {
       if (!saga) return; // stopped mid-call: nothing more is logged
       if (saga.state === "COMPLETED") this.#o.logger.info({ sagaId: id, userId: saga.userId }, "account deleted");
       const progressed = saga.state === "COMPLETED" || (saga.state === "RUNNING" && saga.step !== before.step);
-      if (progressed) await this.#o.afterStep?.(saga, step);
+      if (progressed) {
+        // The step's success is committed (synchronous=FULL): a crash from here on resumes at the next step.
+        this.#drill?.(step);
+        await this.#o.afterStep?.(saga, step);
+      }
     }
   }
 
