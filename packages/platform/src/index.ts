@@ -24,6 +24,7 @@ export {
   type EventHandler,
   TransientError,
 } from "./events/consumer.js";
+export { FAULT_ENV, type FaultDrill, parseFaultDrills, sagaFaultDrill } from "./events/fault-drill.js";
 export { inboxMigration } from "./events/inbox.js";
 export { NatsLink, type NatsLinkOptions, natsReady } from "./events/nats-link.js";
 export {
@@ -35,7 +36,6 @@ export {
   newEvent,
   outboxMigration,
 } from "./events/outbox.js";
-export { FAULT_ENV, type FaultDrill, parseFaultDrills, sagaFaultDrill } from "./events/fault-drill.js";
 export { OutboxRelay, type OutboxRelayOptions, type OutboxRow, type RelayStats } from "./events/relay.js";
 export {
   DEFAULT_NATS_URL,
