@@ -35,7 +35,10 @@ export class OnePortServer {
 
   constructor(handler: Handler, opts: OnePortServerOptions = {}) {
     this.#sniffTimeoutMs = opts.sniffTimeoutMs ?? 10_000;
-    this.#h1 = http.createServer(handler);
+    this.#h1 = http.createServer((req, res) => {
+      closeIfBodyUnread(req, res);
+      handler(req, res);
+    });
     // http.Server starts its connection tracking — headersTimeout/requestTimeout (slow-client
     // protection) and closeIdleConnections() — on its "listening" event. This one never listens
     // itself (the net.Server below does), so the event is emitted once here to start it.
@@ -110,4 +113,23 @@ export class OnePortServer {
     };
     socket.on("data", onData);
   }
+}
+
+/**
+ * An HTTP/1.1 answer sent after the handler gave up reading the request body midway — connect-node
+ * refusing a message over readMaxBytes, which ends its read by destroying the request — leaves
+ * the rest of the body in the connection, where nobody reads it any more: the socket stalls, and the client's next
+ * request on that keep-alive connection hangs until the idle timeout resets it (seen with a
+ * gRPC-Web client: RESOURCE_EXHAUSTED, then ECONNRESET ~5 s later on an innocent call). Such an
+ * answer says `Connection: close` instead, so the client opens a new connection (Go's net/http
+ * does the same). HTTP/2 needs nothing: each request is its own stream.
+ */
+function closeIfBodyUnread(req: http.IncomingMessage, res: http.ServerResponse): void {
+  const writeHead = res.writeHead;
+  res.writeHead = function (this: http.ServerResponse, ...args: unknown[]) {
+    // Destroyed before complete: the reader gave up on the body (an unknown path's 404, which
+    // reads nothing, leaves it to Node, which discards it and keeps the connection).
+    if (req.destroyed && !req.complete && !this.headersSent) this.setHeader("connection", "close");
+    return (writeHead as (...a: unknown[]) => http.ServerResponse).apply(this, args);
+  } as typeof res.writeHead;
 }
