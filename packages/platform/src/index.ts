@@ -53,6 +53,7 @@ export {
   ensureStreams,
   STREAMS,
   type StreamSpec,
+  streamReplicas,
 } from "./events/streams.js";
 export { createLogger, type Logger } from "./log/logger.js";
 export {

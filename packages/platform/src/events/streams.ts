@@ -107,8 +107,23 @@ function streamConfig(spec: StreamSpec): Partial<StreamConfig> & { name: string 
     discard: DiscardPolicy.Old,
     duplicate_window: nanos(spec.duplicateWindowMs ?? 120_000),
     max_age: nanos(spec.maxAgeMs ?? 0),
-    num_replicas: 1,
+    num_replicas: streamReplicas(),
   };
+}
+
+/**
+ * How many copies of each stream JetStream keeps: NATS_STREAM_REPLICAS (1–5, default 1). The prod
+ * overlay runs a 3-node NATS cluster and sets 3 (R3), so a stream survives the loss of a node.
+ * Read when streams are ensured at start-up, so a bad value stops the service with its name.
+ */
+export function streamReplicas(env: Record<string, string | undefined> = process.env): number {
+  const raw = env.NATS_STREAM_REPLICAS;
+  if (raw === undefined || raw === "") return 1;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1 || n > 5) {
+    throw new Error(`NATS_STREAM_REPLICAS must be an integer from 1 to 5, got "${raw}"`);
+  }
+  return n;
 }
 
 /**
@@ -147,6 +162,7 @@ function sameStream(a: StreamConfig, b: Partial<StreamConfig>): boolean {
     JSON.stringify([...a.subjects].sort()) === JSON.stringify([...(b.subjects ?? [])].sort()) &&
     a.duplicate_window === b.duplicate_window &&
     a.max_age === b.max_age &&
+    a.num_replicas === b.num_replicas &&
     (a.description ?? "") === (b.description ?? "")
   );
 }
