@@ -15,6 +15,7 @@ import {
   timeout,
 } from "cockatiel";
 import type { Logger } from "../log/logger.js";
+import { platformInstruments } from "../telemetry/metrics.js";
 
 export interface DependencyPolicyOptions {
   logger: Logger;
@@ -60,6 +61,7 @@ export interface DependencyCallOptions {
 }
 
 export type BreakerState = "closed" | "open" | "half-open" | "isolated";
+const BREAKER_STATE_VALUES: Record<BreakerState, number> = { closed: 0, "half-open": 1, open: 2, isolated: 3 };
 
 /**
  * Codes that say the dependency itself is in trouble. Everything else a dependency answers with
@@ -126,6 +128,7 @@ export class DependencyPolicy {
   #streams = 0;
   /** When the breaker last opened (ms since epoch). */
   #openedAt = 0;
+  readonly #stopMetrics: () => void;
 
   constructor(name: string, opts: DependencyPolicyOptions) {
     this.name = name;
@@ -140,6 +143,12 @@ export class DependencyPolicy {
       },
     );
     this.#bulkhead = bulkhead(opts.maxConcurrent ?? 64, opts.maxQueued ?? 32);
+    // taskmesh_breaker_state{dependency}, read at scrape time.
+    const gauge = platformInstruments().breakerState;
+    const observe = (r: { observe(v: number, a: { dependency: string }): void }) =>
+      r.observe(BREAKER_STATE_VALUES[this.state], { dependency: name });
+    gauge.addCallback(observe);
+    this.#stopMetrics = () => gauge.removeCallback(observe);
     this.#breaker.onStateChange((s) => {
       const state = STATE_NAMES[s];
       if (state === "open") {
@@ -149,6 +158,11 @@ export class DependencyPolicy {
         this.#logger.warn({ dependency: name, breaker: state, lastFailure }, `circuit breaker for ${name} opened`);
       } else this.#logger.info({ dependency: name, breaker: state }, `circuit breaker for ${name} is ${state}`);
     });
+  }
+
+  /** Stops reporting this policy's breaker state to metrics (the policy otherwise lives as long as the process). */
+  dispose(): void {
+    this.#stopMetrics();
   }
 
   /** The breaker's state. */

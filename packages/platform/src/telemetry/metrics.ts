@@ -42,6 +42,7 @@ export interface PlatformInstruments {
   deliveries: Counter;
   deadLetters: Counter;
   consumerLag: ObservableGauge;
+  breakerState: ObservableGauge;
 }
 
 const byProvider = new WeakMap<MeterProvider, PlatformInstruments>();
@@ -71,6 +72,9 @@ export function platformInstruments(): PlatformInstruments {
       deadLetters: m.createCounter("taskmesh.consumer.dead_letters", { description: "Events sent to dead-letter" }),
       consumerLag: m.createObservableGauge("taskmesh.consumer.lag", {
         description: "Messages pending for the consumer when it last received one",
+      }),
+      breakerState: m.createObservableGauge("taskmesh.breaker.state", {
+        description: "Circuit breaker per dependency: 0 closed, 1 half-open, 2 open, 3 isolated",
       }),
     };
     byProvider.set(provider, i);

@@ -19,6 +19,7 @@ import { appendEvent, newEvent, outboxMigration } from "../events/outbox.js";
 import { OutboxRelay } from "../events/relay.js";
 import type { StreamSpec } from "../events/streams.js";
 import { createLogger } from "../log/logger.js";
+import { DependencyPolicy } from "../resilience/dependency-policy.js";
 import { createGrpcClient } from "../rpc/grpc-client.js";
 import { GrpcServer, register } from "../rpc/grpc-server.js";
 import { type NatsServer, startNats, tempDir } from "../testing/index.js";
@@ -381,6 +382,27 @@ describe("metrics", () => {
         k,
       );
     }
+  });
+});
+
+describe("breaker metrics", () => {
+  it("exposes each dependency's breaker state on the scrape: 0 closed, 2 open", async () => {
+    const policy = new DependencyPolicy("flaky-dep", { logger, breakerFailures: 2, halfOpenAfterMs: 60_000 });
+    const scrape = async () => (await fetch(`http://127.0.0.1:${telemetry.metricsPort}/metrics`)).text();
+    expect(metric(await scrape(), "taskmesh_breaker_state", { dependency: "flaky-dep" })).toBe(0);
+    for (let i = 0; i < 2; i++) {
+      await policy
+        .execute(
+          async () => {
+            throw new ConnectError("down", Code.Unavailable);
+          },
+          { timeoutMs: 1000 },
+        )
+        .catch(() => undefined);
+    }
+    expect(policy.state).toBe("open");
+    expect(metric(await scrape(), "taskmesh_breaker_state", { dependency: "flaky-dep" })).toBe(2);
+    policy.dispose();
   });
 });
 
