@@ -9,7 +9,7 @@ import { UserService } from "@taskmesh/gen/taskmesh/users/v1/users_pb";
 import { describe, expect, it } from "vitest";
 import { findLeaks, isFailure } from "./checks.js";
 import { generateCase } from "./generator.js";
-import { binaryMessage } from "./payload.js";
+import { binaryMessage } from "./payload-binary.js";
 import { Rng } from "./prng.js";
 import { interpret } from "./transport.js";
 import { envelope } from "./wire.js";

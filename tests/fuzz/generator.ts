@@ -4,7 +4,9 @@
 // case can be replayed with a fresh user's token.
 import type { DescMethod } from "@bufbuild/protobuf";
 import { MethodOptions_IdempotencyLevel } from "@bufbuild/protobuf/wkt";
-import { binaryBody, framed, jsonBody, type Mode } from "./payload.js";
+import { binaryBody, framed } from "./payload-binary.js";
+import { jsonBody } from "./payload-json.js";
+import type { Mode } from "./payload-mode.js";
 import { Rng } from "./prng.js";
 import { envelope } from "./wire.js";
 
