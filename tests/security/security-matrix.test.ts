@@ -182,8 +182,6 @@ describe("JWT verification (at the gateway and at a backend)", () => {
     }
     must(await call(backend(TaskService), "grpc", TaskService.method.listTasks, {}, { token }));
   });
-
-  it.todo("key rotation: users has no operator path from outside to rotate its key (see the file header)");
 });
 
 async function strangerKey() {
