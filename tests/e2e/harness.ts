@@ -28,10 +28,23 @@ export interface E2E {
  * Starts nats-server and every built service from their compiled dist, on free ports. `options`
  * go to the runner on top of those (e.g. `env: { SMTP_URL }`).
  */
+/**
+ * Every test client calls from 127.0.0.1, so the gateway's per-address limits on Register/Login
+ * (and per-user limits) would couple unrelated scenarios. They are off here unless a suite sets
+ * them; the limiter has its own tests (services/gateway/src/rate-limit.test.ts).
+ */
+const UNLIMITED: Record<string, string> = { RATE_LIMIT_RPS: "0", LOGIN_RATE_LIMIT_PER_MINUTE: "0" };
+
 export async function startE2E(options: Omit<StartSystemOptions, "dataDir"> = {}): Promise<E2E> {
   const data = tempDir("taskmesh-e2e-");
   try {
-    const system = await startSystem({ dataDir: data.path, freePorts: true, logLevel: "warn", ...options });
+    const system = await startSystem({
+      dataDir: data.path,
+      freePorts: true,
+      logLevel: "warn",
+      ...options,
+      env: { ...UNLIMITED, ...options.env },
+    });
     return {
       system,
       dataDir: data.path,
