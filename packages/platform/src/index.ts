@@ -1,6 +1,7 @@
 export { bearerToken, type Principal, principalKey, requireService, requireUser } from "./auth/identity.js";
 export {
   createUserTokenVerifier,
+  remoteUserKeys,
   ServiceTokens,
   USER_TOKEN_ALG,
   USER_TOKEN_AUDIENCE,

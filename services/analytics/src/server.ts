@@ -11,10 +11,10 @@ import {
   openDatabase,
   pingDatabase,
   register,
+  remoteUserKeys,
   ServiceTokens,
   type UserTokenVerifier,
 } from "@taskmesh/platform";
-import { createRemoteJWKSet } from "jose";
 import { analyticsService } from "./analytics-service.js";
 import { AnalyticsStore, MIGRATIONS } from "./analytics-store.js";
 import type { AnalyticsConfig } from "./config.js";
@@ -69,7 +69,7 @@ export function build(config: AnalyticsConfig, deps: AnalyticsDeps = {}): Analyt
         kind: "user",
       }),
     ],
-    userTokens: deps.userTokens ?? createUserTokenVerifier(createRemoteJWKSet(new URL(config.jwksUrl))),
+    userTokens: deps.userTokens ?? createUserTokenVerifier(remoteUserKeys(config.jwksUrl)),
     serviceTokens: new ServiceTokens(config.serviceSecret, "analytics"),
     readiness: () => pingDatabase(db),
   });

@@ -16,9 +16,10 @@ import {
   forwardService,
   type GrpcClient,
   type Logger,
+  remoteUserKeys,
   type UserTokenVerifier,
 } from "@taskmesh/platform";
-import { createRemoteJWKSet, errors, type JWTVerifyGetKey } from "jose";
+import { errors, type JWTVerifyGetKey } from "jose";
 import type { GatewayConfig } from "./config.js";
 import { dashboardService } from "./dashboard-service.js";
 import { guardClient } from "./guarded-client.js";
@@ -184,7 +185,7 @@ export function build(config: GatewayConfig, deps: GatewayDeps = {}): GatewayApp
  * UNAVAILABLE (retry later), not UNAUTHENTICATED (which would tell a client to drop its token).
  */
 function jwksKeys(url: URL): JWTVerifyGetKey {
-  const remote = createRemoteJWKSet(url);
+  const remote = remoteUserKeys(url);
   return async (header, token) => {
     try {
       return await remote(header, token);

@@ -16,11 +16,11 @@ import {
   OutboxRelay,
   type RelayStats,
   register,
+  remoteUserKeys,
   ServiceTokens,
   type UserTokenVerifier,
   watchOutbox,
 } from "@taskmesh/platform";
-import { createRemoteJWKSet } from "jose";
 import type { NotificationsConfig } from "./config.js";
 import { type DuePlan, dueEventHandler } from "./due-events.js";
 import { EmailSender } from "./email-sender.js";
@@ -151,7 +151,7 @@ export function build(config: NotificationsConfig, deps: NotificationsDeps = {})
       register(NotificationService, notificationService({ store, feed, clock, logger }), { kind: "user" }),
       register(NotificationInternalService, notificationInternalService({ store, logger }), { kind: "internal" }),
     ],
-    userTokens: deps.userTokens ?? createUserTokenVerifier(createRemoteJWKSet(new URL(config.jwksUrl))),
+    userTokens: deps.userTokens ?? createUserTokenVerifier(remoteUserKeys(config.jwksUrl)),
     serviceTokens,
     // The database only: the inbox can be read and marked while NATS is away (due events then wait
     // in JetStream, notification.sent in the outbox). NATS has its own health entry, "nats".

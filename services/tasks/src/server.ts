@@ -12,12 +12,12 @@ import {
   pingDatabase,
   type RelayStats,
   register,
+  remoteUserKeys,
   ServiceTokens,
   STREAMS,
   type UserTokenVerifier,
   watchOutbox,
 } from "@taskmesh/platform";
-import { createRemoteJWKSet } from "jose";
 import type { TasksConfig } from "./config.js";
 import { onUserDeleted, TASKS_STREAMS, USER_DELETED_CONSUMER } from "./events.js";
 import { taskInternalService } from "./task-internal-service.js";
@@ -92,7 +92,7 @@ export function build(config: TasksConfig, deps: TasksDeps = {}): TasksApp {
       register(TaskService, taskService(serviceDeps), { kind: "user" }),
       register(TaskInternalService, taskInternalService(serviceDeps), { kind: "internal" }),
     ],
-    userTokens: deps.userTokens ?? createUserTokenVerifier(createRemoteJWKSet(new URL(config.jwksUrl))),
+    userTokens: deps.userTokens ?? createUserTokenVerifier(remoteUserKeys(config.jwksUrl)),
     serviceTokens: new ServiceTokens(config.serviceSecret, "tasks"),
     // The database only: with NATS away writes still commit (their events wait in the outbox)
     // and user.deleted waits in its stream, so going unready would refuse writes that can be

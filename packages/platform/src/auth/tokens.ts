@@ -1,11 +1,22 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import { errors, type JWTVerifyGetKey, jwtVerify, SignJWT } from "jose";
+import { createRemoteJWKSet, errors, type JWTVerifyGetKey, jwtVerify, SignJWT } from "jose";
 
 /** Issuer and audience of user tokens; the gateway, every backend and Istio's RequestAuthentication agree on them. */
 export const USER_TOKEN_ISSUER = "taskmesh-users";
 export const USER_TOKEN_AUDIENCE = "taskmesh";
 /** The one algorithm user tokens are signed with; verification refuses any other (including "none"). */
 export const USER_TOKEN_ALG = "EdDSA";
+
+/**
+ * The users JWKS as a key getter for `createUserTokenVerifier`: fetched once and cached (5 min),
+ * re-fetched when a token names a `kid` the cached set lacks — which is how a rotated key is
+ * picked up without a restart. jose waits `cooldownDuration` between such re-fetches (30 s by
+ * default, during which a brand-new key is refused); 1 s keeps rotation prompt while a flood of
+ * made-up kids still costs the users service at most one fetch a second per verifier.
+ */
+export function remoteUserKeys(jwksUrl: string | URL): JWTVerifyGetKey {
+  return createRemoteJWKSet(new URL(jwksUrl), { cooldownDuration: 1_000, cacheMaxAge: 300_000 });
+}
 
 export interface UserTokenVerifier {
   /** The user id (`sub`) of a valid token, or UNAUTHENTICATED saying why not. */

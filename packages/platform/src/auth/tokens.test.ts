@@ -1,0 +1,69 @@
+import { createServer, type Server } from "node:http";
+import { Code } from "@connectrpc/connect";
+import { exportJWK, generateKeyPair, type JWK, SignJWT } from "jose";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  createUserTokenVerifier,
+  remoteUserKeys,
+  USER_TOKEN_ALG,
+  USER_TOKEN_AUDIENCE,
+  USER_TOKEN_ISSUER,
+} from "./tokens.js";
+
+async function key(kid: string) {
+  const { publicKey, privateKey } = await generateKeyPair("EdDSA", { extractable: true });
+  const jwk: JWK = { ...(await exportJWK(publicKey)), kid, alg: USER_TOKEN_ALG, use: "sig" };
+  const sign = (sub: string) =>
+    new SignJWT({})
+      .setProtectedHeader({ alg: USER_TOKEN_ALG, kid })
+      .setSubject(sub)
+      .setIssuer(USER_TOKEN_ISSUER)
+      .setAudience(USER_TOKEN_AUDIENCE)
+      .setIssuedAt()
+      .setExpirationTime("5m")
+      .sign(privateKey);
+  return { jwk, sign };
+}
+
+describe("remoteUserKeys", () => {
+  let server: Server;
+  let url: string;
+  let published: JWK[] = [];
+  let fetches = 0;
+  beforeAll(async () => {
+    server = createServer((_req, res) => {
+      fetches++;
+      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ keys: published }));
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const addr = server.address();
+    url = `http://127.0.0.1:${typeof addr === "object" && addr ? addr.port : 0}/.well-known/jwks.json`;
+  });
+  afterAll(() => new Promise<void>((r) => server.close(() => r())));
+
+  it("accepts a rotated key's tokens within seconds of its publication, without a restart", async () => {
+    const k1 = await key("k1");
+    const k2 = await key("k2");
+    published = [k1.jwk];
+    const verifier = createUserTokenVerifier(remoteUserKeys(url));
+    expect(await verifier.verify(await k1.sign("user-1"))).toBe("user-1");
+
+    // users rotates: the new key is published and signs from now on; the old one still verifies.
+    published = [k2.jwk, k1.jwk];
+    await new Promise((r) => setTimeout(r, 1_100));
+    expect(await verifier.verify(await k2.sign("user-2"))).toBe("user-2");
+    expect(await verifier.verify(await k1.sign("user-1"))).toBe("user-1");
+  });
+
+  it("refuses a token whose kid the key set does not have, fetching at most once per cooldown", async () => {
+    const stranger = await key("nobody");
+    const verifier = createUserTokenVerifier(remoteUserKeys(url));
+    const before = fetches;
+    const token = await stranger.sign("user-x");
+    for (let i = 0; i < 20; i++) {
+      const err = await verifier.verify(token).catch((e) => e);
+      expect(err.code).toBe(Code.Unauthenticated);
+    }
+    expect(fetches - before).toBeLessThanOrEqual(2);
+  });
+});
