@@ -63,6 +63,10 @@ export function serviceEnv(s: MeshService): IEnvVar[] {
     env.push({ name: `${callee.toUpperCase()}_ADDR`, value: `${fqdn(callee)}:${port}` });
   }
   if (s.nats) env.push({ name: "NATS_URL", value: NATS.url() });
+  // Behind the ingress gateway (Envoy appends the client's address to x-forwarded-for; the
+  // sidecar does not), the TCP peer is a proxy: the gateway's per-address limits on Register and
+  // Login must key on that one trusted hop, or every anonymous caller would share one bucket.
+  if (s.edge) env.push({ name: "TRUSTED_PROXY_HOPS", value: "1" });
   env.push(
     { name: "TASKMESH_MESH", value: "istio" },
     { name: "LOG_LEVEL", value: "info" },
