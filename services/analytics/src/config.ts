@@ -1,5 +1,5 @@
 import { join } from "node:path";
-import { ConfigError, env, JWKS_PATH, loadConfig, TOPOLOGY } from "@taskmesh/platform";
+import { ConfigError, env, JWKS_PATH, loadConfig, natsUrlField, TOPOLOGY } from "@taskmesh/platform";
 
 const spec = {
   /** gRPC port (AnalyticsService, health, reflection). Default 50054. */
@@ -11,11 +11,7 @@ const spec = {
   /** Default: $TASKMESH_DATA_DIR/analytics.db (a database made by the rebuild command works too). */
   DB_PATH: env.string(""),
   /** NATS server URL(s), comma-separated (`nats://` or `tls://`). Default nats://127.0.0.1:4222. */
-  NATS_URL: {
-    parse(name: string, raw: string | undefined): string[] {
-      return natsServers(name, raw === undefined || raw === "" ? "nats://127.0.0.1:4222" : raw);
-    },
-  },
+  NATS_URL: natsUrlField(),
   /** The users service's JWKS, to verify user tokens. Default: users on localhost. */
   JWKS_URL: env.url(`http://127.0.0.1:${TOPOLOGY.users.httpPort}${JWKS_PATH}`),
   /**
@@ -60,18 +56,4 @@ export function loadAnalyticsConfig(source: Record<string, string | undefined> =
     mesh: c.TASKMESH_MESH,
     logLevel: c.LOG_LEVEL,
   };
-}
-
-/** `nats://a:4222,nats://b:4222` → its URLs, each checked (nats.js would only fail later, in the background). */
-export function natsServers(name: string, raw: string): string[] {
-  const urls = raw.split(",").map((s) => s.trim());
-  for (const u of urls) {
-    let ok = false;
-    try {
-      const url = new URL(u);
-      ok = (url.protocol === "nats:" || url.protocol === "tls:") && url.hostname !== "";
-    } catch {}
-    if (!ok) throw new ConfigError(`${name} must be nats://host:port (comma-separated for several), got "${raw}"`);
-  }
-  return urls;
 }

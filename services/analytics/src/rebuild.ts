@@ -8,8 +8,7 @@
  * NATS_URL and LOG_LEVEL are read from the environment like the service's.
  */
 import { parseArgs } from "node:util";
-import { ConfigError, createLogger } from "@taskmesh/platform";
-import { natsServers } from "./config.js";
+import { ConfigError, createLogger, natsServers } from "@taskmesh/platform";
 import { replay } from "./replay.js";
 
 const USAGE = "usage: node services/analytics/dist/rebuild.js --db <new database path> [--nats-url nats://host:port]";

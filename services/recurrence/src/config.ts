@@ -1,5 +1,5 @@
 import { join } from "node:path";
-import { ConfigError, env, loadConfig, TOPOLOGY } from "@taskmesh/platform";
+import { ConfigError, env, loadConfig, natsUrlField, TOPOLOGY } from "@taskmesh/platform";
 
 const spec = {
   /** gRPC port (health and reflection only). Default 50056. */
@@ -11,20 +11,7 @@ const spec = {
   /** Default: $TASKMESH_DATA_DIR/recurrence.db */
   DB_PATH: env.string(""),
   /** NATS server URL(s), comma-separated. Default nats://127.0.0.1:4222. */
-  NATS_URL: {
-    parse(name: string, raw: string | undefined): string[] {
-      const urls = (raw || "nats://127.0.0.1:4222")
-        .split(",")
-        .map((s) => s.trim())
-        .filter(Boolean);
-      for (const u of urls) {
-        if (!/^(nats|tls|ws|wss):\/\/[^\s/]+(:\d{1,5})?\/?$/.test(u) && !/^[A-Za-z0-9.\-_]+:\d{1,5}$/.test(u))
-          throw new ConfigError(`${name} must be nats://host:port (comma-separated for several), got "${u}"`);
-      }
-      if (urls.length === 0) throw new ConfigError(`${name} must name at least one server`);
-      return urls;
-    },
-  },
+  NATS_URL: natsUrlField(),
   /** The tasks service (CreateOccurrence). Default 127.0.0.1:50052. */
   TASKS_ADDR: env.address(`127.0.0.1:${TOPOLOGY.tasks.grpcPort}`),
   /** Deadline of one CreateOccurrence call, in ms (100..60000). Default 5000. */

@@ -1,5 +1,5 @@
 import { join } from "node:path";
-import { ConfigError, env, loadConfig, TOPOLOGY } from "@taskmesh/platform";
+import { ConfigError, env, loadConfig, natsUrlField, TOPOLOGY } from "@taskmesh/platform";
 
 const spec = {
   /** gRPC port (ReminderInternalService, health, reflection). Default 50055. */
@@ -11,20 +11,7 @@ const spec = {
   /** Default: $TASKMESH_DATA_DIR/reminders.db */
   DB_PATH: env.string(""),
   /** NATS server URL(s), comma-separated. Default nats://127.0.0.1:4222. */
-  NATS_URL: {
-    parse(name: string, raw: string | undefined): string[] {
-      const urls = (raw || "nats://127.0.0.1:4222")
-        .split(",")
-        .map((s) => s.trim())
-        .filter(Boolean);
-      for (const u of urls) {
-        if (!/^(nats|tls|ws|wss):\/\/[^\s/]+(:\d{1,5})?\/?$/.test(u) && !/^[A-Za-z0-9.\-_]+:\d{1,5}$/.test(u))
-          throw new ConfigError(`${name} must be nats://host:port (comma-separated for several), got "${u}"`);
-      }
-      if (urls.length === 0) throw new ConfigError(`${name} must name at least one server`);
-      return urls;
-    },
-  },
+  NATS_URL: natsUrlField(),
   /**
    * Longest sleep of the scheduler between two looks at its timers, in ms (1000..3600000). It
    * normally wakes at the next fire time; the cap bounds the damage of a wall-clock jump.
