@@ -194,6 +194,88 @@ describe("EdgeServer", () => {
     expect(h2body).toContain('"userId":"user-1"');
   });
 
+  /**
+   * An HTTP/1.1 connection over a raw socket, to send a request body at our own pace and read what
+   * comes back meanwhile: `until(re)` waits for the text received so far to match.
+   */
+  const rawH1 = async () => {
+    const socket = net.connect(edgePort, "127.0.0.1");
+    await new Promise((r) => socket.once("connect", r));
+    let text = "";
+    let closed = false;
+    let writeError = "";
+    socket.on("data", (c: Buffer) => {
+      text += c.toString("latin1");
+    });
+    socket.on("close", () => {
+      closed = true;
+    });
+    socket.on("error", (e: NodeJS.ErrnoException) => {
+      writeError = e.code ?? e.message;
+    });
+    const until = async (re: RegExp, ms = 5000) => {
+      const end = Date.now() + ms;
+      while (!re.test(text) && !closed && Date.now() < end) await sleep(10);
+      return re.test(text);
+    };
+    const closedWithin = async (ms: number) => {
+      const end = Date.now() + ms;
+      while (!closed && Date.now() < end) await sleep(10);
+      return closed;
+    };
+    return { socket, until, closedWithin, text: () => text, closed: () => closed, writeError: () => writeError };
+  };
+  /** A gRPC-Web CreateTask whose one message claims `size` bytes: headers and envelope prefix only. */
+  const oversizedGrpcWebHead = (size: number) => {
+    const prefix = Buffer.alloc(5);
+    prefix.writeUInt32BE(size, 1);
+    return Buffer.concat([
+      Buffer.from(
+        `POST /taskmesh.tasks.v1.TaskService/CreateTask HTTP/1.1\r\nHost: x\r\n` +
+          `Content-Type: application/grpc-web+proto\r\nAuthorization: Bearer ${token}\r\n` +
+          `Content-Length: ${5 + size}\r\n\r\n`,
+      ),
+      prefix,
+    ]);
+  };
+  const healthCheck =
+    "POST /grpc.health.v1.Health/Check HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" +
+    "Content-Length: 2\r\n\r\n{}";
+
+  it("answers an oversized HTTP/1.1 request before its body is sent, then reads the rest so the client can finish and reuse the connection", async () => {
+    const c = await rawH1();
+    c.socket.write(oversizedGrpcWebHead(2 * 1024 * 1024));
+    // The answer comes while the client has sent none of the 2 MiB.
+    expect(await c.until(/grpc-status: ?8/i)).toBe(true);
+    expect(c.text()).toMatch(/readMaxBytes/);
+    expect(c.text()).not.toMatch(/connection: close/i);
+    // The client finishes its body without a reset (the server reads and discards it)...
+    for (let i = 0; i < 32; i++)
+      await new Promise<void>((r, j) => c.socket.write(Buffer.alloc(64 * 1024), (e) => (e ? j(e) : r())));
+    // ...and its next request on the same connection is answered.
+    c.socket.write(healthCheck);
+    expect(await c.until(/"status":"SERVING"/)).toBe(true);
+    expect([c.closed(), c.writeError()]).toEqual([false, ""]);
+    c.socket.destroy();
+  });
+
+  it("closes the connection when an abandoned body goes on past 8 MiB", async () => {
+    const c = await rawH1();
+    c.socket.write(oversizedGrpcWebHead(64 * 1024 * 1024));
+    expect(await c.until(/grpc-status: ?8/i)).toBe(true);
+    const chunk = Buffer.alloc(256 * 1024);
+    let sent = 0;
+    while (!c.closed() && !c.writeError() && sent < 32 * 1024 * 1024) {
+      const ok = c.socket.write(chunk);
+      sent += chunk.length;
+      if (!ok) await Promise.race([new Promise((r) => c.socket.once("drain", r)), sleep(200)]);
+    }
+    expect(await c.closedWithin(5000)).toBe(true);
+    // Cut off after 8 MiB of the rest (plus what the socket buffers held), not after all 64.
+    expect(sent).toBeLessThan(20 * 1024 * 1024);
+    c.socket.destroy();
+  });
+
   it("lets a call in flight finish on shutdown while refusing new connections", async () => {
     const client = createClient(TaskService, createGrpcTransport({ baseUrl: `http://127.0.0.1:${edgePort}` }));
     seen.length = 0;

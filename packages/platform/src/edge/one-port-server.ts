@@ -36,7 +36,7 @@ export class OnePortServer {
   constructor(handler: Handler, opts: OnePortServerOptions = {}) {
     this.#sniffTimeoutMs = opts.sniffTimeoutMs ?? 10_000;
     this.#h1 = http.createServer((req, res) => {
-      closeIfBodyUnread(req, res);
+      drainInsteadOfDestroy(req);
       handler(req, res);
     });
     // http.Server starts its connection tracking — headersTimeout/requestTimeout (slow-client
@@ -115,21 +115,52 @@ export class OnePortServer {
   }
 }
 
+/** Most of an abandoned HTTP/1.1 request body the edge still reads and discards, and for how long. */
+const DRAIN_MAX_BYTES = 8 * 1024 * 1024;
+const DRAIN_MAX_MS = 10_000;
+
 /**
- * An HTTP/1.1 answer sent after the handler gave up reading the request body midway — connect-node
- * refusing a message over readMaxBytes, which ends its read by destroying the request — leaves
- * the rest of the body in the connection, where nobody reads it any more: the socket stalls, and the client's next
- * request on that keep-alive connection hangs until the idle timeout resets it (seen with a
- * gRPC-Web client: RESOURCE_EXHAUSTED, then ECONNRESET ~5 s later on an innocent call). Such an
- * answer says `Connection: close` instead, so the client opens a new connection (Go's net/http
- * does the same). HTTP/2 needs nothing: each request is its own stream.
+ * When a handler gives up reading an HTTP/1.1 request body midway — connect-node refusing a
+ * message over readMaxBytes stops iterating the request, and the iterator's return destroys it
+ * (with an AbortError, after detaching the socket) — the rest of the body is never read: the HTTP
+ * parser pushes it into the destroyed request, which refuses it, and stops reading the socket. The
+ * client, still writing its body, stalls; closing the connection instead makes it fail with EPIPE
+ * or a reset before it reads the answer (seen with a gRPC-Web client in another process: 79 of 300
+ * oversized calls failed with "write EPIPE" instead of RESOURCE_EXHAUSTED). HTTP/2 needs nothing:
+ * each request is its own stream.
+ *
+ * So that destroy of a body not yet complete is replaced by reading and discarding the rest: the
+ * answer goes out, the client finishes sending and reads it, and the keep-alive connection stays
+ * usable. Bounded: more than DRAIN_MAX_BYTES of the rest, or a body still arriving after
+ * DRAIN_MAX_MS, and the connection is closed as before (Go's net/http reads up to 256 KiB).
  */
-function closeIfBodyUnread(req: http.IncomingMessage, res: http.ServerResponse): void {
-  const writeHead = res.writeHead;
-  res.writeHead = function (this: http.ServerResponse, ...args: unknown[]) {
-    // Destroyed before complete: the reader gave up on the body (an unknown path's 404, which
-    // reads nothing, leaves it to Node, which discards it and keeps the connection).
-    if (req.destroyed && !req.complete && !this.headersSent) this.setHeader("connection", "close");
-    return (writeHead as (...a: unknown[]) => http.ServerResponse).apply(this, args);
-  } as typeof res.writeHead;
+function drainInsteadOfDestroy(req: http.IncomingMessage): void {
+  const destroy = req.destroy.bind(req);
+  const socket = req.socket;
+  let draining = false;
+  req.destroy = (err?: Error) => {
+    const abandoned = !err || err.name === "AbortError";
+    if (!abandoned || draining || req.complete || req.destroyed) return destroy(err);
+    draining = true;
+    // Node's stream destroyer detaches a server request from its socket before destroying it;
+    // reading on needs it back (IncomingMessage#_read resumes the socket).
+    if (!req.socket) req.socket = socket;
+    const cutOff = () => {
+      destroy(err);
+      socket.destroy();
+    };
+    let left = DRAIN_MAX_BYTES;
+    const timer = setTimeout(cutOff, DRAIN_MAX_MS).unref();
+    req.once("end", () => clearTimeout(timer));
+    req.once("close", () => clearTimeout(timer));
+    req.on("data", (chunk: Buffer) => {
+      left -= chunk.length;
+      if (left < 0) cutOff();
+    });
+    // The abandoned async iterator leaves its "readable" listener (it counts on destroy), which
+    // would keep the stream paused: nobody reads this body any more, so drop it and let it flow.
+    req.removeAllListeners("readable");
+    req.resume();
+    return req;
+  };
 }
