@@ -5,6 +5,7 @@ import { type MeterProvider as ApiMeterProvider, context, metrics, propagation, 
 import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
 import { W3CTraceContextPropagator } from "@opentelemetry/core";
 import { PrometheusExporter } from "@opentelemetry/exporter-prometheus";
+import { OTLPTraceExporter as OTLPJsonTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-proto";
 import { registerInstrumentations } from "@opentelemetry/instrumentation";
 import { GrpcInstrumentation } from "@opentelemetry/instrumentation-grpc";
@@ -41,6 +42,11 @@ export interface TelemetryOptions {
    * Default: OTEL_EXPORTER_OTLP_ENDPOINT. Unset: nothing is exported.
    */
   otlpEndpoint?: string;
+  /**
+   * OTLP/HTTP encoding: "http/protobuf" or "http/json". Default: OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
+   * else OTEL_EXPORTER_OTLP_PROTOCOL, else "http/protobuf". ("grpc" is refused: not installed.)
+   */
+  otlpProtocol?: OtlpProtocol;
   /** Sampler. Default: from OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG, see `samplerFromEnv`. */
   sampler?: Sampler;
   /**
@@ -56,6 +62,8 @@ export interface TelemetryOptions {
   /** Host the metrics endpoint binds. Default: METRICS_HOST, else HOST, else 127.0.0.1. */
   metricsHost?: string;
 }
+
+export type OtlpProtocol = "http/protobuf" | "http/json";
 
 export interface Telemetry {
   readonly serviceName: string;
@@ -105,6 +113,7 @@ export async function startTelemetry(opts: TelemetryOptions = {}): Promise<Telem
   const serviceVersion = opts.serviceVersion ?? nonEmpty(env.OTEL_SERVICE_VERSION) ?? pkg.version ?? "0.0.0";
   const endpoint = opts.otlpEndpoint ?? nonEmpty(env.OTEL_EXPORTER_OTLP_ENDPOINT);
   if (endpoint !== undefined) checkUrl("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint);
+  const protocol = opts.otlpProtocol ?? protocolFromEnv(env);
   const sampler = opts.sampler ?? samplerFromEnv(env, endpoint !== undefined || opts.spanExporter !== undefined);
   const metricsPort = opts.metricsPort ?? portFromEnv("METRICS_PORT", env.METRICS_PORT);
   const metricsHost = opts.metricsHost ?? nonEmpty(env.METRICS_HOST) ?? nonEmpty(env.HOST) ?? "127.0.0.1";
@@ -116,8 +125,10 @@ export async function startTelemetry(opts: TelemetryOptions = {}): Promise<Telem
   const spanProcessors: SpanProcessor[] = [];
   const destinations: string[] = [];
   if (endpoint !== undefined) {
-    spanProcessors.push(new BatchSpanProcessor(new OTLPTraceExporter({ url: tracesUrl(endpoint) })));
-    destinations.push(`OTLP ${tracesUrl(endpoint)}`);
+    const url = tracesUrl(endpoint);
+    const exporter = protocol === "http/json" ? new OTLPJsonTraceExporter({ url }) : new OTLPTraceExporter({ url });
+    spanProcessors.push(new BatchSpanProcessor(exporter));
+    destinations.push(`OTLP ${url}${protocol === "http/json" ? " (json)" : ""}`);
   }
   if (opts.spanExporter) {
     spanProcessors.push(new SimpleSpanProcessor(opts.spanExporter));
@@ -231,6 +242,16 @@ export function samplerFromEnv(env: Record<string, string | undefined>, exportin
         `OTEL_TRACES_SAMPLER must be one of always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off, parentbased_traceidratio; got "${name}"`,
       );
   }
+}
+
+/** OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, else OTEL_EXPORTER_OTLP_PROTOCOL (the spec's names and values). */
+function protocolFromEnv(env: Record<string, string | undefined>): OtlpProtocol {
+  const name = env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL?.trim()
+    ? "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"
+    : "OTEL_EXPORTER_OTLP_PROTOCOL";
+  const raw = nonEmpty(env[name]) ?? "http/protobuf";
+  if (raw === "http/protobuf" || raw === "http/json") return raw;
+  throw new ConfigError(`${name} must be http/protobuf or http/json (OTLP over HTTP), got "${raw}"`);
 }
 
 /** OTEL_EXPORTER_OTLP_ENDPOINT is the base URL; the traces signal is at /v1/traces (OTLP spec). */
