@@ -8,6 +8,7 @@ export {
   USER_TOKEN_ISSUER,
   type UserTokenVerifier,
 } from "./auth/tokens.js";
+export { verifyInCall } from "./auth/verified-in-call.js";
 export { ConfigError, type ConfigOf, env, loadConfig } from "./config/config.js";
 export { type Db, type Migration, migrate, openDatabase, pingDatabase } from "./db/database.js";
 export { addHealth, type EdgeHealthOptions } from "./edge/edge-health.js";

@@ -13,6 +13,7 @@ import {
   type Logger,
   REQUEST_ID_HEADER,
   type UserTokenVerifier,
+  verifyInCall,
 } from "@taskmesh/platform";
 
 export interface DashboardDeps {
@@ -91,7 +92,7 @@ async function settle<T>(p: Promise<T>): Promise<Settled<T>> {
 async function forwardHeaders(ctx: HandlerContext, userTokens: UserTokenVerifier): Promise<Record<string, string>> {
   const token = bearerToken(ctx.requestHeader);
   if (!token) throw new ConnectError("authorization: Bearer <token> is required", Code.Unauthenticated);
-  await userTokens.verify(token);
+  await verifyInCall(ctx.values, userTokens, token);
   const incoming = ctx.requestHeader.get(REQUEST_ID_HEADER);
   const requestId = incoming !== null && REQUEST_ID.test(incoming) ? incoming : randomUUID();
   ctx.responseHeader.set(REQUEST_ID_HEADER, requestId);

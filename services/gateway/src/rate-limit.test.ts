@@ -7,11 +7,14 @@ import { Health, HealthCheckResponse_ServingStatus } from "@taskmesh/gen/grpc/he
 import { TaskService } from "@taskmesh/gen/taskmesh/tasks/v1/tasks_pb";
 import { UserService } from "@taskmesh/gen/taskmesh/users/v1/users_pb";
 import {
+  createUserTokenVerifier,
+  remoteUserKeys,
   shutdownTelemetry,
   startTelemetry,
   type Telemetry,
   USER_TOKEN_AUDIENCE,
   USER_TOKEN_ISSUER,
+  type UserTokenVerifier,
 } from "@taskmesh/platform";
 import { generateKeyPair, SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -36,11 +39,11 @@ afterAll(async () => {
 });
 
 /** A gateway over the shared backends with these limits, on a clock the test moves. */
-async function gateway(env: Record<string, string>) {
+async function gateway(env: Record<string, string>, deps: { userTokens?: UserTokenVerifier } = {}) {
   const clock = { t: 0 };
   const app = build(
     loadGatewayConfig({ ...backends.env, RATE_LIMIT_RPS: "0", LOGIN_RATE_LIMIT_PER_MINUTE: "0", ...env }),
-    { logger, now: () => clock.t },
+    { logger, now: () => clock.t, ...deps },
   );
   gateways.push(app);
   const baseUrl = `http://127.0.0.1:${(await app.listen()).grpcPort}`;
@@ -103,6 +106,26 @@ async function scrape(name: string, labels: Record<string, string>): Promise<num
 }
 
 describe("the gateway's rate limit per user", () => {
+  it("verifies a caller's token once per call, although the limiter and the forwarding handler both need it", async () => {
+    const real = createUserTokenVerifier(remoteUserKeys(backends.jwksUrl));
+    const verified: string[] = [];
+    const counting: UserTokenVerifier = {
+      verify: (token) => {
+        verified.push(token);
+        return real.verify(token);
+      },
+    };
+    const gw = await gateway({ RATE_LIMIT_RPS: "100", RATE_LIMIT_BURST: "100" }, { userTokens: counting });
+    const a = await directUser();
+    await listTasks(gw.grpc, a.token);
+    await listTasks(gw.connect, a.token);
+    expect(verified).toEqual([a.token, a.token]);
+    // A bad token: verified once too, and refused.
+    verified.length = 0;
+    expect((await errorOf(listTasks(gw.grpc, `${a.token}x`))).code).toBe(Code.Unauthenticated);
+    expect(verified).toHaveLength(1);
+  });
+
   it("lets a user's burst through, then answers RESOURCE_EXHAUSTED with retry-after and RetryInfo, over gRPC and Connect", async () => {
     const gw = await gateway({ RATE_LIMIT_RPS: "1", RATE_LIMIT_BURST: "5" });
     const a = await directUser();

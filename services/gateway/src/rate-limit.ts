@@ -1,6 +1,13 @@
-import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, type ContextValues, type Interceptor } from "@connectrpc/connect";
 import { UserService } from "@taskmesh/gen/taskmesh/users/v1/users_pb";
-import { bearerToken, type Logger, meter, peerAddressKey, type UserTokenVerifier } from "@taskmesh/platform";
+import {
+  bearerToken,
+  type Logger,
+  meter,
+  peerAddressKey,
+  type UserTokenVerifier,
+  verifyInCall,
+} from "@taskmesh/platform";
 import { retryInfo } from "./retry-info.js";
 import { type BucketSpec, TokenBuckets } from "./token-buckets.js";
 
@@ -80,7 +87,7 @@ export function rateLimitInterceptor(opts: RateLimitOptions): Interceptor {
           };
       }
     } else if (users) {
-      const userId = await verifiedUser(userTokens, req.header);
+      const userId = await verifiedUser(userTokens, req);
       const r = users.take(userId === undefined ? `address:${address}` : `user:${userId}`);
       if (!r.allowed) refused = { retryAfterMs: r.retryAfterMs, limit: userId === undefined ? "address" : "user" };
     }
@@ -110,10 +117,14 @@ function tooMany(retryAfterMs: number, limit: Limit): ConnectError {
   );
 }
 
-async function verifiedUser(userTokens: UserTokenVerifier, header: Headers): Promise<string | undefined> {
+async function verifiedUser(
+  userTokens: UserTokenVerifier,
+  req: { header: Headers; contextValues: ContextValues },
+): Promise<string | undefined> {
   try {
-    const token = bearerToken(header);
-    return token === undefined ? undefined : await userTokens.verify(token);
+    const token = bearerToken(req.header);
+    // The handler forwarding the call asks again: verifyInCall answers it from this verification.
+    return token === undefined ? undefined : await verifyInCall(req.contextValues, userTokens, token);
   } catch {
     // Malformed, invalid or unverifiable right now: limited by address; the handler says why.
     return undefined;

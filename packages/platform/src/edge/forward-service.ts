@@ -3,6 +3,7 @@ import type { DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { bearerToken } from "../auth/identity.js";
 import type { UserTokenVerifier } from "../auth/tokens.js";
+import { verifyInCall } from "../auth/verified-in-call.js";
 import type { CallOptions, GrpcClient } from "../rpc/grpc-client.js";
 
 /** Header carrying a request id from the edge to the backends (and back to the caller). */
@@ -54,7 +55,7 @@ export function forwardService<S extends DescService>(
       if (!anonymous) {
         const token = bearerToken(ctx.requestHeader);
         if (!token) throw new ConnectError("authorization: Bearer <token> is required", Code.Unauthenticated);
-        await opts.userTokens.verify(token);
+        await verifyInCall(ctx.values, opts.userTokens, token);
         headers.authorization = `Bearer ${token}`;
       }
       return headers;
