@@ -1,5 +1,5 @@
 // npm start: installs dependencies if missing and builds if needed (tsc -b is incremental), starts nats-server and every built service
-// as local processes (see packages/runner), prints the endpoints and example calls, and on Ctrl-C
+// as local processes (see packages/runner), prints the endpoints, where traces and metrics go, and example calls, and on Ctrl-C
 // (SIGINT) or SIGTERM stops everything (gateway first, nats-server last) and exits 0.
 import { execFileSync } from "node:child_process";
 import { dirname, join, relative } from "node:path";
@@ -78,7 +78,7 @@ if (!args["no-build"]) {
 }
 
 // Imported after the build: the runner runs from its compiled dist.
-const { exampleCalls, formatExampleCalls, startSystem } = await import("@taskmesh/runner");
+const { exampleCalls, formatExampleCalls, formatTelemetry, startSystem } = await import("@taskmesh/runner");
 const { TOPOLOGY } = await import("@taskmesh/platform");
 
 const startup = new AbortController();
@@ -147,6 +147,17 @@ console.log(
 for (const [name, addr, what] of rows) {
   console.log(`  ${pad(name, 14)}${pad(addr, 26)}${pad(`pid ${services[name]?.pid}`, 11)}${what}`);
 }
+// Where traces and metrics go, as each service reported it at start (README.md, "Observability").
+console.log("\nTelemetry (README.md, Observability):\n");
+console.log(
+  formatTelemetry(
+    system,
+    rows.map(([name]) => name),
+  )
+    .split("\n")
+    .map((l) => `  ${l}`)
+    .join("\n"),
+);
 console.log(`\nTry (from ${rel(root)}):\n`);
 console.log(
   formatExampleCalls(exampleCalls(endpoints))

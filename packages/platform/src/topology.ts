@@ -8,6 +8,13 @@ export interface ServiceTopology {
   grpcPort: number;
   /** Extra HTTP port (users' JWKS), if any. */
   httpPort?: number;
+  /**
+   * Prometheus scrape endpoint (`GET /metrics`, METRICS_PORT of packages/platform/src/telemetry):
+   * 9461 and up, one per service, so `npm start` prints the same URLs every run. The runner gives
+   * replicas 2..n and test systems free ports instead; in the mesh Istio's metrics merging scrapes
+   * it through the sidecar's :15020 (prometheus.io/* annotations on the pod).
+   */
+  metricsPort: number;
   /** Services this one calls over gRPC (and users' JWKS over HTTP where `jwks` is true). */
   calls: readonly string[];
   /** Fetches the users JWKS to verify tokens itself. */
@@ -37,6 +44,7 @@ export const TOPOLOGY = {
   users: {
     grpcPort: 50051,
     httpPort: 50061,
+    metricsPort: 9461,
     // The account-deletion saga purges the user's data in tasks and notifications.
     calls: ["tasks", "notifications"],
     jwks: false,
@@ -51,6 +59,7 @@ export const TOPOLOGY = {
   },
   tasks: {
     grpcPort: 50052,
+    metricsPort: 9462,
     calls: [],
     jwks: true,
     built: true,
@@ -61,6 +70,7 @@ export const TOPOLOGY = {
   },
   gateway: {
     grpcPort: 8080,
+    metricsPort: 9463,
     calls: ["users", "tasks", "notifications", "analytics"],
     jwks: true,
     built: true,
@@ -84,6 +94,7 @@ export const TOPOLOGY = {
   },
   recurrence: {
     grpcPort: 50056,
+    metricsPort: 9464,
     calls: ["tasks"],
     jwks: false,
     built: true,
@@ -95,6 +106,7 @@ export const TOPOLOGY = {
   },
   reminders: {
     grpcPort: 50055,
+    metricsPort: 9465,
     calls: [],
     jwks: false,
     built: true,
@@ -106,6 +118,7 @@ export const TOPOLOGY = {
   },
   notifications: {
     grpcPort: 50053,
+    metricsPort: 9466,
     calls: ["users"],
     jwks: true,
     built: true,
@@ -116,6 +129,7 @@ export const TOPOLOGY = {
   },
   analytics: {
     grpcPort: 50054,
+    metricsPort: 9467,
     calls: [],
     jwks: true,
     built: true,

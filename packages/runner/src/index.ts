@@ -4,10 +4,13 @@ export {
   type Endpoints,
   NATS_PORT,
   REPO_ROOT,
+  type ReportedTelemetry,
   type RestartOptions,
   type RunningService,
   type RunningSystem,
+  reportedTelemetry,
   type StartSystemOptions,
   startOrder,
   startSystem,
 } from "./start-system.js";
+export { formatTelemetry, OTLP_HINT } from "./telemetry-summary.js";

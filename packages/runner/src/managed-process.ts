@@ -1,5 +1,5 @@
 import type { ChildProcess } from "node:child_process";
-import { closeSync, openSync, readFileSync } from "node:fs";
+import { closeSync, fstatSync, openSync, readFileSync } from "node:fs";
 import { exited, signalChild, spawnTied, stopChild } from "@taskmesh/platform/testing";
 
 export interface ProcessSpec {
@@ -20,6 +20,8 @@ export class ManagedProcess {
   readonly spec: ProcessSpec;
   #child: ChildProcess | undefined;
   #expectExit = false;
+  /** Size of the log file when the current process was spawned: where its output begins. */
+  #logStart = 0;
   readonly #onUnexpectedExit: (name: string, code: number | null, signal: NodeJS.Signals | null) => void;
 
   constructor(
@@ -54,6 +56,7 @@ export class ManagedProcess {
     if (this.running) throw new Error(`${this.spec.name} is already running (pid ${this.pid})`);
     const fd = openSync(this.spec.logFile, "a");
     try {
+      this.#logStart = fstatSync(fd).size;
       const child = spawnTied(this.spec.command, this.spec.args, {
         cwd: this.spec.cwd,
         env: this.spec.env,
@@ -97,6 +100,15 @@ export class ManagedProcess {
     if (this.#child && this.running) {
       this.#expectExit = true;
       signalChild(this.#child, "SIGKILL");
+    }
+  }
+
+  /** What the current process has written to its log file so far (the file appends across restarts). */
+  logSinceStart(): string {
+    try {
+      return readFileSync(this.spec.logFile).subarray(this.#logStart).toString("utf8");
+    } catch {
+      return "";
     }
   }
 

@@ -2,18 +2,31 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join, resolve } from "node:path";
 import { TOPOLOGY } from "@taskmesh/platform";
-import { freePort, spawnTied, tempDir } from "@taskmesh/platform/testing";
+import { freePort, spawnTied, startOtlpReceiver, tempDir } from "@taskmesh/platform/testing";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { builtServices, REPO_ROOT, type RunningSystem, startOrder, startSystem } from "./start-system.js";
+import {
+  builtServices,
+  REPO_ROOT,
+  type RunningSystem,
+  reportedTelemetry,
+  startOrder,
+  startSystem,
+} from "./start-system.js";
+import { formatTelemetry, OTLP_HINT } from "./telemetry-summary.js";
 
 // A stand-in repository whose services/<name>/dist/main.js are tiny real gRPC servers built on the
 // platform's GrpcServer (health included): the runner is tested on its own, not through the
 // services other tests cover. Each records its environment and its start in the data dir.
+// Telemetry starts as in a real main.ts (the same register module, which prints where traces and
+// metrics go), under the service's name.
 const PLATFORM = resolve(REPO_ROOT, "packages/platform/dist/index.js");
+const TELEMETRY_REGISTER = resolve(REPO_ROOT, "packages/platform/dist/telemetry/register.js");
 const fixtureMain = (name: string) => `
 import { appendFileSync, writeFileSync } from "node:fs";
-import { GrpcServer, createLogger, runMain } from ${JSON.stringify(PLATFORM)};
 const name = ${JSON.stringify(name)};
+process.env.OTEL_SERVICE_NAME = name;
+await import(${JSON.stringify(TELEMETRY_REGISTER)});
+const { GrpcServer, createLogger, runMain } = await import(${JSON.stringify(PLATFORM)});
 if (process.env.FIXTURE_FAIL === name) {
   console.error(name + ": boom, cannot start");
   process.exit(3);
@@ -115,6 +128,55 @@ describe("startSystem", () => {
     expect(readFileSync(join(data.path, "logs", "nats.log"), "utf8")).toContain(join(data.path, "nats"));
   });
 
+  it("gives every process a metrics port of its own and lists the endpoint each reports", async () => {
+    system = await start();
+    const { services, endpoints } = system;
+    const procs = Object.entries(services).filter(([name]) => name !== "nats");
+    const metricsPorts = procs.map(([, s]) => s.metricsPort);
+    const allPorts = [services.nats?.port, ...procs.flatMap(([, s]) => [s.port, s.httpPort, s.metricsPort])].filter(
+      (p) => p !== undefined,
+    );
+    expect(new Set(allPorts).size).toBe(allPorts.length);
+    expect(metricsPorts.every((p) => typeof p === "number" && p > 0)).toBe(true);
+    expect(services.nats?.metricsPort).toBeUndefined();
+    for (const [name, s] of procs) {
+      expect(envOf(name).METRICS_PORT).toBe(String(s.metricsPort));
+      // What the service itself wrote at start, not what the runner assumes.
+      expect(s.telemetry).toEqual({ traces: "none", metrics: `http://127.0.0.1:${s.metricsPort}/metrics` });
+      expect(endpoints.metrics[name]).toBe(`http://127.0.0.1:${s.metricsPort}/metrics`);
+      const res = await fetch(endpoints.metrics[name] ?? "");
+      expect(res.status).toBe(200);
+      expect(res.headers.get("content-type")).toMatch(/^text\/plain/);
+    }
+    const summary = formatTelemetry(system, ["gateway", "users"]);
+    expect(summary.split("\n")).toEqual([
+      `traces   not exported (${OTLP_HINT})`,
+      `metrics  gateway        http://127.0.0.1:${services.gateway?.metricsPort}/metrics`,
+      `         users          http://127.0.0.1:${services.users?.metricsPort}/metrics`,
+    ]);
+  });
+
+  it("reports the OTLP endpoint the services export traces to when OTEL_EXPORTER_OTLP_ENDPOINT is set", async () => {
+    const receiver = await startOtlpReceiver();
+    try {
+      system = await start({ env: { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url } });
+      const traces = `OTLP ${receiver.url.replace(/\/+$/, "")}/v1/traces`;
+      for (const [name, s] of Object.entries(system.services)) {
+        if (name !== "nats") expect(s.telemetry?.traces, name).toBe(traces);
+      }
+      expect(formatTelemetry(system).split("\n")[0]).toBe(`traces   ${traces}`);
+      // After a restart with another environment, the process's new report counts.
+      await system.restart("tasks", { env: { OTEL_EXPORTER_OTLP_ENDPOINT: undefined } });
+      expect(system.services.tasks?.telemetry?.traces).toBe("none");
+      expect(formatTelemetry(system, ["gateway", "tasks"]).split("\n").slice(0, 2)).toEqual([
+        `traces   gateway        ${traces}`,
+        `         tasks          not exported (${OTLP_HINT})`,
+      ]);
+    } finally {
+      await receiver.close();
+    }
+  });
+
   it("stop() ends every process it started, nats-server included", async () => {
     system = await start();
     const pids = Object.values(system.services).map((s) => s.pid);
@@ -144,11 +206,16 @@ describe("startSystem", () => {
     expect(two?.port).not.toBe(one?.port);
     expect(alive(one?.pid ?? -1) && alive(two?.pid ?? -1)).toBe(true);
     expect(two?.logFile).toBe(join(data.path, "logs", "tasks.2.log"));
+    expect(two?.metricsPort).not.toBe(one?.metricsPort);
     for (const s of [one, two]) {
       const env = envOfPort(s?.port);
       expect(env.GRPC_PORT).toBe(String(s?.port));
+      expect(env.METRICS_PORT).toBe(String(s?.metricsPort));
       expect(env.DB_PATH).toBe(join(data.path, "tasks.db"));
     }
+    // Each replica serves its own metrics, listed under its process name.
+    expect(endpoints.metrics["tasks.2"]).toBe(`http://127.0.0.1:${two?.metricsPort}/metrics`);
+    expect((await fetch(endpoints.metrics["tasks.2"] ?? "")).status).toBe(200);
     // One after the other: the second opens a database the first has migrated.
     const order = readFileSync(join(data.path, "order.txt"), "utf8").trim().split("\n");
     expect(order.indexOf("tasks") + 1).toBe(order.lastIndexOf("tasks"));
@@ -252,6 +319,30 @@ describe("startSystem", () => {
       // A failed assertion above must not leave the runner (and so its children) behind.
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
     }
+  });
+});
+
+describe("reportedTelemetry", () => {
+  it("reads the last telemetry line a service wrote at start", () => {
+    const log = [
+      "tasks: traces → none; metrics → http://127.0.0.1:1/metrics",
+      '{"level":30,"msg":"listening"}',
+      "tasks: traces → OTLP http://collector:4318/v1/traces (json); metrics → off (set METRICS_PORT)",
+    ].join("\n");
+    expect(reportedTelemetry(log)).toEqual({
+      traces: "OTLP http://collector:4318/v1/traces (json)",
+      metrics: "off (set METRICS_PORT)",
+    });
+    expect(reportedTelemetry('{"level":30,"msg":"listening"}\n')).toBeUndefined();
+  });
+});
+
+describe("TOPOLOGY", () => {
+  it("gives every service a metrics port of its own, apart from every gRPC and HTTP port", () => {
+    const topo = Object.values(TOPOLOGY) as { grpcPort: number; httpPort?: number; metricsPort: number }[];
+    const ports = topo.flatMap((t) => [t.grpcPort, t.metricsPort, ...(t.httpPort !== undefined ? [t.httpPort] : [])]);
+    expect(new Set(ports).size).toBe(ports.length);
+    for (const t of topo) expect(t.metricsPort).toBeGreaterThan(1024);
   });
 });
 

@@ -44,14 +44,14 @@ export interface StartSystemOptions {
   /** SQLite files, `nats/` (JetStream store) and `logs/<name>.log`. Default `<repo>/.data`. */
   dataDir?: string;
   /** Port overrides per service. Default: TOPOLOGY's ports (or free ports with `freePorts`). */
-  ports?: Partial<Record<ServiceName, { grpcPort?: number; httpPort?: number }>>;
+  ports?: Partial<Record<ServiceName, { grpcPort?: number; httpPort?: number; metricsPort?: number }>>;
   /** NATS client port. Default 4222 (or a free port with `freePorts`). */
   natsPort?: number;
   /** Use free ports for everything not set in `ports`/`natsPort` (tests). Default false. */
   freePorts?: boolean;
   /**
-   * Processes per service, e.g. `{ tasks: 2 }`: replica 1 gets the service's port, the others free
-   * ports, all the same database (see REPLICABLE); callers get every replica as one grpc-js target
+   * Processes per service, e.g. `{ tasks: 2 }`: replica 1 gets the service's ports (gRPC and
+   * metrics), the others free ports, all the same database (see REPLICABLE); callers get every replica as one grpc-js target
    * (`<NAME>_ADDR=ipv4:127.0.0.1:p1,127.0.0.1:p2`) and balance round_robin with outlier detection.
    * Replica n > 1 is the process named `<service>.<n>` (services, kill, restart, logs/<name>.log).
    * Default 1 each.
@@ -63,7 +63,10 @@ export interface StartSystemOptions {
   logLevel?: string;
   /** How long each process may take to be ready (SERVING / accepting). Default 30000 ms. */
   readyTimeoutMs?: number;
-  /** Extra environment for every service (e.g. TOKEN_TTL_SECONDS). */
+  /**
+   * Extra environment for every service (e.g. TOKEN_TTL_SECONDS, OTEL_EXPORTER_OTLP_ENDPOINT). The
+   * runner's own environment is passed on too, under these.
+   */
   env?: Record<string, string>;
   /** Where `services/<name>/dist/main.js` are. Default: this repository. */
   root?: string;
@@ -83,6 +86,12 @@ export interface Endpoints {
   jwks: string;
   /** nats://127.0.0.1:<port> */
   nats: string;
+  /**
+   * Every service process's Prometheus endpoint (`http://127.0.0.1:<port>/metrics`), by process
+   * name (replicas `tasks.2` included), as the process reported it at its latest start; a process
+   * that reported none (OTEL_SDK_DISABLED=true) is absent.
+   */
+  metrics: Record<string, string>;
   /** host:port of every backend's gRPC server (gRPC only, h2c), by service name (its first replica). */
   grpc: Record<string, string>;
   /**
@@ -101,7 +110,22 @@ export interface RunningService {
   readonly port: number;
   /** Extra HTTP port (users' JWKS), if any. */
   readonly httpPort?: number;
+  /** Port of its Prometheus endpoint (METRICS_PORT); undefined for nats-server. */
+  readonly metricsPort?: number;
+  /**
+   * Where this process said its telemetry goes, from the line every service writes to stderr at
+   * start (`tasks: traces → …; metrics → …`, packages/platform/src/telemetry/register.ts): as of
+   * its latest start; undefined when it wrote none (OTEL_SDK_DISABLED=true).
+   */
+  readonly telemetry: ReportedTelemetry | undefined;
   readonly logFile: string;
+}
+
+export interface ReportedTelemetry {
+  /** `none` (not exported), or e.g. `OTLP http://127.0.0.1:4318/v1/traces`. */
+  traces: string;
+  /** `http://127.0.0.1:<port>/metrics`, or `off (set METRICS_PORT)`. */
+  metrics: string;
 }
 
 export interface RunningSystem {
@@ -134,6 +158,8 @@ interface Entry {
   proc: ManagedProcess;
   port: number;
   httpPort?: number;
+  metricsPort?: number;
+  telemetry?: ReportedTelemetry;
   ready: () => Promise<void>;
 }
 
@@ -166,6 +192,7 @@ export async function startSystem(opts: StartSystemOptions = {}): Promise<Runnin
       return [
         ...p.grpcPorts.map((port, i) => ({ port, owner: `${replicaName(n, i + 1)} gRPC` })),
         ...(p.httpPort ? [{ port: p.httpPort, owner: `${n} HTTP` }] : []),
+        ...p.metricsPorts.map((port, i) => ({ port, owner: `${replicaName(n, i + 1)} metrics` })),
       ];
     }),
   ]);
@@ -224,11 +251,14 @@ export async function startSystem(opts: StartSystemOptions = {}): Promise<Runnin
     const topo: ServiceTopology = TOPOLOGY[name];
     const p = ports.services[name];
     const grpcPort = p.grpcPorts[replica - 1] as number;
+    const metricsPort = p.metricsPorts[replica - 1] as number;
     const procName = replicaName(name, replica);
     const env: Record<string, string | undefined> = {
       ...process.env,
       HOST: "127.0.0.1",
       GRPC_PORT: String(grpcPort),
+      // Prometheus `GET /metrics` of this process (packages/platform/src/telemetry).
+      METRICS_PORT: String(metricsPort),
       TASKMESH_DATA_DIR: dataDir,
       DB_PATH: join(dataDir, `${name}.db`),
       NATS_URL: natsUrl,
@@ -258,6 +288,7 @@ export async function startSystem(opts: StartSystemOptions = {}): Promise<Runnin
       proc,
       port: grpcPort,
       httpPort: p.httpPort,
+      metricsPort,
       ready: () =>
         waitServing(`127.0.0.1:${grpcPort}`, {
           timeoutMs: readyTimeoutMs,
@@ -272,6 +303,8 @@ export async function startSystem(opts: StartSystemOptions = {}): Promise<Runnin
     try {
       await entry.ready();
       starting.delete(entry.name);
+      // Written before the service's first log line, so it is in the file once the process serves.
+      if (entry.service !== "nats") entry.telemetry = reportedTelemetry(entry.proc.logSinceStart());
     } catch (err) {
       starting.delete(entry.name);
       const why = err instanceof Error ? err.message : String(err);
@@ -324,9 +357,22 @@ export async function startSystem(opts: StartSystemOptions = {}): Promise<Runnin
       },
       port: entry.port,
       ...(entry.httpPort !== undefined ? { httpPort: entry.httpPort } : {}),
+      ...(entry.metricsPort !== undefined ? { metricsPort: entry.metricsPort } : {}),
+      get telemetry() {
+        return entry.telemetry;
+      },
       logFile: entry.proc.spec.logFile,
     };
   }
+  // As each process reported it at its latest start (a restart may change its env).
+  const metricsUrls = () => {
+    const urls: Record<string, string> = {};
+    for (const entry of entries) {
+      const reported = entry.telemetry?.metrics;
+      if (reported?.startsWith("http")) urls[entry.name] = reported;
+    }
+    return urls;
+  };
   const grpc: Record<string, string> = {};
   const targets: Record<string, string> = {};
   for (const name of names) {
@@ -337,7 +383,16 @@ export async function startSystem(opts: StartSystemOptions = {}): Promise<Runnin
 
   return {
     dataDir,
-    endpoints: { gateway: `http://127.0.0.1:${gatewayPort}`, jwks: jwksUrl, nats: natsUrl, grpc, targets },
+    endpoints: {
+      gateway: `http://127.0.0.1:${gatewayPort}`,
+      jwks: jwksUrl,
+      nats: natsUrl,
+      grpc,
+      targets,
+      get metrics() {
+        return metricsUrls();
+      },
+    },
     services,
     serviceSecret,
     stop,
@@ -422,30 +477,53 @@ async function resolvePorts(
   replicas: Record<ServiceName, number>,
   opts: StartSystemOptions,
 ) {
-  const extra = names.reduce((sum, n) => sum + replicas[n] - 1, 0);
-  const free = await distinctFreePorts((opts.freePorts ? 1 + names.length * 2 : 0) + extra);
+  // Replicas 2..n need a gRPC and a metrics port each.
+  const extra = names.reduce((sum, n) => sum + (replicas[n] - 1) * 2, 0);
+  // nats, and per service gRPC, HTTP and metrics.
+  const free = await distinctFreePorts((opts.freePorts ? 1 + names.length * 3 : 0) + extra);
   const pick = (given: number | undefined, fallback: number | undefined) =>
     given ?? (opts.freePorts ? free.shift() : fallback);
-  const services = {} as Record<ServiceName, { grpcPorts: number[]; httpPort?: number }>;
+  const services = {} as Record<ServiceName, { grpcPorts: number[]; httpPort?: number; metricsPorts: number[] }>;
   for (const name of names) {
     const topo: ServiceTopology = TOPOLOGY[name];
     const given = opts.ports?.[name];
     const grpcPort = pick(given?.grpcPort, topo.grpcPort) as number;
     const httpPort = topo.httpPort !== undefined ? pick(given?.httpPort, topo.httpPort) : undefined;
-    services[name] = httpPort !== undefined ? { grpcPorts: [grpcPort], httpPort } : { grpcPorts: [grpcPort] };
+    const metricsPort = pick(given?.metricsPort, topo.metricsPort) as number;
+    services[name] = {
+      grpcPorts: [grpcPort],
+      ...(httpPort !== undefined ? { httpPort } : {}),
+      metricsPorts: [metricsPort],
+    };
   }
   const nats = pick(opts.natsPort, NATS_PORT) as number;
-  // Replicas 2..n always get free ports (callers find them in their <NAME>_ADDR), never one of
-  // the fixed ports above that happens to be free right now.
-  const taken = new Set([nats, ...Object.values(services).flatMap((s) => [...s.grpcPorts, s.httpPort ?? 0])]);
+  // Replicas 2..n always get free ports (callers find them in their <NAME>_ADDR; the metrics URL
+  // is in endpoints.metrics), never one of the fixed ports above that happens to be free right now.
+  const taken = new Set([
+    nats,
+    ...Object.values(services).flatMap((s) => [...s.grpcPorts, s.httpPort ?? 0, ...s.metricsPorts]),
+  ]);
   const spare = free.filter((p) => !taken.has(p));
   while (spare.length < extra) {
     const p = (await distinctFreePorts(1))[0] as number;
     if (!taken.has(p) && !spare.includes(p)) spare.push(p);
   }
   for (const name of names)
-    for (let i = 1; i < replicas[name]; i++) services[name].grpcPorts.push(spare.shift() as number);
+    for (let i = 1; i < replicas[name]; i++) {
+      services[name].grpcPorts.push(spare.shift() as number);
+      services[name].metricsPorts.push(spare.shift() as number);
+    }
   return { nats, services };
+}
+
+/**
+ * The telemetry line a service writes to stderr at start (packages/platform/src/telemetry/register.ts):
+ * `<service.name>: traces → <where>; metrics → <url or off>`. The last one in `log` wins.
+ */
+export function reportedTelemetry(log: string): ReportedTelemetry | undefined {
+  const lines = [...log.matchAll(/^\S+: traces → (.+); metrics → (.+)$/gm)];
+  const last = lines.at(-1);
+  return last ? { traces: (last[1] as string).trim(), metrics: (last[2] as string).trim() } : undefined;
 }
 
 function goneReason(proc: ManagedProcess, signal?: AbortSignal): string | undefined {
