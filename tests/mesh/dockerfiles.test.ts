@@ -76,7 +76,7 @@ describe.each(built)("services/%s/Dockerfile", (name, t) => {
       ?.instructions.find((i) => i.keyword === "EXPOSE")
       ?.args.split(" ")
       .map(Number);
-    expect(expose).toEqual([t.grpcPort, ...(t.httpPort !== undefined ? [t.httpPort] : [])]);
+    expect(expose).toEqual([t.grpcPort, ...(t.httpPort !== undefined ? [t.httpPort] : []), t.metricsPort]);
   });
 
   it("copies from the context only paths that exist and .dockerignore keeps", () => {

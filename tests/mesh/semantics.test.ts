@@ -115,7 +115,7 @@ describe.each(OVERLAYS)("overlay %s", (overlay) => {
     expect(pod?.spec?.serviceAccountName).toBe(name);
     const c = pod?.spec?.containers[0];
     expect(c?.ports?.map((p) => p.containerPort).sort()).toEqual(
-      [t.grpcPort, ...(t.httpPort !== undefined ? [t.httpPort] : [])].sort(),
+      [t.grpcPort, ...(t.httpPort !== undefined ? [t.httpPort] : []), t.metricsPort].sort(),
     );
     expect(c?.readinessProbe?.grpc).toEqual({ port: t.grpcPort });
     expect(c?.livenessProbe?.grpc).toEqual({ port: t.grpcPort, service: "liveness" });
@@ -147,14 +147,53 @@ describe.each(OVERLAYS)("overlay %s", (overlay) => {
     }
   });
 
+  it.each(built)(
+    "exposes %s's metrics to Prometheus through Istio's metrics merging, and spans to Jaeger",
+    (name, t) => {
+      const d = get<IDeployment>(rs, "Deployment", name);
+      const pod = d.spec?.template;
+      const c = pod?.spec?.containers[0];
+      expect(c?.ports?.find((p) => p.name === "metrics")?.containerPort).toBe(t.metricsPort);
+      const env = new Map((c?.env ?? []).map((e) => [e.name, e.value]));
+      expect(env.get("METRICS_PORT")).toBe(String(t.metricsPort));
+      // Every interface, like the gRPC port: the sidecar agent scrapes http://localhost:<port>/metrics,
+      // which may resolve to either loopback address.
+      expect(env.get("METRICS_HOST")).toBe("0.0.0.0");
+      expect(pod?.metadata?.annotations).toMatchObject({
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": String(t.metricsPort),
+        "prometheus.io/path": "/metrics",
+      });
+      // Only inside the pod: not a port of the Service, and no AuthorizationPolicy lets anyone reach it
+      // (Prometheus scrapes the sidecar agent's :15020, which Istio does not intercept).
+      const svc = get<IService>(rs, "Service", name);
+      expect(svc.spec?.ports?.map((p) => p.port)).not.toContain(t.metricsPort);
+      for (const ap of rs.filter((r) => r.kind === "AuthorizationPolicy") as (Resource & IAuthorizationPolicy)[]) {
+        const ports = (ap.spec?.rules ?? []).flatMap((r) => (r.to ?? []).flatMap((x) => x.operation?.ports ?? []));
+        expect(ports, `${ap.metadata?.name} opens a metrics port`).not.toContain(String(t.metricsPort));
+      }
+      // Spans go to the Jaeger that the sidecars' Telemetry provider sends to, over OTLP/HTTP.
+      const install = parse(readFileSync(join(REPO_ROOT, "mesh/istio/install.yaml"), "utf8"));
+      const provider = install.spec.meshConfig.extensionProviders.find(
+        (p: { name: string }) => p.name === TRACING_PROVIDER,
+      );
+      expect(env.get("OTEL_EXPORTER_OTLP_ENDPOINT")).toBe(`http://${provider.opentelemetry.service}:4318`);
+    },
+  );
+
   it.each(built.map(([n]) => n))("reads in %s's config every env var its Deployment sets", (name) => {
     const config = join(REPO_ROOT, "services", name, "src/config.ts");
     if (!existsSync(config)) return;
     const source = readFileSync(config, "utf8");
     // Platform-wide names for work in flight (events: NATS; internal tokens) are set before every service reads them.
     const pending = new Set(["NATS_URL", "NATS_STREAM_REPLICAS", "TASKMESH_SERVICE_SECRET"]);
+    // Telemetry is read by the platform's register module (the first import of every main.ts), not by config.ts.
+    const telemetry = readFileSync(join(REPO_ROOT, "packages/platform/src/telemetry/telemetry.ts"), "utf8");
+    const mainTs = readFileSync(join(REPO_ROOT, "services", name, "src/main.ts"), "utf8");
+    const readByTelemetry = (n: string) =>
+      mainTs.includes('import "@taskmesh/platform/telemetry-register"') && telemetry.includes(`env.${n}`);
     const env = get<IDeployment>(rs, "Deployment", name).spec?.template.spec?.containers[0]?.env ?? [];
-    const unread = env.map((e) => e.name).filter((n) => !pending.has(n) && !source.includes(n));
+    const unread = env.map((e) => e.name).filter((n) => !pending.has(n) && !source.includes(n) && !readByTelemetry(n));
     expect(unread, `services/${name}/src/config.ts does not read these`).toEqual([]);
   });
 

@@ -21,9 +21,11 @@ import {
   fqdn,
   image,
   jwksUrl,
+  METRICS,
   type MeshService,
   NAMESPACE,
   NATS,
+  OTLP_ENDPOINT,
   RESOURCES,
   SERVICE_SECRET,
   SERVICES,
@@ -51,6 +53,13 @@ export function serviceEnv(s: MeshService): IEnvVar[] {
     { name: "HOST", value: "0.0.0.0" },
   ];
   if (s.httpPort !== undefined) env.push({ name: "JWKS_PORT", value: String(s.httpPort) });
+  // Telemetry (read by packages/platform/src/telemetry): metrics for the sidecar agent to scrape
+  // (it connects over the pod's loopback, hence every interface like the gRPC port), spans to Jaeger.
+  env.push(
+    { name: "METRICS_PORT", value: String(s.metricsPort) },
+    { name: "METRICS_HOST", value: "0.0.0.0" },
+    { name: "OTEL_EXPORTER_OTLP_ENDPOINT", value: OTLP_ENDPOINT },
+  );
   if (s.sqlite) {
     env.push({ name: "TASKMESH_DATA_DIR", value: DATA_DIR }, { name: "DB_PATH", value: `${DATA_DIR}/${s.name}.db` });
   }
@@ -108,6 +117,8 @@ export function serviceDeployment(s: MeshService, version = "v1"): Deployment {
   const name = version === "v1" ? s.name : `${s.name}-${version}`;
   const ports: IContainer["ports"] = [{ name: "grpc", containerPort: s.grpcPort, protocol: "TCP" }];
   if (s.httpPort !== undefined) ports.push({ name: "http-jwks", containerPort: s.httpPort, protocol: "TCP" });
+  // Not on the Service: only the sidecar agent in the pod scrapes it (see METRICS in policy.ts).
+  ports.push({ name: METRICS.containerPortName, containerPort: s.metricsPort, protocol: "TCP" });
   const volumes: IPodSpec["volumes"] = [{ name: "tmp", emptyDir: { sizeLimit: "64Mi" } }];
   const mounts: IContainer["volumeMounts"] = [{ name: "tmp", mountPath: "/tmp" }];
   if (s.sqlite) {
@@ -134,6 +145,11 @@ export function serviceDeployment(s: MeshService, version = "v1"): Deployment {
               holdApplicationUntilProxyStarts: true,
               terminationDrainDuration: SIDECAR_DRAIN,
             }),
+            // Prometheus' kubernetes-pods job (Istio's addon) scrapes what these say; Istio's
+            // metrics merging points them at the sidecar agent, which adds this endpoint's metrics.
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": String(s.metricsPort),
+            "prometheus.io/path": METRICS.path,
           },
         },
         spec: {

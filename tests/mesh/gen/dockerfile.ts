@@ -59,7 +59,7 @@ export function imageWorkspaces(service: string): { name: string; dir: string }[
 export function renderDockerfile(s: MeshService, header: string): string {
   const ws = imageWorkspaces(s.name);
   const self = ws[ws.length - 1] as { name: string; dir: string };
-  const ports = [s.grpcPort, ...(s.httpPort !== undefined ? [s.httpPort] : [])].join(" ");
+  const ports = [s.grpcPort, ...(s.httpPort !== undefined ? [s.httpPort] : []), s.metricsPort].join(" ");
   const lines = [
     "# syntax=docker/dockerfile:1",
     `# ${header}`,

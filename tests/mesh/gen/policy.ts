@@ -110,6 +110,27 @@ export const NATS = {
   lameDuck: "30s",
 };
 
+/**
+ * Each service's Prometheus endpoint (METRICS_PORT = TOPOLOGY's metricsPort, packages/platform/src/telemetry).
+ * The pod carries the `prometheus.io/*` annotations; Istio's metrics merging (meshConfig
+ * enablePrometheusMerge, on by default) rewrites them at injection to the sidecar agent's
+ * :15020/stats/prometheus, and the agent answers a scrape with Envoy's metrics followed by the app's,
+ * which it fetches from `http://localhost:<port>/metrics` inside the pod (pilot-agent's status
+ * server). So Prometheus never connects to the metrics port itself, and :15020 is not intercepted
+ * by the sidecar: no AuthorizationPolicy needs to allow the metrics port, and deny-all keeps it
+ * closed to every other workload. (Were merging turned off, Prometheus would need its own sidecar
+ * identity and a rule allowing it this port.)
+ */
+export const METRICS = { path: "/metrics", containerPortName: "metrics", sidecarAgentPort: 15020 };
+
+/**
+ * Where the services export their own spans: OTLP/HTTP to the collector of Istio's Jaeger addon
+ * (samples/addons/jaeger.yaml: Service jaeger-collector in istio-system, port 4318 `http-otel`), the
+ * same Jaeger the sidecars' spans reach through the Telemetry resource. The services follow the
+ * sidecar's sampling decision (parentbased), so Envoy's spans and theirs make one trace.
+ */
+export const OTLP_ENDPOINT = "http://jaeger-collector.istio-system.svc.cluster.local:4318";
+
 /** The name of the tracing extensionProvider declared in meshConfig (mesh/istio/install.yaml). */
 export const TRACING_PROVIDER = "jaeger";
 
