@@ -37,8 +37,12 @@ describe("npm start (scripts/start.mjs)", () => {
   let exit: Promise<number | null>;
 
   beforeAll(async () => {
+    // As a user runs it first: no OTLP endpoint (the runner's own test covers one being set).
+    const env = { ...process.env };
+    delete env.OTEL_EXPORTER_OTLP_ENDPOINT;
     child = spawn(process.execPath, [START, "--no-build", "--free-ports", "--data-dir", data.path], {
       cwd: REPO_ROOT,
+      env,
       stdio: "pipe",
     });
     exit = new Promise((resolve) => child.once("exit", (code) => resolve(code)));
@@ -70,6 +74,39 @@ describe("npm start (scripts/start.mjs)", () => {
     expect(stdout).toMatch(/users\s+127\.0\.0\.1:\d+.*JWKS http:\/\/127\.0\.0\.1:\d+\/\.well-known\/jwks\.json/);
     expect(stdout).toMatch(/tasks\s+127\.0\.0\.1:\d+/);
     expect(stdout).toMatch(/nats\s+nats:\/\/127\.0\.0\.1:\d+/);
+  });
+
+  it("prints where traces go, and a metrics URL per service that answers with its RPC counters", async () => {
+    const block = stdout.slice(stdout.indexOf("Telemetry"), stdout.indexOf("Try ("));
+    expect(block).toContain(
+      "traces   not exported (set OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 to send OTLP to Jaeger/a collector)",
+    );
+    const urls = new Map(
+      [...block.matchAll(/^\s+(?:metrics\s+)?([a-z][a-z.0-9]*)\s+(http:\/\/127\.0\.0\.1:\d+\/metrics)$/gm)].map((m) => [
+        m[1] as string,
+        m[2] as string,
+      ]),
+    );
+    expect([...urls.keys()].sort()).toEqual([...builtServices()].sort());
+    // A call through the gateway (Connect JSON, as curl sends it) shows on the edge's and on users' endpoint.
+    const gateway = /gateway\s+(http:\/\/127\.0\.0\.1:\d+)/.exec(stdout)?.[1];
+    const res = await fetch(`${gateway}/taskmesh.users.v1.UserService/Register`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ email: `metrics-${process.pid}@example.com`, password: "correct-horse-battery" }),
+    });
+    expect(res.status).toBe(200);
+    for (const [name, system] of [
+      ["gateway", "connect_rpc"],
+      ["users", "grpc"],
+    ] as const) {
+      const text = await (await fetch(urls.get(name) ?? "")).text();
+      const line = text
+        .split("\n")
+        .find((l) => l.startsWith("rpc_server_requests_total{") && l.includes('rpc_method="Register"'));
+      expect(line, `${name}: ${urls.get(name)}`).toContain(`rpc_system="${system}"`);
+      expect(Number(line?.split(" ").pop())).toBeGreaterThanOrEqual(1);
+    }
   });
 
   it("prints example calls that work when pasted into a shell", async () => {
