@@ -3,7 +3,7 @@
  * graph), the Protobuf descriptors (method paths, idempotency) and the token constants. These
  * read the kustomize output, not the generator, so a hand edit or a wrong patch fails here too.
  */
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { IDestinationRule } from "@kubernetes-models/istio/networking.istio.io/v1/DestinationRule";
 import type { IVirtualService } from "@kubernetes-models/istio/networking.istio.io/v1/VirtualService";
@@ -188,10 +188,14 @@ describe.each(OVERLAYS)("overlay %s", (overlay) => {
     // Platform-wide names for work in flight (events: NATS; internal tokens) are set before every service reads them.
     const pending = new Set(["NATS_URL", "NATS_STREAM_REPLICAS", "TASKMESH_SERVICE_SECRET"]);
     // Telemetry is read by the platform's register module (the first import of every main.ts), not by config.ts.
-    const telemetry = readFileSync(join(REPO_ROOT, "packages/platform/src/telemetry/telemetry.ts"), "utf8");
+    const dir = join(REPO_ROOT, "packages/platform/src/telemetry");
+    const telemetry = readdirSync(dir)
+      .filter((f) => f.endsWith(".ts") && !f.endsWith(".test.ts"))
+      .map((f) => readFileSync(join(dir, f), "utf8"))
+      .join("\n");
     const mainTs = readFileSync(join(REPO_ROOT, "services", name, "src/main.ts"), "utf8");
     const readByTelemetry = (n: string) =>
-      mainTs.includes('import "@taskmesh/platform/telemetry-register"') && telemetry.includes(`env.${n}`);
+      mainTs.includes('import "@taskmesh/platform/telemetry-register"') && telemetry.includes(n);
     const env = get<IDeployment>(rs, "Deployment", name).spec?.template.spec?.containers[0]?.env ?? [];
     const unread = env.map((e) => e.name).filter((n) => !pending.has(n) && !source.includes(n) && !readByTelemetry(n));
     expect(unread, `services/${name}/src/config.ts does not read these`).toEqual([]);
