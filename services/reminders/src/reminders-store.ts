@@ -49,6 +49,14 @@ export const MIGRATIONS: readonly Migration[] = [
   },
   inboxMigration(2),
   outboxMigration(3),
+  {
+    version: 4,
+    name: "trace context of timers",
+    // The W3C traceparent of the task event that (re)scheduled the timer (the consumer span that
+    // applied it). The timer fires in that trace, however much later: a reminder belongs to the
+    // request that set it. NULL for timers stored before this migration or without a trace.
+    sql: "ALTER TABLE timers ADD COLUMN traceparent TEXT;",
+  },
 ];
 
 export type TaskState = "open" | "completed" | "deleted";
@@ -74,6 +82,8 @@ export interface ScheduledTimer {
 export interface DueTimer extends ScheduledTimer {
   title: string;
   timeZone: string;
+  /** W3C traceparent stored when the timer was (re)scheduled, null without one. */
+  traceparent: string | null;
 }
 
 const TIMER_COLUMNS = `t.id, t.task_id AS taskId, t.user_id AS userId, t.kind, t.offset_seconds AS offsetSeconds,
@@ -94,6 +104,7 @@ export class RemindersStore {
   readonly #due: Statement<[number, number]>;
   readonly #markFired: Statement<[number, string, number]>;
   readonly #next: Statement<[]>;
+  readonly #pendingCount: Statement<[]>;
   readonly #userDeleted: Statement<[string]>;
   readonly #markUserDeleted: Statement<[string, string]>;
   readonly #purgeTimers: Statement<[string]>;
@@ -111,19 +122,20 @@ export class RemindersStore {
     // A conflict means this very timer (same task, kind, offset and due time) exists already:
     // fired, since the pending ones were just deleted. It must not fire again.
     this.#insertTimer = db.prepare(`
-      INSERT INTO timers (task_id, user_id, kind, offset_seconds, due_time, fire_time)
-      VALUES (@taskId, @userId, @kind, @offsetSeconds, @dueTime, @fireTime)
+      INSERT INTO timers (task_id, user_id, kind, offset_seconds, due_time, fire_time, traceparent)
+      VALUES (@taskId, @userId, @kind, @offsetSeconds, @dueTime, @fireTime, @traceparent)
       ON CONFLICT DO NOTHING`);
     this.#pendingFor = db.prepare(
       `SELECT ${TIMER_COLUMNS} FROM timers t WHERE t.user_id = ? AND t.fired_at IS NULL ORDER BY t.fire_time, t.id`,
     );
     this.#due = db.prepare(`
-      SELECT ${TIMER_COLUMNS}, k.title, k.time_zone AS timeZone
+      SELECT ${TIMER_COLUMNS}, k.title, k.time_zone AS timeZone, t.traceparent
       FROM timers t JOIN tasks k ON k.task_id = t.task_id
       WHERE t.fired_at IS NULL AND t.fire_time <= ?
       ORDER BY t.fire_time, t.id LIMIT ?`);
     this.#markFired = db.prepare("UPDATE timers SET fired_at = ?, event_id = ? WHERE id = ? AND fired_at IS NULL");
     this.#next = db.prepare("SELECT min(fire_time) FROM timers WHERE fired_at IS NULL").pluck();
+    this.#pendingCount = db.prepare("SELECT count(*) FROM timers WHERE fired_at IS NULL").pluck();
     this.#userDeleted = db.prepare("SELECT 1 FROM deleted_users WHERE user_id = ?").pluck();
     this.#markUserDeleted = db.prepare(
       "INSERT INTO deleted_users (user_id, deleted_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
@@ -144,9 +156,10 @@ export class RemindersStore {
   /**
    * Records `task` at its version and replaces its pending timers with `timers`. A planned timer
    * that already fired (same kind, offset and due time) is not scheduled again. Returns the
-   * number of timers now pending for the task.
+   * number of timers now pending for the task. `traceparent` (the context of the event being
+   * applied) is stored with each timer, which fires in that trace.
    */
-  schedule(task: TaskSnapshot, timers: readonly PlannedTimer[]): number {
+  schedule(task: TaskSnapshot, timers: readonly PlannedTimer[], traceparent?: string): number {
     this.#upsertTask.run({
       taskId: task.taskId,
       userId: task.userId,
@@ -165,6 +178,7 @@ export class RemindersStore {
         offsetSeconds: t.offsetSeconds,
         dueTime: task.dueTime,
         fireTime: t.fireTime,
+        traceparent: traceparent ?? null,
       });
       pending += r.changes;
     }
@@ -199,6 +213,11 @@ export class RemindersStore {
   /** Sets the fire-once marker. False if the timer had already fired (or is gone). */
   markFired(id: number, firedAt: number, eventId: string): boolean {
     return this.#markFired.run(firedAt, eventId, id).changes === 1;
+  }
+
+  /** Number of timers that have not fired, of every user (the taskmesh_reminders_pending gauge). */
+  pendingCount(): number {
+    return this.#pendingCount.get() as number;
   }
 
   /** The earliest fire time of a pending timer (epoch ms), if there is one. */

@@ -1,3 +1,4 @@
+import { AsyncResource } from "node:async_hooks";
 import { createHash } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
@@ -37,6 +38,7 @@ export class Scheduler {
   readonly #opts: SchedulerOptions;
   readonly #log: Logger;
   readonly #fireBatch: (now: number) => { fired: number; full: boolean };
+  readonly #armDetached: () => void;
   #timer: NodeJS.Timeout | undefined;
   #wakeQueued = false;
   #running = false;
@@ -45,6 +47,12 @@ export class Scheduler {
   constructor(opts: SchedulerOptions) {
     this.#opts = opts;
     this.#log = opts.logger.child({ component: "scheduler" });
+    // The timer loop runs in the async context the scheduler was built in (no span), not in the
+    // context of whoever woke it: wake() is called from a consumer's span, and setImmediate and
+    // setTimeout carry the caller's context along (AsyncLocalStorage), so every later tick — and
+    // its log lines, and any event appended without a stored traceparent — would otherwise sit
+    // in the trace of the last task event that happened to wake it.
+    this.#armDetached = AsyncResource.bind(() => this.#arm());
     const { db, store } = opts;
     const batchSize = opts.batchSize ?? 200;
     this.#fireBatch = db.transaction((now: number) => {
@@ -53,7 +61,13 @@ export class Scheduler {
       for (const timer of due) {
         const event = timerEvent(timer, now);
         if (!store.markFired(timer.id, now, event.id)) continue;
-        appendEvent(db, event);
+        // In the trace of the task event that scheduled the timer (its consumer span, stored with
+        // the timer), not in whatever is active here (nothing: a setTimeout or start-up). So a
+        // reminder that fires hours later, or after a restart, shows in the trace of the request
+        // that created or changed the task — one trace from the edge to the notification (issue 5);
+        // the gap before the publish span is the wait. The relay's PRODUCER span is the child of
+        // this context. A timer stored before migration 4 has none and starts a trace of its own.
+        appendEvent(db, event, { traceparent: timer.traceparent ?? undefined });
         fired++;
       }
       // A full batch may have more behind it.
@@ -89,7 +103,7 @@ export class Scheduler {
   start(): void {
     if (this.#running) return;
     this.#running = true;
-    this.#arm();
+    this.#armDetached();
   }
 
   /** Stops waking. A tick in progress (synchronous) has finished by the time this returns. */
@@ -109,7 +123,7 @@ export class Scheduler {
     this.#wakeQueued = true;
     setImmediate(() => {
       this.#wakeQueued = false;
-      if (this.#running) this.#arm();
+      if (this.#running) this.#armDetached();
     });
   }
 

@@ -5,6 +5,7 @@ import {
   EventConsumer,
   GrpcServer,
   type Logger,
+  meter,
   NatsLink,
   natsReady,
   OutboxRelay,
@@ -113,6 +114,21 @@ export function build(config: RemindersConfig, deps: RemindersDeps = {}): Remind
     readiness: () => pingDatabase(db) && natsReady(link),
   });
 
+  // taskmesh_reminders_pending: timers not yet fired, read at scrape time (one count over the
+  // partial index of pending timers). Created in listen(), i.e. after telemetry started (before
+  // that meter() is the API's no-op).
+  let stopMetrics = () => {};
+  const registerMetrics = () => {
+    const gauge = meter().createObservableGauge("taskmesh.reminders.pending", {
+      description: "Timers (reminders and due times) scheduled and not yet fired",
+    });
+    const observe = (r: { observe(v: number): void }) => {
+      if (db.open) r.observe(store.pendingCount());
+    };
+    gauge.addCallback(observe);
+    stopMetrics = () => gauge.removeCallback(observe);
+  };
+
   let started = false;
   let stopped: Promise<void> | undefined;
   return {
@@ -120,6 +136,7 @@ export function build(config: RemindersConfig, deps: RemindersDeps = {}): Remind
       const grpcPort = await grpc.listen(config.grpcPort, config.host);
       if (!started) {
         started = true;
+        registerMetrics();
         scheduler.start();
         relay.start();
         tasks.start();
@@ -138,6 +155,7 @@ export function build(config: RemindersConfig, deps: RemindersDeps = {}): Remind
     shutdown() {
       stopped ??= (async () => {
         await grpc.shutdown();
+        stopMetrics();
         await Promise.all([tasks.stop(), userDeleted.stop()]);
         scheduler.stop();
         // Publishes what it can for a few seconds; the rest waits in the outbox for the next start.

@@ -1,5 +1,5 @@
 import type { Envelope } from "@taskmesh/gen/taskmesh/events/v1/events_pb";
-import type { EventContext, Logger } from "@taskmesh/platform";
+import { activeTraceparent, type EventContext, type Logger } from "@taskmesh/platform";
 import type { RemindersStore } from "./reminders-store.js";
 import { deriveTimers, snapshotOf } from "./timers.js";
 
@@ -29,6 +29,9 @@ export type TaskEventOutcome =
  * - An event whose version is not newer than the one already applied for that task is ignored
  *   (an older update delivered late must not undo a newer one, nor revive a deleted task).
  * - Events about a user whose account was deleted are ignored.
+ *
+ * The timers keep the active trace context (the consumer's span of this event, which continues
+ * the trace of the request that changed the task), so they fire in that trace (see Scheduler).
  *
  * Anything malformed throws, and the consumer dead-letters the event with the reason.
  */
@@ -74,7 +77,8 @@ export function applyTaskEvent(deps: TaskEventsDeps, event: Envelope): TaskEvent
   if (p.case === "taskCreated" || p.case === "taskUpdated") {
     // Guarded above: the task is there.
     const snapshot = { ...snapshotOf(p.value.task as NonNullable<typeof p.value.task>), userId, version };
-    outcome = { kind: "scheduled", pending: store.schedule(snapshot, deriveTimers(snapshot, deps.now())) };
+    const timers = deriveTimers(snapshot, deps.now());
+    outcome = { kind: "scheduled", pending: store.schedule(snapshot, timers, activeTraceparent()) };
   } else {
     const state = p.case === "taskCompleted" ? "completed" : "deleted";
     outcome = { kind: "closed", dropped: store.close(taskId, userId, version, state) };

@@ -10,10 +10,13 @@ import {
   createLogger,
   DEADLETTER_HEADERS,
   ensureStreams,
+  InMemorySpanExporter,
   NATS_HEALTH_SERVICE,
   NatsLink,
   newEvent,
   STREAMS,
+  startTelemetry,
+  type Telemetry,
 } from "@taskmesh/platform";
 import { type NatsServer, startNats } from "@taskmesh/platform/testing";
 import Database from "better-sqlite3";
@@ -23,7 +26,9 @@ import { type Harness, startTasks } from "./tasks.test-util.js";
 
 const logger = createLogger("tasks-events-test", { level: process.env.TEST_LOG_LEVEL ?? "silent" });
 const DUE = Date.UTC(2031, 2, 9, 14, 0, 0);
-const TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+/** @opentelemetry/api SpanKind values, as ReadableSpan.kind carries them. */
+const SERVER = 1;
+const PRODUCER = 3;
 
 async function waitFor<T>(what: string, fn: () => T | Promise<T>, timeoutMs = 15_000): Promise<NonNullable<T>> {
   const deadline = Date.now() + timeoutMs;
@@ -46,8 +51,13 @@ describe("tasks events (real nats-server)", () => {
   let nats: NatsServer;
   let admin: NatsLink;
   let h: Harness;
+  const exporter = new InMemorySpanExporter();
+  let telemetry: Telemetry;
 
   beforeAll(async () => {
+    // As main.ts does (telemetry-register): the grpc-js instrumentation makes the handler's
+    // SERVER span active, which each event's trace context comes from.
+    telemetry = await startTelemetry({ serviceName: "tasks", spanExporter: exporter });
     nats = await startNats();
     admin = new NatsLink({ servers: nats.url, name: "test-admin", logger, reconnectTimeWaitMs: 100 });
     h = await startTasks({ env: { NATS_URL: nats.url }, deps: { outboxReportIntervalMs: 200 } });
@@ -56,6 +66,7 @@ describe("tasks events (real nats-server)", () => {
     await h?.stop();
     await admin?.close();
     await nats?.stop();
+    await telemetry?.shutdown();
   });
 
   /** Every message of `stream`, in stream order, decoded. */
@@ -122,21 +133,17 @@ describe("tasks events (real nats-server)", () => {
   it("publishes created, updated (with changed_fields), completed and deleted in order, each with the whole task", async () => {
     const userId = randomUUID();
     const c = await h.as(userId);
-    const headers = { traceparent: TRACEPARENT };
     const created = (
-      await c.createTask(
-        {
-          task: {
-            title: "water the plants",
-            notes: "balcony",
-            dueTime: timestampFromMs(DUE),
-            timeZone: "Europe/Paris",
-            recurrenceRule: "FREQ=WEEKLY;BYDAY=SU",
-            reminderOffsets: [durationFromMs(600_000)],
-          },
+      await c.createTask({
+        task: {
+          title: "water the plants",
+          notes: "balcony",
+          dueTime: timestampFromMs(DUE),
+          timeZone: "Europe/Paris",
+          recurrenceRule: "FREQ=WEEKLY;BYDAY=SU",
+          reminderOffsets: [durationFromMs(600_000)],
         },
-        { headers },
-      )
+      })
     ).task;
     const id = created?.id ?? "";
     const updated = (
@@ -162,7 +169,18 @@ describe("tasks events (real nats-server)", () => {
       expect(e.msgId).toBe(e.envelope.id);
       expect(e.envelope.aggregateId).toBe(id);
     }
-    expect(events[0]?.traceparent).toBe(TRACEPARENT);
+    // Each event is published in the trace of the call that made it: the relay's publish span is
+    // the child of the handler's SERVER span, and the message carries the publish span's context.
+    const spans = exporter.getFinishedSpans();
+    const methods = ["CreateTask", "UpdateTask", "CompleteTask", "DeleteTask"];
+    for (const [i, e] of events.entries()) {
+      const publish = spans.find((x) => x.kind === PRODUCER && x.attributes["messaging.message.id"] === e.envelope.id);
+      const handler = spans.find((x) => x.spanContext().spanId === publish?.parentSpanContext?.spanId);
+      expect(handler?.kind).toBe(SERVER);
+      expect(handler?.name).toBe(`grpc.taskmesh.tasks.v1.TaskService/${methods[i]}`);
+      expect(publish?.spanContext().traceId).toBe(handler?.spanContext().traceId);
+      expect(e.traceparent).toBe(`00-${publish?.spanContext().traceId}-${publish?.spanContext().spanId}-01`);
+    }
 
     const [ce, ue, coe, de] = events.map((e) => e.envelope.payload);
     // The whole task, exactly as the API answered it: consumers never need to call back.

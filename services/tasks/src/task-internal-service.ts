@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { ServiceImpl } from "@connectrpc/connect";
 import type { TaskInternalService } from "@taskmesh/gen/taskmesh/tasks/v1/tasks_pb";
-import { requireService, traceparentOf } from "@taskmesh/platform";
+import { requireService } from "@taskmesh/platform";
 import { toTask } from "./task-record.js";
 import { checkTimestamp } from "./task-rules.js";
 import { createdTask, digest, ms, type TaskServiceDeps } from "./task-service.js";
@@ -45,7 +45,6 @@ export function taskInternalService(deps: TaskServiceDeps): ServiceImpl<typeof T
           now: now(),
           maxTasks: deps.maxTasksPerUser,
           key: { scope: "occurrence", key: req.idempotencyKey, fingerprint: digest([parentId, dueTime]) },
-          traceparent: traceparentOf(ctx),
         },
       );
       return { task: toTask(createdTask(result)), created: result.kind === "created" };

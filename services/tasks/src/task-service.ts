@@ -3,7 +3,7 @@ import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { TaskStatus } from "@taskmesh/gen/taskmesh/tasks/v1/task_pb";
 import type { TaskInput, TaskService } from "@taskmesh/gen/taskmesh/tasks/v1/tasks_pb";
-import { requireUser, traceparentOf } from "@taskmesh/platform";
+import { requireUser } from "@taskmesh/platform";
 import { decodePageToken, encodePageToken, type ListFilter } from "./page-token.js";
 import { toTask } from "./task-record.js";
 import { checkTimestamp, invalid, normalizeRecurrence, normalizeTimeZone, reminderSeconds } from "./task-rules.js";
@@ -41,7 +41,6 @@ export function taskService(deps: TaskServiceDeps): ServiceImpl<typeof TaskServi
         now: now(),
         maxTasks: deps.maxTasksPerUser,
         ...(key ? { key } : {}),
-        traceparent: traceparentOf(ctx),
       });
       return { task: toTask(createdTask(result)) };
     },
@@ -76,42 +75,36 @@ export function taskService(deps: TaskServiceDeps): ServiceImpl<typeof TaskServi
       if (req.title !== undefined) checkTitle("title", req.title);
       const timeZone = req.timeZone !== undefined ? normalizeTimeZone("time_zone", req.timeZone) : undefined;
       const newDue = req.dueTime ? checkTimestamp("due_time", ms(req.dueTime)) : undefined;
-      const updated = store.update(
-        userId,
-        taskId(req.taskId),
-        now(),
-        (cur) => {
-          const dueTime = req.clearDueTime ? null : (newDue ?? cur.dueTime);
-          const recurrenceRule =
-            req.recurrenceRule !== undefined
-              ? normalizeRecurrence("recurrence_rule", req.recurrenceRule, dueTime)
-              : cur.recurrenceRule;
-          const reminderOffsets = req.reminderOffsets
-            ? reminderSeconds("reminder_offsets.offsets", req.reminderOffsets.offsets, dueTime)
-            : cur.reminderOffsets;
-          if (dueTime === null && recurrenceRule !== "")
-            throw invalid("clear_due_time", 'the task recurs; also set recurrence_rule to "" to remove the due time');
-          if (dueTime === null && reminderOffsets.length > 0)
-            throw invalid("clear_due_time", "the task has reminders; also set reminder_offsets to none");
-          const next: TaskFields = {
-            title: req.title ?? cur.title,
-            notes: req.notes ?? cur.notes,
-            dueTime,
-            timeZone: timeZone ?? cur.timeZone,
-            recurrenceRule,
-            reminderOffsets,
-            parentTaskId: cur.parentTaskId,
-          };
-          return sameFields(cur, next) ? null : next;
-        },
-        { traceparent: traceparentOf(ctx) },
-      );
+      const updated = store.update(userId, taskId(req.taskId), now(), (cur) => {
+        const dueTime = req.clearDueTime ? null : (newDue ?? cur.dueTime);
+        const recurrenceRule =
+          req.recurrenceRule !== undefined
+            ? normalizeRecurrence("recurrence_rule", req.recurrenceRule, dueTime)
+            : cur.recurrenceRule;
+        const reminderOffsets = req.reminderOffsets
+          ? reminderSeconds("reminder_offsets.offsets", req.reminderOffsets.offsets, dueTime)
+          : cur.reminderOffsets;
+        if (dueTime === null && recurrenceRule !== "")
+          throw invalid("clear_due_time", 'the task recurs; also set recurrence_rule to "" to remove the due time');
+        if (dueTime === null && reminderOffsets.length > 0)
+          throw invalid("clear_due_time", "the task has reminders; also set reminder_offsets to none");
+        const next: TaskFields = {
+          title: req.title ?? cur.title,
+          notes: req.notes ?? cur.notes,
+          dueTime,
+          timeZone: timeZone ?? cur.timeZone,
+          recurrenceRule,
+          reminderOffsets,
+          parentTaskId: cur.parentTaskId,
+        };
+        return sameFields(cur, next) ? null : next;
+      });
       return { task: toTask(found(updated, req.taskId)) };
     },
 
     async completeTask(req, ctx) {
       const userId = liveUser(store, ctx);
-      const completed = store.complete(userId, taskId(req.taskId), now(), { traceparent: traceparentOf(ctx) });
+      const completed = store.complete(userId, taskId(req.taskId), now());
       return { task: toTask(found(completed, req.taskId)) };
     },
 
@@ -123,7 +116,7 @@ export function taskService(deps: TaskServiceDeps): ServiceImpl<typeof TaskServi
      */
     async deleteTask(req, ctx) {
       const userId = liveUser(store, ctx);
-      if (!store.delete(userId, taskId(req.taskId), now(), { traceparent: traceparentOf(ctx) })) {
+      if (!store.delete(userId, taskId(req.taskId), now())) {
         throw notFound(req.taskId);
       }
       return {};

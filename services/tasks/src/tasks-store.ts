@@ -134,17 +134,16 @@ export interface ListQuery {
   limit: number;
 }
 
-/** Options of a write. */
-export interface WriteOptions {
-  /** W3C trace context of the request, carried with the event. */
-  traceparent?: string | undefined;
-}
-
 /**
  * SQL for the tasks database. Every statement is prepared once (list variants on first use);
  * every read and write is scoped by user_id. Each write is one `db.transaction` that also
  * appends its event to the outbox (events.ts), so the event exists if and only if the change
  * committed; a write that changes nothing appends nothing.
+ *
+ * The event carries the active span's trace context (appendEvent's default): in a handler that is
+ * the grpc-js SERVER span of the call (instrumentation-grpc runs the handler inside it), so the
+ * relay's publish span is its child. Passing the caller's `traceparent` header instead would skip
+ * that span and hang the publish off the caller's CLIENT span.
  */
 export class TasksStore {
   readonly #db: Db;
@@ -204,7 +203,7 @@ export class TasksStore {
   create(
     userId: string,
     fields: () => TaskFields | undefined,
-    opts: { id: string; now: number; maxTasks: number; key?: IdempotencyKey } & WriteOptions,
+    opts: { id: string; now: number; maxTasks: number; key?: IdempotencyKey },
   ): CreateResult {
     return this.#db
       .transaction((): CreateResult => {
@@ -232,7 +231,7 @@ export class TasksStore {
         };
         this.#insert.run(toRow(task));
         if (key) this.#insertKey.run(userId, key.scope, key.key, task.id, key.fingerprint, opts.now);
-        appendEvent(this.#db, taskCreated(task), { traceparent: opts.traceparent });
+        appendEvent(this.#db, taskCreated(task));
         return { kind: "created", task };
       })
       .immediate();
@@ -247,7 +246,6 @@ export class TasksStore {
     id: string,
     now: number,
     change: (current: TaskRecord) => TaskFields | null,
-    opts: WriteOptions = {},
   ): TaskRecord | undefined {
     return this.#db
       .transaction(() => {
@@ -258,32 +256,32 @@ export class TasksStore {
         if (next === null || changed.length === 0) return current;
         this.#update.run(toRow({ ...current, ...next, updateTime: now }));
         const updated = this.get(userId, id) as TaskRecord;
-        appendEvent(this.#db, taskUpdated(updated, changed), { traceparent: opts.traceparent });
+        appendEvent(this.#db, taskUpdated(updated, changed));
         return updated;
       })
       .immediate();
   }
 
   /** Marks the task completed; a completed task is returned unchanged. Undefined when absent. */
-  complete(userId: string, id: string, now: number, opts: WriteOptions = {}): TaskRecord | undefined {
+  complete(userId: string, id: string, now: number): TaskRecord | undefined {
     return this.#db
       .transaction(() => {
         // No row changes when already completed (or absent): then nothing happened, no event.
         const changed = this.#complete.run({ id, user_id: userId, now }).changes > 0;
         const task = this.get(userId, id);
-        if (changed && task) appendEvent(this.#db, taskCompleted(task), { traceparent: opts.traceparent });
+        if (changed && task) appendEvent(this.#db, taskCompleted(task));
         return task;
       })
       .immediate();
   }
 
   /** True when the task existed (and was the user's) and is now gone. */
-  delete(userId: string, id: string, now: number, opts: WriteOptions = {}): boolean {
+  delete(userId: string, id: string, now: number): boolean {
     return this.#db
       .transaction(() => {
         const task = this.get(userId, id);
         if (!task || this.#delete.run(id, userId).changes === 0) return false;
-        appendEvent(this.#db, taskDeleted(task, now), { traceparent: opts.traceparent });
+        appendEvent(this.#db, taskDeleted(task, now));
         return true;
       })
       .immediate();

@@ -3,7 +3,16 @@ import { Code, type ConnectError } from "@connectrpc/connect";
 import { Health, HealthCheckResponse_ServingStatus } from "@taskmesh/gen/grpc/health/v1/health_pb";
 import { type Envelope, EnvelopeSchema } from "@taskmesh/gen/taskmesh/events/v1/events_pb";
 import { UserService } from "@taskmesh/gen/taskmesh/users/v1/users_pb";
-import { createGrpcClient, createLogger, NATS_HEALTH_SERVICE, NatsLink, STREAMS } from "@taskmesh/platform";
+import {
+  createGrpcClient,
+  createLogger,
+  InMemorySpanExporter,
+  NATS_HEALTH_SERVICE,
+  NatsLink,
+  STREAMS,
+  startTelemetry,
+  type Telemetry,
+} from "@taskmesh/platform";
 import { type NatsServer, startNats, tempDir } from "@taskmesh/platform/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadUsersConfig } from "./config.js";
@@ -13,6 +22,9 @@ const logger = createLogger("users-events-test", { level: process.env.TEST_LOG_L
 const SECRET = "test-secret-that-is-at-least-32-characters";
 // Cheap scrypt: these tests are about events, not password cost.
 const scrypt = { N: 1024, r: 8, p: 1 };
+/** @opentelemetry/api SpanKind values, as ReadableSpan.kind carries them. */
+const SERVER = 1;
+const PRODUCER = 3;
 
 async function waitFor<T>(what: string, fn: () => T | Promise<T>, timeoutMs = 15_000): Promise<NonNullable<T>> {
   const deadline = Date.now() + timeoutMs;
@@ -58,8 +70,13 @@ describe("users events (real nats-server)", () => {
   let nats: NatsServer;
   let admin: NatsLink;
   let s: Awaited<ReturnType<typeof started>>;
+  const exporter = new InMemorySpanExporter();
+  let telemetry: Telemetry;
 
   beforeAll(async () => {
+    // As main.ts does (telemetry-register): the grpc-js instrumentation makes the handler's
+    // SERVER span active, which the event's trace context comes from.
+    telemetry = await startTelemetry({ serviceName: "users", spanExporter: exporter });
     nats = await startNats();
     admin = new NatsLink({ servers: nats.url, name: "test-admin", logger });
     s = await started(dir.path, nats.url);
@@ -68,6 +85,7 @@ describe("users events (real nats-server)", () => {
     await s?.stop();
     await admin?.close();
     await nats?.stop();
+    await telemetry?.shutdown();
     dir.remove();
   });
 
@@ -89,10 +107,9 @@ describe("users events (real nats-server)", () => {
     return out;
   }
 
-  it("publishes user.registered with the account's id, email and time zone, carrying the caller's traceparent", async () => {
+  it("publishes user.registered with the account's id, email and time zone, in the trace of the Register call", async () => {
     const email = uniqueEmail();
-    const traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-    const { user } = await s.users.register({ email, password: "correct horse" }, { headers: { traceparent } });
+    const { user } = await s.users.register({ email, password: "correct horse" });
     await waitFor("the outbox to drain", () => s.app.events.backlog() === 0);
 
     const mine = (await usersStream()).filter((m) => m.envelope.userId === user?.id);
@@ -100,7 +117,15 @@ describe("users events (real nats-server)", () => {
     const [m] = mine;
     expect(m?.subject).toBe("taskmesh.user.registered");
     expect(m?.msgId).toBe(m?.envelope.id);
-    expect(m?.traceparent).toBe(traceparent);
+    // The relay's publish span is the child of the Register handler's SERVER span, and the message
+    // carries the publish span's context on to consumers.
+    const spans = exporter.getFinishedSpans();
+    const publish = spans.find((x) => x.kind === PRODUCER && x.attributes["messaging.message.id"] === m?.envelope.id);
+    const handler = spans.find((x) => x.spanContext().spanId === publish?.parentSpanContext?.spanId);
+    expect(handler?.kind).toBe(SERVER);
+    expect(handler?.name).toBe("grpc.taskmesh.users.v1.UserService/Register");
+    expect(publish?.spanContext().traceId).toBe(handler?.spanContext().traceId);
+    expect(m?.traceparent).toBe(`00-${publish?.spanContext().traceId}-${publish?.spanContext().spanId}-01`);
     expect(m?.envelope).toMatchObject({ type: "user.registered", userId: user?.id, aggregateId: user?.id });
     expect(m?.envelope.payload).toMatchObject({
       case: "userRegistered",

@@ -9,7 +9,7 @@ import {
   type UserSchema,
   type UserService,
 } from "@taskmesh/gen/taskmesh/users/v1/users_pb";
-import { type Logger, requireUser, traceparentOf } from "@taskmesh/platform";
+import { type Logger, requireUser } from "@taskmesh/platform";
 import type { AccountDeletions } from "./account-deletion-saga.js";
 import type { SagaRecord } from "./deletion-saga-log.js";
 import type { PasswordHasher } from "./password-hasher.js";
@@ -36,14 +36,14 @@ export function userService(deps: UserServiceDeps): ServiceImpl<typeof UserServi
   const now = () => new Date((deps.now ?? Date.now)());
 
   return {
-    async register(req, ctx) {
+    async register(req) {
       // Fast answer for the common case; the UNIQUE constraint settles a race (toRpcError maps
       // SQLITE_CONSTRAINT_UNIQUE to ALREADY_EXISTS), so this check is not what guarantees it.
       if (store.findByEmail(req.email)) throw alreadyExists();
       const hash = await hasher.hash(req.password);
       let account: Account;
       try {
-        account = store.createAccount(req.email, hash, now(), { traceparent: traceparentOf(ctx) });
+        account = store.createAccount(req.email, hash, now());
       } catch (e) {
         if ((e as { code?: string }).code === "SQLITE_CONSTRAINT_UNIQUE") throw alreadyExists();
         throw e;

@@ -108,14 +108,10 @@ function prepare(db: Db) {
     deleteAccount: db.prepare<[string]>("DELETE FROM accounts WHERE id = ?"),
     unpublished: db.prepare("SELECT count(*) FROM outbox WHERE published_at IS NULL").pluck(),
     register: db.transaction(
-      (
-        account: { id: string; email: string; passwordHash: string; createdAt: number },
-        event: Envelope,
-        traceparent: string | undefined,
-      ) => {
+      (account: { id: string; email: string; passwordHash: string; createdAt: number }, event: Envelope) => {
         insertAccount.run(account);
         insertPreferences.run(account.id, account.createdAt);
-        appendEvent(db, event, { traceparent });
+        appendEvent(db, event);
       },
     ),
   };
@@ -140,9 +136,10 @@ export class UsersStore {
   /**
    * Creates an account with default preferences and its `user.registered` event (outbox) in one
    * transaction. Returns once committed (and, with synchronous=FULL, fsynced). A taken email
-   * throws SQLITE_CONSTRAINT_UNIQUE and writes neither.
+   * throws SQLITE_CONSTRAINT_UNIQUE and writes neither. The event carries the active span's trace
+   * context (appendEvent's default): in the Register handler, the grpc-js SERVER span of the call.
    */
-  createAccount(email: string, passwordHash: string, now: Date, opts: { traceparent?: string } = {}): Account {
+  createAccount(email: string, passwordHash: string, now: Date): Account {
     const account: Account = {
       id: randomUUID(),
       email: normalizeEmail(email),
@@ -152,11 +149,7 @@ export class UsersStore {
       disabledAt: undefined,
     };
     const event = userRegistered({ id: account.id, email: account.email, timeZone: account.preferences.timeZone }, now);
-    this.#sql.register(
-      { id: account.id, email: account.email, passwordHash, createdAt: now.getTime() },
-      event,
-      opts.traceparent,
-    );
+    this.#sql.register({ id: account.id, email: account.email, passwordHash, createdAt: now.getTime() }, event);
     return account;
   }
 
@@ -207,11 +200,11 @@ export class UsersStore {
    * the event will be published. The event is appended even if the account row is already gone:
    * consumers drop the user's data idempotently, a missing event would leave it behind.
    */
-  deleteAccountWithEvent(userId: string, now: Date, opts: { traceparent?: string } = {}): void {
+  deleteAccountWithEvent(userId: string, now: Date): void {
     if (!this.db.inTransaction) throw new Error("deleteAccountWithEvent must run inside a transaction");
     this.#sql.deletePreferences.run(userId);
     this.#sql.deleteAccount.run(userId);
-    appendEvent(this.db, userDeleted(userId, now), opts);
+    appendEvent(this.db, userDeleted(userId, now));
   }
 
   /** Events in the outbox not yet acknowledged by JetStream. */
