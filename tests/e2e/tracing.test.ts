@@ -175,6 +175,31 @@ describe("one trace from the edge to the last consumer", () => {
       parent = span;
     }
 
+    // Branches off the consumer that delivered: its preference lookup at users (a gRPC call made
+    // in the consumer span) and its own notification.sent event (published in that context).
+    const branches: Array<[Hop, Hop]> = [
+      [chain[6] as Hop, hop("notifications", CLIENT, "grpc.taskmesh.users.v1.UserInternalService/GetUserPreferences")],
+      [
+        hop("notifications", CLIENT, "grpc.taskmesh.users.v1.UserInternalService/GetUserPreferences"),
+        hop("users", SERVER, "grpc.taskmesh.users.v1.UserInternalService/GetUserPreferences"),
+      ],
+      [chain[6] as Hop, hop("notifications", PRODUCER, "taskmesh.notification.sent publish")],
+    ];
+    await eventually(
+      "the branches' spans at the receiver",
+      () => branches.every(([, h]) => find(h).length > 0),
+      15_000,
+      () => `\n${tree(inTrace())}`,
+    );
+    for (const [p, h] of branches) {
+      const [child, ...more] = find(h);
+      const [of] = find(p);
+      expect([describeHop(h), more.length], why).toEqual([describeHop(h), 0]);
+      expect(child?.parentSpanId, `${describeHop(h)} is the child of ${describeHop(p)}\n${tree(inTrace())}`).toBe(
+        of?.spanId,
+      );
+    }
+
     // What the spans say about the messages they handled.
     const [, , , taskCreated, , reminderDue, delivered] = chain.map((h) => find(h)[0] as ReceivedSpan);
     expect(taskCreated?.attributes["messaging.destination.name"]).toBe("taskmesh.task.created");

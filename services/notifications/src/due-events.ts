@@ -116,7 +116,7 @@ export function dueEventHandler(deps: DueEventDeps): EventHandler<DuePlan> {
   return {
     async external(event: Envelope, ctx: EventContext): Promise<DuePlan> {
       const due = readDue(event);
-      const lookup = await preferences.lookup(event.userId, ctx.traceparent);
+      const lookup = await preferences.lookup(event.userId);
       if (lookup.kind === "gone") return { kind: "drop", reason: "user not found (deleted)" };
       const routing: Routing = lookup.routing;
       const quiet = isQuietAt(clock(), routing.timeZone, routing.quietHours);
@@ -197,7 +197,7 @@ export function dueEventHandler(deps: DueEventDeps): EventHandler<DuePlan> {
             sourceEventId: ctx.eventId,
             at: new Date(now),
           }),
-          ctx.traceparent ? { traceparent: ctx.traceparent } : {},
+          // No traceparent: appendEvent takes the active span's, this consumer's CONSUMER span.
         );
 
       if (plan.inApp) {

@@ -79,14 +79,12 @@ export class PreferencesSource {
     return { ...this.#stats, breaker: this.#policy.state };
   }
 
-  async lookup(userId: string, traceparent: string | undefined): Promise<Lookup> {
+  async lookup(userId: string): Promise<Lookup> {
     try {
       const res = await this.#policy.execute(
         (signal, budgetMs) =>
-          this.#client.getUserPreferences(
-            { userId },
-            { signal, timeoutMs: budgetMs, headers: traceparent ? { traceparent } : {} },
-          ),
+          // The trace context goes with the call from the active (consumer) span.
+          this.#client.getUserPreferences({ userId }, { signal, timeoutMs: budgetMs }),
         { timeoutMs: this.#timeoutMs },
       );
       this.#stats.found++;

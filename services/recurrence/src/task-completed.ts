@@ -4,7 +4,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import type { Envelope } from "@taskmesh/gen/taskmesh/events/v1/events_pb";
 import type { Task } from "@taskmesh/gen/taskmesh/tasks/v1/task_pb";
 import type { TaskInternalService } from "@taskmesh/gen/taskmesh/tasks/v1/tasks_pb";
-import { type EventContext, type EventHandler, type GrpcClient, type Logger, TransientError } from "@taskmesh/platform";
+import { type EventHandler, type GrpcClient, type Logger, TransientError } from "@taskmesh/platform";
 import { nextOccurrence } from "./next-occurrence.js";
 import type { OccurrencesStore, ProcessedOccurrence } from "./occurrences-store.js";
 
@@ -51,7 +51,7 @@ export function occurrenceKey(parentTaskId: string, dueMs: number): string {
 export function taskCompletedHandler(deps: TaskCompletedDeps): EventHandler<Decision> {
   const { store, tasks, logger } = deps;
   return {
-    async external(event: Envelope, ctx: EventContext): Promise<Decision> {
+    async external(event: Envelope): Promise<Decision> {
       if (event.payload.case !== "taskCompleted")
         return { kind: "skip", reason: `not a task.completed (${event.type})` };
       const task = event.payload.value.task;
@@ -69,7 +69,7 @@ export function taskCompletedHandler(deps: TaskCompletedDeps): EventHandler<Deci
             dueTime: timestampFromMs(o.dueTime),
             idempotencyKey: o.idempotencyKey,
           },
-          { timeoutMs: deps.callTimeoutMs ?? 5000, headers: ctx.traceparent ? { traceparent: ctx.traceparent } : {} },
+          { timeoutMs: deps.callTimeoutMs ?? 5000 }, // trace context: from the active consumer span
         );
       } catch (err) {
         const e = ConnectError.from(err);
