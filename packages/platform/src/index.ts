@@ -44,7 +44,6 @@ export {
   NATS_HEALTH_SERVICE,
   natsServers,
   natsUrlField,
-  traceparentOf,
   type WatchOutboxOptions,
   watchOutbox,
 } from "./events/service-kit.js";

@@ -1,4 +1,3 @@
-import type { HandlerContext } from "@connectrpc/connect";
 import { ConfigError } from "../config/config.js";
 import type { Logger } from "../log/logger.js";
 import { type NatsLink, natsReady } from "./nats-link.js";
@@ -39,15 +38,6 @@ export function natsServers(name: string, raw: string): string[] {
     if (!ok) throw new ConfigError(`${name} must be nats://host:port (comma-separated for several), got "${raw}"`);
   }
   return urls;
-}
-
-/** W3C trace-context `traceparent`: version-traceid-parentid-flags, lower-case hex. */
-const TRACEPARENT = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
-
-/** The caller's W3C `traceparent` header if it is well-formed, so the event continues the request's trace. */
-export function traceparentOf(ctx: HandlerContext): string | undefined {
-  const v = ctx.requestHeader.get("traceparent")?.trim().toLowerCase();
-  return v && TRACEPARENT.test(v) ? v : undefined;
 }
 
 /** Health service name that mirrors the NATS link. It is not readiness: writes go on while NATS is away. */
