@@ -53,10 +53,12 @@ async function failure(p: Promise<unknown>): Promise<ConnectError> {
 type Behaviour = "ok" | "deny" | "unavailable" | { hold: Promise<void> };
 
 /**
- * Stands in for notifications' NotificationInternalService/PurgeUser (the notifications service
- * is being built at the same time): a real grpc-js server through the platform's GrpcServer,
- * checking service tokens like any backend. Per user it succeeds, refuses, is unavailable, or
- * holds the call until released.
+ * A fault-injecting double of notifications' NotificationInternalService/PurgeUser: a real grpc-js
+ * server through the platform's GrpcServer, checking service tokens like any backend. Per user it
+ * succeeds, refuses, is unavailable, or holds the call until released — failures the real
+ * notifications service cannot be made to produce on demand, and which the saga's compensation
+ * and retry paths need. The saga against the real notifications process (and a crash mid-saga)
+ * is tests/faults/saga-crash.test.ts.
  */
 async function notificationsStandIn() {
   const calls: string[] = [];
