@@ -10,6 +10,13 @@ export {
 } from "./auth/tokens.js";
 export { verifyInCall } from "./auth/verified-in-call.js";
 export { ConfigError, type ConfigOf, env, loadConfig } from "./config/config.js";
+export {
+  jwksUrlField,
+  type ServiceBaseConfig,
+  serverConfigSpec,
+  serviceBaseConfig,
+  serviceConfigSpec,
+} from "./config/service-config.js";
 export { type Db, type Migration, migrate, openDatabase, pingDatabase } from "./db/database.js";
 export { addHealth, type EdgeHealthOptions } from "./edge/edge-health.js";
 export { addReflection } from "./edge/edge-reflection.js";

@@ -1,11 +1,13 @@
-import { env, JWKS_PATH, loadConfig, TOPOLOGY } from "@taskmesh/platform";
+import { env, jwksUrlField, loadConfig, serverConfigSpec, TOPOLOGY } from "@taskmesh/platform";
 import type { RateLimits } from "./rate-limit.js";
 
+/**
+ * GRPC_PORT (the one public port: gRPC (h2c), Connect (HTTP/1.1 and h2c) and gRPC-Web; default
+ * 8080), HOST, TASKMESH_MESH (`istio`: leave retries to Envoy so attempts do not multiply) and
+ * LOG_LEVEL come from serverConfigSpec. The gateway keeps no database and serves no internal method.
+ */
 const spec = {
-  /** The one public port: gRPC (h2c), Connect (HTTP/1.1 and h2c) and gRPC-Web. Default 8080. */
-  GRPC_PORT: env.port(TOPOLOGY.gateway.grpcPort),
-  /** Default 127.0.0.1. */
-  HOST: env.string("127.0.0.1"),
+  ...serverConfigSpec("gateway"),
   /** UserService backend, host:port. Default 127.0.0.1:50051. */
   USERS_ADDR: env.address(`127.0.0.1:${TOPOLOGY.users.grpcPort}`),
   /** TaskService backend, host:port. Default 127.0.0.1:50052. */
@@ -15,7 +17,7 @@ const spec = {
   /** AnalyticsService backend, host:port. Default 127.0.0.1:50054. */
   ANALYTICS_ADDR: env.address(`127.0.0.1:${TOPOLOGY.analytics.grpcPort}`),
   /** The users service's JWKS, to verify user tokens at the edge. Default: users on localhost. */
-  JWKS_URL: env.url(`http://127.0.0.1:${TOPOLOGY.users.httpPort}${JWKS_PATH}`),
+  JWKS_URL: jwksUrlField(),
   /** Longest deadline given to a forwarded call (a caller's shorter deadline wins), 100..60000 ms. Default 10000. */
   BACKEND_TIMEOUT_MS: env.int({ fallback: 10_000, min: 100, max: 60_000 }),
   /** Each dashboard part's own deadline (a caller's shorter deadline wins), 50..30000 ms. Default 800. */
@@ -44,9 +46,6 @@ const spec = {
   TRUSTED_PROXY_HOPS: env.int({ fallback: 0, min: 0, max: 10 }),
   /** How long shutdown lets in-flight calls finish, 0..60000 ms. Default 10000. */
   SHUTDOWN_GRACE_MS: env.int({ fallback: 10_000, min: 0, max: 60_000 }),
-  /** `istio`: leave retries to Envoy so attempts do not multiply. Default none. */
-  TASKMESH_MESH: env.oneOf(["none", "istio"] as const, "none"),
-  LOG_LEVEL: env.oneOf(["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const, "info"),
 };
 
 export interface GatewayConfig {

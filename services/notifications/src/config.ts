@@ -1,28 +1,26 @@
-import { join } from "node:path";
-import { ConfigError, env, JWKS_PATH, loadConfig, natsUrlField, TOPOLOGY } from "@taskmesh/platform";
+import {
+  ConfigError,
+  env,
+  jwksUrlField,
+  loadConfig,
+  natsUrlField,
+  type ServiceBaseConfig,
+  serviceBaseConfig,
+  serviceConfigSpec,
+  TOPOLOGY,
+} from "@taskmesh/platform";
 
-const secret = (min: number, optional: boolean) => ({
-  parse(name: string, raw: string | undefined): string {
-    if (optional && (raw === undefined || raw === "")) return "";
-    const value = env.string().parse(name, raw);
-    if (value.length < min) throw new ConfigError(`${name} must be at least ${min} characters`);
-    return value;
-  },
-});
-
+/**
+ * GRPC_PORT (NotificationService, NotificationInternalService, health, reflection; default 50053),
+ * HOST, TASKMESH_DATA_DIR, DB_PATH, TASKMESH_SERVICE_SECRET, TASKMESH_MESH and LOG_LEVEL come from
+ * serviceConfigSpec.
+ */
 const spec = {
-  /** gRPC port (NotificationService, NotificationInternalService, health, reflection). Default 50053. */
-  GRPC_PORT: env.port(TOPOLOGY.notifications.grpcPort),
-  /** Default 127.0.0.1. */
-  HOST: env.string("127.0.0.1"),
-  /** Default .data */
-  TASKMESH_DATA_DIR: env.string(".data"),
-  /** Default: $TASKMESH_DATA_DIR/notifications.db */
-  DB_PATH: env.string(""),
+  ...serviceConfigSpec("notifications"),
   /** NATS server URL(s), comma-separated (`nats://` or `tls://`). Default nats://127.0.0.1:4222. */
   NATS_URL: natsUrlField(),
   /** The users service's JWKS, to verify user tokens. Default: users on localhost. */
-  JWKS_URL: env.url(`http://127.0.0.1:${TOPOLOGY.users.httpPort}${JWKS_PATH}`),
+  JWKS_URL: jwksUrlField(),
   /** The users service (GetUserPreferences). Default 127.0.0.1:50051. */
   USERS_ADDR: env.address(`127.0.0.1:${TOPOLOGY.users.grpcPort}`),
   /** Time budget of one GetUserPreferences call, in ms (50..30000). Default 2000. */
@@ -47,22 +45,14 @@ const spec = {
   /** Sender address of notification emails. Default "taskmesh <notifications@taskmesh.local>". */
   SMTP_FROM: env.string("taskmesh <notifications@taskmesh.local>"),
   /** HMAC-SHA256 key of the webhook signature, at least 16 characters. Unset: webhooks disabled. */
-  WEBHOOK_SECRET: secret(16, true),
+  WEBHOOK_SECRET: env.secret(16, ""),
   /** Attempts of one webhook or email delivery (1..10), with exponential backoff and jitter between. Default 5. */
   DELIVERY_ATTEMPTS: env.int({ fallback: 5, min: 1, max: 10 }),
   /** Time budget of one webhook POST or SMTP exchange, in ms (100..60000). Default 10000. */
   DELIVERY_TIMEOUT_MS: env.int({ fallback: 10_000, min: 100, max: 60_000 }),
-  /** Shared secret of internal service tokens, at least 32 characters. Required. */
-  TASKMESH_SERVICE_SECRET: secret(32, false),
-  TASKMESH_MESH: env.oneOf(["none", "istio"] as const, "none"),
-  LOG_LEVEL: env.oneOf(["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const, "info"),
 };
 
-export interface NotificationsConfig {
-  grpcPort: number;
-  host: string;
-  dataDir: string;
-  dbPath: string;
+export interface NotificationsConfig extends ServiceBaseConfig {
   /** NATS_URL split into its servers. */
   natsServers: string[];
   jwksUrl: string;
@@ -77,19 +67,13 @@ export interface NotificationsConfig {
   webhookSecret: string;
   deliveryAttempts: number;
   deliveryTimeoutMs: number;
-  serviceSecret: string;
-  mesh: "none" | "istio";
-  logLevel: string;
 }
 
 /** Reads and checks the notifications service's environment; a ConfigError names every bad variable. */
 export function loadNotificationsConfig(source: Record<string, string | undefined> = process.env): NotificationsConfig {
   const c = loadConfig(spec, source);
   return {
-    grpcPort: c.GRPC_PORT,
-    host: c.HOST,
-    dataDir: c.TASKMESH_DATA_DIR,
-    dbPath: c.DB_PATH || join(c.TASKMESH_DATA_DIR, "notifications.db"),
+    ...serviceBaseConfig(c, "notifications"),
     natsServers: c.NATS_URL,
     jwksUrl: c.JWKS_URL,
     usersAddr: c.USERS_ADDR,
@@ -101,8 +85,5 @@ export function loadNotificationsConfig(source: Record<string, string | undefine
     webhookSecret: c.WEBHOOK_SECRET,
     deliveryAttempts: c.DELIVERY_ATTEMPTS,
     deliveryTimeoutMs: c.DELIVERY_TIMEOUT_MS,
-    serviceSecret: c.TASKMESH_SERVICE_SECRET,
-    mesh: c.TASKMESH_MESH,
-    logLevel: c.LOG_LEVEL,
   };
 }

@@ -1,15 +1,19 @@
-import { join } from "node:path";
-import { ConfigError, env, loadConfig, natsUrlField, TOPOLOGY } from "@taskmesh/platform";
+import {
+  env,
+  loadConfig,
+  natsUrlField,
+  type ServiceBaseConfig,
+  serviceBaseConfig,
+  serviceConfigSpec,
+} from "@taskmesh/platform";
 
+/**
+ * GRPC_PORT (ReminderInternalService, health, reflection; default 50055), HOST,
+ * TASKMESH_DATA_DIR, DB_PATH, TASKMESH_SERVICE_SECRET (verifies ListSchedule callers),
+ * TASKMESH_MESH and LOG_LEVEL come from serviceConfigSpec.
+ */
 const spec = {
-  /** gRPC port (ReminderInternalService, health, reflection). Default 50055. */
-  GRPC_PORT: env.port(TOPOLOGY.reminders.grpcPort),
-  /** Default 127.0.0.1. */
-  HOST: env.string("127.0.0.1"),
-  /** Default .data */
-  TASKMESH_DATA_DIR: env.string(".data"),
-  /** Default: $TASKMESH_DATA_DIR/reminders.db */
-  DB_PATH: env.string(""),
+  ...serviceConfigSpec("reminders"),
   /** NATS server URL(s), comma-separated. Default nats://127.0.0.1:4222. */
   NATS_URL: natsUrlField(),
   /**
@@ -18,42 +22,19 @@ const spec = {
    * Default 60000.
    */
   SCHEDULER_MAX_SLEEP_MS: env.int({ fallback: 60_000, min: 1000, max: 3_600_000 }),
-  /** Shared secret of internal service tokens (verifies ListSchedule callers), at least 32 characters. Required. */
-  TASKMESH_SERVICE_SECRET: {
-    parse(name: string, raw: string | undefined): string {
-      const value = env.string().parse(name, raw);
-      if (value.length < 32) throw new ConfigError(`${name} must be at least 32 characters`);
-      return value;
-    },
-  },
-  TASKMESH_MESH: env.oneOf(["none", "istio"] as const, "none"),
-  LOG_LEVEL: env.oneOf(["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const, "info"),
 };
 
-export interface RemindersConfig {
-  grpcPort: number;
-  host: string;
-  dataDir: string;
-  dbPath: string;
+export interface RemindersConfig extends ServiceBaseConfig {
   natsUrl: string[];
   schedulerMaxSleepMs: number;
-  serviceSecret: string;
-  mesh: "none" | "istio";
-  logLevel: string;
 }
 
 /** Reads and checks the reminders service's environment; a ConfigError names every bad variable. */
 export function loadRemindersConfig(source: Record<string, string | undefined> = process.env): RemindersConfig {
   const c = loadConfig(spec, source);
   return {
-    grpcPort: c.GRPC_PORT,
-    host: c.HOST,
-    dataDir: c.TASKMESH_DATA_DIR,
-    dbPath: c.DB_PATH || join(c.TASKMESH_DATA_DIR, "reminders.db"),
+    ...serviceBaseConfig(c, "reminders"),
     natsUrl: c.NATS_URL,
     schedulerMaxSleepMs: c.SCHEDULER_MAX_SLEEP_MS,
-    serviceSecret: c.TASKMESH_SERVICE_SECRET,
-    mesh: c.TASKMESH_MESH,
-    logLevel: c.LOG_LEVEL,
   };
 }

@@ -9,7 +9,7 @@ export class ConfigError extends Error {
 
 type Env = Record<string, string | undefined>;
 
-interface Field<T> {
+export interface Field<T> {
   parse(name: string, raw: string | undefined): T;
 }
 
@@ -71,6 +71,15 @@ export const env = {
       if (!values.includes(raw as T))
         throw new ConfigError(`${name} must be one of ${values.join(", ")}, got "${raw}"`);
       return raw as T;
+    }, fallback),
+  /**
+   * A secret of at least `minLength` characters. With `fallback` "" an unset variable reads as ""
+   * (the feature it keys stays off); a value that is set must still be long enough.
+   */
+  secret: (minLength: number, fallback?: string) =>
+    field((name, raw) => {
+      if (raw.length < minLength) throw new ConfigError(`${name} must be at least ${minLength} characters`);
+      return raw;
     }, fallback),
   bool: (fallback?: boolean) =>
     field((name, raw) => {
