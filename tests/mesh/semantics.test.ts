@@ -10,7 +10,16 @@ import type { IVirtualService } from "@kubernetes-models/istio/networking.istio.
 import type { IAuthorizationPolicy } from "@kubernetes-models/istio/security.istio.io/v1/AuthorizationPolicy";
 import type { IPeerAuthentication } from "@kubernetes-models/istio/security.istio.io/v1/PeerAuthentication";
 import type { IRequestAuthentication } from "@kubernetes-models/istio/security.istio.io/v1/RequestAuthentication";
-import { JWKS_PATH, type ServiceTopology, TOPOLOGY, USER_TOKEN_AUDIENCE, USER_TOKEN_ISSUER } from "@taskmesh/platform";
+import {
+  JWKS_PATH,
+  type ServiceName,
+  type ServiceTopology,
+  serverConfigSpec,
+  serviceConfigSpec,
+  TOPOLOGY,
+  USER_TOKEN_AUDIENCE,
+  USER_TOKEN_ISSUER,
+} from "@taskmesh/platform";
 import type { IDeployment } from "kubernetes-models/apps/v1/Deployment";
 import type { IStatefulSet } from "kubernetes-models/apps/v1/StatefulSet";
 import type { IConfigMap } from "kubernetes-models/v1/ConfigMap";
@@ -128,7 +137,10 @@ describe.each(OVERLAYS)("overlay %s", (overlay) => {
     expect(value("GRPC_PORT")).toBe(String(t.grpcPort));
     expect(value("HOST")).toBe("0.0.0.0");
     expect(value("TASKMESH_MESH")).toBe("istio");
-    expect(env.get("TASKMESH_SERVICE_SECRET")?.valueFrom?.secretKeyRef?.name).toBeDefined();
+    // Every service but the edge (which never uses a service token) gets the secret, from a Secret.
+    expect(env.get("TASKMESH_SERVICE_SECRET")?.valueFrom?.secretKeyRef?.name).toBe(
+      t.edge ? undefined : "taskmesh-service-secret",
+    );
     expect(value("JWKS_URL")).toBe(
       t.jwks ? `http://${fqdn("users")}:${TOPOLOGY.users.httpPort}${JWKS_PATH}` : undefined,
     );
@@ -184,9 +196,17 @@ describe.each(OVERLAYS)("overlay %s", (overlay) => {
   it.each(built.map(([n]) => n))("reads in %s's config every env var its Deployment sets", (name) => {
     const config = join(REPO_ROOT, "services", name, "src/config.ts");
     if (!existsSync(config)) return;
-    const source = readFileSync(config, "utf8");
-    // Platform-wide names for work in flight (events: NATS; internal tokens) are set before every service reads them.
-    const pending = new Set(["NATS_URL", "NATS_STREAM_REPLICAS", "TASKMESH_SERVICE_SECRET"]);
+    // The code, not its comments: a name only mentioned in a comment is not read.
+    const source = readFileSync(config, "utf8")
+      .replace(/\/\*[\s\S]*?\*\//g, "")
+      .replace(/\/\/.*$/gm, "");
+    // The shared fields a config spreads from the platform (serviceConfigSpec / serverConfigSpec).
+    const shared = new Set([
+      ...(source.includes("serviceConfigSpec(") ? Object.keys(serviceConfigSpec(name as ServiceName)) : []),
+      ...(source.includes("serverConfigSpec(") ? Object.keys(serverConfigSpec(name as ServiceName)) : []),
+    ]);
+    // Read by the platform's events kit when it declares the streams (streams.ts), for every service.
+    const platformWide = new Set(["NATS_STREAM_REPLICAS"]);
     // Telemetry is read by the platform's register module (the first import of every main.ts), not by config.ts.
     const dir = join(REPO_ROOT, "packages/platform/src/telemetry");
     const telemetry = readdirSync(dir)
@@ -197,7 +217,9 @@ describe.each(OVERLAYS)("overlay %s", (overlay) => {
     const readByTelemetry = (n: string) =>
       mainTs.includes('import "@taskmesh/platform/telemetry-register"') && telemetry.includes(n);
     const env = get<IDeployment>(rs, "Deployment", name).spec?.template.spec?.containers[0]?.env ?? [];
-    const unread = env.map((e) => e.name).filter((n) => !pending.has(n) && !source.includes(n) && !readByTelemetry(n));
+    const unread = env
+      .map((e) => e.name)
+      .filter((n) => !platformWide.has(n) && !shared.has(n) && !source.includes(`${n}:`) && !readByTelemetry(n));
     expect(unread, `services/${name}/src/config.ts does not read these`).toEqual([]);
   });
 

@@ -76,14 +76,15 @@ export function serviceEnv(s: MeshService): IEnvVar[] {
   // sidecar does not), the TCP peer is a proxy: the gateway's per-address limits on Register and
   // Login must key on that one trusted hop, or every anonymous caller would share one bucket.
   if (s.edge) env.push({ name: "TRUSTED_PROXY_HOPS", value: "1" });
-  env.push(
-    { name: "TASKMESH_MESH", value: "istio" },
-    { name: "LOG_LEVEL", value: "info" },
-    {
+  env.push({ name: "TASKMESH_MESH", value: "istio" }, { name: "LOG_LEVEL", value: "info" });
+  // The internal service-token secret, to every service but the edge: the gateway only forwards
+  // its callers' user tokens and never signs or checks a service token, so the pod facing the
+  // internet does not hold the secret that opens the internal methods.
+  if (!s.edge)
+    env.push({
       name: SERVICE_SECRET.key,
       valueFrom: { secretKeyRef: { name: SERVICE_SECRET.name, key: SERVICE_SECRET.key } },
-    },
-  );
+    });
   return env;
 }
 
