@@ -1,11 +1,19 @@
 // Overhead of tracing on the gRPC path, in one run: the same loop of unary calls (grpc-js client →
 // in-process GrpcServer over a real socket) with telemetry off, on without an exporter (the default
-// when OTEL_EXPORTER_OTLP_ENDPOINT is unset: ids minted and propagated, nothing recorded), and on
-// with every span sampled and handed to a no-op exporter. Prints calls/s and the ratio to "off".
+// when OTEL_EXPORTER_OTLP_ENDPOINT is unset: ids minted and propagated by GrpcServer and
+// createGrpcClient, grpc-js not instrumented, nothing recorded), and on with every span sampled and
+// handed to a no-op exporter (grpc-js instrumented). A fourth phase, the unexported configuration
+// with the instrumentation forced on (`instrumentGrpc: true`), is how it was before the
+// instrumentation was left out when nothing is exported; BENCH_PHASES=3 skips it.
+//
+// Prints, per phase, calls/s and process CPU time per call (client and server share the process,
+// so CPU per call is the steadier figure on a shared, loaded machine) with their ratios to "off",
+// and the load average before and after.
 //
 //   npm run bench:tracing    (BENCH_CALLS=2000, BENCH_ROUNDS=3, BENCH_CONCURRENCY=1 by default)
 //
 // Uses the built platform (npm run build first; `npm run bench:tracing` does).
+import { loadavg } from "node:os";
 import { create } from "@bufbuild/protobuf";
 import { AlwaysOnSampler } from "@opentelemetry/sdk-trace-node";
 import { TaskSchema, TaskStatus } from "@taskmesh/gen/taskmesh/tasks/v1/task_pb";
@@ -66,14 +74,16 @@ async function phase(name, telemetryOptions) {
     await Promise.all(Array.from({ length: CONCURRENCY }, worker));
   };
   await run(WARMUP);
+  const cpu0 = process.cpuUsage();
   const started = process.hrtime.bigint();
   await run(CALLS);
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  const cpu = process.cpuUsage(cpu0);
   const instrumented = grpcJsInstrumented();
   client.close();
   await server.shutdown(1000);
   await telemetry?.shutdown();
-  return { name, callsPerSecond: CALLS / seconds, instrumented };
+  return { name, callsPerSecond: CALLS / seconds, cpuMicrosPerCall: (cpu.user + cpu.system) / CALLS, instrumented };
 }
 
 // Rounds interleave the phases so drift in the machine's load hits each of them alike; the median
@@ -83,24 +93,34 @@ const phases = [
   ["tracing off", undefined],
   ["on, no exporter (default: unsampled)", {}],
   ["on, sampled, no-op exporter", { sampler: new AlwaysOnSampler(), spanExporter: noopExporter }],
-];
+  ["on, no exporter, grpc-js instrumented", { instrumentGrpc: true }],
+].slice(0, Number(process.env.BENCH_PHASES ?? 4));
+const load = () =>
+  loadavg()
+    .map((l) => l.toFixed(2))
+    .join(" ");
+const loadBefore = load();
 const samples = phases.map(() => []);
+const cpuSamples = phases.map(() => []);
 const instrumented = phases.map(() => true);
 for (let round = 0; round < ROUNDS; round++) {
   for (const [i, [name, options]] of phases.entries()) {
     const r = await phase(name, options);
     samples[i].push(r.callsPerSecond);
+    cpuSamples[i].push(r.cpuMicrosPerCall);
     instrumented[i] = r.instrumented;
   }
 }
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const base = median(samples[0]);
+const cpuBase = median(cpuSamples[0]);
 console.log(
-  `unary GetTask over a real socket, ${CALLS} calls per phase, concurrency ${CONCURRENCY}, median of ${ROUNDS} interleaved rounds, node ${process.version}`,
+  `unary GetTask over a real socket, ${CALLS} calls per phase, concurrency ${CONCURRENCY}, median of ${ROUNDS} interleaved rounds, node ${process.version}, load average ${loadBefore} → ${load()}`,
 );
 for (const [i, [name]] of phases.entries()) {
   const cps = median(samples[i]);
+  const cpu = median(cpuSamples[i]);
   console.log(
-    `${name.padEnd(40)} ${cps.toFixed(0).padStart(7)} calls/s  ratio ${(cps / base).toFixed(3)}  (grpc-js instrumented: ${instrumented[i]})`,
+    `${name.padEnd(40)} ${cps.toFixed(0).padStart(6)} calls/s  ratio ${(cps / base).toFixed(3)}   ${cpu.toFixed(0).padStart(5)} µs CPU/call  ratio ${(cpu / cpuBase).toFixed(3)}   (grpc-js instrumented: ${instrumented[i]})`,
   );
 }

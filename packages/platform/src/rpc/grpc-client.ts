@@ -4,6 +4,7 @@ import { MethodOptions_IdempotencyLevel } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
 import { instrumentGrpcJs } from "../telemetry/grpc-patch.js";
+import { injectCallContext } from "../telemetry/grpc-propagation.js";
 import { loadBalancingConfig, type OutlierDetectionOptions } from "./outlier-detection.js";
 
 export interface CallOptions {
@@ -116,7 +117,8 @@ export function serviceConfig(
  * server's code and message unchanged, so a caller (the gateway) can pass them through.
  */
 export function createGrpcClient<S extends DescService>(service: S, opts: GrpcClientOptions): GrpcClient<S> {
-  // Client spans come from the grpc-js instrumentation patching Client.prototype (see grpc-patch.ts).
+  // Client spans come from the grpc-js instrumentation patching Client.prototype (see grpc-patch.ts)
+  // when spans are exported; otherwise prepareCall puts the trace context on the call itself.
   instrumentGrpcJs();
   const channelOptions: grpc.ChannelOptions = {
     "grpc.service_config": JSON.stringify(serviceConfig(service, opts)),
@@ -201,6 +203,8 @@ async function prepareCall(opts: GrpcClientOptions, _method: DescMethod, o: Call
   const metadata = new grpc.Metadata();
   const extra = opts.metadata ? await opts.metadata() : {};
   for (const [k, v] of Object.entries({ ...extra, ...o.headers })) metadata.set(k, v);
+  // traceparent of the active context, unless the instrumentation injects its client span's.
+  injectCallContext(metadata);
   const signals = [o.signal, o.parent?.signal].filter((s): s is AbortSignal => s !== undefined);
   const signal = signals.length === 0 ? undefined : signals.length === 1 ? signals[0] : AbortSignal.any(signals);
   return { metadata, deadline: timeout === Infinity ? Infinity : Date.now() + timeout, signal };

@@ -11,12 +11,14 @@ import {
 } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
 import { ReflectionService } from "@grpc/reflection";
+import { context } from "@opentelemetry/api";
 import { file_grpc_health_v1_health } from "@taskmesh/gen/grpc/health/v1/health_pb";
 import { HealthImplementation, type ServingStatus } from "grpc-health-check";
 import type { Logger } from "pino";
 import { bearerToken, type Principal, principalKey } from "../auth/identity.js";
 import type { ServiceTokens, UserTokenVerifier } from "../auth/tokens.js";
 import { instrumentGrpcJs } from "../telemetry/grpc-patch.js";
+import { startServerCallSpan } from "../telemetry/grpc-propagation.js";
 import { recordRpc } from "../telemetry/metrics.js";
 import { codeName, toRpcError } from "./errors.js";
 import { validateRequest } from "./validation.js";
@@ -166,8 +168,9 @@ export class GrpcServer {
     for (const method of reg.service.methods) {
       const impl = reg.impl[method.localName] as ((req: unknown, ctx: HandlerContext) => unknown) | undefined;
       if (!impl) throw new Error(`${reg.service.typeName}.${method.name} has no handler`);
+      const path = `/${reg.service.typeName}/${method.name}`;
       definition[method.name] = {
-        path: `/${reg.service.typeName}/${method.name}`,
+        path,
         requestStream: method.methodKind === "client_streaming" || method.methodKind === "bidi_streaming",
         responseStream: method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming",
         // Requests stay bytes here and are parsed in the handler, so a malformed payload is
@@ -177,8 +180,9 @@ export class GrpcServer {
         responseSerialize: (m: Uint8Array) => Buffer.from(m.buffer, m.byteOffset, m.byteLength),
         responseDeserialize: (b: Buffer) => b,
       };
-      if (method.methodKind === "unary") handlers[method.name] = this.#unary(reg, method, impl);
-      else if (method.methodKind === "server_streaming") handlers[method.name] = this.#serverStream(reg, method, impl);
+      if (method.methodKind === "unary") handlers[method.name] = traced(path, this.#unary(reg, method, impl));
+      else if (method.methodKind === "server_streaming")
+        handlers[method.name] = traced(path, this.#serverStream(reg, method, impl));
       else throw new Error(`${method.methodKind} methods are not supported (${method.name})`);
     }
     this.server.addService(definition as grpc.ServiceDefinition, handlers);
@@ -262,7 +266,7 @@ export class GrpcServer {
     return (call: grpc.ServerUnaryCall<Buffer, Uint8Array>, callback: grpc.sendUnaryData<Uint8Array>) => {
       const started = performance.now();
       const ctx = this.#context(reg, method, call);
-      void (async () => {
+      return (async () => {
         const request = await this.#admit(reg, method, ctx, call.request);
         const response = await impl(request, ctx);
         return toBinary(method.output, create(method.output, response as never));
@@ -286,7 +290,7 @@ export class GrpcServer {
     return (call: grpc.ServerWritableStream<Buffer, Uint8Array>) => {
       const started = performance.now();
       const ctx = this.#context(reg, method, call);
-      void (async () => {
+      return (async () => {
         const request = await this.#admit(reg, method, ctx, call.request);
         for await (const message of impl(request, ctx) as AsyncIterable<unknown>) {
           if (ctx.signal.aborted) break;
@@ -311,6 +315,26 @@ export class GrpcServer {
         .finally(() => ctx.abort(CALL_OVER));
     };
   }
+}
+
+/**
+ * Runs a handler in a SERVER span continuing the caller's `traceparent` when grpc-js is not
+ * instrumented (telemetry on, spans not exported: see telemetry/grpc-propagation.ts); the span ends
+ * when the handler's promise settles. Otherwise (instrumented: the instrumentation wrapped the
+ * handler already; or telemetry off) it just calls the handler.
+ */
+function traced<C extends { metadata: grpc.Metadata }, R extends unknown[]>(
+  path: string,
+  handler: (call: C, ...rest: R) => Promise<void>,
+): (call: C, ...rest: R) => void {
+  return (call, ...rest) => {
+    const t = startServerCallSpan(path, call.metadata);
+    if (!t) {
+      void handler(call, ...rest);
+      return;
+    }
+    void context.with(t.context, () => handler(call, ...rest).finally(() => t.span.end()));
+  };
 }
 
 /** Abort reason of a context whose call has ended (releases its links to the shutdown signal). */

@@ -19,7 +19,9 @@ export class InboundB3Propagator implements TextMapPropagator {
   }
 
   extract(ctx: Context, carrier: unknown, getter: TextMapGetter): Context {
-    return this.#w3c.extract(this.#b3.extract(ctx, carrier, getter), carrier, getter);
+    // A valid traceparent wins, so B3 is only read without one (W3C returns `ctx` itself then).
+    const w3c = this.#w3c.extract(ctx, carrier, getter);
+    return w3c !== ctx ? w3c : this.#b3.extract(ctx, carrier, getter);
   }
 
   fields(): string[] {

@@ -95,7 +95,8 @@ async function waitFor<T>(what: string, fn: () => T | Promise<T>, timeoutMs = 10
 }
 
 describe("telemetry setup", () => {
-  it("patches grpc-js although our ESM code imported it before telemetry started", () => {
+  it("patches grpc-js although our ESM code imported it before telemetry started (spans are exported)", () => {
+    expect(telemetry.grpcInstrumented).toBe(true);
     expect(grpcJsInstrumented()).toBe(true);
   });
 

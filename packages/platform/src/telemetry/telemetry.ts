@@ -30,6 +30,7 @@ import { ConfigError } from "../config/config.js";
 export { InMemorySpanExporter } from "@opentelemetry/sdk-trace-node";
 
 import { instrumentGrpcJs } from "./grpc-patch.js";
+import { setGrpcPropagation } from "./grpc-propagation.js";
 import { InboundB3Propagator } from "./propagators.js";
 
 export interface TelemetryOptions {
@@ -61,6 +62,13 @@ export interface TelemetryOptions {
   metricsPort?: number;
   /** Host the metrics endpoint binds. Default: METRICS_HOST, else HOST, else 127.0.0.1. */
   metricsHost?: string;
+  /**
+   * Patch grpc-js with @opentelemetry/instrumentation-grpc (client and server spans). Default: true
+   * when spans go somewhere (an OTLP endpoint or `spanExporter`), false otherwise: then GrpcServer
+   * and createGrpcClient carry `traceparent` themselves (grpc-propagation.ts) — ids continue, logs
+   * carry them, no gRPC spans are recorded, and the instrumentation's cost is not paid.
+   */
+  instrumentGrpc?: boolean;
 }
 
 export type OtlpProtocol = "http/protobuf" | "http/json";
@@ -70,6 +78,8 @@ export interface Telemetry {
   readonly serviceVersion: string;
   /** Where spans go ("none" without an OTLP endpoint or test exporter). */
   readonly tracesTo: string;
+  /** Whether grpc-js is patched by the instrumentation (else: trace context propagated only). */
+  readonly grpcInstrumented: boolean;
   /** Bound port of the metrics endpoint, undefined when metrics are off. */
   readonly metricsPort: number | undefined;
   readonly tracerProvider: NodeTracerProvider;
@@ -96,14 +106,17 @@ export async function shutdownTelemetry(): Promise<void> {
 /**
  * Starts OpenTelemetry for this process: a NodeTracerProvider (resource service.name and
  * service.version, async-hooks context), W3C traceparent/tracestate propagation with B3 also
- * accepted on input (Envoy emits it), the grpc-js instrumentation (client and server spans), OTLP
- * export only when an endpoint is given, and a MeterProvider with a Prometheus endpoint only when a
- * metrics port is given. One per process: call `shutdown()` before starting another (tests).
+ * accepted on input (Envoy emits it), OTLP export only when an endpoint is given, and a
+ * MeterProvider with a Prometheus endpoint only when a metrics port is given. One per process:
+ * call `shutdown()` before starting another (tests).
  *
- * Without an OTLP endpoint the default sampler is parentbased_always_off: trace and span ids are
- * still minted and propagated (logs carry them, the gateway returns x-trace-id) but spans are not
- * recorded, which keeps the overhead negligible. A sampled parent (from Envoy or a caller that
- * exports) is still followed.
+ * When spans are exported (an endpoint or `spanExporter`), grpc-js is patched by the
+ * instrumentation (client and server spans). Otherwise the default sampler is
+ * parentbased_always_off and grpc-js is left alone: GrpcServer and createGrpcClient propagate
+ * `traceparent` themselves (grpc-propagation.ts), so trace and span ids are still minted and
+ * continued (logs carry them, the gateway returns x-trace-id) at no measurable cost. A sampled
+ * parent (from Envoy or a caller that exports) keeps its sampled flag on the way through, but this
+ * process exports nothing.
  */
 export async function startTelemetry(opts: TelemetryOptions = {}): Promise<Telemetry> {
   if (current) throw new Error("telemetry is already started in this process; shut it down first");
@@ -140,21 +153,28 @@ export async function startTelemetry(opts: TelemetryOptions = {}): Promise<Telem
     propagator: new InboundB3Propagator(new W3CTraceContextPropagator()),
   });
 
-  // One instrumentation per process, re-enabled on a restart: a second instance would never see
-  // grpc-js again (require-in-the-middle patches a module once, at its first require).
-  let unregister: () => void;
-  if (grpcInstrumentation) {
-    const g = grpcInstrumentation;
-    g.setTracerProvider(tracerProvider);
-    g.enable();
-    unregister = () => g.disable();
-  } else {
-    grpcInstrumentation = new GrpcInstrumentation();
-    unregister = registerInstrumentations({ tracerProvider, instrumentations: [grpcInstrumentation] });
+  // grpc-js spans only when they go somewhere: unsampled, the instrumentation still costs about a
+  // third more CPU per call (README "Overhead"); without it GrpcServer and createGrpcClient carry
+  // the trace context themselves.
+  const instrumentGrpc = opts.instrumentGrpc ?? spanProcessors.length > 0;
+  let unregister = () => {};
+  if (instrumentGrpc) {
+    // One instrumentation per process, re-enabled on a restart: a second instance would never see
+    // grpc-js again (require-in-the-middle patches a module once, at its first require).
+    if (grpcInstrumentation) {
+      const g = grpcInstrumentation;
+      g.setTracerProvider(tracerProvider);
+      g.enable();
+      unregister = () => g.disable();
+    } else {
+      grpcInstrumentation = new GrpcInstrumentation();
+      unregister = registerInstrumentations({ tracerProvider, instrumentations: [grpcInstrumentation] });
+    }
+    // grpc-js modules that our ESM code already imported never went through require(); hand the
+    // module to require-in-the-middle now (see grpc-patch.ts).
+    instrumentGrpcJs();
   }
-  // grpc-js modules that our ESM code already imported never went through require(); hand the
-  // module to require-in-the-middle now (see grpc-patch.ts).
-  instrumentGrpcJs();
+  setGrpcPropagation(!instrumentGrpc);
 
   let meterProvider: MeterProvider | undefined;
   let server: Server | undefined;
@@ -185,6 +205,7 @@ export async function startTelemetry(opts: TelemetryOptions = {}): Promise<Telem
     serviceName,
     serviceVersion,
     tracesTo: destinations.length > 0 ? destinations.join(", ") : "none",
+    grpcInstrumented: instrumentGrpc,
     metricsPort: boundMetricsPort,
     tracerProvider,
     meterProvider,
@@ -192,6 +213,7 @@ export async function startTelemetry(opts: TelemetryOptions = {}): Promise<Telem
     shutdown() {
       stopped ??= (async () => {
         unregister();
+        setGrpcPropagation(false);
         await tracerProvider.shutdown().catch(() => {});
         await meterProvider?.shutdown().catch(() => {});
         if (server) await new Promise<void>((r) => server?.close(() => r()));
