@@ -4,7 +4,9 @@
 // createGrpcClient, grpc-js not instrumented, nothing recorded), and on with every span sampled and
 // handed to a no-op exporter (grpc-js instrumented). A fourth phase, the unexported configuration
 // with the instrumentation forced on (`instrumentGrpc: true`), is how it was before the
-// instrumentation was left out when nothing is exported; BENCH_PHASES=3 skips it.
+// instrumentation was left out when nothing is exported; a fifth is no telemetry but an enabled
+// AsyncLocalStorage, the floor on Node 20 (see enableAsyncLocalStorage). BENCH_PHASES=3 runs only
+// the first three.
 //
 // Prints, per phase, calls/s and process CPU time per call (client and server share the process,
 // so CPU per call is the steadier figure on a shared, loaded machine) with their ratios to "off",
@@ -13,6 +15,7 @@
 //   npm run bench:tracing    (BENCH_CALLS=2000, BENCH_ROUNDS=3, BENCH_CONCURRENCY=1 by default)
 //
 // Uses the built platform (npm run build first; `npm run bench:tracing` does).
+import { AsyncLocalStorage } from "node:async_hooks";
 import { loadavg } from "node:os";
 import { create } from "@bufbuild/protobuf";
 import { AlwaysOnSampler } from "@opentelemetry/sdk-trace-node";
@@ -42,8 +45,25 @@ const noopExporter = {
   forceFlush: async () => {},
 };
 
+/**
+ * Not telemetry: an AsyncLocalStorage (what the context manager is built on) enabled with nothing
+ * else. On Node 20 an enabled AsyncLocalStorage runs promise hooks on every promise in the process,
+ * the price of having the active trace id after an `await` (logs' trace_id): the floor of any
+ * configuration that keeps ids in logs.
+ */
+function enableAsyncLocalStorage() {
+  const als = new AsyncLocalStorage();
+  als.run(1, () => {});
+  return { shutdown: async () => als.disable() };
+}
+
 async function phase(name, telemetryOptions) {
-  const telemetry = telemetryOptions ? await startTelemetry({ serviceName: "bench", ...telemetryOptions }) : undefined;
+  const telemetry =
+    telemetryOptions === "als"
+      ? enableAsyncLocalStorage()
+      : telemetryOptions
+        ? await startTelemetry({ serviceName: "bench", ...telemetryOptions })
+        : undefined;
   // Built after telemetry started: the instrumentation wraps handlers when they are registered.
   const server = new GrpcServer({
     name: "bench",
@@ -94,7 +114,8 @@ const phases = [
   ["on, no exporter (default: unsampled)", {}],
   ["on, sampled, no-op exporter", { sampler: new AlwaysOnSampler(), spanExporter: noopExporter }],
   ["on, no exporter, grpc-js instrumented", { instrumentGrpc: true }],
-].slice(0, Number(process.env.BENCH_PHASES ?? 4));
+  ["off + AsyncLocalStorage enabled (floor)", "als"],
+].slice(0, Number(process.env.BENCH_PHASES ?? 5));
 const load = () =>
   loadavg()
     .map((l) => l.toFixed(2))

@@ -64,9 +64,10 @@ export interface TelemetryOptions {
   metricsHost?: string;
   /**
    * Patch grpc-js with @opentelemetry/instrumentation-grpc (client and server spans). Default: true
-   * when spans go somewhere (an OTLP endpoint or `spanExporter`), false otherwise: then GrpcServer
-   * and createGrpcClient carry `traceparent` themselves (grpc-propagation.ts) — ids continue, logs
-   * carry them, no gRPC spans are recorded, and the instrumentation's cost is not paid.
+   * when spans go somewhere (an OTLP endpoint or `spanExporter`) and the sampler is not always_off;
+   * false otherwise: then GrpcServer and createGrpcClient carry `traceparent` themselves
+   * (grpc-propagation.ts) — ids continue, logs carry them, no gRPC spans are recorded, and the
+   * instrumentation's cost is not paid.
    */
   instrumentGrpc?: boolean;
 }
@@ -156,7 +157,7 @@ export async function startTelemetry(opts: TelemetryOptions = {}): Promise<Telem
   // grpc-js spans only when they go somewhere: unsampled, the instrumentation still costs about a
   // third more CPU per call (README "Overhead"); without it GrpcServer and createGrpcClient carry
   // the trace context themselves.
-  const instrumentGrpc = opts.instrumentGrpc ?? spanProcessors.length > 0;
+  const instrumentGrpc = opts.instrumentGrpc ?? (spanProcessors.length > 0 && !(sampler instanceof AlwaysOffSampler));
   let unregister = () => {};
   if (instrumentGrpc) {
     // One instrumentation per process, re-enabled on a restart: a second instance would never see

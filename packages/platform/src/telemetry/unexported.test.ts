@@ -6,6 +6,7 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type HandlerContext } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { context, SpanKind, trace } from "@opentelemetry/api";
+import { AlwaysOffSampler } from "@opentelemetry/sdk-trace-node";
 import { TaskSchema, TaskStatus } from "@taskmesh/gen/taskmesh/tasks/v1/task_pb";
 import { TaskService } from "@taskmesh/gen/taskmesh/tasks/v1/tasks_pb";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -307,6 +308,28 @@ describe("telemetry restarted with an exporter in the same process", () => {
       trace_id: traceId,
       span_id: back?.spanContext().spanId,
     });
+  });
+});
+
+describe("telemetry with an exporter but the always_off sampler", () => {
+  it("leaves grpc-js unpatched (no span could be recorded) and still carries the ids", async () => {
+    const telemetry = await startTelemetry({
+      serviceName: "always-off-test",
+      spanExporter: new InMemorySpanExporter(),
+      sampler: new AlwaysOffSampler(),
+    });
+    const chain = await startChain();
+    try {
+      expect(telemetry.grpcInstrumented).toBe(false);
+      expect(grpcJsInstrumented()).toBe(false);
+      await chain.client.getTask({ taskId: FOUND });
+      const [front] = chain.seen.front;
+      expect(front?.traceId).toMatch(/^[0-9a-f]{32}$/);
+      expect(chain.seen.back[0]?.traceId).toBe(front?.traceId);
+    } finally {
+      await chain.stop();
+      await telemetry.shutdown();
+    }
   });
 });
 
