@@ -537,11 +537,10 @@ describe("limits", () => {
         { token: d.token },
       );
       expect(o.code).toBe("ResourceExhausted");
-      // The same client's next call answers at once: the refused body left on an HTTP/1.1
-      // keep-alive connection must not stall it (the edge closes such a connection).
-      const started = Date.now();
+      // The same client's next call goes through: the refused body is read and discarded, so the
+      // HTTP/1.1 keep-alive connection stays usable (shown on a raw socket, without timing, in
+      // packages/platform/src/edge/edge-server.test.ts).
       must(await call(gateway, protocol, TaskService.method.listTasks, {}, { token: d.token }));
-      expect(Date.now() - started).toBeLessThan(2000);
       expect(await count(d)).toBe(0);
     },
   );
