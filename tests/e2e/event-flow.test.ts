@@ -12,6 +12,7 @@ import { Kind, type Notification, NotificationService } from "@taskmesh/gen/task
 import { TaskStatus } from "@taskmesh/gen/taskmesh/tasks/v1/task_pb";
 import { TaskService } from "@taskmesh/gen/taskmesh/tasks/v1/tasks_pb";
 import { NotificationChannel, UserService } from "@taskmesh/gen/taskmesh/users/v1/users_pb";
+import { waitFor } from "@taskmesh/platform/testing";
 import { builtServices } from "@taskmesh/runner";
 import { SMTPServer } from "smtp-server";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -51,17 +52,6 @@ async function startSmtp() {
     received,
     stop: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
-}
-
-/** Polls `fn` every 50 ms until it returns something truthy; fails naming `what` after `timeoutMs`. */
-async function eventually<T>(what: string, fn: () => T | Promise<T>, timeoutMs: number): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v as NonNullable<T>;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 let smtp: Awaited<ReturnType<typeof startSmtp>>;
@@ -131,7 +121,7 @@ describe("the event flow through the gateway", () => {
     expect(taskId).not.toBe("");
 
     // In-app, live on the watch stream (the reminder, not only the later due notice).
-    const reminder = await eventually(
+    const reminder = await waitFor(
       "the reminder on the watch stream",
       () => live.find((n) => n.kind === Kind.REMINDER && n.taskId === taskId),
       15_000,
@@ -143,7 +133,7 @@ describe("the event flow through the gateway", () => {
     expect(listed.notifications.map((n) => n.id)).toContain(reminder.id);
 
     // By email, to the account's address.
-    const mail = await eventually(
+    const mail = await waitFor(
       "the reminder email",
       () => smtp.received.find((m) => m.to.includes(email) && m.raw.includes("Water the balcony ferns")),
       15_000,
@@ -154,7 +144,7 @@ describe("the event flow through the gateway", () => {
     await tasks.completeTask({ taskId }, auth);
     const children = async () =>
       (await tasks.listTasks({ pageSize: 100 }, auth)).tasks.filter((t) => t.parentTaskId === taskId);
-    const [next] = await eventually(
+    const [next] = await waitFor(
       "the next occurrence",
       async () => {
         const c = await children();
@@ -175,7 +165,7 @@ describe("the event flow through the gateway", () => {
     expect(all.map((t) => t.id).sort()).toEqual([taskId, next?.id].sort());
 
     // Stats and search, fed by the events: two created (the task and its occurrence), one completed.
-    const stats = await eventually(
+    const stats = await waitFor(
       "stats with the occurrence and the completion",
       async () => {
         const s = (await analytics.getStats({}, auth)).stats;

@@ -14,7 +14,7 @@ import { Kind, NotificationService } from "@taskmesh/gen/taskmesh/notifications/
 import { TaskService } from "@taskmesh/gen/taskmesh/tasks/v1/tasks_pb";
 import { UserService } from "@taskmesh/gen/taskmesh/users/v1/users_pb";
 import { TRACE_ID_HEADER } from "@taskmesh/platform";
-import { type OtlpReceiver, type ReceivedSpan, startOtlpReceiver } from "@taskmesh/platform/testing";
+import { type OtlpReceiver, type ReceivedSpan, startOtlpReceiver, waitFor } from "@taskmesh/platform/testing";
 import { builtServices } from "@taskmesh/runner";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type E2E, startE2E } from "./harness.js";
@@ -27,22 +27,6 @@ const CLIENT = 3;
 const PRODUCER = 4;
 const CONSUMER = 5;
 const KIND_NAMES: Record<number, string> = { 1: "INTERNAL", 2: "SERVER", 3: "CLIENT", 4: "PRODUCER", 5: "CONSUMER" };
-
-/** Polls `fn` every 50 ms until it returns something truthy; fails naming `what` after `timeoutMs`. */
-async function eventually<T>(
-  what: string,
-  fn: () => T | Promise<T>,
-  timeoutMs: number,
-  detail: () => string = () => "",
-): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v as NonNullable<T>;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${detail()}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 /** One span of the chain: which process made it, its kind and name. */
 interface Hop {
@@ -119,7 +103,7 @@ describe("one trace from the edge to the last consumer", () => {
     expect(traceId).toMatch(/^[0-9a-f]{32}$/);
 
     // The reminder reaches the in-app inbox.
-    await eventually(
+    await waitFor(
       "the reminder in the in-app inbox",
       async () =>
         (await inbox.listNotifications({}, auth)).notifications.find(
@@ -142,18 +126,16 @@ describe("one trace from the edge to the last consumer", () => {
     const inTrace = () => receiver.spans().filter((s) => s.traceId === traceId);
     const find = (h: Hop) => inTrace().filter((s) => s.service === h.service && s.kind === h.kind && s.name === h.name);
     // Services export in batches (every ~200 ms here): wait until every hop has arrived.
-    await eventually(
-      "every span of the chain at the receiver",
-      () => chain.every((h) => find(h).length > 0),
-      15_000,
-      () =>
+    await waitFor("every span of the chain at the receiver", () => chain.every((h) => find(h).length > 0), {
+      timeoutMs: 15_000,
+      detail: () =>
         `\nmissing: ${chain
           .filter((h) => find(h).length === 0)
           .map(describeHop)
           .join("; ")}\ntrace ${traceId}:\n${tree(inTrace())}\nall services seen: ${[
           ...new Set(receiver.spans().map((s) => s.service)),
         ].join(", ")}`,
-    );
+    });
 
     const spans = inTrace();
     const why = `trace ${traceId}:\n${tree(spans)}`;
@@ -185,12 +167,10 @@ describe("one trace from the edge to the last consumer", () => {
       ],
       [chain[6] as Hop, hop("notifications", PRODUCER, "taskmesh.notification.sent publish")],
     ];
-    await eventually(
-      "the branches' spans at the receiver",
-      () => branches.every(([, h]) => find(h).length > 0),
-      15_000,
-      () => `\n${tree(inTrace())}`,
-    );
+    await waitFor("the branches' spans at the receiver", () => branches.every(([, h]) => find(h).length > 0), {
+      timeoutMs: 15_000,
+      detail: () => `\n${tree(inTrace())}`,
+    });
     for (const [p, h] of branches) {
       const [child, ...more] = find(h);
       const [of] = find(p);

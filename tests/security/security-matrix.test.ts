@@ -15,6 +15,7 @@ import { NotificationService } from "@taskmesh/gen/taskmesh/notifications/v1/not
 import { TaskService } from "@taskmesh/gen/taskmesh/tasks/v1/tasks_pb";
 import { UserService } from "@taskmesh/gen/taskmesh/users/v1/users_pb";
 import { ServiceTokens } from "@taskmesh/platform";
+import { waitFor } from "@taskmesh/platform/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type E2E, startE2E } from "../e2e/harness.js";
 import {
@@ -89,17 +90,6 @@ async function signUp(): Promise<Account> {
 function must(o: Outcome): JsonObject {
   if (!o.ok) throw new Error(`expected success, got ${o.code}: ${o.message}`);
   return o.body;
-}
-
-/** Polls every 100 ms until `fn` returns something truthy. */
-async function eventually<T>(what: string, fn: () => Promise<T>, timeoutMs = 20_000): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v as NonNullable<T>;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 const codeOf = (o: Outcome) => o.code;
@@ -268,7 +258,7 @@ describe("BOLA: user b with user a's resource ids", () => {
         ),
       ).task as JsonObject
     ).id as string;
-    const notification = await eventually("a's notification", async () => {
+    const notification = await waitFor("a's notification", async () => {
       const list = must(
         await call(gateway, "grpc", NotificationService.method.listNotifications, {}, { token: a.token }),
       );
@@ -276,7 +266,7 @@ describe("BOLA: user b with user a's resource ids", () => {
     });
     notificationId = notification.id as string;
     // Analytics has indexed a's task (so b's search finding nothing means isolation, not lag).
-    await eventually("a's task in search", async () => {
+    await waitFor("a's task in search", async () => {
       const hits = must(
         await call(gateway, "grpc", AnalyticsService.method.searchTasks, { query: secretWord }, { token: a.token }),
       );

@@ -29,7 +29,7 @@ import {
   USER_TOKEN_AUDIENCE,
   USER_TOKEN_ISSUER,
 } from "@taskmesh/platform";
-import { type NatsServer, startNats, tempDir } from "@taskmesh/platform/testing";
+import { type NatsServer, startNats, tempDir, waitFor } from "@taskmesh/platform/testing";
 import { createLocalJWKSet, exportJWK, generateKeyPair, SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadAnalyticsConfig } from "./config.js";
@@ -39,17 +39,6 @@ const logger = createLogger("analytics-test", { level: process.env.TEST_LOG_LEVE
 const SECRET = "analytics-test-secret-of-at-least-32-chars";
 const REBUILD = resolve(import.meta.dirname, "../dist/rebuild.js");
 const HOUR = 3_600_000;
-
-/** Polls `fn` every 25 ms until it returns something truthy; fails after `timeoutMs`. */
-async function waitFor<T>(what: string, fn: () => T | Promise<T>, timeoutMs = 15_000): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v as NonNullable<T>;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 describe("analytics service (real nats-server, events published by the test)", () => {
   const dir = tempDir("analytics-test-");

@@ -16,7 +16,7 @@ import {
   USER_TOKEN_AUDIENCE,
   USER_TOKEN_ISSUER,
 } from "@taskmesh/platform";
-import { freePort, type NatsServer, startNats, tempDir } from "@taskmesh/platform/testing";
+import { freePort, type NatsServer, startNats, tempDir, waitFor } from "@taskmesh/platform/testing";
 import { build as buildTasks, loadTasksConfig, type TasksApp } from "@taskmesh/tasks/server";
 import Database from "better-sqlite3";
 import { createLocalJWKSet, exportJWK, generateKeyPair, SignJWT } from "jose";
@@ -26,17 +26,6 @@ import { build, type RecurrenceApp } from "./server.js";
 
 const logger = createLogger("recurrence-test", { level: process.env.TEST_LOG_LEVEL ?? "silent" });
 const SECRET = "recurrence-test-secret-of-at-least-32-chars";
-
-/** Polls `fn` every 25 ms until it returns something truthy; fails after `timeoutMs`. */
-async function waitFor<T>(what: string, fn: () => T | Promise<T>, timeoutMs = 15_000): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v as NonNullable<T>;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 const iso = (t: Task) => (t.dueTime ? new Date(timestampMs(t.dueTime)).toISOString() : undefined);
 

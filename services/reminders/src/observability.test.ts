@@ -16,7 +16,7 @@ import {
   startTelemetry,
   type Telemetry,
 } from "@taskmesh/platform";
-import { type NatsServer, startNats, tempDir } from "@taskmesh/platform/testing";
+import { type NatsServer, startNats, tempDir, waitFor } from "@taskmesh/platform/testing";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { loadRemindersConfig } from "./config.js";
 import { events, task } from "./reminders.test-util.js";
@@ -32,16 +32,6 @@ const PRODUCER = 3;
 const CONSUMER = 4;
 
 type Span = ReturnType<InMemorySpanExporter["getFinishedSpans"]>[number];
-
-async function waitFor<T>(what: string, fn: () => T | Promise<T>, timeoutMs = 10_000): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v as NonNullable<T>;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 /** A sampled W3C traceparent of a made-up upstream span (the request that changed the task). */
 function upstream(): { traceId: string; spanId: string; traceparent: string } {

@@ -14,7 +14,7 @@ import {
   USER_TOKEN_AUDIENCE,
   USER_TOKEN_ISSUER,
 } from "@taskmesh/platform";
-import { type NatsServer, startNats, tempDir } from "@taskmesh/platform/testing";
+import { type NatsServer, startNats, tempDir, waitFor } from "@taskmesh/platform/testing";
 import { build as buildTasks, loadTasksConfig, type TasksApp } from "@taskmesh/tasks/server";
 import { createLocalJWKSet, exportJWK, generateKeyPair, SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -24,16 +24,6 @@ import { build, type RemindersApp } from "./server.js";
 const logger = createLogger("reminders-test", { level: process.env.TEST_LOG_LEVEL ?? "silent" });
 const SECRET = "reminders-test-secret-of-at-least-32-chars";
 const MIN = 60_000;
-
-async function waitFor<T>(what: string, fn: () => T | Promise<T>, timeoutMs = 10_000): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v as NonNullable<T>;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 /** The contract with the real producer: the events tasks publishes drive the timers. */
 describe("reminders fed by the real tasks service", () => {

@@ -14,7 +14,7 @@ import {
   ServiceTokens,
   STREAMS,
 } from "@taskmesh/platform";
-import { type NatsServer, startNats, tempDir } from "@taskmesh/platform/testing";
+import { type NatsServer, startNats, tempDir, waitFor } from "@taskmesh/platform/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadRemindersConfig, type RemindersConfig } from "./config.js";
 import { events, task } from "./reminders.test-util.js";
@@ -23,17 +23,6 @@ import { build, type RemindersApp } from "./server.js";
 const logger = createLogger("reminders-test", { level: process.env.TEST_LOG_LEVEL ?? "silent" });
 const SECRET = "reminders-test-secret-of-at-least-32-chars";
 const MIN = 60_000;
-
-/** Polls `fn` every 25 ms until it returns something truthy; fails after `timeoutMs`. */
-async function waitFor<T>(what: string, fn: () => T | Promise<T>, timeoutMs = 10_000): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v as NonNullable<T>;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 describe("reminders service (real nats-server, injected clock)", () => {
   const dir = tempDir("reminders-test-");

@@ -18,7 +18,7 @@ import {
   startTelemetry,
   type Telemetry,
 } from "@taskmesh/platform";
-import { type NatsServer, startNats } from "@taskmesh/platform/testing";
+import { type NatsServer, startNats, waitFor } from "@taskmesh/platform/testing";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { USER_DELETED_CONSUMER } from "./events.js";
@@ -29,16 +29,6 @@ const DUE = Date.UTC(2031, 2, 9, 14, 0, 0);
 /** @opentelemetry/api SpanKind values, as ReadableSpan.kind carries them. */
 const SERVER = 1;
 const PRODUCER = 3;
-
-async function waitFor<T>(what: string, fn: () => T | Promise<T>, timeoutMs = 15_000): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v as NonNullable<T>;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 interface Stored {
   subject: string;

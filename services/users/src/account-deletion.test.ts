@@ -16,7 +16,7 @@ import {
   ServiceTokens,
   STREAMS,
 } from "@taskmesh/platform";
-import { freePort, type NatsServer, startNats, tempDir } from "@taskmesh/platform/testing";
+import { freePort, type NatsServer, startNats, tempDir, waitFor } from "@taskmesh/platform/testing";
 import { build as buildTasks, loadTasksConfig, type TasksApp } from "@taskmesh/tasks/server";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -30,16 +30,6 @@ const SECRET = "account-deletion-test-secret-32-chars-min";
 const PASSWORD = "correct horse battery";
 // Cheap scrypt: these tests are about the saga, not password cost.
 const scrypt = { N: 1024, r: 8, p: 1 };
-
-async function waitFor<T>(what: string, fn: () => T | Promise<T>, timeoutMs = 20_000): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v as NonNullable<T>;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 async function failure(p: Promise<unknown>): Promise<ConnectError> {
   const e = await p.then(

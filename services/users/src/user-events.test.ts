@@ -13,7 +13,7 @@ import {
   startTelemetry,
   type Telemetry,
 } from "@taskmesh/platform";
-import { type NatsServer, startNats, tempDir } from "@taskmesh/platform/testing";
+import { type NatsServer, startNats, tempDir, waitFor } from "@taskmesh/platform/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadUsersConfig } from "./config.js";
 import { build, type UsersApp } from "./server.js";
@@ -25,16 +25,6 @@ const scrypt = { N: 1024, r: 8, p: 1 };
 /** @opentelemetry/api SpanKind values, as ReadableSpan.kind carries them. */
 const SERVER = 1;
 const PRODUCER = 3;
-
-async function waitFor<T>(what: string, fn: () => T | Promise<T>, timeoutMs = 15_000): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v as NonNullable<T>;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 async function started(dataDir: string, natsUrl: string) {
   const config = loadUsersConfig({

@@ -7,7 +7,7 @@ import type { JetStreamManager } from "nats";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Db, openDatabase } from "../db/database.js";
 import { createLogger } from "../log/logger.js";
-import { freePort, type NatsServer, startNats, tempDir } from "../testing/index.js";
+import { freePort, type NatsServer, startNats, tempDir, waitFor } from "../testing/index.js";
 import { backoffDelay } from "./backoff.js";
 import { DEADLETTER_HEADERS, EventConsumer, type EventConsumerOptions, TransientError } from "./consumer.js";
 import { inboxMigration } from "./inbox.js";
@@ -17,17 +17,6 @@ import { OutboxRelay, type OutboxRelayOptions } from "./relay.js";
 import { ensureConsumer, ensureStreams, STREAMS, type StreamSpec } from "./streams.js";
 
 const logger = createLogger("events-test", { level: process.env.TEST_LOG_LEVEL ?? "silent" });
-
-/** Polls `fn` every 25 ms until it returns something truthy; fails after `timeoutMs`. */
-async function waitFor<T>(what: string, fn: () => T | Promise<T>, timeoutMs = 10_000): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v as NonNullable<T>;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 // The "service" of these tests: a table of items; each item's creation emits "<prefix>.created",
 // and the consuming side records one effect row per event it applies.

@@ -22,7 +22,7 @@ import { createLogger } from "../log/logger.js";
 import { DependencyPolicy } from "../resilience/dependency-policy.js";
 import { createGrpcClient } from "../rpc/grpc-client.js";
 import { GrpcServer, register } from "../rpc/grpc-server.js";
-import { type NatsServer, startNats, tempDir } from "../testing/index.js";
+import { type NatsServer, startNats, tempDir, waitFor } from "../testing/index.js";
 import { grpcJsInstrumented } from "./grpc-patch.js";
 import { InMemorySpanExporter, samplerFromEnv, startTelemetry, type Telemetry } from "./telemetry.js";
 import { activeSpanContext, TRACE_ID_HEADER } from "./trace-context.js";
@@ -83,16 +83,6 @@ function only(spans: ReadableSpan[], kind: SpanKind, scope?: RegExp): ReadableSp
 }
 const parentOf = (s: ReadableSpan) => s.parentSpanContext?.spanId;
 const idOf = (s: ReadableSpan) => s.spanContext().spanId;
-
-async function waitFor<T>(what: string, fn: () => T | Promise<T>, timeoutMs = 10_000): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v as NonNullable<T>;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 describe("telemetry setup", () => {
   it("patches grpc-js although our ESM code imported it before telemetry started (spans are exported)", () => {

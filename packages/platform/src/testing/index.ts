@@ -33,3 +33,4 @@ export {
 } from "./nats.js";
 export { type OtlpReceiver, type ReceivedSpan, startOtlpReceiver } from "./otlp-receiver.js";
 export { childrenDieWithParent, exited, findOnPath, signalChild, spawnTied, stopChild } from "./process.js";
+export { type WaitForOptions, waitFor } from "./wait-for.js";
