@@ -3,6 +3,7 @@ import { context, propagation, type Span, SpanKind, SpanStatusCode, trace } from
 import { type Envelope, EnvelopeSchema } from "@taskmesh/gen/taskmesh/events/v1/events_pb";
 import { type ConsumerMessages, headers, type JsMsg } from "nats";
 import type { Db } from "../db/database.js";
+import { tracedTransaction } from "../db/traced-transaction.js";
 import type { Logger } from "../log/logger.js";
 import { platformInstruments } from "../telemetry/metrics.js";
 import { headerMapGetter } from "../telemetry/trace-context.js";
@@ -261,13 +262,16 @@ export class EventConsumer<R = void> {
     try {
       const result = this.#handler.external ? await this.#handler.external(event, ctx) : undefined;
       this.#drill?.(); // FAULT DRILL: may SIGKILL here, after the external effect, before the commit
-      applied = this.#opts.db.transaction(() => {
-        const fresh = this.#record.run(ctx.consumer, ctx.eventId, ctx.subject, new Date().toISOString()).changes === 1;
-        if (!fresh) return false; // another instance applied it meanwhile
-        const r: unknown = this.#handler.apply?.(event, ctx, result);
-        if (r instanceof Promise) throw new Error("EventHandler.apply returned a promise; it must be synchronous");
-        return true;
-      })();
+      applied = tracedTransaction(this.#opts.db, { "messaging.consumer.group.name": ctx.consumer }, () =>
+        this.#opts.db.transaction(() => {
+          const fresh =
+            this.#record.run(ctx.consumer, ctx.eventId, ctx.subject, new Date().toISOString()).changes === 1;
+          if (!fresh) return false; // another instance applied it meanwhile
+          const r: unknown = this.#handler.apply?.(event, ctx, result);
+          if (r instanceof Promise) throw new Error("EventHandler.apply returned a promise; it must be synchronous");
+          return true;
+        })(),
+      );
     } catch (err) {
       if (isTransient(err) && deliveries < this.#maxDeliver) {
         const delay = backoffDelay(deliveries, this.#opts.retryBackoff ?? { initialMs: 1000, maxMs: 60_000 });

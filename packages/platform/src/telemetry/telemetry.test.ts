@@ -293,7 +293,17 @@ describe("NATS spans", () => {
     expect(consumerSpan.name).toBe("taskmesh.user.registered process");
     expect(parentOf(consumerSpan)).toBe(idOf(producer));
     expect(consumerSpan.attributes["taskmesh.outcome"]).toBe("applied");
+    // The handler (and what it appends) runs in the CONSUMER span; its commit is a child span
+    // that records the transaction without becoming the active one.
     expect(got).toMatchObject({ traceId, spanId: idOf(consumerSpan) });
+    const commit = only(spans, SpanKind.CLIENT, /taskmesh\.sqlite/);
+    expect(commit.name).toBe("sqlite transaction");
+    expect(parentOf(commit)).toBe(idOf(consumerSpan));
+    expect(commit.attributes).toMatchObject({
+      "db.system.name": "sqlite",
+      "messaging.consumer.group.name": "telemetry-test",
+    });
+    expect(String(commit.attributes["db.namespace"])).toMatch(/\.db$/);
 
     // The gauges and counters of the kit are on the scrape.
     const scrape = await (await fetch(`http://127.0.0.1:${telemetry.metricsPort}/metrics`)).text();
