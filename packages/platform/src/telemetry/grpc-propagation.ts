@@ -34,11 +34,6 @@ export function setGrpcPropagation(on: boolean): void {
   tracer = on ? trace.getTracer(TRACER_NAME) : undefined;
 }
 
-/** True while GrpcServer / createGrpcClient carry the trace context themselves. */
-export function grpcPropagationOn(): boolean {
-  return tracer !== undefined;
-}
-
 /** Tracer (instrumentation scope) of the SERVER spans started here. */
 export const TRACER_NAME = "taskmesh.grpc-propagation";
 
