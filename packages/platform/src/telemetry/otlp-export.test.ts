@@ -1,4 +1,6 @@
 // OTLP export to a receiver over real HTTP (its own file: one telemetry per process).
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { SpanKind, trace } from "@opentelemetry/api";
 import { AlwaysOnSampler } from "@opentelemetry/sdk-trace-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -57,6 +59,23 @@ describe("OTLP export", () => {
     const sent = receiver.requests().slice(before);
     expect(sent.map((r) => r.contentType)).toEqual(["application/x-protobuf"]);
     expect(sent[0]?.body.includes(Buffer.from("proto child"))).toBe(true);
+  });
+
+  it("stops on a metrics port in use, naming METRICS_PORT, and leaves nothing registered", async () => {
+    const busy = createServer();
+    const port = await new Promise<number>((r) =>
+      busy.listen(0, "127.0.0.1", () => r((busy.address() as AddressInfo).port)),
+    );
+    try {
+      await expect(startTelemetry({ serviceName: "x", metricsPort: port })).rejects.toThrow(
+        new RegExp(`METRICS_PORT: cannot listen on 127\\.0\\.0\\.1:${port} \\(in use\\)`),
+      );
+      // Nothing half-started: telemetry starts cleanly afterwards, and its spans are exported.
+      const ids = await exportOne("http/json", "after refusal");
+      expect(receiver.spans().some((s) => s.spanId === ids.child)).toBe(true);
+    } finally {
+      busy.close();
+    }
   });
 
   it("refuses an OTLP protocol it cannot speak, naming the variable", async () => {

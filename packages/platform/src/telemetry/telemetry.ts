@@ -136,6 +136,39 @@ export async function startTelemetry(opts: TelemetryOptions = {}): Promise<Telem
     [ATTR_SERVICE_NAME]: serviceName,
     [ATTR_SERVICE_VERSION]: serviceVersion,
   });
+  // The metrics endpoint first: a port that cannot be bound stops start-up, naming METRICS_PORT,
+  // before anything is registered globally.
+  let meterProvider: MeterProvider | undefined;
+  let server: Server | undefined;
+  let boundMetricsPort: number | undefined;
+  if (metricsPort !== undefined) {
+    const exporter = new PrometheusExporter({ preventServerStart: true });
+    const metricsServer = createServer((req, res) => {
+      if (req.method === "GET" && req.url?.split("?")[0] === "/metrics") exporter.getMetricsRequestHandler(req, res);
+      else {
+        res.statusCode = 404;
+        res.end("metrics are at /metrics\n");
+      }
+    });
+    boundMetricsPort = await new Promise<number>((resolve, reject) => {
+      metricsServer.once("error", (err: NodeJS.ErrnoException) =>
+        reject(
+          new ConfigError(
+            `METRICS_PORT: cannot listen on ${metricsHost}:${metricsPort} (${err.code === "EADDRINUSE" ? "in use" : (err.code ?? err.message)})`,
+          ),
+        ),
+      );
+      metricsServer.listen(metricsPort, metricsHost, () => {
+        const a = metricsServer.address();
+        resolve(typeof a === "object" && a ? a.port : metricsPort);
+      });
+    });
+    metricsServer.unref();
+    server = metricsServer;
+    meterProvider = new MeterProvider({ resource, readers: [exporter] });
+    metrics.setGlobalMeterProvider(meterProvider as ApiMeterProvider);
+  }
+
   const spanProcessors: SpanProcessor[] = [];
   const destinations: string[] = [];
   if (endpoint !== undefined) {
@@ -176,30 +209,6 @@ export async function startTelemetry(opts: TelemetryOptions = {}): Promise<Telem
     instrumentGrpcJs();
   }
   setGrpcPropagation(!instrumentGrpc);
-
-  let meterProvider: MeterProvider | undefined;
-  let server: Server | undefined;
-  let boundMetricsPort: number | undefined;
-  if (metricsPort !== undefined) {
-    const exporter = new PrometheusExporter({ preventServerStart: true });
-    meterProvider = new MeterProvider({ resource, readers: [exporter] });
-    metrics.setGlobalMeterProvider(meterProvider as ApiMeterProvider);
-    server = createServer((req, res) => {
-      if (req.method === "GET" && req.url?.split("?")[0] === "/metrics") exporter.getMetricsRequestHandler(req, res);
-      else {
-        res.statusCode = 404;
-        res.end("metrics are at /metrics\n");
-      }
-    });
-    boundMetricsPort = await new Promise<number>((resolve, reject) => {
-      server?.once("error", reject);
-      server?.listen(metricsPort, metricsHost, () => {
-        const a = server?.address();
-        resolve(typeof a === "object" && a ? a.port : metricsPort);
-      });
-    });
-    server.unref();
-  }
 
   let stopped: Promise<void> | undefined;
   const telemetry: Telemetry = {
