@@ -63,6 +63,7 @@ export {
   type StreamSpec,
   streamReplicas,
 } from "./events/streams.js";
+export { deletedUserId } from "./events/user-deleted.js";
 export { createLogger, type Logger } from "./log/logger.js";
 export {
   type BreakerState,

@@ -1,7 +1,7 @@
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import type { Envelope } from "@taskmesh/gen/taskmesh/events/v1/events_pb";
 import { type Task, TaskStatus } from "@taskmesh/gen/taskmesh/tasks/v1/task_pb";
-import { type ConsumerSpec, type Logger, STREAMS, type StreamSpec } from "@taskmesh/platform";
+import { type ConsumerSpec, deletedUserId, type Logger, STREAMS, type StreamSpec } from "@taskmesh/platform";
 import type { AnalyticsStore, FoldResult, TaskFacts } from "./analytics-store.js";
 
 /**
@@ -64,7 +64,7 @@ export function foldEvent(store: AnalyticsStore, event: Envelope): FoldResult | 
     case "userRegistered":
       return store.registerUser(p.value.userId || event.userId, p.value.timeZone, at);
     case "userDeleted":
-      store.purgeUser(p.value.userId || event.userId, at);
+      store.purgeUser(deletedUserId(event), at);
       return "applied";
     default:
       return "ignored";

@@ -9,6 +9,7 @@ import {
   createLogger,
   createUserTokenVerifier,
   DependencyPolicy,
+  deletedUserId,
   EventConsumer,
   GrpcServer,
   type Logger,
@@ -136,8 +137,7 @@ export function build(config: NotificationsConfig, deps: NotificationsDeps = {})
     stream: CONSUMERS.userDeleted.stream,
     consumer: { ...CONSUMERS.userDeleted.consumer, ...deps.consumer },
     handler: (event) => {
-      if (event.payload.case !== "userDeleted") return;
-      const userId = event.payload.value.userId || event.userId;
+      const userId = deletedUserId(event);
       const n = store.purgeUser(userId);
       logger.info({ userId, notifications: n }, "user deleted: inbox and delivery log dropped");
     },

@@ -2,6 +2,7 @@ import { TaskInternalService } from "@taskmesh/gen/taskmesh/tasks/v1/tasks_pb";
 import {
   createGrpcClient,
   createLogger,
+  deletedUserId,
   EventConsumer,
   GrpcServer,
   type Logger,
@@ -76,8 +77,7 @@ export function build(config: RecurrenceConfig, deps: RecurrenceDeps = {}): Recu
     stream: CONSUMERS.userDeleted.stream,
     consumer: { ...CONSUMERS.userDeleted.consumer, ...deps.consumer },
     handler: (event) => {
-      if (event.payload.case !== "userDeleted") return;
-      const userId = event.payload.value.userId || event.userId;
+      const userId = deletedUserId(event);
       const n = store.purgeUser(userId);
       logger.info({ userId, rows: n }, "user's processed occurrences dropped");
     },

@@ -1,5 +1,5 @@
 import type { Envelope } from "@taskmesh/gen/taskmesh/events/v1/events_pb";
-import { activeTraceparent, type EventContext, type Logger } from "@taskmesh/platform";
+import { activeTraceparent, deletedUserId, type EventContext, type Logger } from "@taskmesh/platform";
 import type { RemindersStore } from "./reminders-store.js";
 import { deriveTimers, snapshotOf } from "./timers.js";
 
@@ -98,14 +98,7 @@ export function taskEventsHandler(deps: TaskEventsDeps): (event: Envelope, ctx: 
 /** The consumer handler for user.deleted: the user's timers and tasks go, and later task events about them are ignored. */
 export function userDeletedHandler(deps: TaskEventsDeps): (event: Envelope, ctx: EventContext) => void {
   return (event, ctx) => {
-    if (event.payload.case !== "userDeleted") {
-      throw new Error(`expected a user.deleted payload, got "${event.payload.case ?? "none"}" (type "${event.type}")`);
-    }
-    const userId = event.payload.value.userId || event.userId;
-    if (!userId) throw new Error("user.deleted has no user_id");
-    if (event.userId && event.userId !== userId) {
-      throw new Error(`user.deleted names user ${userId} but its envelope belongs to ${event.userId}`);
-    }
+    const userId = deletedUserId(event);
     const dropped = deps.store.purgeUser(userId, new Date(deps.now()));
     deps.onScheduleChanged();
     deps.logger.info({ userId, timers: dropped, eventId: ctx.eventId }, "timers of a deleted user dropped");

@@ -6,7 +6,14 @@ import {
   TaskDeletedSchema,
   TaskUpdatedSchema,
 } from "@taskmesh/gen/taskmesh/events/v1/events_pb";
-import { type ConsumerSpec, type EventContext, type Logger, newEvent, STREAMS } from "@taskmesh/platform";
+import {
+  type ConsumerSpec,
+  deletedUserId,
+  type EventContext,
+  type Logger,
+  newEvent,
+  STREAMS,
+} from "@taskmesh/platform";
 import { toTask } from "./task-record.js";
 import type { TaskFields, TaskRecord } from "./tasks-store.js";
 
@@ -93,14 +100,7 @@ export function onUserDeleted(
   logger: Logger,
 ): (event: Envelope, ctx: EventContext) => void {
   return (event, ctx) => {
-    if (event.payload.case !== "userDeleted") {
-      throw new Error(`expected a user.deleted payload, got "${event.payload.case ?? "none"}" (type "${event.type}")`);
-    }
-    const userId = event.payload.value.userId;
-    if (!userId) throw new Error("user.deleted has no user_id");
-    if (event.userId && event.userId !== userId) {
-      throw new Error(`user.deleted names user ${userId} but its envelope belongs to ${event.userId}`);
-    }
+    const userId = deletedUserId(event);
     const deletedTasks = purgeUser(userId);
     logger.info({ userId, deletedTasks, eventId: ctx.eventId }, "purging the tasks of a deleted user");
   };
