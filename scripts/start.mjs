@@ -2,7 +2,8 @@
 // as local processes (see packages/runner), prints the endpoints, where traces and metrics go, and example calls, and on Ctrl-C
 // (SIGINT) or SIGTERM stops everything (gateway first, nats-server last) and exits 0.
 import { execFileSync } from "node:child_process";
-import { dirname, join, relative } from "node:path";
+import { accessSync, constants } from "node:fs";
+import { delimiter, dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 
@@ -66,16 +67,48 @@ for (const item of (args.replicas ?? []).flatMap((r) => r.split(","))) {
   replicas[m[1]] = Number(m[2]);
 }
 
+// nats-server before anything slow: a missing one should not be found after minutes of install and build.
+const searchPath = [process.env.PATH ?? "", "/usr/sbin", "/usr/local/sbin", "/sbin"].join(delimiter);
+const natsServer = searchPath
+  .split(delimiter)
+  .filter(Boolean)
+  .map((dir) => join(dir, "nats-server"))
+  .find((file) => {
+    try {
+      accessSync(file, constants.X_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+if (!natsServer) {
+  console.error(`taskmesh: nats-server is not installed (or not on PATH). Install it, then run npm start again:
+
+  Debian/Ubuntu   sudo apt-get install -y nats-server
+  macOS           brew install nats-server
+  anywhere        download a release from https://github.com/nats-io/nats-server/releases
+                  and put the nats-server binary on your PATH`);
+  process.exit(1);
+}
+// The runner finds it on PATH (Debian puts it in /usr/sbin, which a user's PATH may lack).
+process.env.PATH = `${process.env.PATH ?? ""}${delimiter}${dirname(natsServer)}`;
+
+const began = performance.now();
+const seconds = (since) => `${((performance.now() - since) / 1000).toFixed(1)} s`;
 if (!args["no-build"]) {
   try {
-    // Dependencies first (npm ci on a fresh clone), then the incremental build.
+    // Dependencies first (npm ci on a fresh clone; it says so), then the incremental build.
     execFileSync(process.execPath, [join(root, "scripts/ensure-deps.mjs")], { cwd: root, stdio: "inherit" });
+    const building = performance.now();
+    console.error("taskmesh: building (tsc -b)…");
     execFileSync(join(root, "node_modules/.bin/tsc"), ["-b"], { cwd: root, stdio: "inherit" });
+    console.error(`taskmesh: built in ${seconds(building)}`);
   } catch {
     console.error("taskmesh: the build failed (see above)");
     process.exit(1);
   }
 }
+console.error("taskmesh: starting nats-server and the services…");
 
 // Imported after the build: the runner runs from its compiled dist.
 const { exampleCalls, formatExampleCalls, formatTelemetry, startSystem } = await import("@taskmesh/runner");
@@ -112,7 +145,9 @@ try {
     logLevel: args["log-level"] ?? "info",
     replicas,
     signal: startup.signal,
+    onReady: (name, ms) => console.error(`  ready  ${name.padEnd(16)}${(ms / 1000).toFixed(1)} s`),
   });
+  console.error(`taskmesh: everything ready ${seconds(began)} after npm start`);
 } catch (err) {
   if (stopping) {
     console.error("taskmesh: stopped");

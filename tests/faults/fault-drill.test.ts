@@ -1,4 +1,4 @@
-import { parseFaultDrills } from "@taskmesh/platform";
+import { parseFaultDrills } from "@taskmesh/platform/testing";
 import { describe, expect, it } from "vitest";
 
 describe("TASKMESH_FAULT (fault drill hooks)", () => {

@@ -6,7 +6,8 @@
 import { randomUUID } from "node:crypto";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { EnvelopeSchema } from "@taskmesh/gen/taskmesh/events/v1/events_pb";
-import { DEADLETTER_HEADERS, FAULT_ENV } from "@taskmesh/platform";
+import { DEADLETTER_HEADERS } from "@taskmesh/platform";
+import { FAULT_ENV } from "@taskmesh/platform/testing";
 import { connect, type JetStreamManager, type NatsConnection } from "nats";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectEveryEventOnce, readProduced } from "./checker.js";

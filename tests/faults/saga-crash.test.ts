@@ -15,8 +15,8 @@ import { ReminderInternalService } from "@taskmesh/gen/taskmesh/reminders/v1/rem
 import type { Task } from "@taskmesh/gen/taskmesh/tasks/v1/task_pb";
 import { TaskService } from "@taskmesh/gen/taskmesh/tasks/v1/tasks_pb";
 import { DeletionState, NotificationChannel, UserService } from "@taskmesh/gen/taskmesh/users/v1/users_pb";
-import { createGrpcClient, FAULT_ENV, ServiceTokens } from "@taskmesh/platform";
-import { tempDir } from "@taskmesh/platform/testing";
+import { createGrpcClient, ServiceTokens } from "@taskmesh/platform";
+import { FAULT_ENV, tempDir } from "@taskmesh/platform/testing";
 import { REPO_ROOT } from "@taskmesh/runner";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";

@@ -1,4 +1,4 @@
-export { bearerToken, type Principal, principalKey, requireService, requireUser } from "./auth/identity.js";
+export { bearerToken, type Principal, requireService, requireUser } from "./auth/identity.js";
 export {
   createUserTokenVerifier,
   remoteUserKeys,
@@ -17,13 +17,7 @@ export {
   serviceBaseConfig,
   serviceConfigSpec,
 } from "./config/service-config.js";
-export { type Db, type Migration, migrate, openDatabase, pingDatabase } from "./db/database.js";
-export { addHealth, type EdgeHealthOptions } from "./edge/edge-health.js";
-export { addReflection } from "./edge/edge-reflection.js";
-export { EdgeServer, type EdgeServerOptions, type EdgeService, peerAddressKey } from "./edge/edge-server.js";
-export { type ForwardOptions, forwardService, REQUEST_ID_HEADER } from "./edge/forward-service.js";
-export { OnePortServer, type OnePortServerOptions } from "./edge/one-port-server.js";
-export { telemetryInterceptor } from "./edge/telemetry-interceptor.js";
+export { type Db, type Migration, openDatabase, pingDatabase } from "./db/database.js";
 export {
   type ConsumerStats,
   DEADLETTER_HEADERS,
@@ -33,37 +27,20 @@ export {
   type EventHandler,
   TransientError,
 } from "./events/consumer.js";
-export { FAULT_ENV, type FaultDrill, parseFaultDrills, sagaFaultDrill } from "./events/fault-drill.js";
+export { sagaFaultDrill } from "./events/fault-drill.js";
 export { inboxMigration } from "./events/inbox.js";
 export { NatsLink, type NatsLinkOptions, natsReady } from "./events/nats-link.js";
-export {
-  type AppendOptions,
-  appendEvent,
-  eventSubject,
-  eventType,
-  type NewEvent,
-  newEvent,
-  outboxMigration,
-} from "./events/outbox.js";
+export { type AppendOptions, appendEvent, type NewEvent, newEvent, outboxMigration } from "./events/outbox.js";
 export { OutboxRelay, type OutboxRelayOptions, type OutboxRow, type RelayStats } from "./events/relay.js";
 export {
-  DEFAULT_NATS_URL,
-  NATS_HEALTH_SERVICE,
-  natsServers,
-  natsUrlField,
-  type WatchOutboxOptions,
-  watchOutbox,
-} from "./events/service-kit.js";
-export {
-  type ConsumerSpec,
-  DEADLETTER_SUBJECT_PREFIX,
-  ensureConsumer,
-  ensureStreams,
-  STREAMS,
-  type StreamSpec,
-  streamReplicas,
-} from "./events/streams.js";
-export { deletedUserId } from "./events/user-deleted.js";
+  type ConsumerDeclaration,
+  type ConsumerDeclarations,
+  ServiceEvents,
+  type ServiceEventsOptions,
+} from "./events/service-events.js";
+export { NATS_HEALTH_SERVICE, natsServers, natsUrlField } from "./events/service-kit.js";
+export { type ConsumerSpec, ensureStreams, STREAMS, type StreamSpec } from "./events/streams.js";
+export { deletedUserId, userDeletedConsumer } from "./events/user-deleted.js";
 export { createLogger, type Logger } from "./log/logger.js";
 export {
   type BreakerState,
@@ -76,7 +53,6 @@ export { codeName, toRpcError } from "./rpc/errors.js";
 export {
   type CallOptions,
   createGrpcClient,
-  fromGrpcError,
   type GrpcClient,
   type GrpcClientOptions,
   serviceConfig,
@@ -85,31 +61,13 @@ export {
   type Access,
   GrpcServer,
   type GrpcServerOptions,
-  LIVENESS_SERVICE,
-  reflectionFiles,
-  reflectionPackage,
   register,
   type ServiceRegistration,
 } from "./rpc/grpc-server.js";
 export { type OutlierDetectionOptions, REPLICA_FAILURE_CODES } from "./rpc/outlier-detection.js";
-export { validateRequest } from "./rpc/validation.js";
 export { type Running, runMain } from "./service/run-main.js";
-export { grpcJsInstrumented, instrumentGrpcJs } from "./telemetry/grpc-patch.js";
-export { meter, type PlatformInstruments, platformInstruments, recordRpc } from "./telemetry/metrics.js";
-export {
-  activeTelemetry,
-  InMemorySpanExporter,
-  samplerFromEnv,
-  shutdownTelemetry,
-  startTelemetry,
-  type Telemetry,
-  type TelemetryOptions,
-} from "./telemetry/telemetry.js";
-export {
-  activeSpanContext,
-  activeTraceparent,
-  contextFromTraceparent,
-  TRACE_ID_HEADER,
-  traceLogFields,
-} from "./telemetry/trace-context.js";
+export { grpcJsInstrumented } from "./telemetry/grpc-patch.js";
+export { meter } from "./telemetry/metrics.js";
+export { shutdownTelemetry, startTelemetry, type Telemetry, type TelemetryOptions } from "./telemetry/telemetry.js";
+export { activeTraceparent, TRACE_ID_HEADER } from "./telemetry/trace-context.js";
 export { JWKS_PATH, type ServiceName, type ServiceTopology, TOPOLOGY } from "./topology.js";

@@ -1,6 +1,6 @@
 import type { ChildProcess } from "node:child_process";
 import { closeSync, fstatSync, openSync, readFileSync } from "node:fs";
-import { exited, signalChild, spawnTied, stopChild } from "@taskmesh/platform/testing";
+import { exited, signalChild, spawnTied, stopChild } from "@taskmesh/platform/process";
 
 export interface ProcessSpec {
   name: string;

@@ -1,5 +1,5 @@
 import { createServer } from "node:net";
-import { freePort } from "@taskmesh/platform/testing";
+import { freePort } from "@taskmesh/platform/process";
 
 /** Throws, naming the owner and how to pick another port, when a port is taken on 127.0.0.1. */
 export async function assertPortsFree(ports: ReadonlyArray<{ port: number; owner: string }>): Promise<void> {

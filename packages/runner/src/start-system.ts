@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { JWKS_PATH, type ServiceName, type ServiceTopology, TOPOLOGY } from "@taskmesh/platform";
-import { natsServerArgs, natsServerBinary, waitForNats } from "@taskmesh/platform/testing";
+import { natsServerArgs, natsServerBinary, waitForNats } from "@taskmesh/platform/process";
 import { ManagedProcess } from "./managed-process.js";
 import { assertPortsFree, distinctFreePorts } from "./ports.js";
 import { waitServing } from "./wait-serving.js";
@@ -77,6 +77,8 @@ export interface StartSystemOptions {
    * prints the name, the exit status and the tail of its log to stderr.
    */
   onUnexpectedExit?: (name: string, status: string, logTail: string) => void;
+  /** Called as each process becomes ready during start-up, with the time it took (progress for `npm start`). */
+  onReady?: (name: string, ms: number) => void;
 }
 
 export interface Endpoints {
@@ -335,7 +337,9 @@ export async function startSystem(opts: StartSystemOptions = {}): Promise<Runnin
   try {
     for (const entry of entries) {
       opts.signal?.throwIfAborted();
+      const began = performance.now();
       await startOne(entry);
+      opts.onReady?.(entry.name, Math.round(performance.now() - began));
     }
     opts.signal?.throwIfAborted();
   } catch (err) {

@@ -1,7 +1,14 @@
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import type { Envelope } from "@taskmesh/gen/taskmesh/events/v1/events_pb";
 import { type Task, TaskStatus } from "@taskmesh/gen/taskmesh/tasks/v1/task_pb";
-import { type ConsumerSpec, deletedUserId, type Logger, STREAMS, type StreamSpec } from "@taskmesh/platform";
+import {
+  type ConsumerDeclarations,
+  type ConsumerSpec,
+  deletedUserId,
+  type Logger,
+  STREAMS,
+  type StreamSpec,
+} from "@taskmesh/platform";
 import type { AnalyticsStore, FoldResult, TaskFacts } from "./analytics-store.js";
 
 /**
@@ -23,6 +30,24 @@ export const ANALYTICS_STREAMS = [STREAMS.TASKS, STREAMS.USERS] as const satisfi
  */
 export function consumerFor(stream: StreamSpec, generation: string): Omit<ConsumerSpec, "stream"> {
   return { durable: `analytics-${generation}-${stream.name.toLowerCase()}` };
+}
+
+/** What analytics publishes: nothing. */
+export const PUBLISHES = [] as const;
+
+/**
+ * One consumer per stream, keyed by stream name, each folding every event in stream order
+ * (user.deleted included: a read model applies it in order with the user's other events, so
+ * it is part of the fold rather than a consumer of its own).
+ */
+export function consumers(store: AnalyticsStore, logger: Logger): ConsumerDeclarations {
+  const handler = foldHandler(store, logger);
+  return Object.fromEntries(
+    ANALYTICS_STREAMS.map((stream) => [
+      stream.name,
+      { stream, consumer: consumerFor(stream, store.generation), handler },
+    ]),
+  );
 }
 
 /** Epoch ms of the event (0 when the producer left occurred_at out). */

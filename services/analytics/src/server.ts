@@ -3,28 +3,23 @@ import {
   type ConsumerStats,
   createLogger,
   createUserTokenVerifier,
-  EventConsumer,
   GrpcServer,
   type Logger,
-  NatsLink,
-  natsReady,
   openDatabase,
   pingDatabase,
   register,
   remoteUserKeys,
+  ServiceEvents,
   ServiceTokens,
   type UserTokenVerifier,
 } from "@taskmesh/platform";
 import { analyticsService } from "./analytics-service.js";
 import { AnalyticsStore, MIGRATIONS } from "./analytics-store.js";
 import type { AnalyticsConfig } from "./config.js";
-import { ANALYTICS_STREAMS, consumerFor, foldHandler } from "./events.js";
+import { ANALYTICS_STREAMS, consumers, PUBLISHES } from "./events.js";
 
 export type { AnalyticsConfig } from "./config.js";
 export { loadAnalyticsConfig } from "./config.js";
-
-/** Health entry mirroring the NATS connection (readiness itself is the database only, see build). */
-export const NATS_HEALTH_SERVICE = "nats";
 
 export interface AnalyticsDeps {
   /** Default: a JSON logger named "analytics" at config.logLevel. */
@@ -74,60 +69,30 @@ export function build(config: AnalyticsConfig, deps: AnalyticsDeps = {}): Analyt
     readiness: () => pingDatabase(db),
   });
 
-  let nats: { link: NatsLink; consumers: Map<string, EventConsumer>; stopMirror: () => void } | undefined;
+  const events = new ServiceEvents({
+    name: "analytics",
+    servers: config.natsServers,
+    db,
+    logger,
+    health: grpc.health,
+    publishes: PUBLISHES,
+    consumers: consumers(store, logger),
+    ...(deps.consumerAckWaitMs ? { consumerOverrides: { ackWaitMs: deps.consumerAckWaitMs } } : {}),
+  });
   let stopped: Promise<void> | undefined;
   return {
     generation: store.generation,
     consumerStats() {
-      const out: Record<string, ConsumerStats> = {};
-      for (const s of ANALYTICS_STREAMS) {
-        out[s.name] = nats?.consumers.get(s.name)?.stats ?? { applied: 0, duplicates: 0, retried: 0, deadLettered: 0 };
-      }
-      return out;
+      return Object.fromEntries(ANALYTICS_STREAMS.map((s) => [s.name, events.consumerStats(s.name)]));
     },
     async listen() {
-      if (!nats && !stopped) {
-        const link = new NatsLink({ servers: config.natsServers, name: "analytics", logger });
-        const consumers = new Map<string, EventConsumer>();
-        for (const stream of ANALYTICS_STREAMS) {
-          const consumer = new EventConsumer({
-            link,
-            db,
-            logger,
-            stream,
-            consumer: {
-              ...consumerFor(stream, store.generation),
-              ...(deps.consumerAckWaitMs ? { ackWaitMs: deps.consumerAckWaitMs } : {}),
-            },
-            handler: foldHandler(store, logger),
-          });
-          consumer.start();
-          consumers.set(stream.name, consumer);
-        }
-        const mirror = () => grpc.health.setStatus(NATS_HEALTH_SERVICE, natsReady(link) ? "SERVING" : "NOT_SERVING");
-        mirror();
-        const unsubscribe = link.onConnect(mirror);
-        const timer = setInterval(mirror, 2000);
-        timer.unref();
-        nats = {
-          link,
-          consumers,
-          stopMirror: () => {
-            clearInterval(timer);
-            unsubscribe();
-          },
-        };
-      }
+      if (!stopped) events.start();
       return { grpcPort: await grpc.listen(config.grpcPort, config.host) };
     },
     shutdown() {
       stopped ??= (async () => {
         await grpc.shutdown();
-        if (nats) {
-          nats.stopMirror();
-          await Promise.all([...nats.consumers.values()].map((c) => c.stop()));
-          await nats.link.close();
-        }
+        await events.stop();
         db.close();
       })();
       return stopped;

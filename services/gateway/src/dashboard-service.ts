@@ -11,10 +11,10 @@ import {
   codeName,
   type GrpcClient,
   type Logger,
-  REQUEST_ID_HEADER,
   type UserTokenVerifier,
   verifyInCall,
 } from "@taskmesh/platform";
+import { REQUEST_ID_HEADER } from "@taskmesh/platform/edge";
 
 export interface DashboardDeps {
   /** Each client is guarded by its dependency's policy (timeout, breaker, bulkhead). */

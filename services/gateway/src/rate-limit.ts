@@ -1,13 +1,7 @@
 import { Code, ConnectError, type ContextValues, type Interceptor } from "@connectrpc/connect";
 import { UserService } from "@taskmesh/gen/taskmesh/users/v1/users_pb";
-import {
-  bearerToken,
-  type Logger,
-  meter,
-  peerAddressKey,
-  type UserTokenVerifier,
-  verifyInCall,
-} from "@taskmesh/platform";
+import { bearerToken, type Logger, meter, type UserTokenVerifier, verifyInCall } from "@taskmesh/platform";
+import { peerAddressKey } from "@taskmesh/platform/edge";
 import { retryInfo } from "./retry-info.js";
 import { type BucketSpec, TokenBuckets } from "./token-buckets.js";
 

@@ -11,14 +11,12 @@ import {
   createLogger,
   createUserTokenVerifier,
   DependencyPolicy,
-  EdgeServer,
-  type EdgeService,
-  forwardService,
   type GrpcClient,
   type Logger,
   remoteUserKeys,
   type UserTokenVerifier,
 } from "@taskmesh/platform";
+import { EdgeServer, type EdgeService, forwardService } from "@taskmesh/platform/edge";
 import { errors, type JWTVerifyGetKey } from "jose";
 import type { GatewayConfig } from "./config.js";
 import { dashboardService } from "./dashboard-service.js";

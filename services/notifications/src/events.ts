@@ -1,29 +1,45 @@
 import { create } from "@bufbuild/protobuf";
 import { type Channel, type Envelope, NotificationSentSchema } from "@taskmesh/gen/taskmesh/events/v1/events_pb";
-import { type ConsumerSpec, newEvent, STREAMS, type StreamSpec } from "@taskmesh/platform";
+import {
+  type ConsumerDeclaration,
+  type ConsumerDeclarations,
+  type EventHandler,
+  type Logger,
+  newEvent,
+  STREAMS,
+  type StreamSpec,
+  userDeletedConsumer,
+} from "@taskmesh/platform";
 
 /**
  * What the notifications service consumes:
  * - `reminder.due` and `task.due` (REMINDERS, published by reminders) → deliver a notification;
  * - `user.deleted` (USERS) → drop that user's inbox and delivery log (account-deletion choreography).
  */
-export const CONSUMERS = {
-  reminderDue: {
+/**
+ * `due` delivers a reminder.due or task.due on the user's channels (due-events.ts; one handler for
+ * both); `purgeUser` drops a user's inbox and delivery log (NotificationsStore).
+ */
+export function consumers<D>(deps: { due: EventHandler<D>; purgeUser: (userId: string) => number; logger: Logger }) {
+  const reminderDue: ConsumerDeclaration<D> = {
     stream: STREAMS.REMINDERS,
     consumer: { durable: "notifications-reminder-due", filterSubject: "taskmesh.reminder.due" },
-  },
-  taskDue: {
+    handler: deps.due,
+  };
+  const taskDue: ConsumerDeclaration<D> = {
     stream: STREAMS.REMINDERS,
     consumer: { durable: "notifications-task-due", filterSubject: "taskmesh.task.due" },
-  },
-  userDeleted: {
-    stream: STREAMS.USERS,
-    consumer: { durable: "notifications-user-deleted", filterSubject: "taskmesh.user.deleted" },
-  },
-} as const satisfies Record<string, { stream: StreamSpec; consumer: Omit<ConsumerSpec, "stream"> }>;
+    handler: deps.due,
+  };
+  return {
+    reminderDue,
+    taskDue,
+    userDeleted: userDeletedConsumer("notifications", deps.purgeUser, deps.logger),
+  } satisfies ConsumerDeclarations;
+}
 
 /** What it publishes, through its outbox: `notification.sent`, one per channel delivered, to NOTIFICATIONS. */
-export const NOTIFICATIONS_STREAMS = [STREAMS.NOTIFICATIONS] as const;
+export const PUBLISHES: readonly StreamSpec[] = [STREAMS.NOTIFICATIONS];
 
 export function notificationSent(e: {
   userId: string;

@@ -9,23 +9,19 @@ import {
   createLogger,
   createUserTokenVerifier,
   DependencyPolicy,
-  deletedUserId,
-  EventConsumer,
   GrpcServer,
   type Logger,
-  NatsLink,
-  OutboxRelay,
   type RelayStats,
   register,
   remoteUserKeys,
+  ServiceEvents,
   ServiceTokens,
   type UserTokenVerifier,
-  watchOutbox,
 } from "@taskmesh/platform";
 import type { NotificationsConfig } from "./config.js";
-import { type DuePlan, dueEventHandler } from "./due-events.js";
+import { dueEventHandler } from "./due-events.js";
 import { EmailSender } from "./email-sender.js";
-import { CONSUMERS, NOTIFICATIONS_STREAMS } from "./events.js";
+import { consumers, PUBLISHES } from "./events.js";
 import { LiveFeed } from "./live-feed.js";
 import { notificationInternalService, notificationService } from "./notification-service.js";
 import { NotificationsStore } from "./notifications-store.js";
@@ -83,7 +79,6 @@ export function build(config: NotificationsConfig, deps: NotificationsDeps = {})
   const logger = deps.logger ?? createLogger("notifications", { level: config.logLevel });
   const clock = deps.clock ?? Date.now;
   const store = NotificationsStore.open(config.dbPath);
-  const link = new NatsLink({ servers: config.natsServers, name: "notifications", logger });
   const serviceTokens = new ServiceTokens(config.serviceSecret, "notifications");
   const users = createGrpcClient(UserInternalService, {
     address: config.usersAddr,
@@ -116,34 +111,6 @@ export function build(config: NotificationsConfig, deps: NotificationsDeps = {})
   const feed = new LiveFeed();
   const stopping = new AbortController();
 
-  const consumerOptions = {
-    link,
-    db: store.db,
-    logger,
-    ...(deps.retryBackoff ? { retryBackoff: deps.retryBackoff } : {}),
-  };
-  const due = dueEventHandler({ store, preferences, email, webhook, feed, clock, logger, stopping: stopping.signal });
-  const dueConsumer = (c: (typeof CONSUMERS)["reminderDue" | "taskDue"]) =>
-    new EventConsumer<DuePlan>({
-      ...consumerOptions,
-      stream: c.stream,
-      consumer: { ...c.consumer, ...deps.consumer },
-      handler: due,
-    });
-  const reminderDue = dueConsumer(CONSUMERS.reminderDue);
-  const taskDue = dueConsumer(CONSUMERS.taskDue);
-  const userDeleted = new EventConsumer({
-    ...consumerOptions,
-    stream: CONSUMERS.userDeleted.stream,
-    consumer: { ...CONSUMERS.userDeleted.consumer, ...deps.consumer },
-    handler: (event) => {
-      const userId = deletedUserId(event);
-      const n = store.purgeUser(userId);
-      logger.info({ userId, notifications: n }, "user deleted: inbox and delivery log dropped");
-    },
-  });
-  const consumers = [reminderDue, taskDue, userDeleted];
-
   const grpc = new GrpcServer({
     name: "notifications",
     logger,
@@ -158,34 +125,44 @@ export function build(config: NotificationsConfig, deps: NotificationsDeps = {})
     readiness: () => store.ping(),
   });
 
-  let relay: OutboxRelay | undefined;
-  let stopWatch: (() => void) | undefined;
+  const events = new ServiceEvents({
+    name: "notifications",
+    servers: config.natsServers,
+    db: store.db,
+    logger,
+    health: grpc.health,
+    publishes: PUBLISHES,
+    consumers: consumers({
+      due: dueEventHandler({ store, preferences, email, webhook, feed, clock, logger, stopping: stopping.signal }),
+      purgeUser: (userId) => store.purgeUser(userId),
+      logger,
+    }),
+    ...(deps.consumer ? { consumerOverrides: deps.consumer } : {}),
+    ...(deps.retryBackoff ? { retryBackoff: deps.retryBackoff } : {}),
+  });
   let stopped: Promise<void> | undefined;
   return {
     async listen() {
-      if (!relay) {
-        relay = new OutboxRelay({ db: store.db, link, logger, streams: NOTIFICATIONS_STREAMS });
-        relay.start();
-        stopWatch = watchOutbox({ relay, link, health: grpc.health, logger });
-        for (const c of consumers) c.start();
-      }
+      if (!stopped) events.start();
       const grpcPort = await grpc.listen(config.grpcPort, config.host);
       return { grpcPort };
     },
     stats: () => ({
       preferences: preferences.stats,
-      consumers: { reminderDue: reminderDue.stats, taskDue: taskDue.stats, userDeleted: userDeleted.stats },
+      consumers: {
+        reminderDue: events.consumerStats("reminderDue"),
+        taskDue: events.consumerStats("taskDue"),
+        userDeleted: events.consumerStats("userDeleted"),
+      },
       watchers: feed.watchers,
-      relay: relay?.stats ?? { published: 0, duplicates: 0, failures: 0 },
+      relay: events.relayStats,
     }),
     shutdown() {
       stopped ??= (async () => {
         stopping.abort();
-        await Promise.all(consumers.map((c) => c.stop()));
+        await events.stopConsumers();
         await grpc.shutdown();
-        stopWatch?.();
-        await relay?.stop();
-        await link.close();
+        await events.stop();
         users.close();
         email?.close();
         store.close();

@@ -23,7 +23,7 @@ const spec = {
 };
 
 export interface RecurrenceConfig extends ServiceBaseConfig {
-  natsUrl: string[];
+  natsServers: string[];
   tasksAddr: string;
   tasksTimeoutMs: number;
 }
@@ -33,7 +33,7 @@ export function loadRecurrenceConfig(source: Record<string, string | undefined> 
   const c = loadConfig(spec, source);
   return {
     ...serviceBaseConfig(c, "recurrence"),
-    natsUrl: c.NATS_URL,
+    natsServers: c.NATS_URL,
     tasksAddr: c.TASKS_ADDR,
     tasksTimeoutMs: c.TASKS_TIMEOUT_MS,
   };

@@ -1,25 +1,24 @@
-import type { ConsumerSpec } from "@taskmesh/platform";
-import { STREAMS } from "@taskmesh/platform";
+import { type ConsumerDeclaration, type ConsumerDeclarations, STREAMS, userDeletedConsumer } from "@taskmesh/platform";
+import { type Decision, type TaskCompletedDeps, taskCompletedHandler } from "./task-completed.js";
 
 /**
  * What the recurrence service consumes (it publishes nothing: the occurrences it creates are
- * published by tasks as task.created).
+ * published by tasks as task.created):
+ * - `task.completed` (TASKS, durable `recurrence-task-completed`) → the next occurrence of a
+ *   recurring task, created through tasks' CreateOccurrence with an idempotency key;
+ * - `user.deleted` (USERS, durable `recurrence-user-deleted`) → this service's rows of that user
+ *   are dropped (the account-deletion choreography).
  */
-export const CONSUMERS = {
-  /** task.completed → the next occurrence of a recurring task. */
-  taskCompleted: {
+export const PUBLISHES = [] as const;
+
+export function consumers(deps: TaskCompletedDeps) {
+  const taskCompleted: ConsumerDeclaration<Decision> = {
     stream: STREAMS.TASKS,
-    consumer: {
-      durable: "recurrence-task-completed",
-      filterSubject: "taskmesh.task.completed",
-    },
-  },
-  /** user.deleted → this service's rows of that user are dropped (the account-deletion choreography). */
-  userDeleted: {
-    stream: STREAMS.USERS,
-    consumer: {
-      durable: "recurrence-user-deleted",
-      filterSubject: "taskmesh.user.deleted",
-    },
-  },
-} as const satisfies Record<string, { stream: unknown; consumer: Omit<ConsumerSpec, "stream"> }>;
+    consumer: { durable: "recurrence-task-completed", filterSubject: "taskmesh.task.completed" },
+    handler: taskCompletedHandler(deps),
+  };
+  return {
+    taskCompleted,
+    userDeleted: userDeletedConsumer("recurrence", (userId) => deps.store.purgeUser(userId), deps.logger),
+  } satisfies ConsumerDeclarations;
+}

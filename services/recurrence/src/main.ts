@@ -9,6 +9,6 @@ runMain("recurrence", async () => {
   const logger = createLogger("recurrence", { level: config.logLevel });
   const app = build(config, { logger });
   const { grpcPort } = await app.listen();
-  logger.info({ grpcPort, db: config.dbPath, nats: config.natsUrl, tasks: config.tasksAddr }, "recurrence serving");
+  logger.info({ grpcPort, db: config.dbPath, nats: config.natsServers, tasks: config.tasksAddr }, "recurrence serving");
   return { running: app, logger };
 });

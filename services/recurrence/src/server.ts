@@ -1,21 +1,18 @@
 import { TaskInternalService } from "@taskmesh/gen/taskmesh/tasks/v1/tasks_pb";
 import {
+  type ConsumerStats,
   createGrpcClient,
   createLogger,
-  deletedUserId,
-  EventConsumer,
   GrpcServer,
   type Logger,
-  NatsLink,
-  natsReady,
   openDatabase,
   pingDatabase,
+  ServiceEvents,
   ServiceTokens,
 } from "@taskmesh/platform";
 import type { RecurrenceConfig } from "./config.js";
-import { CONSUMERS } from "./events.js";
+import { consumers, PUBLISHES } from "./events.js";
 import { MIGRATIONS, OccurrencesStore } from "./occurrences-store.js";
-import { type Decision, taskCompletedHandler } from "./task-completed.js";
 
 export type { RecurrenceConfig } from "./config.js";
 export { loadRecurrenceConfig } from "./config.js";
@@ -35,7 +32,7 @@ export interface RecurrenceApp {
   /** Stops consuming (the event in hand finishes), stops serving, closes NATS, then the database. Safe to call twice. */
   shutdown(): Promise<void>;
   /** Consumer counters (applied, duplicates, retried, deadLettered) of the task.completed consumer. */
-  stats(): { taskCompleted: EventConsumer<Decision>["stats"] };
+  stats(): { taskCompleted: Readonly<ConsumerStats> };
 }
 
 /**
@@ -48,7 +45,6 @@ export function build(config: RecurrenceConfig, deps: RecurrenceDeps = {}): Recu
   const logger = deps.logger ?? createLogger("recurrence", { level: config.logLevel });
   const db = openDatabase(config.dbPath, MIGRATIONS);
   const store = new OccurrencesStore(db);
-  const link = new NatsLink({ servers: config.natsUrl, name: "recurrence", logger });
   const serviceTokens = new ServiceTokens(config.serviceSecret, "recurrence");
   const tasks = createGrpcClient(TaskInternalService, {
     address: config.tasksAddr,
@@ -60,51 +56,38 @@ export function build(config: RecurrenceConfig, deps: RecurrenceDeps = {}): Recu
     metadata: async () => ({ authorization: `Bearer ${await serviceTokens.token()}` }),
   });
 
-  const consumerOptions = {
-    link,
-    db,
-    logger,
-    ...(deps.retryBackoff ? { retryBackoff: deps.retryBackoff } : {}),
-  };
-  const taskCompleted = new EventConsumer<Decision>({
-    ...consumerOptions,
-    stream: CONSUMERS.taskCompleted.stream,
-    consumer: { ...CONSUMERS.taskCompleted.consumer, ...deps.consumer },
-    handler: taskCompletedHandler({ store, tasks, logger, callTimeoutMs: config.tasksTimeoutMs }),
-  });
-  const userDeleted = new EventConsumer({
-    ...consumerOptions,
-    stream: CONSUMERS.userDeleted.stream,
-    consumer: { ...CONSUMERS.userDeleted.consumer, ...deps.consumer },
-    handler: (event) => {
-      const userId = deletedUserId(event);
-      const n = store.purgeUser(userId);
-      logger.info({ userId, rows: n }, "user's processed occurrences dropped");
-    },
-  });
-
   const grpc = new GrpcServer({
     name: "recurrence",
     logger,
     services: [],
-    readiness: () => pingDatabase(db) && natsReady(link),
+    readiness: () => pingDatabase(db) && events.natsReady,
+  });
+  const events = new ServiceEvents({
+    name: "recurrence",
+    servers: config.natsServers,
+    db,
+    logger,
+    health: grpc.health,
+    publishes: PUBLISHES,
+    consumers: consumers({ store, tasks, logger, callTimeoutMs: config.tasksTimeoutMs }),
+    ...(deps.consumer ? { consumerOverrides: deps.consumer } : {}),
+    ...(deps.retryBackoff ? { retryBackoff: deps.retryBackoff } : {}),
   });
 
   let stopped: Promise<void> | undefined;
   return {
     async listen() {
       const grpcPort = await grpc.listen(config.grpcPort, config.host);
-      taskCompleted.start();
-      userDeleted.start();
+      events.start();
       return { grpcPort };
     },
-    stats: () => ({ taskCompleted: taskCompleted.stats }),
+    stats: () => ({ taskCompleted: events.consumerStats("taskCompleted") }),
     shutdown() {
       stopped ??= (async () => {
-        await Promise.all([taskCompleted.stop(), userDeleted.stop()]);
+        await events.stopConsumers();
         await grpc.shutdown();
         tasks.close();
-        await link.close();
+        await events.stop();
         db.close();
       })();
       return stopped;

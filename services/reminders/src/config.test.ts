@@ -9,7 +9,7 @@ describe("loadRemindersConfig", () => {
     const c = loadRemindersConfig({ TASKMESH_SERVICE_SECRET: SECRET });
     expect(c.grpcPort).toBe(50055);
     expect(c.dbPath).toBe(".data/reminders.db");
-    expect(c.natsUrl).toEqual(["nats://127.0.0.1:4222"]);
+    expect(c.natsServers).toEqual(["nats://127.0.0.1:4222"]);
     expect(c.schedulerMaxSleepMs).toBe(60_000);
   });
 
@@ -20,7 +20,7 @@ describe("loadRemindersConfig", () => {
       DB_PATH: "/tmp/r.db",
       NATS_URL: "nats://a:4222, nats://b:4222",
     });
-    expect([c.grpcPort, c.dbPath, c.natsUrl]).toEqual([6000, "/tmp/r.db", ["nats://a:4222", "nats://b:4222"]]);
+    expect([c.grpcPort, c.dbPath, c.natsServers]).toEqual([6000, "/tmp/r.db", ["nats://a:4222", "nats://b:4222"]]);
   });
 
   it("names the variable when the secret is missing or short, or NATS_URL is not a NATS URL", () => {

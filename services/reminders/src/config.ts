@@ -25,7 +25,7 @@ const spec = {
 };
 
 export interface RemindersConfig extends ServiceBaseConfig {
-  natsUrl: string[];
+  natsServers: string[];
   schedulerMaxSleepMs: number;
 }
 
@@ -34,7 +34,7 @@ export function loadRemindersConfig(source: Record<string, string | undefined> =
   const c = loadConfig(spec, source);
   return {
     ...serviceBaseConfig(c, "reminders"),
-    natsUrl: c.NATS_URL,
+    natsServers: c.NATS_URL,
     schedulerMaxSleepMs: c.SCHEDULER_MAX_SLEEP_MS,
   };
 }

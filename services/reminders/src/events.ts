@@ -1,5 +1,5 @@
-import type { ConsumerSpec, StreamSpec } from "@taskmesh/platform";
-import { STREAMS } from "@taskmesh/platform";
+import { type ConsumerDeclarations, STREAMS, type StreamSpec, userDeletedConsumer } from "@taskmesh/platform";
+import { type TaskEventsDeps, taskEventsHandler } from "./task-events.js";
 
 /**
  * What the reminders service publishes and consumes.
@@ -17,13 +17,18 @@ import { STREAMS } from "@taskmesh/platform";
  */
 export const PUBLISHES: readonly StreamSpec[] = [STREAMS.REMINDERS];
 
-export const CONSUMERS = {
-  tasks: {
-    stream: STREAMS.TASKS,
-    consumer: { durable: "reminders-tasks" },
-  },
-  userDeleted: {
-    stream: STREAMS.USERS,
-    consumer: { durable: "reminders-user-deleted", filterSubject: "taskmesh.user.deleted" },
-  },
-} as const satisfies Record<string, { stream: StreamSpec; consumer: Omit<ConsumerSpec, "stream"> }>;
+export function consumers(deps: TaskEventsDeps) {
+  return {
+    tasks: { stream: STREAMS.TASKS, consumer: { durable: "reminders-tasks" }, handler: taskEventsHandler(deps) },
+    // Later task events about the user are ignored (applyTaskEvent checks the deleted-user list).
+    userDeleted: userDeletedConsumer(
+      "reminders",
+      (userId) => {
+        const timers = deps.store.purgeUser(userId, new Date(deps.now()));
+        deps.onScheduleChanged();
+        return timers;
+      },
+      deps.logger,
+    ),
+  } satisfies ConsumerDeclarations;
+}

@@ -9,6 +9,6 @@ runMain("reminders", async () => {
   const logger = createLogger("reminders", { level: config.logLevel });
   const app = build(config, { logger });
   const { grpcPort } = await app.listen();
-  logger.info({ grpcPort, db: config.dbPath, nats: config.natsUrl }, "reminders serving");
+  logger.info({ grpcPort, db: config.dbPath, nats: config.natsServers }, "reminders serving");
   return { running: app, logger };
 });

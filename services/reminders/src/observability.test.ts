@@ -7,7 +7,6 @@ import {
   createLogger,
   type Db,
   ensureStreams,
-  InMemorySpanExporter,
   NatsLink,
   OutboxRelay,
   openDatabase,
@@ -16,7 +15,7 @@ import {
   startTelemetry,
   type Telemetry,
 } from "@taskmesh/platform";
-import { type NatsServer, startNats, tempDir, waitFor } from "@taskmesh/platform/testing";
+import { InMemorySpanExporter, type NatsServer, startNats, tempDir, waitFor } from "@taskmesh/platform/testing";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { loadRemindersConfig } from "./config.js";
 import { events, task } from "./reminders.test-util.js";

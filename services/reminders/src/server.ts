@@ -2,25 +2,21 @@ import { ReminderInternalService } from "@taskmesh/gen/taskmesh/reminders/v1/rem
 import {
   type ConsumerStats,
   createLogger,
-  EventConsumer,
   GrpcServer,
   type Logger,
   meter,
-  NatsLink,
-  natsReady,
-  OutboxRelay,
   openDatabase,
   pingDatabase,
   type RelayStats,
   register,
+  ServiceEvents,
   ServiceTokens,
 } from "@taskmesh/platform";
 import type { RemindersConfig } from "./config.js";
-import { CONSUMERS, PUBLISHES } from "./events.js";
+import { consumers, PUBLISHES } from "./events.js";
 import { reminderInternalService } from "./reminder-internal-service.js";
 import { MIGRATIONS, RemindersStore } from "./reminders-store.js";
 import { Scheduler } from "./scheduler.js";
-import { type TaskEventsDeps, taskEventsHandler, userDeletedHandler } from "./task-events.js";
 
 export type { RemindersConfig } from "./config.js";
 export { loadRemindersConfig } from "./config.js";
@@ -76,42 +72,25 @@ export function build(config: RemindersConfig, deps: RemindersDeps = {}): Remind
   const now = deps.clock ?? Date.now;
   const db = openDatabase(config.dbPath, MIGRATIONS);
   const store = new RemindersStore(db);
-  const link = new NatsLink({ servers: config.natsUrl, name: "reminders", logger });
   const scheduler = new Scheduler({ db, store, logger, now, maxSleepMs: config.schedulerMaxSleepMs });
-  const relay = new OutboxRelay({
-    db,
-    link,
-    logger,
-    streams: PUBLISHES,
-    ...(deps.relayPollIntervalMs ? { pollIntervalMs: deps.relayPollIntervalMs } : {}),
-  });
-
-  const handlerDeps: TaskEventsDeps = { store, now, logger, onScheduleChanged: () => scheduler.wake() };
-  const consumerOptions = {
-    link,
-    db,
-    logger,
-    ...(deps.retryBackoff ? { retryBackoff: deps.retryBackoff } : {}),
-  };
-  const tasks = new EventConsumer({
-    ...consumerOptions,
-    stream: CONSUMERS.tasks.stream,
-    consumer: { ...CONSUMERS.tasks.consumer, ...deps.consumer },
-    handler: taskEventsHandler(handlerDeps),
-  });
-  const userDeleted = new EventConsumer({
-    ...consumerOptions,
-    stream: CONSUMERS.userDeleted.stream,
-    consumer: { ...CONSUMERS.userDeleted.consumer, ...deps.consumer },
-    handler: userDeletedHandler(handlerDeps),
-  });
-
   const grpc = new GrpcServer({
     name: "reminders",
     logger,
     services: [register(ReminderInternalService, reminderInternalService(store), { kind: "internal" })],
     serviceTokens: new ServiceTokens(config.serviceSecret, "reminders"),
-    readiness: () => pingDatabase(db) && natsReady(link),
+    readiness: () => pingDatabase(db) && events.natsReady,
+  });
+  const events = new ServiceEvents({
+    name: "reminders",
+    servers: config.natsServers,
+    db,
+    logger,
+    health: grpc.health,
+    publishes: PUBLISHES,
+    consumers: consumers({ store, now, logger, onScheduleChanged: () => scheduler.wake() }),
+    ...(deps.consumer ? { consumerOverrides: deps.consumer } : {}),
+    ...(deps.retryBackoff ? { retryBackoff: deps.retryBackoff } : {}),
+    ...(deps.relayPollIntervalMs ? { relay: { pollIntervalMs: deps.relayPollIntervalMs } } : {}),
   });
 
   // taskmesh_reminders_pending: timers not yet fired, read at scrape time (one count over the
@@ -138,29 +117,26 @@ export function build(config: RemindersConfig, deps: RemindersDeps = {}): Remind
         started = true;
         registerMetrics();
         scheduler.start();
-        relay.start();
-        tasks.start();
-        userDeleted.start();
+        events.start();
       }
       return { grpcPort };
     },
     tick: () => scheduler.tick(),
     stats: () => ({
-      tasks: tasks.stats,
-      userDeleted: userDeleted.stats,
-      relay: relay.stats,
+      tasks: events.consumerStats("tasks"),
+      userDeleted: events.consumerStats("userDeleted"),
+      relay: events.relayStats,
       fired: scheduler.fired,
-      backlog: relay.backlog(),
+      backlog: events.backlog(),
     }),
     shutdown() {
       stopped ??= (async () => {
         await grpc.shutdown();
         stopMetrics();
-        await Promise.all([tasks.stop(), userDeleted.stop()]);
+        await events.stopConsumers();
         scheduler.stop();
-        // Publishes what it can for a few seconds; the rest waits in the outbox for the next start.
-        await relay.stop();
-        await link.close();
+        // The relay publishes what it can for a few seconds; the rest waits in the outbox for the next start.
+        await events.stop();
         db.close();
       })();
       return stopped;

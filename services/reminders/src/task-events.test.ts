@@ -3,9 +3,10 @@ import { join } from "node:path";
 import { createLogger, type Db, openDatabase } from "@taskmesh/platform";
 import { tempDir } from "@taskmesh/platform/testing";
 import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
+import { consumers } from "./events.js";
 import { events, task } from "./reminders.test-util.js";
 import { MIGRATIONS, RemindersStore } from "./reminders-store.js";
-import { applyTaskEvent, type TaskEventsDeps, userDeletedHandler } from "./task-events.js";
+import { applyTaskEvent, type TaskEventsDeps } from "./task-events.js";
 
 const logger = createLogger("reminders-test", { level: "silent" });
 const T0 = Date.parse("2030-01-01T09:00:00Z");
@@ -107,7 +108,7 @@ describe("task events → timers", () => {
     const other = randomUUID();
     apply(events.created(task({ userId: user, due: T0 + 120 * MIN, offsets: [600], version: 1 })));
     apply(events.created(task({ userId: other, due: T0 + 120 * MIN, version: 1 })));
-    const handler = userDeletedHandler(deps);
+    const handler = consumers(deps).userDeleted.handler;
     db.transaction(() =>
       handler(events.userDeleted(user), {
         eventId: "e",

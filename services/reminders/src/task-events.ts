@@ -1,5 +1,5 @@
 import type { Envelope } from "@taskmesh/gen/taskmesh/events/v1/events_pb";
-import { activeTraceparent, deletedUserId, type EventContext, type Logger } from "@taskmesh/platform";
+import { activeTraceparent, type EventContext, type Logger } from "@taskmesh/platform";
 import type { RemindersStore } from "./reminders-store.js";
 import { deriveTimers, snapshotOf } from "./timers.js";
 
@@ -92,15 +92,5 @@ export function taskEventsHandler(deps: TaskEventsDeps): (event: Envelope, ctx: 
   return (event, ctx) => {
     const outcome = applyTaskEvent(deps, event);
     deps.logger.debug({ eventId: ctx.eventId, type: event.type, taskId: event.aggregateId, ...outcome }, "task event");
-  };
-}
-
-/** The consumer handler for user.deleted: the user's timers and tasks go, and later task events about them are ignored. */
-export function userDeletedHandler(deps: TaskEventsDeps): (event: Envelope, ctx: EventContext) => void {
-  return (event, ctx) => {
-    const userId = deletedUserId(event);
-    const dropped = deps.store.purgeUser(userId, new Date(deps.now()));
-    deps.onScheduleChanged();
-    deps.logger.info({ userId, timers: dropped, eventId: ctx.eventId }, "timers of a deleted user dropped");
   };
 }

@@ -7,15 +7,14 @@ import {
   TaskUpdatedSchema,
 } from "@taskmesh/gen/taskmesh/events/v1/events_pb";
 import {
-  type ConsumerSpec,
-  deletedUserId,
-  type EventContext,
+  type ConsumerDeclarations,
   type Logger,
   newEvent,
   STREAMS,
+  type StreamSpec,
+  userDeletedConsumer,
 } from "@taskmesh/platform";
-import { toTask } from "./task-record.js";
-import type { TaskFields, TaskRecord } from "./tasks-store.js";
+import { type TaskFields, type TaskRecord, toTask } from "./task-record.js";
 
 /**
  * What the tasks service publishes and consumes.
@@ -33,12 +32,14 @@ import type { TaskFields, TaskRecord } from "./tasks-store.js";
  * Consumes `user.deleted` from the USERS stream (durable `tasks-user-deleted`): the user's tasks
  * and idempotency keys are deleted in the transaction that records the event in the inbox.
  */
-export const TASKS_STREAMS = [STREAMS.TASKS] as const;
+export const PUBLISHES: readonly StreamSpec[] = [STREAMS.TASKS];
 
-export const USER_DELETED_CONSUMER: Omit<ConsumerSpec, "stream"> = {
-  durable: "tasks-user-deleted",
-  filterSubject: "taskmesh.user.deleted",
-};
+/** `forgetUser` drops a user's tasks and idempotency keys and remembers the account is gone (TasksStore). */
+export function consumers(deps: { forgetUser: (userId: string) => number; logger: Logger }) {
+  return {
+    userDeleted: userDeletedConsumer("tasks", deps.forgetUser, deps.logger),
+  } satisfies ConsumerDeclarations;
+}
 
 export function taskCreated(task: TaskRecord): Envelope {
   return taskEvent(task, task.createTime, {
@@ -87,21 +88,4 @@ export function changedFields(a: TaskFields, b: TaskFields): string[] {
   if (a.recurrenceRule !== b.recurrenceRule) out.push("recurrence_rule");
   if (JSON.stringify(a.reminderOffsets) !== JSON.stringify(b.reminderOffsets)) out.push("reminder_offsets");
   return out;
-}
-
-/**
- * The effect of `user.deleted`: every task and idempotency key of the user goes. Runs inside the
- * consumer's inbox transaction (EventConsumer), so it is applied once per event id; a repeat
- * finds the id in the inbox and is acked without touching anything. An event that is not a
- * well-formed user.deleted throws, and the consumer dead-letters it with the reason.
- */
-export function onUserDeleted(
-  purgeUser: (userId: string) => number,
-  logger: Logger,
-): (event: Envelope, ctx: EventContext) => void {
-  return (event, ctx) => {
-    const userId = deletedUserId(event);
-    const deletedTasks = purgeUser(userId);
-    logger.info({ userId, deletedTasks, eventId: ctx.eventId }, "purging the tasks of a deleted user");
-  };
 }

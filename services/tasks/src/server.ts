@@ -3,23 +3,19 @@ import {
   type ConsumerStats,
   createLogger,
   createUserTokenVerifier,
-  EventConsumer,
   GrpcServer,
   type Logger,
-  NatsLink,
-  OutboxRelay,
   openDatabase,
   pingDatabase,
   type RelayStats,
   register,
   remoteUserKeys,
+  ServiceEvents,
   ServiceTokens,
-  STREAMS,
   type UserTokenVerifier,
-  watchOutbox,
 } from "@taskmesh/platform";
 import type { TasksConfig } from "./config.js";
-import { onUserDeleted, TASKS_STREAMS, USER_DELETED_CONSUMER } from "./events.js";
+import { consumers, PUBLISHES } from "./events.js";
 import { taskInternalService } from "./task-internal-service.js";
 import { taskService } from "./task-service.js";
 import { MIGRATIONS, TasksStore } from "./tasks-store.js";
@@ -100,61 +96,39 @@ export function build(config: TasksConfig, deps: TasksDeps = {}): TasksApp {
     readiness: () => pingDatabase(db),
   });
 
-  // One NATS connection for the process, opened by listen() (so build() starts nothing).
-  let nats: { link: NatsLink; relay: OutboxRelay; userDeleted: EventConsumer; stopWatch: () => void } | undefined;
+  const events = new ServiceEvents({
+    name: "tasks",
+    servers: config.natsServers,
+    db,
+    logger,
+    health: grpc.health,
+    publishes: PUBLISHES,
+    consumers: consumers({ forgetUser: (userId) => store.forgetUser(userId, (deps.clock ?? Date.now)()), logger }),
+    ...(deps.consumerAckWaitMs ? { consumerOverrides: { ackWaitMs: deps.consumerAckWaitMs } } : {}),
+    ...(deps.outboxReportIntervalMs ? { outboxReportIntervalMs: deps.outboxReportIntervalMs } : {}),
+  });
   let stopped: Promise<void> | undefined;
-  const noConsumerStats: ConsumerStats = { applied: 0, duplicates: 0, retried: 0, deadLettered: 0 };
   return {
     events: {
       backlog: () => store.unpublishedEvents(),
       get natsConnected() {
-        return nats?.link.connected ?? false;
+        return events.natsConnected;
       },
       get relay() {
-        return nats?.relay.stats ?? { published: 0, duplicates: 0, failures: 0 };
+        return events.relayStats;
       },
       get userDeleted() {
-        return nats?.userDeleted.stats ?? noConsumerStats;
+        return events.consumerStats("userDeleted");
       },
     },
     async listen() {
-      if (!nats && !stopped) {
-        const link = new NatsLink({ servers: config.natsServers, name: "tasks", logger });
-        // The relay ensures the TASKS stream before its first publish, then publishes whatever
-        // an earlier process left unpublished.
-        const relay = new OutboxRelay({ db, link, logger, streams: TASKS_STREAMS });
-        const userDeleted = new EventConsumer({
-          link,
-          db,
-          logger,
-          stream: STREAMS.USERS,
-          consumer: {
-            ...USER_DELETED_CONSUMER,
-            ...(deps.consumerAckWaitMs ? { ackWaitMs: deps.consumerAckWaitMs } : {}),
-          },
-          handler: onUserDeleted((userId) => store.forgetUser(userId, (deps.clock ?? Date.now)()), logger),
-        });
-        relay.start();
-        userDeleted.start();
-        const stopWatch = watchOutbox({
-          relay,
-          link,
-          health: grpc.health,
-          logger,
-          ...(deps.outboxReportIntervalMs ? { intervalMs: deps.outboxReportIntervalMs } : {}),
-        });
-        nats = { link, relay, userDeleted, stopWatch };
-      }
+      if (!stopped) events.start();
       return { grpcPort: await grpc.listen(config.grpcPort, config.host) };
     },
     shutdown() {
       stopped ??= (async () => {
         await grpc.shutdown();
-        if (nats) {
-          nats.stopWatch();
-          await Promise.all([nats.userDeleted.stop(), nats.relay.stop()]);
-          await nats.link.close();
-        }
+        await events.stop();
         db.close();
       })();
       return stopped;

@@ -10,7 +10,6 @@ import {
   createLogger,
   DEADLETTER_HEADERS,
   ensureStreams,
-  InMemorySpanExporter,
   NATS_HEALTH_SERVICE,
   NatsLink,
   newEvent,
@@ -18,11 +17,12 @@ import {
   startTelemetry,
   type Telemetry,
 } from "@taskmesh/platform";
-import { type NatsServer, startNats, waitFor } from "@taskmesh/platform/testing";
+import { InMemorySpanExporter, type NatsServer, startNats, waitFor } from "@taskmesh/platform/testing";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { USER_DELETED_CONSUMER } from "./events.js";
 import { type Harness, startTasks } from "./tasks.test-util.js";
+
+const USER_DELETED_DURABLE = "tasks-user-deleted";
 
 const logger = createLogger("tasks-events-test", { level: process.env.TEST_LOG_LEVEL ?? "silent" });
 const DUE = Date.UTC(2031, 2, 9, 14, 0, 0);
@@ -269,7 +269,7 @@ describe("tasks events (real nats-server)", () => {
 
       const jsm = await admin.jetstreamManager();
       const info = await waitFor("every delivery acked", async () => {
-        const i = await jsm.consumers.info(STREAMS.USERS.name, USER_DELETED_CONSUMER.durable);
+        const i = await jsm.consumers.info(STREAMS.USERS.name, USER_DELETED_DURABLE);
         return i.num_ack_pending === 0 && i.num_pending === 0 ? i : undefined;
       });
       expect(info.config).toMatchObject({ ack_policy: "explicit", filter_subject: "taskmesh.user.deleted" });
@@ -288,7 +288,7 @@ describe("tasks events (real nats-server)", () => {
       await publishUserDeleted(bad);
       await waitFor("dead-lettered", () => h.app.events.userDeleted.deadLettered === before.deadLettered + 1);
       const dl = await (await admin.jetstreamManager()).streams.getMessage(STREAMS.DEADLETTER.name, {
-        last_by_subj: `taskmesh.deadletter.${USER_DELETED_CONSUMER.durable}`,
+        last_by_subj: `taskmesh.deadletter.${USER_DELETED_DURABLE}`,
       });
       expect(dl.header.get(DEADLETTER_HEADERS.eventId)).toBe(bad.id);
       expect(dl.header.get(DEADLETTER_HEADERS.reason)).toBe("handler failed: user.deleted has no user_id");

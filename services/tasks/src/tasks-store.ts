@@ -2,6 +2,7 @@ import { appendEvent, type Db, inboxMigration, type Migration, outboxMigration }
 import type Database from "better-sqlite3";
 import { changedFields, taskCompleted, taskCreated, taskDeleted, taskUpdated } from "./events.js";
 import type { Cursor } from "./page-token.js";
+import type { TaskFields, TaskRecord, TaskStatusName } from "./task-record.js";
 
 /**
  * Sort value of a task without due time: after every real due time (the latest Timestamp,
@@ -62,32 +63,7 @@ export const MIGRATIONS: readonly Migration[] = [
   },
 ];
 
-export type TaskStatusName = "open" | "completed";
-
-/** A task as stored. Times are epoch milliseconds. */
-export interface TaskRecord {
-  id: string;
-  userId: string;
-  title: string;
-  notes: string;
-  status: TaskStatusName;
-  dueTime: number | null;
-  timeZone: string;
-  recurrenceRule: string;
-  /** Seconds before dueTime, in the order given. */
-  reminderOffsets: number[];
-  parentTaskId: string | null;
-  createTime: number;
-  updateTime: number;
-  completeTime: number | null;
-  version: number;
-}
-
-/** What a caller sets on create and update. */
-export type TaskFields = Pick<
-  TaskRecord,
-  "title" | "notes" | "dueTime" | "timeZone" | "recurrenceRule" | "reminderOffsets" | "parentTaskId"
->;
+export type { TaskFields, TaskRecord, TaskStatusName } from "./task-record.js";
 
 export interface IdempotencyKey {
   scope: "create" | "occurrence";

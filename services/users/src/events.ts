@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { type Envelope, UserDeletedSchema, UserRegisteredSchema } from "@taskmesh/gen/taskmesh/events/v1/events_pb";
-import { newEvent, STREAMS } from "@taskmesh/platform";
+import { newEvent, STREAMS, type StreamSpec } from "@taskmesh/platform";
 
 /**
  * What the users service publishes, each event through the outbox (written in the transaction
@@ -11,7 +11,7 @@ import { newEvent, STREAMS } from "@taskmesh/platform";
  *   it and drops that data (choreography).
  * It consumes nothing.
  */
-export const USERS_STREAMS = [STREAMS.USERS] as const;
+export const PUBLISHES: readonly StreamSpec[] = [STREAMS.USERS];
 
 /** The event of a new account; `timeZone` is the account's at registration ("" = UTC). */
 export function userRegistered(account: { id: string; email: string; timeZone: string }, at: Date): Envelope {

@@ -7,17 +7,15 @@ import {
   createUserTokenVerifier,
   GrpcServer,
   type Logger,
-  NatsLink,
-  OutboxRelay,
   type RelayStats,
   register,
+  ServiceEvents,
   ServiceTokens,
-  watchOutbox,
 } from "@taskmesh/platform";
 import { type AccountDeletionOptions, AccountDeletions } from "./account-deletion-saga.js";
 import type { UsersConfig } from "./config.js";
 import { DeletionSagaLog } from "./deletion-saga-log.js";
-import { USERS_STREAMS } from "./events.js";
+import { PUBLISHES } from "./events.js";
 import { JwksServer } from "./jwks-server.js";
 import { PasswordHasher, type ScryptParams } from "./password-hasher.js";
 import { SigningKeys } from "./signing-keys.js";
@@ -143,8 +141,15 @@ export function build(config: UsersConfig, deps: UsersDeps = {}): UsersApp {
   });
   const jwks = new JwksServer({ jwks: () => keysOrThrow().jwks, ready: () => store.ping(), logger });
 
-  // One NATS connection for the process, opened by listen() (so build() starts nothing).
-  let nats: { link: NatsLink; relay: OutboxRelay; stopWatch: () => void } | undefined;
+  const events = new ServiceEvents({
+    name: "users",
+    servers: config.natsServers,
+    db: store.db,
+    logger,
+    health: grpc.health,
+    publishes: PUBLISHES,
+    ...(deps.outboxReportIntervalMs ? { outboxReportIntervalMs: deps.outboxReportIntervalMs } : {}),
+  });
   let stopped: Promise<void> | undefined;
   return {
     get keys() {
@@ -154,30 +159,16 @@ export function build(config: UsersConfig, deps: UsersDeps = {}): UsersApp {
     events: {
       backlog: () => store.unpublishedEvents(),
       get natsConnected() {
-        return nats?.link.connected ?? false;
+        return events.natsConnected;
       },
       get relay() {
-        return nats?.relay.stats ?? { published: 0, duplicates: 0, failures: 0 };
+        return events.relayStats;
       },
     },
     async listen() {
       keys ??= await SigningKeys.open(config.keyPath, { logger, now });
       await hasher.warmUp();
-      if (!nats) {
-        const link = new NatsLink({ servers: config.natsServers, name: "users", logger });
-        // The relay ensures the USERS stream before its first publish, then publishes whatever
-        // an earlier process left unpublished.
-        const relay = new OutboxRelay({ db: store.db, link, logger, streams: USERS_STREAMS });
-        relay.start();
-        const stopWatch = watchOutbox({
-          relay,
-          link,
-          health: grpc.health,
-          logger,
-          ...(deps.outboxReportIntervalMs ? { intervalMs: deps.outboxReportIntervalMs } : {}),
-        });
-        nats = { link, relay, stopWatch };
-      }
+      if (!stopped) events.start();
       // Every deletion a previous process left unfinished continues (or compensates) from its log.
       const resumed = deletions.resumeAll();
       if (resumed > 0) logger.info({ resumed }, "account deletions resumed");
@@ -193,11 +184,7 @@ export function build(config: UsersConfig, deps: UsersDeps = {}): UsersApp {
         await Promise.all([grpc.shutdown(), jwks.close(), sagasStopped]);
         tasks.close();
         notifications.close();
-        if (nats) {
-          nats.stopWatch();
-          await nats.relay.stop();
-          await nats.link.close();
-        }
+        await events.stop();
         store.close();
       })();
       return stopped;

@@ -6,14 +6,13 @@ import { UserService } from "@taskmesh/gen/taskmesh/users/v1/users_pb";
 import {
   createGrpcClient,
   createLogger,
-  InMemorySpanExporter,
   NATS_HEALTH_SERVICE,
   NatsLink,
   STREAMS,
   startTelemetry,
   type Telemetry,
 } from "@taskmesh/platform";
-import { type NatsServer, startNats, tempDir, waitFor } from "@taskmesh/platform/testing";
+import { InMemorySpanExporter, type NatsServer, startNats, tempDir, waitFor } from "@taskmesh/platform/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadUsersConfig } from "./config.js";
 import { build, type UsersApp } from "./server.js";

@@ -80,9 +80,9 @@ export interface EventConsumerOptions<R = void> {
   consumer: Omit<ConsumerSpec, "stream">;
   /** An EventHandler, or a plain synchronous `apply` function. */
   handler: EventHandler<R> | ((event: Envelope, ctx: EventContext) => void);
-  /** Delay before a transient failure is redelivered. Default { initialMs: 1000, maxMs: 60000 }. */
+  /** Delay before a transient failure is redelivered. @default { initialMs: 1000, maxMs: 60000 } */
   retryBackoff?: BackoffOptions;
-  /** Messages pulled ahead of the one being handled. Default 10 (their ack wait is running meanwhile). */
+  /** Messages pulled ahead of the one being handled (their ack wait is running meanwhile). @default 10 */
   prefetch?: number;
   /**
    * Fault injection for tests: `afterCommit` runs between the commit and the ack; throwing there
@@ -90,6 +90,12 @@ export interface EventConsumerOptions<R = void> {
    */
   hooks?: { afterCommit?: (event: Envelope, ctx: EventContext) => void };
 }
+
+/** The defaults of EventConsumerOptions, resolved once in the constructor. */
+export const EVENT_CONSUMER_DEFAULTS: Readonly<Required<Pick<EventConsumerOptions, "retryBackoff" | "prefetch">>> = {
+  retryBackoff: { initialMs: 1000, maxMs: 60_000 },
+  prefetch: 10,
+};
 
 export interface ConsumerStats {
   /** Events applied (handler ran and committed). */
@@ -110,7 +116,7 @@ export interface ConsumerStats {
  * and then terminated, so nothing is dropped silently.
  */
 export class EventConsumer<R = void> {
-  readonly #opts: EventConsumerOptions<R>;
+  readonly #opts: EventConsumerOptions<R> & typeof EVENT_CONSUMER_DEFAULTS;
   readonly #log: Logger;
   readonly #handler: EventHandler<R>;
   readonly #maxDeliver: number;
@@ -127,7 +133,7 @@ export class EventConsumer<R = void> {
   readonly #drill: (() => void) | undefined;
 
   constructor(opts: EventConsumerOptions<R>) {
-    this.#opts = opts;
+    this.#opts = { ...EVENT_CONSUMER_DEFAULTS, ...opts };
     this.#log = opts.logger.child({ component: "event-consumer", consumer: opts.consumer.durable });
     this.#drill = consumerFaultDrill(opts.consumer.durable, (msg) => this.#log.warn(msg));
     this.#handler = typeof opts.handler === "function" ? { apply: opts.handler } : opts.handler;
@@ -173,7 +179,7 @@ export class EventConsumer<R = void> {
         await ensureConsumer(await link.jetstreamManager(), spec);
         const consumer = await (await link.jetstream()).consumers.get(spec.stream, spec.durable);
         if (this.#stopping.signal.aborted) return;
-        this.#messages = await consumer.consume({ max_messages: this.#opts.prefetch ?? 10 });
+        this.#messages = await consumer.consume({ max_messages: this.#opts.prefetch });
         this.#log.info({ stream: spec.stream }, "consuming");
         attempt = 0;
         // nats.js keeps this iterator alive across disconnects (it re-pulls after a reconnect).
@@ -274,7 +280,7 @@ export class EventConsumer<R = void> {
       );
     } catch (err) {
       if (isTransient(err) && deliveries < this.#maxDeliver) {
-        const delay = backoffDelay(deliveries, this.#opts.retryBackoff ?? { initialMs: 1000, maxMs: 60_000 });
+        const delay = backoffDelay(deliveries, this.#opts.retryBackoff);
         this.#stats.retried++;
         this.#outcome(span, "retried");
         span.setStatus({ code: SpanStatusCode.ERROR, message: message(err) });
@@ -324,7 +330,7 @@ export class EventConsumer<R = void> {
         msgID: `${durable}:${msg.info.stream}:${msg.info.streamSequence}`,
       });
     } catch (err) {
-      const delay = backoffDelay(msg.info.deliveryCount, this.#opts.retryBackoff ?? { initialMs: 1000, maxMs: 60_000 });
+      const delay = backoffDelay(msg.info.deliveryCount, this.#opts.retryBackoff);
       this.#log.error({ err, reason, retryInMs: delay }, "dead-letter publish failed; message will be redelivered");
       msg.nak(delay);
       return;

@@ -1,6 +1,6 @@
 import { connect, Events, type JetStreamClient, type JetStreamManager, type NatsConnection } from "nats";
 import type { Logger } from "../log/logger.js";
-import { backoffDelay, sleep } from "./backoff.js";
+import { type BackoffOptions, backoffDelay, sleep } from "./backoff.js";
 
 export interface NatsLinkOptions {
   /** Server URL(s), e.g. `nats://127.0.0.1:4222` (NATS_URL). */
@@ -8,11 +8,22 @@ export interface NatsLinkOptions {
   /** Client name the server shows for this connection: the service name. */
   name: string;
   logger: Logger;
-  /** Wait between reconnect attempts once connected (reconnection never gives up). Default 1000 ms. */
+  /** Wait between reconnect attempts once connected (reconnection never gives up). @default 1000 */
   reconnectTimeWaitMs?: number;
-  /** Timeout of JetStream API requests and PubAcks. Default 5000 ms. */
+  /** Timeout of JetStream API requests and PubAcks, ms. @default 5000 */
   timeoutMs?: number;
+  /** Backoff between attempts of the first connection (before nats.js's own reconnect takes over). @default { initialMs: 250, maxMs: 5000 } */
+  firstConnectBackoff?: BackoffOptions;
 }
+
+/** The defaults of NatsLinkOptions, resolved once in the constructor. */
+export const NATS_LINK_DEFAULTS: Readonly<
+  Required<Pick<NatsLinkOptions, "reconnectTimeWaitMs" | "timeoutMs" | "firstConnectBackoff">>
+> = {
+  reconnectTimeWaitMs: 1000,
+  timeoutMs: 5000,
+  firstConnectBackoff: { initialMs: 250, maxMs: 5000 },
+};
 
 /**
  * One NATS connection per process, kept alive for the life of the service.
@@ -23,7 +34,7 @@ export interface NatsLinkOptions {
  * wait in the outbox and `connected` (see `natsReady`) reports the state to the health check.
  */
 export class NatsLink {
-  readonly #opts: NatsLinkOptions;
+  readonly #opts: NatsLinkOptions & typeof NATS_LINK_DEFAULTS;
   readonly #log: Logger;
   readonly #closing = new AbortController();
   /** One-shot waiters of whenConnected(). */
@@ -35,7 +46,7 @@ export class NatsLink {
   #connected = false;
 
   constructor(opts: NatsLinkOptions) {
-    this.#opts = opts;
+    this.#opts = { ...NATS_LINK_DEFAULTS, ...opts };
     this.#log = opts.logger.child({ component: "nats" });
     this.#first = this.#connectLoop();
     // A close() before the first connection rejects #first; nobody has to be waiting for it.
@@ -54,12 +65,12 @@ export class NatsLink {
 
   /** A JetStream client (publish, consumers) on the connection, once established. */
   async jetstream(): Promise<JetStreamClient> {
-    return (await this.#first).jetstream({ timeout: this.#opts.timeoutMs ?? 5000 });
+    return (await this.#first).jetstream({ timeout: this.#opts.timeoutMs });
   }
 
   /** A JetStream manager (streams, consumers) on the connection, once established. */
   async jetstreamManager(): Promise<JetStreamManager> {
-    return await (await this.#first).jetstreamManager({ timeout: this.#opts.timeoutMs ?? 5000 });
+    return await (await this.#first).jetstreamManager({ timeout: this.#opts.timeoutMs });
   }
 
   /** Resolves when the link is connected (at once if it is), or when `signal` aborts or the link closes. */
@@ -123,7 +134,7 @@ export class NatsLink {
           name: this.#opts.name,
           reconnect: true,
           maxReconnectAttempts: -1,
-          reconnectTimeWait: this.#opts.reconnectTimeWaitMs ?? 1000,
+          reconnectTimeWait: this.#opts.reconnectTimeWaitMs,
           timeout: 2000,
         });
         if (this.#closing.signal.aborted) {
@@ -137,7 +148,7 @@ export class NatsLink {
         return nc;
       } catch (err) {
         if (this.#closing.signal.aborted) throw new Error("NATS link closed before it connected", { cause: err });
-        const delay = backoffDelay(attempt, { initialMs: 250, maxMs: this.#opts.reconnectTimeWaitMs ?? 5000 });
+        const delay = backoffDelay(attempt, this.#opts.firstConnectBackoff);
         if (attempt === 1 || attempt % 10 === 0) {
           this.#log.warn({ err, attempt, retryInMs: delay }, "NATS not reachable yet; retrying");
         }

@@ -49,9 +49,12 @@ export interface WatchOutboxOptions {
   /** The gRPC server's health (GrpcServer.health). */
   health: { setStatus(service: string, status: "SERVING" | "NOT_SERVING"): void };
   logger: Logger;
-  /** How often the backlog is checked and, while events wait, logged. Default 5000 ms. */
+  /** How often the backlog is checked and, while events wait, logged, ms. @default 5000 */
   intervalMs?: number;
 }
+
+/** The defaults of WatchOutboxOptions. */
+export const WATCH_OUTBOX_DEFAULTS: Readonly<Required<Pick<WatchOutboxOptions, "intervalMs">>> = { intervalMs: 5000 };
 
 /**
  * Reports the outbox while the service runs: the NATS link as the health entry "nats" (so
@@ -76,7 +79,7 @@ export function watchOutbox(opts: WatchOutboxOptions): () => void {
   };
   mirror();
   const unsubscribe = link.onConnect(mirror);
-  const timer = setInterval(check, opts.intervalMs ?? 5000);
+  const timer = setInterval(check, opts.intervalMs ?? WATCH_OUTBOX_DEFAULTS.intervalMs);
   timer.unref();
   return () => {
     clearInterval(timer);

@@ -1,4 +1,8 @@
 import type { Envelope } from "@taskmesh/gen/taskmesh/events/v1/events_pb";
+import type { Logger } from "../log/logger.js";
+import type { EventContext } from "./consumer.js";
+import type { ConsumerDeclaration } from "./service-events.js";
+import { STREAMS } from "./streams.js";
 
 /**
  * The user a `user.deleted` event names, for the consumers that drop that user's data (the
@@ -16,4 +20,26 @@ export function deletedUserId(event: Envelope): string {
     throw new Error(`user.deleted names user ${userId} but its envelope belongs to ${event.userId}`);
   }
   return userId;
+}
+
+/**
+ * The one shape of a `user.deleted` consumer (the choreography half of account deletion): a
+ * durable `<service>-user-deleted` on USERS filtered to user.deleted, whose handler drops the
+ * user's rows with `purge` inside the inbox transaction (so it applies once per event id) and
+ * logs how many went. A malformed event throws in deletedUserId and is dead-lettered.
+ */
+export function userDeletedConsumer(
+  service: string,
+  purge: (userId: string) => number,
+  logger: Logger,
+): ConsumerDeclaration & { handler: (event: Envelope, ctx: EventContext) => void } {
+  return {
+    stream: STREAMS.USERS,
+    consumer: { durable: `${service}-user-deleted`, filterSubject: "taskmesh.user.deleted" },
+    handler: (event, ctx) => {
+      const userId = deletedUserId(event);
+      const rows = purge(userId);
+      logger.info({ userId, rows, eventId: ctx.eventId }, "user deleted: this service's rows of the user dropped");
+    },
+  };
 }

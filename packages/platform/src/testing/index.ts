@@ -1,5 +1,4 @@
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -9,28 +8,22 @@ export function tempDir(prefix = "taskmesh-"): { path: string; remove: () => voi
   return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
 }
 
-/** A TCP port free on 127.0.0.1 right now (for processes that cannot listen on port 0 themselves). */
-export async function freePort(): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const addr = srv.address();
-      srv.close(() => (typeof addr === "object" && addr ? resolve(addr.port) : reject(new Error("no port"))));
-    });
-  });
-}
-
+export { FAULT_ENV, type FaultDrill, parseFaultDrills } from "../events/fault-drill.js";
 export {
+  childrenDieWithParent,
+  exited,
+  findOnPath,
+  freePort,
   NATS_INSTALL_HINT,
-  type NatsServer,
   NatsServerNotFoundError,
   natsServerArgs,
   natsServerBinary,
-  type StartNatsOptions,
-  startNats,
+  signalChild,
+  spawnTied,
+  stopChild,
   waitForNats,
-} from "./nats.js";
+} from "../process/index.js";
+export { InMemorySpanExporter } from "../telemetry/telemetry.js";
+export { type NatsServer, type StartNatsOptions, startNats } from "./nats.js";
 export { type OtlpReceiver, type ReceivedSpan, startOtlpReceiver } from "./otlp-receiver.js";
-export { childrenDieWithParent, exited, findOnPath, signalChild, spawnTied, stopChild } from "./process.js";
 export { type WaitForOptions, waitFor } from "./wait-for.js";

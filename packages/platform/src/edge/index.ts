@@ -1,0 +1,10 @@
+/**
+ * What the edge (the gateway) uses on top of the services' API: the one-port Connect/gRPC-Web/gRPC
+ * server, forwarding to backends, edge health and reflection.
+ */
+export { addHealth, type EdgeHealthOptions } from "./edge-health.js";
+export { addReflection } from "./edge-reflection.js";
+export { EdgeServer, type EdgeServerOptions, type EdgeService, peerAddressKey } from "./edge-server.js";
+export { type ForwardOptions, forwardService, REQUEST_ID_HEADER } from "./forward-service.js";
+export { OnePortServer, type OnePortServerOptions } from "./one-port-server.js";
+export { telemetryInterceptor } from "./telemetry-interceptor.js";
