@@ -5,6 +5,9 @@
 //
 //   npm run bench [-- --out <file>] [-- --tiny] [-- --duration <ms>] [-- --scale 1000,10000]
 //
+// --cpu-prof <dir> runs every service with node --cpu-prof (profiles written there at stop; read
+// them with scripts/bench/cpuprofile-top.mjs).
+// --keep leaves the data dir (logs/<service>.log) for a look afterwards.
 // --tiny is the smoke mode of `npm test` (tests/bench): every row, seconds instead of minutes.
 // Writes the JSON to --out (default .data/bench/latest.json).
 import { spawn } from "node:child_process";
@@ -36,6 +39,8 @@ const { values: args } = parseArgs({
     tiny: { type: "boolean" },
     duration: { type: "string" },
     scale: { type: "string" },
+    keep: { type: "boolean" },
+    "cpu-prof": { type: "string" },
   },
 });
 const tiny = args.tiny ?? false;
@@ -86,7 +91,12 @@ const system = await startSystem({
   freePorts: true,
   logLevel: "warn",
   // One client address for everything: the per-address/per-user limits would shed the bench itself.
-  env: { RATE_LIMIT_RPS: "0", LOGIN_RATE_LIMIT_PER_MINUTE: "0", MAX_TASKS_PER_USER: "1000000" },
+  env: {
+    RATE_LIMIT_RPS: "0",
+    LOGIN_RATE_LIMIT_PER_MINUTE: "0",
+    MAX_TASKS_PER_USER: "1000000",
+    ...(args["cpu-prof"] ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${resolve(args["cpu-prof"])}` } : {}),
+  },
 });
 const startupMs = Math.round(performance.now() - t0);
 log(`system ready in ${startupMs} ms`);
@@ -111,7 +121,18 @@ try {
   await sleep(tiny ? 500 : 3000); // let start-up work (JIT, first scrapes) settle before "idle"
   const idle = Object.fromEntries(services.map(([name, s]) => [name, rssMiB(s.pid)]));
 
-  const signUp = async () => {
+  /** Registers and logs in through the gateway; retried, since it follows phases that may overload the edge. */
+  const signUp = async (attempt = 1) => {
+    try {
+      return await signUpOnce();
+    } catch (err) {
+      if (attempt >= 5) throw err;
+      log(`sign-up failed (${err.message}); again in 1 s`);
+      await sleep(1000);
+      return await signUp(attempt + 1);
+    }
+  };
+  const signUpOnce = async () => {
     const email = `bench-${randomUUID()}@example.com`;
     const password = "correct-horse-battery";
     const reg = await gw.call(
@@ -372,7 +393,8 @@ try {
   bare.proc?.removeAllListeners("exit");
   bare.proc?.kill("SIGTERM");
   await system.stop();
-  data.remove();
+  if (args.keep) log(`data dir kept: ${data.path}`);
+  else data.remove();
 }
 
 // --- output ------------------------------------------------------------------------------------
