@@ -375,6 +375,7 @@ describe("events kit (real nats-server)", () => {
       const sent = [f.createItem(), f.createItem(), f.createItem()];
       let crashed = false;
       const crashing = f.relay({
+        batchSize: 1, // one in flight: only the first event is in the stream at the crash
         hooks: {
           afterPubAck: () => {
             crashed = true;
@@ -394,6 +395,55 @@ describe("events kit (real nats-server)", () => {
       expect((await f.streamMessages()).length).toBe(3);
       await waitFor("3 effects", () => f.effectIds().length === 3);
       expect(f.effectIds()).toEqual(sent.map((e) => e.id));
+    });
+
+    it("a crash with a whole window published and unmarked republishes it in order; de-dup leaves each event once", async () => {
+      const f = fixture();
+      const consumer = f.consumer();
+      consumer.start();
+      const sent = Array.from({ length: 20 }, () => f.createItem());
+      let crashed = false;
+      const crashing = f.relay({
+        hooks: {
+          afterPubAck: (row) => {
+            if (row.eventId !== sent[5]?.id) return;
+            crashed = true;
+            throw new Error("simulated crash after the 6th PubAck, before the mark");
+          },
+        },
+      });
+      crashing.start();
+      await waitFor("the crash", () => crashed);
+      await crashing.stop();
+      expect(crashing.backlog()).toBe(15); // the five acknowledged before the crash are marked
+
+      const next = f.relay();
+      next.start();
+      await waitFor("backlog 0", () => next.backlog() === 0);
+      expect(next.stats.duplicates).toBe(15); // the whole window was already in the stream
+      const ids = (await f.streamMessages()).map((m) => m.header?.get("Nats-Msg-Id"));
+      expect(ids).toEqual(sent.map((e) => e.id));
+      await waitFor("20 effects", () => f.effectIds().length === 20);
+      expect(f.effectIds()).toEqual(sent.map((e) => e.id));
+    });
+
+    it("keeps commit order in the stream while another publisher writes to the same stream between its messages", async () => {
+      const f = fixture();
+      const sent = Array.from({ length: 300 }, () => f.createItem());
+      const relay = f.relay({ batchSize: 64 });
+      let flooding = true;
+      const flood = (async () => {
+        let i = 0;
+        while (flooding) await f.publishRaw(new Uint8Array([1]), `foreign-${i++}`);
+      })();
+      relay.start();
+      await waitFor("backlog 0", () => relay.backlog() === 0);
+      flooding = false;
+      await flood;
+      const messages = await f.streamMessages();
+      const ours = messages.map((m) => m.header?.get("Nats-Msg-Id")).filter((id) => !id?.startsWith("foreign-"));
+      expect(ours).toEqual(sent.map((e) => e.id));
+      expect(messages.length).toBeGreaterThan(ours.length); // the other publisher did get in between
     });
 
     it("past the duplicate window the republished copy is stored twice and the inbox still leaves one effect", async () => {

@@ -27,7 +27,7 @@ export interface OutboxRelayOptions {
   streams: readonly StreamSpec[];
   /** How often the outbox is checked even without a wake-up (rows left by a crashed predecessor, missed wakes). Default 1000 ms. */
   pollIntervalMs?: number;
-  /** Rows read per query. Default 100. */
+  /** Rows read per query, and the most publishes awaiting their PubAck at once. Default 256. */
   batchSize?: number;
   /** Backoff after a failed publish. Default { initialMs: 200, maxMs: 10000 }. */
   backoff?: BackoffOptions;
@@ -52,11 +52,21 @@ export interface RelayStats {
 }
 
 /**
- * Publishes the outbox to JetStream, in `seq` order, one message at a time: each row is sent with
- * `Nats-Msg-Id` = event id and marked published only after its PubAck. A crash between the two
- * republishes the row on the next start; JetStream's duplicate window drops the copy and the
- * consumers' inbox absorbs anything older. Strictly one in flight, because with several in flight
- * a failure of row n after row n+1 succeeded would reorder them on the retry.
+ * Publishes the outbox to JetStream in `seq` order: each row is sent with `Nats-Msg-Id` = event id
+ * and marked published only after its PubAck. A crash between the two republishes the row on the
+ * next start; JetStream's duplicate window drops the copy and the consumers' inbox absorbs anything
+ * older.
+ *
+ * Rows go out in windows of up to `maxInFlight` publishes without waiting for each PubAck (one
+ * round trip per window instead of per row); the acknowledged prefix of a window is marked in one
+ * transaction (one fsync). Order holds with several in flight because row n+1 carries
+ * `Nats-Expected-Last-Msg-Id` = row n's event id: if row n was not stored (a reconnect mid-window),
+ * JetStream refuses n+1 and everything after it, so nothing overtakes a failed row, and the next
+ * window starts again at row n. Another publisher to the same stream in between (reminders'
+ * task.due, a replica's relay) also fails that check; the window then ends there and the next one
+ * starts with the refused row (no expectation on a window's first row, whose predecessors are all
+ * acknowledged). De-duplication comes before the check in nats-server, so a republish after a crash
+ * gets duplicate PubAcks, not refusals.
  *
  * While NATS is down nothing is lost: rows wait, the relay waits for the link to reconnect and
  * backs off (exponential, jitter, capped) on publish errors.
@@ -66,6 +76,7 @@ export class OutboxRelay {
   readonly #log: Logger;
   readonly #select;
   readonly #mark;
+  readonly #markAll;
   readonly #count;
   readonly #prune;
   readonly #stats: RelayStats = { published: 0, duplicates: 0, failures: 0 };
@@ -88,6 +99,9 @@ export class OutboxRelay {
       "SELECT seq, event_id AS eventId, subject, data, traceparent FROM outbox WHERE published_at IS NULL ORDER BY seq LIMIT ?",
     );
     this.#mark = db.prepare("UPDATE outbox SET published_at = ? WHERE seq = ? AND published_at IS NULL");
+    this.#markAll = db.transaction((at: string, rows: readonly OutboxRow[]) => {
+      for (const row of rows) this.#mark.run(at, row.seq);
+    });
     this.#count = db.prepare("SELECT count(*) AS n FROM outbox WHERE published_at IS NULL").pluck();
     this.#prune = db.prepare("DELETE FROM outbox WHERE published_at IS NOT NULL AND published_at < ?");
   }
@@ -183,18 +197,66 @@ export class OutboxRelay {
       await ensureStreams(await this.#opts.link.jetstreamManager(), this.#opts.streams);
       this.#streamsReady = true;
     }
-    const batch = this.#opts.batchSize ?? 100;
+    const batch = this.#opts.batchSize ?? 256;
     for (;;) {
+      if (abandon?.aborted) return;
       const rows = this.#select.all(batch) as OutboxRow[];
-      for (const row of rows) {
-        if (abandon?.aborted) return;
-        await this.#publish(js, row);
-      }
-      if (rows.length < batch) return;
+      if (rows.length === 0) return;
+      const sent = await this.#publishWindow(js, rows);
+      // A window cut short by another publisher's message continues at once with the refused row.
+      if (sent === rows.length && rows.length < batch) return;
     }
   }
 
-  async #publish(js: JetStreamClient, row: OutboxRow): Promise<void> {
+  /**
+   * Sends `rows` back to back, then takes their PubAcks in order and marks the acknowledged prefix
+   * in one transaction. Returns how many were marked; throws on a failure other than the
+   * expectation refused after another publisher's message (the failed row and the rest stay).
+   */
+  async #publishWindow(js: JetStreamClient, rows: OutboxRow[]): Promise<number> {
+    const acks = rows.map((row, i) => this.#send(js, row, i > 0 ? rows[i - 1]?.eventId : undefined));
+    const acked: OutboxRow[] = [];
+    let failure: unknown;
+    let refused = false;
+    try {
+      for (const [i, pending] of acks.entries()) {
+        const row = rows[i] as OutboxRow;
+        let ack: PubAck;
+        try {
+          ack = await pending;
+        } catch (err) {
+          // Row i was not stored; later rows expected it to be the last message, so they were refused too.
+          refused = i > 0 && isWrongLastMsgId(err);
+          failure = err;
+          break;
+        }
+        this.#opts.hooks?.afterPubAck?.(row, ack);
+        this.#drill?.(); // FAULT DRILL: may SIGKILL here, between the PubAck and the mark
+        acked.push(row);
+        if (ack.duplicate) {
+          this.#stats.duplicates++;
+          this.#log.info(
+            { eventId: row.eventId, seq: row.seq },
+            "event was already in the stream (republish absorbed by de-dup)",
+          );
+        }
+      }
+    } finally {
+      // Whatever happens to the window, what was acknowledged is marked (a throwing hook is a
+      // simulated crash: it marks nothing more), and no rejection is left unobserved.
+      for (const p of acks.slice(acked.length)) p.catch(() => {});
+      if (acked.length > 0) {
+        this.#markAll(new Date().toISOString(), acked);
+        this.#stats.published += acked.length;
+        platformInstruments().outboxPublished.add(acked.length);
+      }
+    }
+    if (failure !== undefined && !refused) throw failure;
+    return acked.length;
+  }
+
+  /** Publishes one row in a PRODUCER span; `after` is the event id that must be the stream's last message. */
+  #send(js: JetStreamClient, row: OutboxRow, after: string | undefined): Promise<PubAck> {
     // A PRODUCER span, child of the context the event was appended in; its own context goes in the
     // message headers, so the consumer's span is its child and the trace crosses NATS. Without a
     // stored traceparent the span starts a trace of its own (an event from a timer, say).
@@ -216,28 +278,24 @@ export class OutboxRelay {
     propagation.inject(trace.setSpan(context.active(), span), h, headerMapSetter);
     // A stored traceparent goes through unchanged when there is no tracer to continue it.
     if (row.traceparent && !h.has("traceparent")) h.set("traceparent", row.traceparent);
-    let ack: PubAck;
-    try {
-      ack = await js.publish(row.subject, row.data, { msgID: row.eventId, headers: h });
-      if (ack.duplicate) span.setAttribute("taskmesh.duplicate", true);
-    } catch (err) {
-      span.setStatus({ code: SpanStatusCode.ERROR, message: err instanceof Error ? err.message : String(err) });
-      throw err;
-    } finally {
-      span.end();
-    }
-    this.#opts.hooks?.afterPubAck?.(row, ack);
-    this.#drill?.(); // FAULT DRILL: may SIGKILL here, between the PubAck and the mark
-    this.#mark.run(new Date().toISOString(), row.seq);
-    this.#stats.published++;
-    platformInstruments().outboxPublished.add(1);
-    if (ack.duplicate) {
-      this.#stats.duplicates++;
-      this.#log.info(
-        { eventId: row.eventId, seq: row.seq },
-        "event was already in the stream (republish absorbed by de-dup)",
+    return js
+      .publish(row.subject, row.data, {
+        msgID: row.eventId,
+        headers: h,
+        ...(after ? { expect: { lastMsgID: after } } : {}),
+      })
+      .then(
+        (ack) => {
+          if (ack.duplicate) span.setAttribute("taskmesh.duplicate", true);
+          span.end();
+          return ack;
+        },
+        (err: unknown) => {
+          span.setStatus({ code: SpanStatusCode.ERROR, message: err instanceof Error ? err.message : String(err) });
+          span.end();
+          throw err;
+        },
       );
-    }
   }
 
   /** Final passes during stop(), bounded by drainTimeoutMs (the publish in flight is finished, no new one starts). */
@@ -267,4 +325,9 @@ export class OutboxRelay {
     const cutoff = new Date(now - (this.#opts.keepPublishedMs ?? 86_400_000)).toISOString();
     this.#prune.run(cutoff);
   }
+}
+
+/** JetStream's refusal of a publish whose `Nats-Expected-Last-Msg-Id` is not the stream's last message. */
+function isWrongLastMsgId(err: unknown): boolean {
+  return err instanceof NatsError && err.api_error?.err_code === 10070;
 }
