@@ -1,3 +1,4 @@
+import { faultDrillHooks } from "@taskmesh/platform";
 import { parseFaultDrills } from "@taskmesh/platform/testing";
 import { describe, expect, it } from "vitest";
 
@@ -33,5 +34,23 @@ describe("TASKMESH_FAULT (fault drill hooks)", () => {
     expect(() => parseFaultDrills("saga:exit-after-step:Purge-Tasks")).toThrow(/cannot parse/);
     expect(() => parseFaultDrills("saga:exit-before-step:purge_tasks")).toThrow(/cannot parse/);
     expect(() => parseFaultDrills("saga:exit-after-step:purge_tasks:1")).toThrow(/cannot parse/);
+  });
+
+  it("arms only the hooks a drill names, and refuses a saga step the process does not have", () => {
+    const log: string[] = [];
+    expect(faultDrillHooks(undefined, (m) => log.push(m))).toEqual({});
+    const hooks = faultDrillHooks("consumer:recurrence-task-completed:exit-mid-handler:2", (m) => log.push(m));
+    expect(Object.keys(hooks)).toEqual(["beforeCommit"]);
+    expect(log).toEqual(["FAULT DRILL armed: SIGKILL recurrence-task-completed mid-handler #2"]);
+    // Another consumer's events never count towards the drill (the process is still alive here).
+    const ctx = { eventId: "e", consumer: "c", subject: "s", deliveryCount: 1, traceparent: undefined };
+    for (let i = 0; i < 5; i++) hooks.beforeCommit?.("recurrence-user-deleted", {} as never, ctx);
+    expect(() => faultDrillHooks("saga:exit-after-step:purge_tasks", () => {}, ["delete_account"])).toThrow(
+      /saga:exit-after-step:purge_tasks: no such step \(steps: delete_account\)/,
+    );
+    expect(Object.keys(faultDrillHooks("saga:exit-after-step:purge_tasks", () => {}, ["purge_tasks"]))).toEqual([
+      "afterSagaStep",
+    ]);
+    expect(() => faultDrillHooks("relay:exit-after-puback:0", () => {})).toThrow(/cannot parse/);
   });
 });

@@ -27,7 +27,7 @@ export {
   type EventHandler,
   TransientError,
 } from "./events/consumer.js";
-export { sagaFaultDrill } from "./events/fault-drill.js";
+export { FAULT_ENV, type FaultHooks, faultDrillHooks } from "./events/fault-drill.js";
 export { inboxMigration } from "./events/inbox.js";
 export { NatsLink, type NatsLinkOptions, natsReady } from "./events/nats-link.js";
 export { type AppendOptions, appendEvent, type NewEvent, newEvent, outboxMigration } from "./events/outbox.js";

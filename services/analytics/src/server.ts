@@ -3,6 +3,7 @@ import {
   type ConsumerStats,
   createLogger,
   createUserTokenVerifier,
+  type FaultHooks,
   GrpcServer,
   type Logger,
   openDatabase,
@@ -22,6 +23,8 @@ export type { AnalyticsConfig } from "./config.js";
 export { loadAnalyticsConfig } from "./config.js";
 
 export interface AnalyticsDeps {
+  /** Fault injection for the relay, the consumers (and the saga): the drills main.ts arms from TASKMESH_FAULT, or a test's hooks. Default: none. */
+  faults?: FaultHooks;
   /** Default: a JSON logger named "analytics" at config.logLevel. */
   logger?: Logger;
   /** Verifies user tokens. Default: against the users JWKS at config.jwksUrl. */
@@ -78,6 +81,7 @@ export function build(config: AnalyticsConfig, deps: AnalyticsDeps = {}): Analyt
     publishes: PUBLISHES,
     consumers: consumers(store, logger),
     ...(deps.consumerAckWaitMs ? { consumerOverrides: { ackWaitMs: deps.consumerAckWaitMs } } : {}),
+    ...(deps.faults ? { faults: deps.faults } : {}),
   });
   let stopped: Promise<void> | undefined;
   return {

@@ -16,11 +16,10 @@ import {
   remoteUserKeys,
   type UserTokenVerifier,
 } from "@taskmesh/platform";
-import { EdgeServer, type EdgeService, forwardService } from "@taskmesh/platform/edge";
+import { EdgeServer, type EdgeService, forwardService, guardClient } from "@taskmesh/platform/edge";
 import { errors, type JWTVerifyGetKey } from "jose";
 import type { GatewayConfig } from "./config.js";
 import { dashboardService } from "./dashboard-service.js";
-import { guardClient } from "./guarded-client.js";
 import { rateLimitInterceptor } from "./rate-limit.js";
 
 export type { GatewayConfig } from "./config.js";
@@ -105,8 +104,9 @@ export function build(config: GatewayConfig, deps: GatewayDeps = {}): GatewayApp
       {
         service: UserService,
         // Register and Login are how a caller gets a token; users' own server agrees.
-        impl: forwardService(UserService, guardClient(UserService, users, policy("users"), forwarded), {
+        impl: forwardService(UserService, users, {
           ...forward,
+          policy: { policy: policy("users"), ...forwarded },
           drainSignal,
           anonymous: ["register", "login"],
         }),
@@ -114,8 +114,9 @@ export function build(config: GatewayConfig, deps: GatewayDeps = {}): GatewayApp
       },
       {
         service: TaskService,
-        impl: forwardService(TaskService, guardClient(TaskService, tasks, policy("tasks"), forwarded), {
+        impl: forwardService(TaskService, tasks, {
           ...forward,
+          policy: { policy: policy("tasks"), ...forwarded },
           drainSignal,
         }),
         ready: backendReady(tasks, TaskService),
@@ -124,23 +125,20 @@ export function build(config: GatewayConfig, deps: GatewayDeps = {}): GatewayApp
         service: NotificationService,
         // ListNotifications, MarkRead, and the server stream WatchNotifications (no deadline
         // unless the caller sets one; ends with the caller's cancel, the backend's end, or drain).
-        impl: forwardService(
-          NotificationService,
-          guardClient(NotificationService, notifications, policy("notifications"), forwarded),
-          { ...forward, drainSignal },
-        ),
+        impl: forwardService(NotificationService, notifications, {
+          ...forward,
+          policy: { policy: policy("notifications"), ...forwarded },
+          drainSignal,
+        }),
         ready: backendReady(notifications, NotificationService),
       },
       {
         service: AnalyticsService,
-        impl: forwardService(
-          AnalyticsService,
-          guardClient(AnalyticsService, analytics, policy("analytics"), forwarded),
-          {
-            ...forward,
-            drainSignal,
-          },
-        ),
+        impl: forwardService(AnalyticsService, analytics, {
+          ...forward,
+          policy: { policy: policy("analytics"), ...forwarded },
+          drainSignal,
+        }),
         ready: backendReady(analytics, AnalyticsService),
       },
       {

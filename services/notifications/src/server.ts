@@ -9,6 +9,7 @@ import {
   createLogger,
   createUserTokenVerifier,
   DependencyPolicy,
+  type FaultHooks,
   GrpcServer,
   type Logger,
   type RelayStats,
@@ -35,6 +36,8 @@ export { FALLBACK_ROUTING } from "./preferences.js";
 export { IDEMPOTENCY_HEADER, SIGNATURE_HEADER, webhookSignature } from "./webhook-sender.js";
 
 export interface NotificationsDeps {
+  /** Fault injection for the relay, the consumers (and the saga): the drills main.ts arms from TASKMESH_FAULT, or a test's hooks. Default: none. */
+  faults?: FaultHooks;
   /** Default: a JSON logger named "notifications" at config.logLevel. */
   logger?: Logger;
   /** Clock in ms: quiet hours are judged at this time, and notifications stamped with it. Default Date.now. */
@@ -139,6 +142,7 @@ export function build(config: NotificationsConfig, deps: NotificationsDeps = {})
     }),
     ...(deps.consumer ? { consumerOverrides: deps.consumer } : {}),
     ...(deps.retryBackoff ? { retryBackoff: deps.retryBackoff } : {}),
+    ...(deps.faults ? { faults: deps.faults } : {}),
   });
   let stopped: Promise<void> | undefined;
   return {

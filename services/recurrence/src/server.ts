@@ -3,6 +3,7 @@ import {
   type ConsumerStats,
   createGrpcClient,
   createLogger,
+  type FaultHooks,
   GrpcServer,
   type Logger,
   openDatabase,
@@ -18,6 +19,8 @@ export type { RecurrenceConfig } from "./config.js";
 export { loadRecurrenceConfig } from "./config.js";
 
 export interface RecurrenceDeps {
+  /** Fault injection for the relay, the consumers (and the saga): the drills main.ts arms from TASKMESH_FAULT, or a test's hooks. Default: none. */
+  faults?: FaultHooks;
   /** Default: a JSON logger named "recurrence" at config.logLevel. */
   logger?: Logger;
   /** Redelivery delay of a transient failure (tasks unavailable). Default { initialMs: 1000, maxMs: 60000 }. */
@@ -72,6 +75,7 @@ export function build(config: RecurrenceConfig, deps: RecurrenceDeps = {}): Recu
     consumers: consumers({ store, tasks, logger, callTimeoutMs: config.tasksTimeoutMs }),
     ...(deps.consumer ? { consumerOverrides: deps.consumer } : {}),
     ...(deps.retryBackoff ? { retryBackoff: deps.retryBackoff } : {}),
+    ...(deps.faults ? { faults: deps.faults } : {}),
   });
 
   let stopped: Promise<void> | undefined;

@@ -2,6 +2,7 @@ import { ReminderInternalService } from "@taskmesh/gen/taskmesh/reminders/v1/rem
 import {
   type ConsumerStats,
   createLogger,
+  type FaultHooks,
   GrpcServer,
   type Logger,
   meter,
@@ -22,6 +23,8 @@ export type { RemindersConfig } from "./config.js";
 export { loadRemindersConfig } from "./config.js";
 
 export interface RemindersDeps {
+  /** Fault injection for the relay, the consumers (and the saga): the drills main.ts arms from TASKMESH_FAULT, or a test's hooks. Default: none. */
+  faults?: FaultHooks;
   /** Default: a JSON logger named "reminders" at config.logLevel. */
   logger?: Logger;
   /**
@@ -91,6 +94,7 @@ export function build(config: RemindersConfig, deps: RemindersDeps = {}): Remind
     ...(deps.consumer ? { consumerOverrides: deps.consumer } : {}),
     ...(deps.retryBackoff ? { retryBackoff: deps.retryBackoff } : {}),
     ...(deps.relayPollIntervalMs ? { relay: { pollIntervalMs: deps.relayPollIntervalMs } } : {}),
+    ...(deps.faults ? { faults: deps.faults } : {}),
   });
 
   // taskmesh_reminders_pending: timers not yet fired, read at scrape time (one count over the

@@ -3,6 +3,7 @@ import {
   type ConsumerStats,
   createLogger,
   createUserTokenVerifier,
+  type FaultHooks,
   GrpcServer,
   type Logger,
   openDatabase,
@@ -24,6 +25,8 @@ export type { TasksConfig } from "./config.js";
 export { loadTasksConfig } from "./config.js";
 
 export interface TasksDeps {
+  /** Fault injection for the relay, the consumers (and the saga): the drills main.ts arms from TASKMESH_FAULT, or a test's hooks. Default: none. */
+  faults?: FaultHooks;
   /** Default: a JSON logger named "tasks" at config.logLevel. */
   logger?: Logger;
   /**
@@ -106,6 +109,7 @@ export function build(config: TasksConfig, deps: TasksDeps = {}): TasksApp {
     consumers: consumers({ forgetUser: (userId) => store.forgetUser(userId, (deps.clock ?? Date.now)()), logger }),
     ...(deps.consumerAckWaitMs ? { consumerOverrides: { ackWaitMs: deps.consumerAckWaitMs } } : {}),
     ...(deps.outboxReportIntervalMs ? { outboxReportIntervalMs: deps.outboxReportIntervalMs } : {}),
+    ...(deps.faults ? { faults: deps.faults } : {}),
   });
   let stopped: Promise<void> | undefined;
   return {

@@ -1,7 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { NotificationInternalService } from "@taskmesh/gen/taskmesh/notifications/v1/notifications_pb";
 import type { TaskInternalService } from "@taskmesh/gen/taskmesh/tasks/v1/tasks_pb";
-import { type CallOptions, type GrpcClient, type Logger, sagaFaultDrill } from "@taskmesh/platform";
+import type { CallOptions, GrpcClient, Logger } from "@taskmesh/platform";
 import type { DeletionSagaLog, SagaRecord } from "./deletion-saga-log.js";
 import type { UsersStore } from "./users-store.js";
 
@@ -58,8 +58,9 @@ export interface AccountDeletionOptions {
   /** Deadline of one purge call. Default 10000 ms. */
   callTimeoutMs?: number;
   /**
-   * Test hook, awaited after a step's success has been logged (before the next step starts). A
-   * test stops the app from here to simulate a crash between two steps.
+   * Awaited after a step's success has been logged (before the next step starts): the fault seam
+   * (FaultHooks.afterSagaStep, armed from TASKMESH_FAULT) and tests that stop the app here to
+   * simulate a crash between two steps.
    */
   afterStep?: (saga: SagaRecord, step: DeletionStep) => void | Promise<void>;
 }
@@ -74,13 +75,10 @@ export class AccountDeletions {
   readonly #now: () => number;
   readonly #stopping = new AbortController();
   readonly #running = new Map<string, Promise<void>>();
-  /** Fault drill (TASKMESH_FAULT=saga:exit-after-step:<step>, platform fault-drill.ts); undefined unless armed. */
-  readonly #drill: ((step: string) => void) | undefined;
 
   constructor(opts: AccountDeletionOptions) {
     this.#o = opts;
     this.#now = opts.now ?? Date.now;
-    this.#drill = sagaFaultDrill(DELETION_STEPS, (msg) => opts.logger.warn(msg));
   }
 
   /**
@@ -159,7 +157,6 @@ export class AccountDeletions {
       const progressed = saga.state === "COMPLETED" || (saga.state === "RUNNING" && saga.step !== before.step);
       if (progressed) {
         // The step's success is committed (synchronous=FULL): a crash from here on resumes at the next step.
-        this.#drill?.(step);
         await this.#o.afterStep?.(saga, step);
       }
     }

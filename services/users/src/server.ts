@@ -5,6 +5,7 @@ import {
   createGrpcClient,
   createLogger,
   createUserTokenVerifier,
+  type FaultHooks,
   GrpcServer,
   type Logger,
   type RelayStats,
@@ -28,6 +29,8 @@ export type { UsersConfig } from "./config.js";
 export { loadUsersConfig } from "./config.js";
 
 export interface UsersDeps {
+  /** Fault injection for the relay, the consumers (and the saga): the drills main.ts arms from TASKMESH_FAULT, or a test's hooks. Default: none. */
+  faults?: FaultHooks;
   /** Default: a JSON logger named "users" at config.logLevel. */
   logger?: Logger;
   /** Clock in ms for account timestamps and token iat/exp. Default Date.now. */
@@ -107,6 +110,9 @@ export function build(config: UsersConfig, deps: UsersDeps = {}): UsersApp {
     retryBudgetMs: config.deletionRetryBudgetMs,
     callTimeoutMs: config.deletionCallTimeoutMs,
     ...deps.deletion,
+    ...(deps.faults?.afterSagaStep
+      ? { afterStep: afterSagaStep(deps.faults.afterSagaStep, deps.deletion?.afterStep) }
+      : {}),
   });
   // Loading or generating the key is async, so it happens in listen(); no handler runs before.
   let keys: SigningKeys | undefined;
@@ -149,6 +155,7 @@ export function build(config: UsersConfig, deps: UsersDeps = {}): UsersApp {
     health: grpc.health,
     publishes: PUBLISHES,
     ...(deps.outboxReportIntervalMs ? { outboxReportIntervalMs: deps.outboxReportIntervalMs } : {}),
+    ...(deps.faults ? { faults: deps.faults } : {}),
   });
   let stopped: Promise<void> | undefined;
   return {
@@ -189,5 +196,16 @@ export function build(config: UsersConfig, deps: UsersDeps = {}): UsersApp {
       })();
       return stopped;
     },
+  };
+}
+
+/** The fault seam's saga hook first (it may SIGKILL: the step is already logged), then a test's own. */
+function afterSagaStep(
+  fault: (step: string) => void,
+  then: AccountDeletionOptions["afterStep"],
+): NonNullable<AccountDeletionOptions["afterStep"]> {
+  return async (saga, step) => {
+    fault(step);
+    await then?.(saga, step);
   };
 }

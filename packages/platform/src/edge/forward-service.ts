@@ -4,7 +4,9 @@ import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@conn
 import { bearerToken } from "../auth/identity.js";
 import type { UserTokenVerifier } from "../auth/tokens.js";
 import { verifyInCall } from "../auth/verified-in-call.js";
+import type { DependencyPolicy } from "../resilience/dependency-policy.js";
 import type { CallOptions, GrpcClient } from "../rpc/grpc-client.js";
+import { type GuardOptions, guardClient } from "./guarded-client.js";
 
 /** Header carrying a request id from the edge to the backends (and back to the caller). */
 export const REQUEST_ID_HEADER = "x-request-id";
@@ -20,6 +22,11 @@ export interface ForwardOptions {
   maxTimeoutMs?: number;
   /** When aborted (graceful shutdown), forwarded server streams end with UNAVAILABLE so clients reconnect elsewhere. */
   drainSignal?: AbortSignal;
+  /**
+   * The backend's timeout, circuit breaker and bulkhead (shared with any other caller of the same
+   * dependency, e.g. the dashboard), with its call budget. Default: none (calls go straight to the client).
+   */
+  policy?: { policy: DependencyPolicy } & GuardOptions;
 }
 
 /**
@@ -40,11 +47,12 @@ export function forwardService<S extends DescService>(
   opts: ForwardOptions,
 ): ServiceImpl<S> {
   const maxTimeoutMs = opts.maxTimeoutMs ?? 10_000;
+  const guarded = opts.policy ? guardClient(service, client, opts.policy.policy, opts.policy) : client;
   const impl: Record<string, unknown> = {};
   for (const method of service.methods) {
     const anonymous = opts.anonymous?.includes(method.localName) || opts.anonymous?.includes(method.name);
     // Resolved once: the typed client's function for this method.
-    const call = (client as unknown as Record<string, (req: unknown, o: CallOptions) => unknown>)[method.localName];
+    const call = (guarded as unknown as Record<string, (req: unknown, o: CallOptions) => unknown>)[method.localName];
     if (!call) throw new Error(`client has no method ${method.localName}`);
 
     const forwardHeaders = async (ctx: HandlerContext): Promise<Record<string, string>> => {

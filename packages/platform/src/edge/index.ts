@@ -6,5 +6,6 @@ export { addHealth, type EdgeHealthOptions } from "./edge-health.js";
 export { addReflection } from "./edge-reflection.js";
 export { EdgeServer, type EdgeServerOptions, type EdgeService, peerAddressKey } from "./edge-server.js";
 export { type ForwardOptions, forwardService, REQUEST_ID_HEADER } from "./forward-service.js";
+export { type GuardOptions, guardClient } from "./guarded-client.js";
 export { OnePortServer, type OnePortServerOptions } from "./one-port-server.js";
 export { telemetryInterceptor } from "./telemetry-interceptor.js";

@@ -8,7 +8,6 @@ import type { Logger } from "../log/logger.js";
 import { platformInstruments } from "../telemetry/metrics.js";
 import { headerMapGetter } from "../telemetry/trace-context.js";
 import { type BackoffOptions, backoffDelay, sleep } from "./backoff.js";
-import { consumerFaultDrill } from "./fault-drill.js";
 import type { NatsLink } from "./nats-link.js";
 import {
   type ConsumerSpec,
@@ -88,7 +87,11 @@ export interface EventConsumerOptions<R = void> {
    * Fault injection for tests: `afterCommit` runs between the commit and the ack; throwing there
    * leaves the message unacknowledged, exactly like a process killed at that point.
    */
-  hooks?: { afterCommit?: (event: Envelope, ctx: EventContext) => void };
+  hooks?: {
+    afterCommit?: (event: Envelope, ctx: EventContext) => void;
+    /** After the handler's external effect, before the inbox transaction (a crash here is redelivered). */
+    beforeCommit?: (event: Envelope, ctx: EventContext) => void;
+  };
 }
 
 /** The defaults of EventConsumerOptions, resolved once in the constructor. */
@@ -129,13 +132,10 @@ export class EventConsumer<R = void> {
   /** Messages pending for this consumer at the last delivery (taskmesh_consumer_lag). */
   #lag: number | undefined;
   #unobserve: (() => void) | undefined;
-  /** Fault drill (TASKMESH_FAULT, see fault-drill.ts); undefined unless armed. */
-  readonly #drill: (() => void) | undefined;
 
   constructor(opts: EventConsumerOptions<R>) {
     this.#opts = { ...EVENT_CONSUMER_DEFAULTS, ...opts };
     this.#log = opts.logger.child({ component: "event-consumer", consumer: opts.consumer.durable });
-    this.#drill = consumerFaultDrill(opts.consumer.durable, (msg) => this.#log.warn(msg));
     this.#handler = typeof opts.handler === "function" ? { apply: opts.handler } : opts.handler;
     this.#maxDeliver = opts.consumer.maxDeliver ?? DEFAULT_MAX_DELIVER;
     this.#seen = opts.db.prepare("SELECT 1 FROM inbox WHERE consumer = ? AND event_id = ?").pluck();
@@ -267,7 +267,7 @@ export class EventConsumer<R = void> {
     let applied: boolean;
     try {
       const result = this.#handler.external ? await this.#handler.external(event, ctx) : undefined;
-      this.#drill?.(); // FAULT DRILL: may SIGKILL here, after the external effect, before the commit
+      this.#opts.hooks?.beforeCommit?.(event, ctx); // fault injection: may SIGKILL here
       applied = tracedTransaction(this.#opts.db, { "messaging.consumer.group.name": ctx.consumer }, () =>
         this.#opts.db.transaction(() => {
           const fresh =

@@ -1,3 +1,8 @@
+import type { Envelope } from "@taskmesh/gen/taskmesh/events/v1/events_pb";
+import type { PubAck } from "nats";
+import type { EventContext } from "./consumer.js";
+import type { OutboxRow } from "./relay.js";
+
 /**
  * FAULT DRILL HOOKS — for the fault-injection suite (tests/faults), off unless `TASKMESH_FAULT`
  * is set. They kill the process with SIGKILL at the two points where a crash is hardest to get
@@ -13,11 +18,22 @@
  *   the step `<step>` is durably logged as succeeded, before the next step starts (the next start
  *   resumes the saga from its log). The orchestrator refuses a step name it does not have.
  *
- * Several drills are separated by commas. The variable is read once, when the first relay,
- * consumer or saga orchestrator is constructed; a malformed value throws there (a drill that
- * silently does nothing would make a fault test pass for the wrong reason). Nothing else reads it.
+ * Several drills are separated by commas.
  */
 export const FAULT_ENV = "TASKMESH_FAULT";
+
+/**
+ * The one fault-injection seam: hooks a service's build() hands to its relay, consumers and saga
+ * orchestrator. Armed from TASKMESH_FAULT by main.ts (faultDrillHooks), or by a test directly.
+ */
+export interface FaultHooks {
+  /** OutboxRelay: after a row's PubAck, before it is marked published (throwing leaves it unpublished). */
+  afterPubAck?: (row: OutboxRow, ack: PubAck) => void;
+  /** EventConsumer `durable`: after the handler's external effect, before the inbox transaction. */
+  beforeCommit?: (durable: string, event: Envelope, ctx: EventContext) => void;
+  /** Saga orchestrator: once a step's success is durably logged, before the next step starts. */
+  afterSagaStep?: (step: string) => void;
+}
 
 export type FaultDrill =
   | { kind: "relay-exit-after-puback"; n: number }
@@ -43,12 +59,6 @@ export function parseFaultDrills(raw: string | undefined): FaultDrill[] {
   });
 }
 
-let drills: FaultDrill[] | undefined;
-function armed(): FaultDrill[] {
-  drills ??= parseFaultDrills(process.env[FAULT_ENV]);
-  return drills;
-}
-
 /** SIGKILL: no exit handlers, no flush, no graceful shutdown — exactly a crash. */
 function die(): never {
   process.kill(process.pid, "SIGKILL");
@@ -56,7 +66,7 @@ function die(): never {
   throw new Error("fault drill: SIGKILL did not stop the process");
 }
 
-/** A counter that kills the process on its n-th call; undefined when no drill applies. */
+/** A counter that kills the process on its n-th call. */
 function counter(n: number, log: (msg: string) => void, what: string): () => void {
   let calls = 0;
   log(`FAULT DRILL armed: SIGKILL ${what} #${n}`);
@@ -69,39 +79,43 @@ function counter(n: number, log: (msg: string) => void, what: string): () => voi
   };
 }
 
-/** For OutboxRelay: called after each PubAck, before the row is marked published. */
-export function relayFaultDrill(log: (msg: string) => void): (() => void) | undefined {
-  const d = armed().find((x) => x.kind === "relay-exit-after-puback");
-  return d ? counter(d.n, log, "after PubAck") : undefined;
-}
-
-/** For EventConsumer `durable`: called after the handler's external effect, before the commit. */
-export function consumerFaultDrill(durable: string, log: (msg: string) => void): (() => void) | undefined {
-  const d = armed().find(
-    (x): x is Extract<FaultDrill, { kind: "consumer-exit-mid-handler" }> =>
-      x.kind === "consumer-exit-mid-handler" && x.durable === durable,
-  );
-  return d ? counter(d.n, log, `${durable} mid-handler`) : undefined;
-}
-
 /**
- * For a saga orchestrator whose steps are `steps`: called once a step's success is durably logged,
- * before the next step starts; kills the process after the armed step. Throws when the armed step
- * is not one of `steps` (a drill that can never fire is a mistake, not a no-op).
+ * The fault hooks armed by `raw` (a TASKMESH_FAULT value, see above), for a process whose saga
+ * orchestrator (if any) has the steps `sagaSteps`. main.ts reads the variable once and passes the
+ * hooks down through build(); nothing else reads it. A malformed value, or a saga step the process
+ * does not have, throws (a drill that silently does nothing would make a fault test pass for the
+ * wrong reason).
  */
-export function sagaFaultDrill(
-  steps: readonly string[],
+export function faultDrillHooks(
+  raw: string | undefined,
   log: (msg: string) => void,
-): ((step: string) => void) | undefined {
-  const d = armed().find((x) => x.kind === "saga-exit-after-step");
-  if (!d) return undefined;
-  if (!steps.includes(d.step)) {
-    throw new Error(`${FAULT_ENV}: saga:exit-after-step:${d.step}: no such step (steps: ${steps.join(", ")})`);
+  sagaSteps: readonly string[] = [],
+): FaultHooks {
+  const hooks: FaultHooks = {};
+  for (const d of parseFaultDrills(raw)) {
+    if (d.kind === "relay-exit-after-puback") {
+      const hit = counter(d.n, log, "after PubAck");
+      hooks.afterPubAck = () => hit();
+    } else if (d.kind === "consumer-exit-mid-handler") {
+      const hit = counter(d.n, log, `${d.durable} mid-handler`);
+      const previous = hooks.beforeCommit;
+      hooks.beforeCommit = (durable, event, ctx) => {
+        previous?.(durable, event, ctx);
+        if (durable === d.durable) hit();
+      };
+    } else {
+      if (!sagaSteps.includes(d.step)) {
+        throw new Error(
+          `${FAULT_ENV}: saga:exit-after-step:${d.step}: no such step (steps: ${sagaSteps.join(", ") || "none in this service"})`,
+        );
+      }
+      log(`FAULT DRILL armed: SIGKILL after saga step ${d.step}`);
+      hooks.afterSagaStep = (step) => {
+        if (step !== d.step) return;
+        log(`FAULT DRILL: SIGKILL after saga step ${d.step}`);
+        die();
+      };
+    }
   }
-  log(`FAULT DRILL armed: SIGKILL after saga step ${d.step}`);
-  return (step) => {
-    if (step !== d.step) return;
-    log(`FAULT DRILL: SIGKILL after saga step ${d.step}`);
-    die();
-  };
+  return hooks;
 }

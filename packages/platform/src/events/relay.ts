@@ -5,7 +5,6 @@ import type { Logger } from "../log/logger.js";
 import { platformInstruments } from "../telemetry/metrics.js";
 import { contextFromTraceparent, headerMapSetter } from "../telemetry/trace-context.js";
 import { type BackoffOptions, backoffDelay, sleep } from "./backoff.js";
-import { relayFaultDrill } from "./fault-drill.js";
 import type { NatsLink } from "./nats-link.js";
 import { onOutboxAppend } from "./outbox.js";
 import { ensureStreams, type StreamSpec } from "./streams.js";
@@ -87,13 +86,10 @@ export class OutboxRelay {
   #unsubscribe: (() => void)[] = [];
   #streamsReady = false;
   #lastPrune = 0;
-  /** Fault drill (TASKMESH_FAULT, see fault-drill.ts); undefined unless armed. */
-  readonly #drill: (() => void) | undefined;
 
   constructor(opts: OutboxRelayOptions) {
     this.#opts = opts;
     this.#log = opts.logger.child({ component: "outbox-relay" });
-    this.#drill = relayFaultDrill((msg) => this.#log.warn(msg));
     const db = opts.db;
     this.#select = db.prepare(
       "SELECT seq, event_id AS eventId, subject, data, traceparent FROM outbox WHERE published_at IS NULL ORDER BY seq LIMIT ?",
@@ -230,8 +226,7 @@ export class OutboxRelay {
           failure = err;
           break;
         }
-        this.#opts.hooks?.afterPubAck?.(row, ack);
-        this.#drill?.(); // FAULT DRILL: may SIGKILL here, between the PubAck and the mark
+        this.#opts.hooks?.afterPubAck?.(row, ack); // fault injection: may throw or SIGKILL here
         acked.push(row);
         if (ack.duplicate) {
           this.#stats.duplicates++;

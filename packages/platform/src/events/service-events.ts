@@ -2,6 +2,7 @@ import type { Db } from "../db/database.js";
 import type { Logger } from "../log/logger.js";
 import type { BackoffOptions } from "./backoff.js";
 import { type ConsumerStats, EventConsumer, type EventConsumerOptions } from "./consumer.js";
+import type { FaultHooks } from "./fault-drill.js";
 import { NatsLink, natsReady } from "./nats-link.js";
 import { OutboxRelay, type OutboxRelayOptions, type RelayStats } from "./relay.js";
 import { NATS_HEALTH_SERVICE, watchOutbox } from "./service-kit.js";
@@ -40,6 +41,8 @@ export interface ServiceEventsOptions<K extends string> {
   relay?: Omit<OutboxRelayOptions, "db" | "link" | "logger" | "streams">;
   /** How often the outbox backlog is checked and logged while events wait, ms. @default 5000 */
   outboxReportIntervalMs?: number;
+  /** Fault injection (TASKMESH_FAULT drills, or a test's own hooks) for the relay and the consumers. @default none */
+  faults?: FaultHooks;
   /** How often the "nats" health entry is refreshed when the service publishes nothing, ms. @default 2000 */
   healthMirrorIntervalMs?: number;
 }
@@ -90,9 +93,17 @@ export class ServiceEvents<K extends string = string> {
     const link = new NatsLink({ servers: o.servers, name: o.name, logger: o.logger });
     const relay =
       o.publishes.length > 0
-        ? new OutboxRelay({ ...o.relay, db: o.db, link, logger: o.logger, streams: o.publishes })
+        ? new OutboxRelay({
+            ...o.relay,
+            db: o.db,
+            link,
+            logger: o.logger,
+            streams: o.publishes,
+            ...(o.faults?.afterPubAck ? { hooks: { afterPubAck: o.faults.afterPubAck } } : {}),
+          })
         : undefined;
     const consumers = new Map<string, EventConsumer<unknown>>();
+    const beforeCommit = o.faults?.beforeCommit;
     for (const [key, decl] of Object.entries<ConsumerDeclaration<unknown>>(o.consumers)) {
       consumers.set(
         key,
@@ -104,6 +115,7 @@ export class ServiceEvents<K extends string = string> {
           consumer: { ...decl.consumer, ...o.consumerOverrides },
           handler: decl.handler,
           ...(o.retryBackoff ? { retryBackoff: o.retryBackoff } : {}),
+          ...(beforeCommit ? { hooks: { beforeCommit: (e, ctx) => beforeCommit(decl.consumer.durable, e, ctx) } } : {}),
         }),
       );
     }

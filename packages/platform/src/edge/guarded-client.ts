@@ -1,6 +1,7 @@
 import type { DescService } from "@bufbuild/protobuf";
 import { ConnectError } from "@connectrpc/connect";
-import type { CallOptions, DependencyPolicy, GrpcClient } from "@taskmesh/platform";
+import type { DependencyPolicy } from "../resilience/dependency-policy.js";
+import type { CallOptions, GrpcClient } from "../rpc/grpc-client.js";
 
 type AnyCall = (req: unknown, o?: CallOptions) => unknown;
 
