@@ -1,4 +1,5 @@
 export { EXAMPLE_USER, type ExampleCall, exampleCalls, formatExampleCalls } from "./example-calls.js";
+export { defaultMetricsUrls, type PrometheusConfigOptions, prometheusConfig } from "./prometheus-config.js";
 export {
   builtServices,
   type Endpoints,

@@ -222,7 +222,8 @@ export function renderProd(): Rendered {
   );
   return {
     kustomization: kustomization(["../../base", "pdb.yaml"], {
-      components: ["../../components/istio"],
+      // autoscaling (gateway HPA) and observability (PrometheusRule, PodMonitor, dashboards) are hand-written.
+      components: ["../../components/istio", "../../components/autoscaling", "../../components/observability"],
       patches,
       images: SERVICES.map((s) => ({ name: image(s.name), newName: `${PROD_REGISTRY}/${s.name}`, newTag: PROD_TAG })),
     }),
