@@ -83,6 +83,13 @@ row(
   "msg/s",
   { target: 0.5 },
 );
+row(
+  "relay.reconciling",
+  `relay drain with the outbox reconciler checking beside it every 20 ms (${relay.checked} rows checked) vs without`,
+  { name: "relay + reconciler", value: relay.reconciling },
+  { name: "relay alone", value: relay.relay },
+  "msg/s",
+);
 
 // --- the system ---------------------------------------------------------------------------------
 const data = tempDir("taskmesh-bench-");

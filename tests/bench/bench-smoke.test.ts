@@ -11,6 +11,7 @@ import { describe, expect, it } from "vitest";
 const SERVICES = ["users", "tasks", "recurrence", "reminders", "notifications", "analytics", "gateway"];
 const EXPECTED = [
   "relay.drain",
+  "relay.reconciling",
   ...["gettask", "listtasks"].flatMap((m) =>
     [1, 32].flatMap((c) => [`edge.grpc.${m}.c${c}`, `edge.connect.${m}.c${c}`, `service.${m}.c${c}`]),
   ),

@@ -11,6 +11,7 @@ import { join } from "node:path";
 import type { Task } from "@taskmesh/gen/taskmesh/tasks/v1/task_pb";
 import { tempDir } from "@taskmesh/platform/testing";
 import { builtServices, type RunningSystem, startSystem } from "@taskmesh/runner";
+import { connect } from "nats";
 import { checkDelivery, formatReport, type Report } from "../faults/checker.js";
 import { type AcknowledgedReport, type Ambiguous, verifyAcknowledged } from "./acknowledged.js";
 import { type CallRecord, Load, VirtualUser } from "./load.js";
@@ -20,6 +21,7 @@ import {
   probeCall,
   probeNatsListening,
   probeOutboxDrained,
+  probeRepublished,
   probeServing,
 } from "./probes.js";
 
@@ -60,7 +62,16 @@ export interface ChaosOptions {
 export const CHAOS_ENV: Readonly<Record<string, string>> = {
   RATE_LIMIT_RPS: "0",
   LOGIN_RATE_LIMIT_PER_MINUTE: "0",
+  // The jetstream-loss fault waits for the outbox reconciler: a pass a second instead of ten.
+  OUTBOX_RECONCILE_INTERVAL_MS: "1000",
 };
+
+/**
+ * Not a process: JetStream loses the last few messages of TASKS it had acknowledged (deleted
+ * behind the services' backs, as after a power cut with lazy fsync); recovered when tasks'
+ * outbox reconciler has published them again.
+ */
+export const JETSTREAM_LOSS = "jetstream-loss";
 
 /** One row of the table: the baseline (no fault) or one fault, and the load during it. */
 export interface PhaseRow {
@@ -83,7 +94,7 @@ export interface PhaseRow {
   /** Kill → the first successful call needing it (see `recoveredBy`), ms; undefined: never. */
   recoveryMs?: number;
   /** "call" (a client call through the gateway), "health" (no client call needs it alone), "outbox" (nats). */
-  recoveredBy?: "call" | "health" | "outbox";
+  recoveredBy?: "call" | "health" | "outbox" | "republish";
   lost: number;
   doubled: number;
 }
@@ -131,6 +142,7 @@ export function defaultFaults(): string[] {
   const built: string[] = builtServices();
   return [
     "nats",
+    ...(built.includes("tasks") ? [JETSTREAM_LOSS] : []),
     ...FAULT_ORDER.filter((f) => built.includes(f)),
     ...built.filter((s) => !(FAULT_ORDER as readonly string[]).includes(s)),
   ].filter((f, i, all) => all.indexOf(f) === i);
@@ -238,6 +250,7 @@ export async function runChaos(opts: ChaosOptions = {}): Promise<ChaosResult> {
 async function inject(sys: RunningSystem, load: Load, phase: Phase, token: string, opts: ChaosOptions) {
   const name = phase.fault;
   const tasksDb = join(sys.dataDir, "tasks.db");
+  if (name === JETSTREAM_LOSS) return await loseMessages(sys, tasksDb, phase, opts);
   const killMs = Date.now();
   await sys.kill(name, "SIGKILL");
   const deadMs = Date.now();
@@ -274,6 +287,36 @@ async function inject(sys: RunningSystem, load: Load, phase: Phase, token: strin
         recoveredAt = r.endMs;
   }
   phase.recoveryMs = recoveredAt === undefined ? undefined : recoveredAt - killMs;
+}
+
+/** Deletes the last three task events from TASKS and measures until the reconciler restored them. */
+async function loseMessages(sys: RunningSystem, tasksDb: string, phase: Phase, opts: ChaosOptions): Promise<void> {
+  const startMs = Date.now();
+  const nc = await connect({ servers: sys.endpoints.nats });
+  let lastSeq: number;
+  const lost: string[] = [];
+  try {
+    const jsm = await nc.jetstreamManager();
+    lastSeq = (await jsm.streams.info("TASKS")).state.last_seq;
+    for (let seq = lastSeq; seq > 0 && lost.length < 3; seq--) {
+      const m = await jsm.streams.getMessage("TASKS", { seq }).catch(() => undefined);
+      const id = m?.header?.get("Nats-Msg-Id");
+      if (!id || id.includes(".r")) continue; // a republish of an earlier fault: leave it
+      await jsm.streams.deleteMessage("TASKS", seq, false);
+      lost.push(id);
+    }
+  } finally {
+    await nc.close();
+  }
+  if (lost.length === 0) throw new Error("jetstream-loss: TASKS holds no task event to lose");
+  // Nothing went down: the services kept serving throughout.
+  phase.servingMs = Math.max(1, Date.now() - startMs);
+  phase.recoveredBy = "republish";
+  const stop = new AbortController();
+  const timer = setTimeout(() => stop.abort(), opts.recoveryTimeoutMs ?? 30_000);
+  const at = await probeRepublished(tasksDb, lost, lastSeq, stop.signal);
+  clearTimeout(timer);
+  phase.recoveryMs = at === undefined ? undefined : at - startMs;
 }
 
 /**

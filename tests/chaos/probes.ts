@@ -118,3 +118,30 @@ export async function probeCall(
 
 /** Services a client call through the gateway depends on, so their recovery is seen by one. */
 export const CLIENT_FACING = ["gateway", "tasks", "users", "analytics", "notifications"] as const;
+
+/**
+ * The outbox reconciler of `dbFile` republished every one of `eventIds` (JetStream had lost them):
+ * each row's recorded stream sequence is now past `afterSeq`, the stream's last one when they
+ * were deleted.
+ */
+export function probeRepublished(
+  dbFile: string,
+  eventIds: readonly string[],
+  afterSeq: number,
+  signal: AbortSignal,
+): Promise<number | undefined> {
+  return poll(signal, async () => {
+    const db = new Database(dbFile, { readonly: true, fileMustExist: true });
+    try {
+      const n = db
+        .prepare(
+          `SELECT count(*) FROM outbox WHERE stream_seq > ? AND event_id IN (${eventIds.map(() => "?").join(",")})`,
+        )
+        .pluck()
+        .get(afterSeq, ...eventIds);
+      return Number(n) === eventIds.length;
+    } finally {
+      db.close();
+    }
+  });
+}

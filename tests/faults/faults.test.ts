@@ -129,6 +129,70 @@ describe("nats-server stopped for 10 s", () => {
   }, 120_000);
 });
 
+describe("JetStream loses messages it had acknowledged (deleted behind the services' backs)", () => {
+  it("the outbox reconciler publishes them again; every consumer applies every event once", async () => {
+    drill.exits.length = 0;
+    const t = tag();
+    // A short reconcile interval on the producer; the consumers of TASKS are down while the
+    // broker "loses" the messages, so they can only get them from the republish.
+    await drill.system.restart("tasks", { env: { OUTBOX_RECONCILE_INTERVAL_MS: "500" } });
+    const consumers = ["analytics", "reminders", "recurrence"];
+    for (const name of consumers) await drill.system.kill(name, "SIGTERM");
+    const me = await signUp(drill.system.endpoints.gateway);
+    const ids: string[] = [];
+    for (let i = 0; i < 8; i++) ids.push((await retryUnavailable(() => me.createTask(`lost ${t} ${i}`))).id);
+    for (const id of ids.slice(0, 3)) await me.completeTask(id);
+    await waitFor("the outbox to be published", () => {
+      const [row] = querySqlite<{ n: number }>(
+        drill,
+        "tasks",
+        "SELECT count(*) AS n FROM outbox WHERE published_at IS NULL",
+      );
+      return row?.n === 0 ? true : undefined;
+    });
+
+    // Acknowledged, then gone: two creations and one completion, as after a power cut with lazy
+    // fsync or a store restored from an older copy.
+    const nc = await connect({ servers: drill.system.endpoints.nats });
+    try {
+      const jsm = await nc.jetstreamManager();
+      const before = await readProduced(jsm);
+      const victims = before.events.filter(
+        (e) =>
+          (e.type === "task.created" && (e.taskId === ids[4] || e.taskId === ids[6])) ||
+          (e.type === "task.completed" && e.taskId === ids[1]),
+      );
+      expect(victims).toHaveLength(3);
+      for (const v of victims) await jsm.streams.deleteMessage("TASKS", v.streamSeq, false);
+      // The reconciler finds them missing at their recorded sequence and publishes them again.
+      await waitFor("the lost events back in the stream", async () => {
+        const now = new Set((await readProduced(jsm)).events.map((e) => e.eventId));
+        return victims.every((v) => now.has(v.eventId)) ? true : undefined;
+      });
+      const republished = querySqlite<{ n: number }>(
+        drill,
+        "tasks",
+        `SELECT count(*) AS n FROM outbox WHERE event_id IN (${victims.map(() => "?").join(",")}) AND stream_seq > ?`,
+        ...victims.map((v) => v.eventId),
+        before.lastSeq,
+      );
+      expect(republished[0]?.n).toBe(3);
+    } finally {
+      await nc.close();
+    }
+
+    for (const name of consumers) await drill.system.restart(name);
+    const report = await expectEveryEventOnce(checkOptions(drill, [me], ids), 60_000);
+    expect(report.consumers).toEqual([
+      expect.stringMatching(/^analytics-.+-tasks$/),
+      "recurrence-task-completed",
+      "reminders-tasks",
+    ]);
+    expect(drill.exits).toEqual([]);
+    await drill.system.restart("tasks", { env: { OUTBOX_RECONCILE_INTERVAL_MS: undefined } });
+  }, 150_000);
+});
+
 describe("a consumer SIGKILLed mid-handler", () => {
   it("recurrence: the occurrence made before the crash is the only one after the redelivery", async () => {
     drill.exits.length = 0;

@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { EVENT_CONSUMER_DEFAULTS } from "../../packages/platform/src/events/consumer.js";
 import { NATS_LINK_DEFAULTS } from "../../packages/platform/src/events/nats-link.js";
+import { OUTBOX_RECONCILER_DEFAULTS } from "../../packages/platform/src/events/reconciler.js";
 import { SERVICE_EVENTS_DEFAULTS } from "../../packages/platform/src/events/service-events.js";
 import { WATCH_OUTBOX_DEFAULTS } from "../../packages/platform/src/events/service-kit.js";
 
@@ -38,6 +39,7 @@ describe("documented option defaults", () => {
     ["consumer.ts", "EventConsumerOptions", EVENT_CONSUMER_DEFAULTS],
     ["service-events.ts", "ServiceEventsOptions", SERVICE_EVENTS_DEFAULTS],
     ["service-kit.ts", "WatchOutboxOptions", WATCH_OUTBOX_DEFAULTS],
+    ["reconciler.ts", "OutboxReconcilerOptions", OUTBOX_RECONCILER_DEFAULTS],
   ];
   for (const [file, iface, defaults] of cases) {
     it(`${iface}: every @default in the doc comment is the value the code resolves, and every resolved default is documented`, () => {

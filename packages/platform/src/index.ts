@@ -31,6 +31,12 @@ export { FAULT_ENV, type FaultHooks, faultDrillHooks } from "./events/fault-dril
 export { inboxMigration } from "./events/inbox.js";
 export { NatsLink, type NatsLinkOptions, natsReady } from "./events/nats-link.js";
 export { type AppendOptions, appendEvent, type NewEvent, newEvent, outboxMigration } from "./events/outbox.js";
+export {
+  OUTBOX_RECONCILER_DEFAULTS,
+  OutboxReconciler,
+  type OutboxReconcilerOptions,
+  outboxStreamSeqMigration,
+} from "./events/reconciler.js";
 export { OutboxRelay, type OutboxRelayOptions, type OutboxRow, type RelayStats } from "./events/relay.js";
 export {
   type ConsumerDeclaration,

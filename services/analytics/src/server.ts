@@ -82,6 +82,7 @@ export function build(config: AnalyticsConfig, deps: AnalyticsDeps = {}): Analyt
     consumers: consumers(store, logger),
     ...(deps.consumerAckWaitMs ? { consumerOverrides: { ackWaitMs: deps.consumerAckWaitMs } } : {}),
     ...(deps.faults ? { faults: deps.faults } : {}),
+    reconcile: { intervalMs: config.reconcileIntervalMs },
   });
   let stopped: Promise<void> | undefined;
   return {

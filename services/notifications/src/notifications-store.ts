@@ -1,4 +1,11 @@
-import { type Db, inboxMigration, type Migration, openDatabase, outboxMigration } from "@taskmesh/platform";
+import {
+  type Db,
+  inboxMigration,
+  type Migration,
+  openDatabase,
+  outboxMigration,
+  outboxStreamSeqMigration,
+} from "@taskmesh/platform";
 import type { Statement } from "better-sqlite3";
 
 /**
@@ -41,6 +48,7 @@ export const MIGRATIONS: Migration[] = [
   { version: 1, name: "notifications and delivery log", sql: SCHEMA_SQL },
   inboxMigration(2),
   outboxMigration(3),
+  outboxStreamSeqMigration(4),
 ];
 
 /** A notification as stored; times in ms since the epoch. */

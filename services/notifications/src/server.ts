@@ -143,6 +143,7 @@ export function build(config: NotificationsConfig, deps: NotificationsDeps = {})
     ...(deps.consumer ? { consumerOverrides: deps.consumer } : {}),
     ...(deps.retryBackoff ? { retryBackoff: deps.retryBackoff } : {}),
     ...(deps.faults ? { faults: deps.faults } : {}),
+    reconcile: { intervalMs: config.reconcileIntervalMs },
   });
   let stopped: Promise<void> | undefined;
   return {

@@ -76,6 +76,7 @@ export function build(config: RecurrenceConfig, deps: RecurrenceDeps = {}): Recu
     ...(deps.consumer ? { consumerOverrides: deps.consumer } : {}),
     ...(deps.retryBackoff ? { retryBackoff: deps.retryBackoff } : {}),
     ...(deps.faults ? { faults: deps.faults } : {}),
+    reconcile: { intervalMs: config.reconcileIntervalMs },
   });
 
   let stopped: Promise<void> | undefined;

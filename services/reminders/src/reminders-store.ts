@@ -1,4 +1,4 @@
-import { type Db, inboxMigration, type Migration, outboxMigration } from "@taskmesh/platform";
+import { type Db, inboxMigration, type Migration, outboxMigration, outboxStreamSeqMigration } from "@taskmesh/platform";
 import type { Statement } from "better-sqlite3";
 import type { PlannedTimer, TaskSnapshot, TimerKind } from "./timers.js";
 
@@ -57,6 +57,7 @@ export const MIGRATIONS: readonly Migration[] = [
     // request that set it. NULL for timers stored before this migration or without a trace.
     sql: "ALTER TABLE timers ADD COLUMN traceparent TEXT;",
   },
+  outboxStreamSeqMigration(5),
 ];
 
 export type TaskState = "open" | "completed" | "deleted";

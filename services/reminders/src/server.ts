@@ -95,6 +95,7 @@ export function build(config: RemindersConfig, deps: RemindersDeps = {}): Remind
     ...(deps.retryBackoff ? { retryBackoff: deps.retryBackoff } : {}),
     ...(deps.relayPollIntervalMs ? { relay: { pollIntervalMs: deps.relayPollIntervalMs } } : {}),
     ...(deps.faults ? { faults: deps.faults } : {}),
+    reconcile: { intervalMs: config.reconcileIntervalMs },
   });
 
   // taskmesh_reminders_pending: timers not yet fired, read at scrape time (one count over the

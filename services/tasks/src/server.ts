@@ -110,6 +110,7 @@ export function build(config: TasksConfig, deps: TasksDeps = {}): TasksApp {
     ...(deps.consumerAckWaitMs ? { consumerOverrides: { ackWaitMs: deps.consumerAckWaitMs } } : {}),
     ...(deps.outboxReportIntervalMs ? { outboxReportIntervalMs: deps.outboxReportIntervalMs } : {}),
     ...(deps.faults ? { faults: deps.faults } : {}),
+    reconcile: { intervalMs: config.reconcileIntervalMs },
   });
   let stopped: Promise<void> | undefined;
   return {

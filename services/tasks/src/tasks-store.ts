@@ -1,4 +1,11 @@
-import { appendEvent, type Db, inboxMigration, type Migration, outboxMigration } from "@taskmesh/platform";
+import {
+  appendEvent,
+  type Db,
+  inboxMigration,
+  type Migration,
+  outboxMigration,
+  outboxStreamSeqMigration,
+} from "@taskmesh/platform";
 import type Database from "better-sqlite3";
 import { changedFields, taskCompleted, taskCreated, taskDeleted, taskUpdated } from "./events.js";
 import type { Cursor } from "./page-token.js";
@@ -61,6 +68,7 @@ export const MIGRATIONS: readonly Migration[] = [
     // ever purge. Ids only.
     sql: "CREATE TABLE deleted_users (user_id TEXT PRIMARY KEY, deleted_at INTEGER NOT NULL) STRICT, WITHOUT ROWID;",
   },
+  outboxStreamSeqMigration(5),
 ];
 
 export type { TaskFields, TaskRecord, TaskStatusName } from "./task-record.js";

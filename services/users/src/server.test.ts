@@ -37,6 +37,7 @@ function configFor(dataDir: string): UsersConfig {
     notificationsAddr: "127.0.0.1:1",
     deletionRetryBudgetMs: 10_000,
     deletionCallTimeoutMs: 1000,
+    reconcileIntervalMs: 10_000,
     mesh: "none",
     logLevel: "silent",
   };

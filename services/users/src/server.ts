@@ -156,6 +156,7 @@ export function build(config: UsersConfig, deps: UsersDeps = {}): UsersApp {
     publishes: PUBLISHES,
     ...(deps.outboxReportIntervalMs ? { outboxReportIntervalMs: deps.outboxReportIntervalMs } : {}),
     ...(deps.faults ? { faults: deps.faults } : {}),
+    reconcile: { intervalMs: config.reconcileIntervalMs },
   });
   let stopped: Promise<void> | undefined;
   return {

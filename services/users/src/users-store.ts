@@ -1,6 +1,14 @@
 import { randomUUID } from "node:crypto";
 import type { Envelope } from "@taskmesh/gen/taskmesh/events/v1/events_pb";
-import { appendEvent, type Db, type Migration, openDatabase, outboxMigration, pingDatabase } from "@taskmesh/platform";
+import {
+  appendEvent,
+  type Db,
+  type Migration,
+  openDatabase,
+  outboxMigration,
+  outboxStreamSeqMigration,
+  pingDatabase,
+} from "@taskmesh/platform";
 import { DELETION_SAGA_SQL } from "./deletion-saga-log.js";
 import { userDeleted, userRegistered } from "./events.js";
 
@@ -66,6 +74,7 @@ export const MIGRATIONS: readonly Migration[] = [
     name: "account disabling and the account-deletion saga log",
     sql: `ALTER TABLE accounts ADD COLUMN disabled_at INTEGER;\n${DELETION_SAGA_SQL}`,
   },
+  outboxStreamSeqMigration(4),
 ];
 
 /** Email as stored and looked up: lower case, so "Ada@Example.com" and "ada@example.com" are one account. */

@@ -35,6 +35,8 @@ export function serviceConfigSpec(name: ServiceName) {
     DB_PATH: env.string(""),
     /** Shared secret of internal service tokens, at least 32 characters. Required. */
     TASKMESH_SERVICE_SECRET: env.secret(32),
+    /** How often the outbox reconciler checks recently published events against their stream, ms. Default 10000. */
+    OUTBOX_RECONCILE_INTERVAL_MS: env.int({ fallback: 10_000, min: 100 }),
   };
 }
 
@@ -53,6 +55,8 @@ export interface ServiceBaseConfig {
   serviceSecret: string;
   mesh: "none" | "istio";
   logLevel: string;
+  /** OUTBOX_RECONCILE_INTERVAL_MS */
+  reconcileIntervalMs: number;
 }
 
 /** Maps the serviceConfigSpec part of a loaded config, resolving DB_PATH's default from the data dir. */
@@ -68,5 +72,6 @@ export function serviceBaseConfig(
     serviceSecret: c.TASKMESH_SERVICE_SECRET,
     mesh: c.TASKMESH_MESH,
     logLevel: c.LOG_LEVEL,
+    reconcileIntervalMs: c.OUTBOX_RECONCILE_INTERVAL_MS,
   };
 }

@@ -94,9 +94,18 @@ export class OutboxRelay {
     this.#select = db.prepare(
       "SELECT seq, event_id AS eventId, subject, data, traceparent FROM outbox WHERE published_at IS NULL ORDER BY seq LIMIT ?",
     );
-    this.#mark = db.prepare("UPDATE outbox SET published_at = ? WHERE seq = ? AND published_at IS NULL");
-    this.#markAll = db.transaction((at: string, rows: readonly OutboxRow[]) => {
-      for (const row of rows) this.#mark.run(at, row.seq);
+    // The PubAck's stream sequence goes with the mark when the outbox has the column (the
+    // reconciler checks the stream against it; outboxStreamSeqMigration adds it).
+    const hasStreamSeq = (db.prepare("SELECT 1 FROM pragma_table_info('outbox') WHERE name = 'stream_seq'").get() ??
+      false) as unknown as boolean;
+    this.#mark = hasStreamSeq
+      ? db.prepare("UPDATE outbox SET published_at = ?, stream_seq = ? WHERE seq = ? AND published_at IS NULL")
+      : db.prepare("UPDATE outbox SET published_at = ? WHERE seq = ? AND published_at IS NULL");
+    this.#markAll = db.transaction((at: string, rows: readonly (readonly [OutboxRow, number])[]) => {
+      for (const [row, streamSeq] of rows) {
+        if (hasStreamSeq) this.#mark.run(at, streamSeq, row.seq);
+        else this.#mark.run(at, row.seq);
+      }
     });
     this.#count = db.prepare("SELECT count(*) AS n FROM outbox WHERE published_at IS NULL").pluck();
     this.#prune = db.prepare("DELETE FROM outbox WHERE published_at IS NOT NULL AND published_at < ?");
@@ -211,7 +220,7 @@ export class OutboxRelay {
    */
   async #publishWindow(js: JetStreamClient, rows: OutboxRow[]): Promise<number> {
     const acks = rows.map((row, i) => this.#send(js, row, i > 0 ? rows[i - 1]?.eventId : undefined));
-    const acked: OutboxRow[] = [];
+    const acked: (readonly [OutboxRow, number])[] = [];
     let failure: unknown;
     let refused = false;
     try {
@@ -227,7 +236,7 @@ export class OutboxRelay {
           break;
         }
         this.#opts.hooks?.afterPubAck?.(row, ack); // fault injection: may throw or SIGKILL here
-        acked.push(row);
+        acked.push([row, ack.seq]);
         if (ack.duplicate) {
           this.#stats.duplicates++;
           this.#log.info(

@@ -4,6 +4,7 @@ import type { BackoffOptions } from "./backoff.js";
 import { type ConsumerStats, EventConsumer, type EventConsumerOptions } from "./consumer.js";
 import type { FaultHooks } from "./fault-drill.js";
 import { NatsLink, natsReady } from "./nats-link.js";
+import { OutboxReconciler, type OutboxReconcilerOptions } from "./reconciler.js";
 import { OutboxRelay, type OutboxRelayOptions, type RelayStats } from "./relay.js";
 import { NATS_HEALTH_SERVICE, watchOutbox } from "./service-kit.js";
 import type { ConsumerSpec, StreamSpec } from "./streams.js";
@@ -41,6 +42,8 @@ export interface ServiceEventsOptions<K extends string> {
   relay?: Omit<OutboxRelayOptions, "db" | "link" | "logger" | "streams">;
   /** How often the outbox backlog is checked and logged while events wait, ms. @default 5000 */
   outboxReportIntervalMs?: number;
+  /** The reconciler's pass interval and horizon (when the service publishes). @default OutboxReconciler's */
+  reconcile?: Pick<OutboxReconcilerOptions, "intervalMs" | "horizonMs" | "batchSize">;
   /** Fault injection (TASKMESH_FAULT drills, or a test's own hooks) for the relay and the consumers. @default none */
   faults?: FaultHooks;
   /** How often the "nats" health entry is refreshed when the service publishes nothing, ms. @default 2000 */
@@ -65,6 +68,7 @@ const NO_RELAY_STATS: RelayStats = Object.freeze({ published: 0, duplicates: 0, 
 interface Running {
   link: NatsLink;
   relay: OutboxRelay | undefined;
+  reconciler: OutboxReconciler | undefined;
   consumers: Map<string, EventConsumer<unknown>>;
   stopWatch: () => void;
 }
@@ -119,7 +123,11 @@ export class ServiceEvents<K extends string = string> {
         }),
       );
     }
+    const reconciler = relay
+      ? new OutboxReconciler({ ...o.reconcile, db: o.db, link, logger: o.logger, streams: o.publishes })
+      : undefined;
     relay?.start();
+    reconciler?.start();
     for (const c of consumers.values()) c.start();
     const stopWatch = relay
       ? watchOutbox({
@@ -130,7 +138,7 @@ export class ServiceEvents<K extends string = string> {
           intervalMs: o.outboxReportIntervalMs,
         })
       : mirrorNats(link, o.health, o.healthMirrorIntervalMs);
-    this.#running = { link, relay, consumers, stopWatch };
+    this.#running = { link, relay, reconciler, consumers, stopWatch };
   }
 
   /** Stops the consumers (the event in hand commits) and the relay, then closes NATS. Safe to call twice. */
@@ -139,7 +147,7 @@ export class ServiceEvents<K extends string = string> {
       const r = this.#running;
       if (!r) return;
       r.stopWatch();
-      await Promise.all([...[...r.consumers.values()].map((c) => c.stop()), r.relay?.stop()]);
+      await Promise.all([...[...r.consumers.values()].map((c) => c.stop()), r.relay?.stop(), r.reconciler?.stop()]);
       await r.link.close();
     })();
     return this.#stopped;
@@ -173,6 +181,11 @@ export class ServiceEvents<K extends string = string> {
   /** Publish counters of the relay since start() (zeros before, or without a relay). */
   get relayStats(): Readonly<RelayStats> {
     return this.#running?.relay?.stats ?? NO_RELAY_STATS;
+  }
+
+  /** Rows the reconciler checked and events it republished since start() (zeros without a relay). */
+  get reconcileStats(): Readonly<{ checked: number; republished: number }> {
+    return this.#running?.reconciler?.stats ?? { checked: 0, republished: 0 };
   }
 
   /** Counters of the consumer declared as `key` since start() (zeros before). */

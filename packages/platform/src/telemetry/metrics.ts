@@ -29,6 +29,8 @@ export function meter(name = "taskmesh"): Meter {
  * - rpc_server_duration_seconds{rpc_system, rpc_service, rpc_method, rpc_code} (histogram; code "OK" on success)
  * - taskmesh_outbox_backlog (gauge: events not yet published, per relay)
  * - taskmesh_outbox_published_total
+ * - taskmesh_outbox_reconcile_checked_total, taskmesh_outbox_republished_total (reconciler: rows
+ *   checked against the stream, events the stream had lost and that were published again)
  * - taskmesh_consumer_deliveries_total{consumer, outcome} (applied, duplicate, retried, dead_lettered)
  * - taskmesh_consumer_dead_letters_total{consumer}
  * - taskmesh_consumer_lag{consumer} (gauge: messages pending for the consumer at its last delivery)
@@ -39,6 +41,8 @@ export interface PlatformInstruments {
   duration: Histogram;
   outboxBacklog: ObservableGauge;
   outboxPublished: Counter;
+  outboxReconcileChecked: Counter;
+  outboxRepublished: Counter;
   deliveries: Counter;
   deadLetters: Counter;
   consumerLag: ObservableGauge;
@@ -65,6 +69,12 @@ export function platformInstruments(): PlatformInstruments {
       }),
       outboxPublished: m.createCounter("taskmesh.outbox.published", {
         description: "Events published from the outbox",
+      }),
+      outboxReconcileChecked: m.createCounter("taskmesh.outbox.reconcile.checked", {
+        description: "Published outbox rows checked against their stream by the reconciler",
+      }),
+      outboxRepublished: m.createCounter("taskmesh.outbox.republished", {
+        description: "Events the stream had lost after acknowledging them, published again",
       }),
       deliveries: m.createCounter("taskmesh.consumer.deliveries", {
         description: "Event deliveries handled, by outcome",
