@@ -4,6 +4,7 @@ import { describe, expect, it } from "vitest";
 import { EVENT_CONSUMER_DEFAULTS } from "../../packages/platform/src/events/consumer.js";
 import { NATS_LINK_DEFAULTS } from "../../packages/platform/src/events/nats-link.js";
 import { OUTBOX_RECONCILER_DEFAULTS } from "../../packages/platform/src/events/reconciler.js";
+import { OUTBOX_RELAY_DEFAULTS } from "../../packages/platform/src/events/relay.js";
 import { SERVICE_EVENTS_DEFAULTS } from "../../packages/platform/src/events/service-events.js";
 import { WATCH_OUTBOX_DEFAULTS } from "../../packages/platform/src/events/service-kit.js";
 
@@ -40,6 +41,7 @@ describe("documented option defaults", () => {
     ["service-events.ts", "ServiceEventsOptions", SERVICE_EVENTS_DEFAULTS],
     ["service-kit.ts", "WatchOutboxOptions", WATCH_OUTBOX_DEFAULTS],
     ["reconciler.ts", "OutboxReconcilerOptions", OUTBOX_RECONCILER_DEFAULTS],
+    ["relay.ts", "OutboxRelayOptions", OUTBOX_RELAY_DEFAULTS],
   ];
   for (const [file, iface, defaults] of cases) {
     it(`${iface}: every @default in the doc comment is the value the code resolves, and every resolved default is documented`, () => {

@@ -24,15 +24,15 @@ export interface OutboxRelayOptions {
   logger: Logger;
   /** Streams this service publishes to; created or updated before the first publish. */
   streams: readonly StreamSpec[];
-  /** How often the outbox is checked even without a wake-up (rows left by a crashed predecessor, missed wakes). Default 1000 ms. */
+  /** How often the outbox is checked even without a wake-up (rows left by a crashed predecessor, missed wakes), ms. @default 1000 */
   pollIntervalMs?: number;
-  /** Rows read per query, and the most publishes awaiting their PubAck at once. Default 256. */
+  /** Rows read per query, and the most publishes awaiting their PubAck at once. @default 256 */
   batchSize?: number;
-  /** Backoff after a failed publish. Default { initialMs: 200, maxMs: 10000 }. */
+  /** Backoff after a failed publish. @default { initialMs: 200, maxMs: 10000 } */
   backoff?: BackoffOptions;
-  /** How long published rows are kept (for inspection) before they are deleted. Default 24 h. */
+  /** How long published rows are kept (for inspection and the reconciler) before they are deleted, ms (24 h). @default 86_400_000 */
   keepPublishedMs?: number;
-  /** How long `stop()` keeps publishing the backlog before it gives up (rows stay for the next start). Default 5000 ms. */
+  /** How long `stop()` keeps publishing the backlog before it gives up (rows stay for the next start), ms. @default 5000 */
   drainTimeoutMs?: number;
   /**
    * Fault injection for tests. `afterPubAck` runs between the PubAck and marking the row
@@ -40,6 +40,17 @@ export interface OutboxRelayOptions {
    */
   hooks?: { afterPubAck?: (row: OutboxRow, ack: PubAck) => void };
 }
+
+/** The defaults of OutboxRelayOptions, resolved once in the constructor. */
+export const OUTBOX_RELAY_DEFAULTS: Readonly<
+  Required<Pick<OutboxRelayOptions, "pollIntervalMs" | "batchSize" | "backoff" | "keepPublishedMs" | "drainTimeoutMs">>
+> = {
+  pollIntervalMs: 1000,
+  batchSize: 256,
+  backoff: { initialMs: 200, maxMs: 10_000 },
+  keepPublishedMs: 86_400_000,
+  drainTimeoutMs: 5000,
+};
 
 export interface RelayStats {
   /** Rows published and marked. */
@@ -71,7 +82,7 @@ export interface RelayStats {
  * backs off (exponential, jitter, capped) on publish errors.
  */
 export class OutboxRelay {
-  readonly #opts: OutboxRelayOptions;
+  readonly #opts: OutboxRelayOptions & typeof OUTBOX_RELAY_DEFAULTS;
   readonly #log: Logger;
   readonly #select;
   readonly #mark;
@@ -88,7 +99,7 @@ export class OutboxRelay {
   #lastPrune = 0;
 
   constructor(opts: OutboxRelayOptions) {
-    this.#opts = opts;
+    this.#opts = { ...OUTBOX_RELAY_DEFAULTS, ...opts };
     this.#log = opts.logger.child({ component: "outbox-relay" });
     const db = opts.db;
     this.#select = db.prepare(
@@ -168,7 +179,7 @@ export class OutboxRelay {
       // A wake() from here on (even during the pass) makes the next idle return at once.
       this.#woken = false;
       this.#wakeSignal = new AbortController();
-      const poll = this.#opts.pollIntervalMs ?? 1000;
+      const poll = this.#opts.pollIntervalMs;
       if (!this.#opts.link.connected) {
         const wake = this.#wakeSignal.signal;
         await Promise.race([sleep(poll, wake), this.#opts.link.whenConnected(wake)]);
@@ -182,7 +193,7 @@ export class OutboxRelay {
         failures++;
         this.#stats.failures++;
         this.#noteFailure(err);
-        const delay = backoffDelay(failures, this.#opts.backoff ?? { initialMs: 200, maxMs: 10_000 });
+        const delay = backoffDelay(failures, this.#opts.backoff);
         this.#log.warn(
           { err, attempt: failures, retryInMs: delay, backlog: this.backlog() },
           "outbox publish failed; backing off",
@@ -202,7 +213,7 @@ export class OutboxRelay {
       await ensureStreams(await this.#opts.link.jetstreamManager(), this.#opts.streams);
       this.#streamsReady = true;
     }
-    const batch = this.#opts.batchSize ?? 256;
+    const batch = this.#opts.batchSize;
     for (;;) {
       if (abandon?.aborted) return;
       const rows = this.#select.all(batch) as OutboxRow[];
@@ -305,7 +316,7 @@ export class OutboxRelay {
   /** Final passes during stop(), bounded by drainTimeoutMs (the publish in flight is finished, no new one starts). */
   async #drain(): Promise<void> {
     if (!this.#opts.link.connected || this.backlog() === 0) return;
-    const abandon = AbortSignal.timeout(this.#opts.drainTimeoutMs ?? 5000);
+    const abandon = AbortSignal.timeout(this.#opts.drainTimeoutMs);
     try {
       await this.#pass(abandon);
     } catch (err) {
@@ -326,7 +337,7 @@ export class OutboxRelay {
     const now = Date.now();
     if (now - this.#lastPrune < 60_000) return;
     this.#lastPrune = now;
-    const cutoff = new Date(now - (this.#opts.keepPublishedMs ?? 86_400_000)).toISOString();
+    const cutoff = new Date(now - this.#opts.keepPublishedMs).toISOString();
     this.#prune.run(cutoff);
   }
 }
