@@ -23,6 +23,7 @@ export { addReflection } from "./edge/edge-reflection.js";
 export { EdgeServer, type EdgeServerOptions, type EdgeService, peerAddressKey } from "./edge/edge-server.js";
 export { type ForwardOptions, forwardService, REQUEST_ID_HEADER } from "./edge/forward-service.js";
 export { OnePortServer, type OnePortServerOptions } from "./edge/one-port-server.js";
+export { type StaticFilesOptions, staticFiles } from "./edge/static-files.js";
 export { telemetryInterceptor } from "./edge/telemetry-interceptor.js";
 export {
   type ConsumerStats,
