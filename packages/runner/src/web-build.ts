@@ -50,6 +50,8 @@ export function buildWebIfStale(root: string, opts: { quiet?: boolean } = {}): b
   if (!vite) throw new Error("vite is not installed: run `npm install` at the repository root");
   execFileSync(vite, ["build", "--logLevel", opts.quiet ? "warn" : "info"], {
     cwd: join(root, "web"),
+    // Under vitest NODE_ENV is "test", which would give React's development build.
+    env: { ...process.env, NODE_ENV: "production" },
     stdio: opts.quiet ? ["ignore", "ignore", "inherit"] : "inherit",
   });
   return true;

@@ -1,4 +1,3 @@
-import { Kind } from "@taskmesh/gen/taskmesh/notifications/v1/notifications_pb";
 import { useState } from "react";
 import { ProblemMessage } from "../components/FieldError";
 import { describeError } from "../lib/errors";
@@ -52,22 +51,14 @@ export function NotificationsPage() {
           return (
             <li key={n.id} className={n.readTime ? "read" : "unread"}>
               <div>
-                <strong>
-                  {n.kind === Kind.REMINDER ? "Reminder: " : n.kind === Kind.DUE ? "Due: " : ""}
-                  {n.title}
-                </strong>
+                <strong>{n.title}</strong>
                 {!n.readTime && <span className="tag">new</span>}
                 {n.body && <p>{n.body}</p>}
                 {at !== undefined && <p className="hint">{formatInstant(at, zone)}</p>}
               </div>
               {!n.readTime && (
-                <button
-                  type="button"
-                  className="secondary"
-                  onClick={() => mark([n.id])}
-                  aria-label={`Mark “${n.title}” read`}
-                >
-                  Mark read
+                <button type="button" className="secondary" onClick={() => mark([n.id])}>
+                  Mark read<span className="sr-only">: {n.title}</span>
                 </button>
               )}
             </li>
