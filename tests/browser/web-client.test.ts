@@ -311,11 +311,47 @@ describe("web client in Chromium against the running system", () => {
     await other.getByRole("alert").getByText("Wrong email or password.").waitFor();
   });
 
-  it("survives a gateway restart: the live stream reconnects and delivers again", async () => {
+  it("says when the session has expired or is no longer valid, instead of a blank page", async () => {
+    const other = await newPage();
+    await other.goto(`${base}/`);
+    const session = { token: "x.y.z", userId: "u", email: "gone@example.com" };
+    await other.evaluate(
+      (s) => localStorage.setItem("taskmesh.session", JSON.stringify({ ...s, expiresAt: Date.now() - 1000 })),
+      session,
+    );
+    await other.reload();
+    await other.getByRole("status").getByText("Your session expired. Sign in again.").waitFor();
+    // Not expired by the clock, but refused by the gateway (e.g. keys rotated): signed out with a reason.
+    await other.evaluate(
+      (s) => localStorage.setItem("taskmesh.session", JSON.stringify({ ...s, expiresAt: Date.now() + 3600_000 })),
+      session,
+    );
+    await other.reload();
+    await other
+      .getByRole("status")
+      .getByText(/You were signed out/)
+      .waitFor();
+    await other.getByRole("heading", { name: "Sign in" }).waitFor();
+  });
+
+  it("shows a banner while the gateway is unreachable, and the live stream reconnects after its restart", async () => {
     await go(page, "Notifications");
     await page.getByTestId("stream-state").getByText(/Live/).waitFor();
+    await e2e.system.kill("gateway");
+    await page
+      .getByRole("alert")
+      .getByText(/Cannot reach the taskmesh server/)
+      .waitFor({ timeout: 20_000 });
+    await page
+      .getByTestId("stream-state")
+      .getByText(/Reconnecting/)
+      .waitFor();
     await e2e.system.restart("gateway");
-    await page.getByTestId("stream-state").getByText(/Live/).waitFor({ timeout: 30_000 });
+    await page.getByTestId("stream-state").getByText(/Live/).waitFor({ timeout: 40_000 });
+    await page
+      .getByRole("alert")
+      .getByText(/Cannot reach/)
+      .waitFor({ state: "detached" });
     // A new reminder after the restart arrives on the reconnected stream.
     await go(page, "Tasks");
     await createTask(page, { title: "Call the dentist", dueMs: Date.now() + 63_000, reminders: "1" });

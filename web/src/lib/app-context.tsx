@@ -4,7 +4,7 @@ import { QueryClient, QueryClientProvider } from "@tanstack/react-query";
 import type { LoginResponse } from "@taskmesh/gen/taskmesh/users/v1/users_pb";
 import { createContext, type ReactNode, useCallback, useContext, useEffect, useMemo, useRef, useState } from "react";
 import { type Clients, clients, createTransport } from "./api";
-import { clearSession, loadSession, type Session, saveSession } from "./session";
+import { clearSession, hasStoredSession, loadSession, type Session, saveSession } from "./session";
 import { tsMs } from "./time";
 
 interface AppState {
@@ -28,9 +28,15 @@ export function useApp(): AppState {
 }
 
 export function AppProvider({ children }: { children: ReactNode }) {
-  const [session, setSession] = useState<Session | undefined>(() => loadSession());
-  const [signedOutReason, setReason] = useState<string | undefined>(() =>
-    localStorage.getItem("taskmesh.session") && !loadSession() ? "Your session expired. Sign in again." : undefined,
+  // Read once: loadSession drops an expired session, which is then reported as such.
+  const [initial] = useState(() => {
+    const stored = hasStoredSession();
+    const s = loadSession();
+    return { s, expired: stored && !s };
+  });
+  const [session, setSession] = useState<Session | undefined>(initial.s);
+  const [signedOutReason, setReason] = useState<string | undefined>(
+    initial.expired ? "Your session expired. Sign in again." : undefined,
   );
   const [reachable, setReachable] = useState(true);
   const sessionRef = useRef(session);

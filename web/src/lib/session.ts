@@ -31,3 +31,11 @@ export function saveSession(s: Session): void {
 export function clearSession(): void {
   localStorage.removeItem(KEY);
 }
+
+export function hasStoredSession(): boolean {
+  try {
+    return localStorage.getItem(KEY) !== null;
+  } catch {
+    return false;
+  }
+}
