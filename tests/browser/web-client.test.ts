@@ -241,6 +241,11 @@ describe("web client in Chromium against the running system", () => {
       dueMs + 7 * 86_400_000,
     );
     expect(await next.textContent()).toContain(when);
+    // The API's filters: the next occurrence is upcoming, nothing is overdue, the first one is completed.
+    await page.getByRole("button", { name: "Upcoming" }).click();
+    await page.getByRole("list", { name: "Upcoming tasks" }).getByText("Water the plants on the balcony").waitFor();
+    await page.getByRole("button", { name: "Overdue" }).click();
+    await page.getByText("No overdue tasks.").waitFor();
     await page.getByRole("button", { name: "Completed" }).click();
     await page.locator("li.task.done").filter({ hasText: "Water the plants on the balcony" }).waitFor();
     await page.getByRole("button", { name: "Open" }).click();
@@ -271,6 +276,21 @@ describe("web client in Chromium against the running system", () => {
     expect(await other.locator("li.task").allInnerTexts()).not.toContainEqual(
       expect.stringContaining("Water the plants"),
     );
+    // Cursor pagination: 20 a page, the rest behind "Load more" (22 more made through the API).
+    const token = await other.evaluate(() => JSON.parse(localStorage.getItem("taskmesh.session") ?? "{}").token);
+    for (let i = 1; i <= 22; i++) {
+      const res = await fetch(`${base}/taskmesh.tasks.v1.TaskService/CreateTask`, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+        body: JSON.stringify({ task: { title: `Errand ${i}` } }),
+      });
+      expect(res.status).toBe(200);
+    }
+    await other.reload();
+    await expect.poll(() => other.locator("li.task").count(), POLL).toBe(20);
+    await other.getByRole("button", { name: "Load more" }).click();
+    await expect.poll(() => other.locator("li.task").count(), POLL).toBe(23);
+    await other.getByRole("button", { name: "Load more" }).waitFor({ state: "detached" });
     await go(other, "Search");
     await other.getByLabel("Search your tasks", { exact: true }).fill("balcony");
     await other.getByRole("button", { name: "Search" }).click();
