@@ -30,7 +30,7 @@ async function newPage(viewport = { width: 1100, height: 800 }): Promise<Page> {
   const context = await browser.newContext({ timezoneId: ZONE, locale: "en-US", viewport });
   contexts.push(context);
   const page = await context.newPage();
-  page.setDefaultTimeout(15_000);
+  page.setDefaultTimeout(20_000);
   return page;
 }
 
