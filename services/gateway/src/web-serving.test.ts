@@ -1,5 +1,6 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import http from "node:http";
+import http2 from "node:http2";
 import { join } from "node:path";
 import { tempDir } from "@taskmesh/platform/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -97,6 +98,34 @@ describe("gateway web client serving", () => {
     expect(res.headers["content-length"]).toBe(String("console.log('app')".length));
     expect(res.headers["content-type"]).toBe("text/javascript; charset=utf-8");
     expect(res.body).toBe("");
+  });
+
+  it("serves the same files over h2c (HTTP/2 prior knowledge) on the same port", async () => {
+    const session = http2.connect(base);
+    try {
+      const { headers, body } = await new Promise<{ headers: http2.IncomingHttpHeaders; body: string }>(
+        (resolve, reject) => {
+          const req = session.request({ ":path": "/assets/index-Ab12Cd34.js" });
+          let body = "";
+          let headers: http2.IncomingHttpHeaders = {};
+          req.setEncoding("utf8");
+          req.on("response", (h) => {
+            headers = h;
+          });
+          req.on("data", (c) => {
+            body += c;
+          });
+          req.on("end", () => resolve({ headers, body }));
+          req.on("error", reject);
+          req.end();
+        },
+      );
+      expect(headers[":status"]).toBe(200);
+      expect(headers["content-type"]).toBe("text/javascript; charset=utf-8");
+      expect(body).toBe("console.log('app')");
+    } finally {
+      session.close();
+    }
   });
 
   it("falls back to index.html for an app route a browser navigates to", async () => {
