@@ -206,18 +206,20 @@ export function TaskForm({ task, zone: userZone, onDone }: Props) {
             {frequency !== "none" && frequency !== "custom" && (
               <div>
                 <label htmlFor={`${id}-interval`}>Every</label>
-                <input
-                  id={`${id}-interval`}
-                  type="number"
-                  min={1}
-                  max={365}
-                  value={interval}
-                  onChange={(e) => setIntervalN(Math.max(1, Number(e.target.value) || 1))}
-                  aria-describedby={`${id}-interval-unit`}
-                />
-                <span id={`${id}-interval-unit`} className="hint">
-                  {frequency === "daily" ? "day(s)" : frequency === "weekly" ? "week(s)" : "month(s)"}
-                </span>
+                <div className="with-unit">
+                  <input
+                    id={`${id}-interval`}
+                    type="number"
+                    min={1}
+                    max={365}
+                    value={interval}
+                    onChange={(e) => setIntervalN(Math.max(1, Number(e.target.value) || 1))}
+                    aria-describedby={`${id}-interval-unit`}
+                  />
+                  <span id={`${id}-interval-unit`} className="hint">
+                    {frequency === "daily" ? "day(s)" : frequency === "weekly" ? "week(s)" : "month(s)"}
+                  </span>
+                </div>
               </div>
             )}
           </div>
