@@ -1,4 +1,4 @@
-// npm start: installs dependencies if missing and builds if needed (tsc -b is incremental), starts nats-server and every built service
+// npm start: installs dependencies if missing and builds if needed (tsc -b is incremental; the web client when its sources changed), starts nats-server and every built service
 // as local processes (see packages/runner), prints the endpoints, where traces and metrics go, and example calls, and on Ctrl-C
 // (SIGINT) or SIGTERM stops everything (gateway first, nats-server last) and exits 0.
 import { execFileSync } from "node:child_process";
@@ -103,6 +103,10 @@ if (!args["no-build"]) {
     console.error("taskmesh: building (tsc -b)…");
     execFileSync(join(root, "node_modules/.bin/tsc"), ["-b"], { cwd: root, stdio: "inherit" });
     console.error(`taskmesh: built in ${seconds(building)}`);
+    // The web client (web/dist, served by the gateway at /): Vite, only when a source is newer than the build.
+    const { buildWebIfStale } = await import("@taskmesh/runner");
+    const webBuilding = performance.now();
+    if (buildWebIfStale(root, { quiet: true })) console.error(`taskmesh: built the web client (web/dist) in ${seconds(webBuilding)}`);
   } catch {
     console.error("taskmesh: the build failed (see above)");
     process.exit(1);
@@ -165,7 +169,11 @@ const describe = (name) => {
 const rel = (p) => relative(process.cwd(), p) || ".";
 const { endpoints, services } = system;
 const rows = [
-  ["gateway", endpoints.gateway, "public edge: gRPC (h2c), Connect (HTTP/1.1, h2c), gRPC-Web, reflection"],
+  [
+    "gateway",
+    endpoints.gateway,
+    "public edge: web client at /, gRPC (h2c), Connect (HTTP/1.1, h2c), gRPC-Web, reflection",
+  ],
   ...Object.entries(services)
     .filter(([name, s]) => name !== "nats" && s.service !== "gateway")
     .map(([name, s]) => [
@@ -176,6 +184,8 @@ const rows = [
   ["nats", endpoints.nats, `JetStream, store in ${rel(join(system.dataDir, "nats"))}`],
 ];
 const pad = (s, n) => s + " ".repeat(Math.max(1, n - s.length));
+// The URL a person opens comes first.
+console.log(`\nOpen taskmesh in your browser: ${endpoints.gateway}/`);
 console.log(
   `\ntaskmesh is running. Data: ${rel(system.dataDir)}  Logs: ${rel(join(system.dataDir, "logs"))}/<name>.log\n`,
 );

@@ -15,3 +15,4 @@ export {
   startSystem,
 } from "./start-system.js";
 export { formatTelemetry, OTLP_HINT } from "./telemetry-summary.js";
+export { buildWebIfStale, type WebBuildState, webBuildState } from "./web-build.js";

@@ -256,6 +256,8 @@ export async function startSystem(opts: StartSystemOptions = {}): Promise<Runnin
     const metricsPort = p.metricsPorts[replica - 1] as number;
     const procName = replicaName(name, replica);
     const env: Record<string, string | undefined> = {
+      // The gateway serves the web client's build (npm start builds it; `/` says so when it is missing).
+      ...(name === "gateway" ? { WEB_ROOT: join(root, "web", "dist") } : {}),
       ...process.env,
       HOST: "127.0.0.1",
       GRPC_PORT: String(grpcPort),

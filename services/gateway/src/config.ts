@@ -1,4 +1,5 @@
-import { env, jwksUrlField, loadConfig, serverConfigSpec, TOPOLOGY } from "@taskmesh/platform";
+import { statSync } from "node:fs";
+import { ConfigError, env, jwksUrlField, loadConfig, serverConfigSpec, TOPOLOGY } from "@taskmesh/platform";
 import type { RateLimits } from "./rate-limit.js";
 
 /**
@@ -44,6 +45,43 @@ const spec = {
   RATE_LIMIT_MAX_KEYS: env.int({ fallback: 100_000, min: 100, max: 10_000_000 }),
   /** Proxies in front that append to x-forwarded-for (client = that entry from the right); 0 = TCP peer. 0..10. Default 0. */
   TRUSTED_PROXY_HOPS: env.int({ fallback: 0, min: 0, max: 10 }),
+  /**
+   * Directory of the built web client (web/dist), served at `/`. Must be a directory if it exists;
+   * a directory without index.html is reported on `/` as not built, so the API still starts.
+   * Default "": no web client (npm start sets it).
+   */
+  WEB_ROOT: {
+    parse(name: string, raw: string | undefined): string {
+      if (!raw) return "";
+      const st = statSync(raw, { throwIfNoEntry: false });
+      if (st && !st.isDirectory())
+        throw new ConfigError(`${name} must be a directory (the web build), got the file "${raw}"`);
+      return raw;
+    },
+  },
+  /**
+   * Origins allowed to call the gateway from a web page hosted elsewhere, comma-separated, each
+   * `scheme://host[:port]` (e.g. https://app.example.com). Default "": same origin only.
+   */
+  CORS_ALLOWED_ORIGINS: {
+    parse(name: string, raw: string | undefined): string[] {
+      const list = (raw ?? "")
+        .split(",")
+        .map((o) => o.trim())
+        .filter(Boolean);
+      for (const o of list) {
+        let origin = "";
+        try {
+          origin = new URL(o).origin;
+        } catch {}
+        if (origin !== o || !/^https?:/.test(o))
+          throw new ConfigError(
+            `${name} must list origins like https://app.example.com (no path or trailing slash), got "${o}"`,
+          );
+      }
+      return list;
+    },
+  },
   /** How long shutdown lets in-flight calls finish, 0..60000 ms. Default 10000. */
   SHUTDOWN_GRACE_MS: env.int({ fallback: 10_000, min: 0, max: 60_000 }),
 };
@@ -67,6 +105,10 @@ export interface GatewayConfig {
   };
   rateLimits: RateLimits;
   shutdownGraceMs: number;
+  /** The web client's build directory; "" serves none. */
+  webRoot: string;
+  /** Cross-origin callers allowed; empty = same origin only. */
+  corsOrigins: string[];
   mesh: "none" | "istio";
   logLevel: string;
 }
@@ -101,6 +143,8 @@ export function loadGatewayConfig(source: Record<string, string | undefined> = p
       trustedProxyHops: c.TRUSTED_PROXY_HOPS,
     },
     shutdownGraceMs: c.SHUTDOWN_GRACE_MS,
+    webRoot: c.WEB_ROOT,
+    corsOrigins: c.CORS_ALLOWED_ORIGINS,
     mesh: c.TASKMESH_MESH,
     logLevel: c.LOG_LEVEL,
   };

@@ -91,6 +91,8 @@ export function build(config: GatewayConfig, deps: GatewayDeps = {}): GatewayApp
 
   const edge = new EdgeServer({
     logger,
+    web: { root: config.webRoot },
+    corsOrigins: config.corsOrigins,
     // Per user (and per address for Register/Login), before any backend is called.
     interceptors: [
       rateLimitInterceptor({

@@ -9,9 +9,11 @@ import {
 } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
+import { edgeCors } from "./edge-cors.js";
 import { addHealth } from "./edge-health.js";
 import { addReflection } from "./edge-reflection.js";
 import { OnePortServer } from "./one-port-server.js";
+import { type StaticFilesOptions, staticFiles } from "./static-files.js";
 import { telemetryInterceptor } from "./telemetry-interceptor.js";
 
 export interface EdgeService {
@@ -43,6 +45,16 @@ export interface EdgeServerOptions {
    * and counted), e.g. a rate limiter. Default none.
    */
   interceptors?: readonly Interceptor[];
+  /**
+   * The web client's static files, served at every path that is not an RPC (GET/HEAD). Default:
+   * none, and `/` says that no client is served here.
+   */
+  web?: StaticFilesOptions;
+  /**
+   * Origins (e.g. `https://app.example.com`) whose scripts may call the edge cross-origin. Default
+   * none: same origin only (no CORS headers are sent).
+   */
+  corsOrigins?: readonly string[];
 }
 
 /**
@@ -73,7 +85,14 @@ export class EdgeServer {
       readMaxBytes: opts.readMaxBytes ?? 1024 * 1024,
       // Aborted only when the grace period runs out: until then in-flight calls finish normally.
       shutdownSignal: this.#shutdown.signal,
-      fallback: unknownPath,
+      fallback: (req, res) => {
+        // Not an RPC: maybe the web client (GET/HEAD); anything else is an unknown path.
+        // connect-node's response type narrows `write`; it is the http/http2 response object.
+        web(req, res as never).then(
+          (served) => served || unknownPath(req, res),
+          () => unknownPath(req, res),
+        );
+      },
       // A SERVER span per call (parent of the backend calls), x-trace-id on the response, RED metrics.
       interceptors: [telemetryInterceptor(), ...(opts.interceptors ?? [])],
       contextValues: (req) => createContextValues().set(peerAddressKey, req.socket?.remoteAddress ?? ""),
@@ -92,7 +111,11 @@ export class EdgeServer {
         });
       },
     });
-    this.#http = new OnePortServer(handler);
+    const web = staticFiles(opts.web ?? {});
+    const cors = opts.corsOrigins?.length ? edgeCors(opts.corsOrigins) : undefined;
+    this.#http = new OnePortServer(
+      cors ? (req, res) => cors(req as never, res as never, () => handler(req as never, res as never)) : handler,
+    );
   }
 
   /** Binds host:port (0 picks a free port); resolves the bound port. */

@@ -8,4 +8,5 @@ export { EdgeServer, type EdgeServerOptions, type EdgeService, peerAddressKey } 
 export { type ForwardOptions, forwardService, REQUEST_ID_HEADER } from "./forward-service.js";
 export { type GuardOptions, guardClient } from "./guarded-client.js";
 export { OnePortServer, type OnePortServerOptions } from "./one-port-server.js";
+export { type StaticFilesOptions, staticFiles } from "./static-files.js";
 export { telemetryInterceptor } from "./telemetry-interceptor.js";

@@ -1,0 +1,239 @@
+import { createConnectQueryKey, useQuery } from "@connectrpc/connect-query";
+import { useQueryClient } from "@tanstack/react-query";
+import {
+  type AccountDeletion,
+  DeletionState,
+  NotificationChannel,
+  UserService,
+} from "@taskmesh/gen/taskmesh/users/v1/users_pb";
+import { useEffect, useState } from "react";
+import { FieldError, ProblemMessage } from "../components/FieldError";
+import { useApp } from "../lib/app-context";
+import { describeError, type Problem } from "../lib/errors";
+import { BROWSER_ZONE } from "../lib/time";
+
+const CHANNELS = [
+  { value: NotificationChannel.IN_APP, label: "In the app" },
+  { value: NotificationChannel.EMAIL, label: "Email" },
+  { value: NotificationChannel.WEBHOOK, label: "Webhook" },
+];
+
+const pad = (n: number) => String(n).padStart(2, "0");
+const toHHMM = (min: number) => `${pad(Math.floor(min / 60))}:${pad(min % 60)}`;
+const fromHHMM = (v: string) => {
+  const [h, m] = v.split(":").map(Number);
+  return (h ?? 0) * 60 + (m ?? 0);
+};
+
+export function SettingsPage() {
+  return (
+    <section aria-labelledby="settings-h">
+      <h1 id="settings-h" tabIndex={-1}>
+        Settings
+      </h1>
+      <Preferences />
+      <DeleteAccount />
+    </section>
+  );
+}
+
+function Preferences() {
+  const { api } = useApp();
+  const queryClient = useQueryClient();
+  const me = useQuery(UserService.method.getMe, {});
+  const prefs = me.data?.user?.preferences;
+  const [zone, setZone] = useState("");
+  const [channels, setChannels] = useState<NotificationChannel[]>([]);
+  const [webhook, setWebhook] = useState("");
+  const [quiet, setQuiet] = useState(false);
+  const [quietStart, setQuietStart] = useState("22:00");
+  const [quietEnd, setQuietEnd] = useState("07:00");
+  const [problem, setProblem] = useState<Problem | undefined>();
+  const [saved, setSaved] = useState(false);
+
+  useEffect(() => {
+    if (!me.data) return;
+    setZone(prefs?.timeZone || BROWSER_ZONE);
+    setChannels(prefs?.channels.length ? prefs.channels : [NotificationChannel.IN_APP]);
+    setWebhook(prefs?.webhookUrl ?? "");
+    const q = prefs?.quietHours;
+    setQuiet(!!q && q.startMinute !== q.endMinute);
+    if (q && q.startMinute !== q.endMinute) {
+      setQuietStart(toHHMM(q.startMinute));
+      setQuietEnd(toHHMM(q.endMinute));
+    }
+  }, [me.data, prefs]);
+
+  const submit = async (e: React.FormEvent) => {
+    e.preventDefault();
+    setProblem(undefined);
+    setSaved(false);
+    try {
+      await api.users.updatePreferences({
+        preferences: {
+          timeZone: zone,
+          channels,
+          webhookUrl: webhook,
+          ...(quiet ? { quietHours: { startMinute: fromHHMM(quietStart), endMinute: fromHHMM(quietEnd) } } : {}),
+        },
+      });
+      setSaved(true);
+      await queryClient.invalidateQueries({
+        queryKey: createConnectQueryKey({ schema: UserService, cardinality: undefined }),
+      });
+    } catch (err) {
+      setProblem(describeError(err));
+    }
+  };
+  const f = problem?.fields ?? {};
+
+  if (me.isPending) return <p>Loading preferences…</p>;
+  if (me.isError) return <ProblemMessage message={describeError(me.error).message} />;
+  return (
+    <form onSubmit={submit} aria-labelledby="prefs-h" noValidate>
+      <h2 id="prefs-h">Preferences</h2>
+      <p className="hint">Signed in as {me.data.user?.email}.</p>
+      <label htmlFor="pref-zone">Time zone</label>
+      <input
+        id="pref-zone"
+        value={zone}
+        onChange={(e) => setZone(e.target.value)}
+        aria-invalid={f.time_zone ? true : undefined}
+        aria-describedby={f.time_zone ? "pref-zone-error" : undefined}
+      />
+      <FieldError id="pref-zone" message={f.time_zone} />
+      <fieldset>
+        <legend>Notify me by</legend>
+        {CHANNELS.map((c) => (
+          <label key={c.value} className="day">
+            <input
+              type="checkbox"
+              checked={channels.includes(c.value)}
+              onChange={(e) =>
+                setChannels(e.target.checked ? [...channels, c.value] : channels.filter((x) => x !== c.value))
+              }
+            />
+            {c.label}
+          </label>
+        ))}
+      </fieldset>
+      <label htmlFor="pref-webhook">Webhook URL</label>
+      <input
+        id="pref-webhook"
+        type="url"
+        placeholder="https://example.com/hooks/taskmesh"
+        value={webhook}
+        onChange={(e) => setWebhook(e.target.value)}
+        aria-invalid={f.webhook_url ? true : undefined}
+        aria-describedby={f.webhook_url ? "pref-webhook-error" : undefined}
+      />
+      <FieldError id="pref-webhook" message={f.webhook_url} />
+      <label className="day">
+        <input type="checkbox" checked={quiet} onChange={(e) => setQuiet(e.target.checked)} /> Quiet hours (no email or
+        webhook)
+      </label>
+      {quiet && (
+        <div className="row">
+          <div>
+            <label htmlFor="quiet-start">From</label>
+            <input id="quiet-start" type="time" value={quietStart} onChange={(e) => setQuietStart(e.target.value)} />
+          </div>
+          <div>
+            <label htmlFor="quiet-end">Until</label>
+            <input id="quiet-end" type="time" value={quietEnd} onChange={(e) => setQuietEnd(e.target.value)} />
+          </div>
+        </div>
+      )}
+      <ProblemMessage message={problem?.message} />
+      {saved && <p role="status">Preferences saved.</p>}
+      <button type="submit">Save preferences</button>
+    </form>
+  );
+}
+
+const STATE_TEXT: Record<number, string> = {
+  [DeletionState.RUNNING]: "in progress",
+  [DeletionState.COMPLETED]: "done",
+  [DeletionState.COMPENSATED]: "stopped and undone",
+};
+
+/** DeleteAccount starts the users service's saga; its progress is polled until it ends. */
+function DeleteAccount() {
+  const { api, signOut } = useApp();
+  const [password, setPassword] = useState("");
+  const [confirming, setConfirming] = useState(false);
+  const [deletion, setDeletion] = useState<AccountDeletion | undefined>();
+  const [steps, setSteps] = useState<string[]>([]);
+  const [problem, setProblem] = useState<Problem | undefined>();
+
+  const start = async (e: React.FormEvent) => {
+    e.preventDefault();
+    if (!confirming) {
+      setConfirming(true);
+      return;
+    }
+    setProblem(undefined);
+    try {
+      const res = await api.users.deleteAccount({ password });
+      let d = res.deletion;
+      while (d) {
+        const cur = d;
+        setDeletion(cur);
+        if (cur.step) setSteps((s) => (s.at(-1) === cur.step ? s : [...s, cur.step]));
+        if (cur.state === DeletionState.COMPLETED) {
+          await new Promise((r) => setTimeout(r, 800));
+          signOut("Your account and all its data were deleted.");
+          return;
+        }
+        if (cur.state === DeletionState.COMPENSATED) return;
+        await new Promise((r) => setTimeout(r, 400));
+        d = (await api.users.getAccountDeletion({ deletionId: cur.id })).deletion;
+      }
+    } catch (err) {
+      const p = describeError(err);
+      if (p.code === 16 && !deletion) p.message = "Wrong password.";
+      setProblem(p);
+    }
+  };
+
+  return (
+    <form onSubmit={start} aria-labelledby="delete-h" className="danger-zone" noValidate>
+      <h2 id="delete-h">Delete account</h2>
+      <p>This deletes your account, tasks, reminders and notifications everywhere. It cannot be undone.</p>
+      <label htmlFor="delete-password">Your password</label>
+      <input
+        id="delete-password"
+        type="password"
+        autoComplete="current-password"
+        value={password}
+        onChange={(e) => setPassword(e.target.value)}
+        aria-invalid={problem ? true : undefined}
+        aria-describedby={problem?.fields.password ? "delete-password-error" : undefined}
+      />
+      <FieldError id="delete-password" message={problem?.fields.password} />
+      <ProblemMessage message={problem?.message} />
+      {deletion && (
+        <div role="status" data-testid="deletion-progress">
+          <p>
+            Deletion {STATE_TEXT[deletion.state] ?? "starting"}
+            {deletion.step ? ` — step: ${deletion.step}` : ""}
+            {deletion.reason ? ` (${deletion.reason})` : ""}
+          </p>
+          <ol>
+            {steps.map((s) => (
+              <li key={s}>{s}</li>
+            ))}
+          </ol>
+        </div>
+      )}
+      <button type="submit" className="danger" disabled={!password || deletion?.state === DeletionState.RUNNING}>
+        {confirming ? "Yes, delete my account for good" : "Delete my account"}
+      </button>
+      {confirming && !deletion && (
+        <button type="button" className="secondary" onClick={() => setConfirming(false)}>
+          Keep my account
+        </button>
+      )}
+    </form>
+  );
+}
