@@ -106,7 +106,8 @@ if (!args["no-build"]) {
     // The web client (web/dist, served by the gateway at /): Vite, only when a source is newer than the build.
     const { buildWebIfStale } = await import("@taskmesh/runner");
     const webBuilding = performance.now();
-    if (buildWebIfStale(root, { quiet: true })) console.error(`taskmesh: built the web client (web/dist) in ${seconds(webBuilding)}`);
+    if (buildWebIfStale(root, { quiet: true }))
+      console.error(`taskmesh: built the web client (web/dist) in ${seconds(webBuilding)}`);
   } catch {
     console.error("taskmesh: the build failed (see above)");
     process.exit(1);
