@@ -131,6 +131,11 @@ describe("the event flow through the gateway", () => {
     // ... also in the inbox.
     const listed = await inbox.listNotifications({}, auth);
     expect(listed.notifications.map((n) => n.id)).toContain(reminder.id);
+    // Read: the unread count drops by one and the notification carries its read time.
+    const marked = await inbox.markRead({ notificationIds: [reminder.id] }, auth);
+    expect(marked.unreadCount).toBe(listed.unreadCount - 1n);
+    const after = await inbox.listNotifications({}, auth);
+    expect(after.notifications.find((n) => n.id === reminder.id)?.readTime).toBeDefined();
 
     // By email, to the account's address.
     const mail = await waitFor(

@@ -1,3 +1,6 @@
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { Health, HealthCheckResponse_ServingStatus } from "@taskmesh/gen/grpc/health/v1/health_pb";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { bufCurl, type E2E, startE2E } from "./harness.js";
 
@@ -40,5 +43,20 @@ describe("server reflection", () => {
       `${e2e.system.endpoints.gateway}/taskmesh.users.v1.UserService/Register`,
     ]);
     expect(JSON.parse(out).user.email).toBe("reflection@example.com");
+  });
+});
+
+describe("health at the edge", () => {
+  it("answers for each public service from its backend's own grpc.health.v1 (the gateway asks it)", async () => {
+    const health = createClient(Health, createGrpcTransport({ baseUrl: e2e.system.endpoints.gateway }));
+    for (const service of [
+      "taskmesh.users.v1.UserService",
+      "taskmesh.tasks.v1.TaskService",
+      "taskmesh.notifications.v1.NotificationService",
+      "taskmesh.analytics.v1.AnalyticsService",
+    ]) {
+      const res = await health.check({ service });
+      expect(res.status, service).toBe(HealthCheckResponse_ServingStatus.SERVING);
+    }
   });
 });

@@ -93,7 +93,11 @@ describe.each(OVERLAYS)("overlay %s", (overlay) => {
   it("puts everything in the taskmesh namespace, labelled for sidecar injection", () => {
     const ns = get(rs, "Namespace", NAMESPACE);
     expect(ns.metadata.labels?.["istio-injection"]).toBe("enabled");
-    for (const r of rs.filter((x) => x.kind !== "Namespace")) expect(r.metadata.namespace, r.kind).toBe(NAMESPACE);
+    // But the ingress's RequestAuthentication (the hash header for the edge): a selector reaches only its own namespace.
+    const ingressJwt = (x: Resource) => x.kind === "RequestAuthentication" && x.metadata.namespace === "istio-system";
+    expect(rs.filter(ingressJwt).map((x) => x.metadata.name)).toEqual(["taskmesh-ingress-jwt"]);
+    for (const r of rs.filter((x) => x.kind !== "Namespace" && !ingressJwt(x)))
+      expect(r.metadata.namespace, r.kind).toBe(NAMESPACE);
   });
 
   it.each(built.map(([n]) => n))("has the six resources of %s", (name) => {

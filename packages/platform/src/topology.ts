@@ -82,11 +82,12 @@ export const TOPOLOGY = {
       "taskmesh.analytics.v1.AnalyticsService",
       "taskmesh.gateway.v1.DashboardService",
     ],
+    // Besides the public API, its readiness asks each backend's grpc.health.v1 Check (backendReady).
     uses: {
-      users: ["taskmesh.users.v1.UserService"],
-      tasks: ["taskmesh.tasks.v1.TaskService"],
-      notifications: ["taskmesh.notifications.v1.NotificationService"],
-      analytics: ["taskmesh.analytics.v1.AnalyticsService"],
+      users: ["taskmesh.users.v1.UserService", "grpc.health.v1.Health/Check"],
+      tasks: ["taskmesh.tasks.v1.TaskService", "grpc.health.v1.Health/Check"],
+      notifications: ["taskmesh.notifications.v1.NotificationService", "grpc.health.v1.Health/Check"],
+      analytics: ["taskmesh.analytics.v1.AnalyticsService", "grpc.health.v1.Health/Check"],
     },
     nats: false,
     sqlite: false,

@@ -1,11 +1,11 @@
 /**
- * services/<name>/Dockerfile, one per built service, from one template: the workspaces it copies
- * are its own package.json's @taskmesh/* dependencies (transitively), so it carries only those.
+ * services/Dockerfile, the one Dockerfile of every service image (the service named by the build
+ * argument SERVICE), and what a service's image needs from the context.
  */
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { REPO_ROOT } from "./paths.js";
-import { APP_UID, DATA_DIR, type MeshService } from "./policy.js";
+import { APP_UID, DATA_DIR } from "./policy.js";
 
 /**
  * node:22 — Node 22 is a supported LTS (maintenance until April 2027); Node 20 reached its end of
@@ -56,14 +56,30 @@ export function imageWorkspaces(service: string): { name: string; dir: string }[
   return [...seen.values()].sort((a, b) => (a === self ? 1 : b === self ? -1 : a.dir.localeCompare(b.dir)));
 }
 
-export function renderDockerfile(s: MeshService, header: string): string {
-  const ws = imageWorkspaces(s.name);
-  const self = ws[ws.length - 1] as { name: string; dir: string };
-  const ports = [s.grpcPort, ...(s.httpPort !== undefined ? [s.httpPort] : []), s.metricsPort].join(" ");
+/** The workspaces every image holds besides the service's own (the template copies exactly these). */
+export const SHARED_WORKSPACES = ["packages/gen", "packages/platform"];
+/** The one Dockerfile every service image builds from, with `--build-arg SERVICE=<name>`. */
+export const DOCKERFILE = "services/Dockerfile";
+const SERVICE_REF = "$" + "{SERVICE}";
+const SELF = `services/${SERVICE_REF}`;
+
+/**
+ * One Dockerfile for every service: they differed only in the service's name, which is now the
+ * build argument SERVICE (each stage re-declares it, as an ARG's scope ends at its stage).
+ * `imageWorkspaces()` must be SHARED_WORKSPACES plus the service; a service that links another
+ * workspace fails the Dockerfile test instead of shipping an image without it.
+ */
+export function renderDockerfile(header: string): string {
+  const ws = [...SHARED_WORKSPACES, SELF];
+  const argService = [
+    "ARG SERVICE",
+    `RUN test -n "${SERVICE_REF}" || { echo "build with --build-arg SERVICE=<name of a folder in services/>" >&2; exit 1; }`,
+  ];
   const lines = [
     "# syntax=docker/dockerfile:1",
     `# ${header}`,
-    `# ${s.name}: build from the repository root, e.g. \`docker build -f ${self.dir}/Dockerfile -t taskmesh/${s.name} .\``,
+    "# Every service's image: build from the repository root with the service's name, e.g.",
+    `#   docker build -f ${DOCKERFILE} --build-arg SERVICE=tasks -t taskmesh/tasks .`,
     "# Stages: toolchain → build (tsc) → dev (Tilt live update) / prod-deps → runtime (the default, last).",
     `ARG NODE_IMAGE=${NODE_IMAGE}`,
     "",
@@ -79,37 +95,56 @@ export function renderDockerfile(s: MeshService, header: string): string {
     "# Dependency patches (patches/README.md), applied by the root postinstall during npm ci.",
     "COPY scripts/apply-patches.mjs scripts/",
     "COPY patches patches",
-    ...ws.map((w) => `COPY ${w.dir}/package.json ${w.dir}/`),
+    ...SHARED_WORKSPACES.map((w) => `COPY ${w}/package.json ${w}/`),
+    "# Declared where first used: a RUN after an ARG is cached per value, and the layers above are shared.",
+    ...argService,
+    `COPY ${SELF}/package.json ${SELF}/`,
     "",
     "FROM toolchain AS build",
     "RUN --mount=type=cache,target=/root/.npm npm ci",
-    ...ws.flatMap((w) => [`COPY ${w.dir}/tsconfig.json ${w.dir}/`, `COPY ${w.dir}/src ${w.dir}/src`]),
-    `RUN npx tsc -b ${self.dir}`,
+    "ARG SERVICE",
+    ...ws.flatMap((w) => [`COPY ${w}/tsconfig.json ${w}/`, `COPY ${w}/src ${w}/src`]),
+    `RUN npx tsc -b ${SELF}`,
     "",
     "# Tilt's target: sources and the compiler stay, live_update syncs src/ and re-runs tsc, node --watch restarts.",
     "FROM build AS dev",
-    `RUN chown -R ${APP_UID}:${APP_UID} ${ws.map((w) => w.dir).join(" ")}`,
+    "ARG SERVICE",
+    `RUN chown -R ${APP_UID}:${APP_UID} ${ws.join(" ")}`,
     `ENV NODE_ENV=development HOST=0.0.0.0 TASKMESH_DATA_DIR=${DATA_DIR}`,
     `USER ${APP_UID}:${APP_UID}`,
-    `EXPOSE ${ports}`,
-    `CMD ["node", "--enable-source-maps", "--watch", "${self.dir}/dist/main.js"]`,
+    "# CMD's exec form expands no variables: the service's folder is the working directory instead.",
+    `WORKDIR /app/${SELF}`,
+    `CMD ["node", "--enable-source-maps", "--watch", "dist/main.js"]`,
     "",
     "# Production dependencies of this one workspace (and the workspaces it links), nothing else.",
     "FROM toolchain AS prod-deps",
-    `RUN --mount=type=cache,target=/root/.npm npm ci --omit=dev -w ${self.name}`,
-    ...ws.map((w) => `COPY --from=build /app/${w.dir}/dist ${w.dir}/dist`),
+    "ARG SERVICE",
+    `RUN --mount=type=cache,target=/root/.npm npm ci --omit=dev -w @taskmesh/${SERVICE_REF}`,
+    ...ws.map((w) => `COPY --from=build /app/${w}/dist ${w}/dist`),
     "# patch-package is a dev dependency: take the patched packages from the build stage.",
     "COPY --from=build /app/node_modules/@connectrpc node_modules/@connectrpc",
     "",
     `FROM ${ARG_REF} AS runtime`,
+    "ARG SERVICE",
     `ENV NODE_ENV=production HOST=0.0.0.0 TASKMESH_DATA_DIR=${DATA_DIR}`,
-    "WORKDIR /app",
     "COPY --from=prod-deps /app /app",
     `RUN mkdir -p ${DATA_DIR} && chown ${APP_UID}:${APP_UID} ${DATA_DIR}`,
     "# The node user of the official image, by number so Kubernetes' runAsNonRoot can verify it.",
     `USER ${APP_UID}:${APP_UID}`,
-    `EXPOSE ${ports}`,
-    `CMD ["node", "--enable-source-maps", "${self.dir}/dist/main.js"]`,
+    `WORKDIR /app/${SELF}`,
+    `CMD ["node", "--enable-source-maps", "dist/main.js"]`,
   ];
   return `${lines.join("\n")}\n`;
+}
+
+/** The paths a service's build copies from the context (COPY without --from), SERVICE substituted. */
+export function contextPaths(dockerfile: string, service: string): string[] {
+  const out: string[] = [];
+  for (const line of dockerfile.split("\n")) {
+    const m = /^COPY\s+(.*)$/.exec(line.trim());
+    if (!m || /--from=/.test(m[1] as string)) continue;
+    const words = (m[1] as string).split(/\s+/).filter((w) => !w.startsWith("--"));
+    out.push(...words.slice(0, -1).map((w) => w.replaceAll(SERVICE_REF, service)));
+  }
+  return [...new Set(out)];
 }

@@ -32,6 +32,7 @@ import {
   ROUTES,
   SERVICES,
   TRACING_PROVIDER,
+  USER_HASH_HEADER,
 } from "./policy.js";
 
 export type HttpRoute = NonNullable<NonNullable<IVirtualService["spec"]>["http"]>[number];
@@ -57,7 +58,10 @@ export function routesFor(methods: DescMethod[], host: string, budget: Budget, h
   const route = [{ destination: { host } }];
   const idempotent = methods.filter((m) => m.methodKind === "unary" && isIdempotent(m)).map(methodPath);
   const streaming = methods.filter((m) => m.methodKind !== "unary").map(methodPath);
-  const retries = { attempts: budget.attempts, perTryTimeout: budget.perTryTimeout, retryOn: RETRY_ON };
+  const retries =
+    budget.attempts > 0
+      ? { attempts: budget.attempts, perTryTimeout: budget.perTryTimeout, retryOn: RETRY_ON }
+      : { attempts: 0 };
   const routes: HttpRoute[] = [];
   if (httpPort !== undefined) {
     routes.push({
@@ -88,14 +92,16 @@ export function serviceVirtualService(services: Map<string, DescService>, s: Mes
   });
 }
 
-function destinationRule(name: string, host: string, subsets: boolean): DestinationRule {
+function destinationRule(name: string, host: string, subsets: boolean, edge = false): DestinationRule {
   return new DestinationRule({
     metadata: meta(name),
     spec: {
       host,
       trafficPolicy: {
         tls: { mode: "ISTIO_MUTUAL" },
-        loadBalancer: { simple: "LEAST_REQUEST" },
+        // The edge keeps per-user token buckets in memory: one user, one replica (USER_HASH_HEADER).
+        // When a replica dies only its users move (consistent hashing), to fresh buckets on another.
+        loadBalancer: edge ? { consistentHash: { httpHeaderName: USER_HASH_HEADER } } : { simple: "LEAST_REQUEST" },
         connectionPool: CONNECTION_POOL,
         outlierDetection: OUTLIER_DETECTION,
       },
@@ -214,6 +220,24 @@ function edgeResources(services: Map<string, DescService>): Manifest[] {
         ],
       },
     }),
+    // At the ingress, where the gateway replica is chosen: the verified subject becomes the hash
+    // header (a request with an invalid token is refused here; Register/Login carry none and are
+    // spread, their per-address limits stay per replica). It lives with the ingress, in istio-system.
+    new RequestAuthentication({
+      metadata: { name: "taskmesh-ingress-jwt", namespace: INGRESS.namespace, labels: { app: s.name } },
+      spec: {
+        selector: { matchLabels: INGRESS.selector },
+        jwtRules: [
+          {
+            issuer: USER_TOKEN_ISSUER,
+            audiences: [USER_TOKEN_AUDIENCE],
+            jwksUri: jwksUrl(),
+            forwardOriginalToken: true,
+            outputClaimToHeaders: [{ header: USER_HASH_HEADER, claim: "sub" }],
+          },
+        ],
+      },
+    }),
   ];
 }
 
@@ -240,7 +264,7 @@ export function renderIstio(services: Map<string, DescService>): Map<string, Man
   files.set("nats.yaml", natsResources());
   for (const s of SERVICES) {
     files.set(`${s.name}.yaml`, [
-      destinationRule(s.name, fqdn(s.name), true),
+      destinationRule(s.name, fqdn(s.name), true, s.edge === true),
       serviceVirtualService(services, s),
       serviceAuthorizationPolicy(services, s),
     ]);

@@ -19,6 +19,7 @@ export const principal = (sa: string, ns = NAMESPACE) => `cluster.local/ns/${ns}
 export const INGRESS = {
   selector: { istio: "ingressgateway" },
   principal: principal("istio-ingressgateway-service-account", "istio-system"),
+  namespace: "istio-system",
   port: 80,
 };
 
@@ -40,22 +41,42 @@ export const SERVICE_SECRET = { name: "taskmesh-service-secret", key: "TASKMESH_
 export const TERMINATION_GRACE_SECONDS = 30;
 export const SIDECAR_DRAIN = "20s";
 
-/** Route budgets. Istio's `attempts` counts retries, so a request makes attempts + 1 tries. */
+/**
+ * Route budgets. Istio's `attempts` counts retries, so a request makes attempts + 1 tries.
+ *
+ * One layer retries: the caller's sidecar, on the route to the service it calls (`internal`). It is
+ * the hop that failed, it knows the callee's endpoints and their ejections, and a retry there
+ * repeats one backend call. The edge does not retry: a retry at the ingress would re-run the
+ * gateway's whole handler (the dashboard fans out to four backends), each of whose calls the
+ * gateway's sidecar retries again; and the apps' own grpc-js retries are off in the mesh
+ * (TASKMESH_MESH=istio). So a call makes at most internal.attempts + 1 = 3 tries end to end.
+ */
 export const ROUTES = {
   /**
    * Between services. The gateway gives a forwarded call at most BACKEND_TIMEOUT_MS (10 s by
    * default) and sends it as grpc-timeout; the route allows as much, and the shorter one wins.
    */
   internal: { timeout: "10s", attempts: 2, perTryTimeout: "3s" },
-  /** At the edge: the gateway fans out (dashboard) with its own deadlines inside this. */
-  edge: { timeout: "15s", attempts: 2, perTryTimeout: "5s" },
+  /** At the edge: the gateway fans out (dashboard) with its own deadlines inside this; no retries (above). */
+  edge: { timeout: "15s", attempts: 0, perTryTimeout: "5s" },
 };
+/** Tries a call may make end to end in the mesh, every layer multiplied (the test checks the rendered routes). */
+export const MAX_TRIES_END_TO_END = 3;
 /**
  * gRPC codes Envoy may retry an idempotent call on (from the response's grpc-status), plus
  * transport failures where the request never reached the app. Not `deadline-exceeded` (the
- * caller's budget is spent) and not `internal` (a bug does not heal on retry).
+ * caller's budget is spent), not `internal` (a bug does not heal on retry) and not
+ * `resource-exhausted`: that is the gateway's rate limit or a server shedding load, and a retry
+ * is exactly the extra load shedding refuses.
  */
-export const RETRY_ON = "connect-failure,refused-stream,unavailable,cancelled,resource-exhausted";
+export const RETRY_ON = "connect-failure,refused-stream,unavailable,cancelled";
+
+/**
+ * The header the ingress sets from the verified token's `sub` (RequestAuthentication
+ * outputClaimToHeaders) and hashes on to pick a gateway replica (DestinationRule consistentHash),
+ * so one user's calls meet one replica's token bucket and the per-user rate holds with n replicas.
+ */
+export const USER_HASH_HEADER = "x-taskmesh-user";
 
 /** Bulkhead and ejection per destination (DestinationRule). */
 export const CONNECTION_POOL = {

@@ -6,7 +6,7 @@ import { stringify } from "yaml";
 import { type Manifest, renderBase } from "./base.js";
 import { type Rendered, renderCanary, renderDev, renderDrill, renderFaultInjection, renderProd } from "./components.js";
 import { loadServices } from "./descriptors.js";
-import { imageWorkspaces, renderDockerfile } from "./dockerfile.js";
+import { contextPaths, DOCKERFILE, imageWorkspaces, renderDockerfile } from "./dockerfile.js";
 import { renderIstio } from "./istio.js";
 import { component, type Kustomization, kustomization } from "./kustomization.js";
 import { GENERATED_HEADER, NATS, SERVICES } from "./policy.js";
@@ -55,7 +55,9 @@ export async function renderMesh(): Promise<Map<string, string>> {
   putRendered("mesh/overlays/drill", renderDrill());
   putRendered("mesh/overlays/prod", renderProd());
 
-  // What the Tiltfile reads: one image and one k8s resource per service, NATS first.
+  // What the Tiltfile reads: one image and one k8s resource per service.
+  const dockerfile = renderDockerfile(GENERATED_HEADER);
+  files.set(DOCKERFILE, dockerfile);
   const tilt = {
     comment: GENERATED_HEADER,
     nats: NATS.name,
@@ -63,15 +65,19 @@ export async function renderMesh(): Promise<Map<string, string>> {
       name: s.name,
       grpcPort: s.grpcPort,
       ...(s.httpPort !== undefined ? { httpPort: s.httpPort } : {}),
-      calls: [...s.calls],
       edge: s.edge === true,
-      dockerfile: `services/${s.name}/Dockerfile`,
-      // The workspaces its image holds: Tilt builds with only these and live-syncs their src/.
+      // Start-up order is what a service needs to start, not whom it calls: a callee that is not
+      // up yet is a failed call the caller retries or degrades on (and calls run both ways, e.g.
+      // users ↔ notifications), while a service that connects to NATS waits for it at start-up.
+      startAfter: s.nats ? [NATS.name] : [],
+      dockerfile: DOCKERFILE,
+      buildArgs: { SERVICE: s.name },
+      // Every path the Dockerfile copies from the context: Tilt's docker_build `only`.
+      context: contextPaths(dockerfile, s.name),
+      // The workspaces its image holds: Tilt live-syncs their src/.
       workspaces: imageWorkspaces(s.name).map((w) => w.dir),
     })),
   };
   files.set(TOPOLOGY_JSON, `${JSON.stringify(tilt, null, 2)}\n`);
-
-  for (const s of SERVICES) files.set(`services/${s.name}/Dockerfile`, renderDockerfile(s, GENERATED_HEADER));
   return files;
 }

@@ -31,7 +31,7 @@ export interface StreamSpec {
  * Every stream of taskmesh: one per producing service, file storage.
  *
  * TASKS lists its subjects instead of `taskmesh.task.>` because `task.due` is published by
- * reminders (ARCHITECTURE.md), and JetStream refuses two streams whose subjects overlap.
+ * reminders (services/reminders/README.md), and JetStream refuses two streams whose subjects overlap.
  */
 export const STREAMS = {
   USERS: { name: "USERS", subjects: ["taskmesh.user.>"], description: "users service events" },

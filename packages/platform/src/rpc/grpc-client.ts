@@ -5,6 +5,7 @@ import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
 import { instrumentGrpcJs } from "../telemetry/grpc-patch.js";
 import { injectCallContext } from "../telemetry/grpc-propagation.js";
+import { callRecorder } from "./call-log.js";
 import { loadBalancingConfig, type OutlierDetectionOptions } from "./outlier-detection.js";
 
 export interface CallOptions {
@@ -130,6 +131,8 @@ export function createGrpcClient<S extends DescService>(service: S, opts: GrpcCl
   };
   const channel = new grpc.Client(opts.address, grpc.credentials.createInsecure(), channelOptions);
   const defaultTimeout = opts.defaultTimeoutMs ?? 5000;
+  // TASKMESH_CALL_LOG (call-log.ts): a client over another's channel calls that channel's target.
+  const record = callRecorder(opts.channelOptions?.channelOverride?.getTarget() ?? opts.address);
   const client: Record<string, unknown> = {
     close: () => channel.close(),
     channel,
@@ -140,6 +143,7 @@ export function createGrpcClient<S extends DescService>(service: S, opts: GrpcCl
     const deserialize = (b: Buffer) => fromBinary(method.output, b);
     if (method.methodKind === "unary") {
       client[method.localName] = async (request: MessageInitShape<DescMessage>, o: CallOptions = {}) => {
+        record?.(path);
         const { metadata, deadline, signal } = await prepareCall(opts, method, o, defaultTimeout);
         return await new Promise((resolve, reject) => {
           const call = channel.makeUnaryRequest(
@@ -155,8 +159,10 @@ export function createGrpcClient<S extends DescService>(service: S, opts: GrpcCl
         });
       };
     } else if (method.methodKind === "server_streaming") {
-      client[method.localName] = (request: MessageInitShape<DescMessage>, o: CallOptions = {}) =>
-        serverStream(channel, path, serialize, deserialize, method, request, o, opts, defaultTimeout);
+      client[method.localName] = (request: MessageInitShape<DescMessage>, o: CallOptions = {}) => {
+        record?.(path);
+        return serverStream(channel, path, serialize, deserialize, method, request, o, opts, defaultTimeout);
+      };
     }
   }
   return client as GrpcClient<S>;
