@@ -63,7 +63,7 @@ describe("npm run load", () => {
       for (const method of MIX_METHODS) {
         const row = report.methods.find((m) => m.method === method);
         expect(row?.count, method).toBeGreaterThan(0);
-        expect(row?.errors, method).toEqual({});
+        expect(row?.errors, `${method}: ${JSON.stringify(row?.errorMessages)}`).toEqual({});
         expect(row?.latencyMs.p99, method).toBeGreaterThan(0);
       }
       for (const setup of ["Register", "Login"]) {

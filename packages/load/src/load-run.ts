@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { LoadOptions } from "./args.js";
@@ -34,6 +35,8 @@ export async function runLoad(o: LoadOptions, hooks: RunHooks = {}): Promise<Loa
   // Aborted only when the run gives up on calls still in flight (and to close the streams).
   const calls = new AbortController();
   const streams = new AbortController();
+  // Every call in flight and every stream listens on these: hundreds of listeners are expected.
+  setMaxListeners(0, calls.signal, streams.signal, stop);
   const users = Array.from({ length: o.users }, (_, i) => {
     // One transport (HTTP/2 session or HTTP/1.1 agent) per user, as separate clients would have.
     return new VirtualUser(i + 1, transportFor(o.protocol, o.gateway), o.timeoutMs);
@@ -75,7 +78,7 @@ export async function runLoad(o: LoadOptions, hooks: RunHooks = {}): Promise<Loa
             return;
           }
           stats.failed++;
-          stats.method(method).record(performance.now() - scheduled, errorCode(err));
+          stats.method(method).record(performance.now() - scheduled, errorCode(err), ConnectError.from(err).rawMessage);
         },
       )
       .finally(() => {
@@ -167,7 +170,7 @@ async function setUp(
         return;
       } catch (err) {
         const code = errorCode(err);
-        stats.method(name).record(performance.now() - t0, code);
+        stats.method(name).record(performance.now() - t0, code, ConnectError.from(err).rawMessage);
         const c = ConnectError.from(err).code;
         const budget =
           c === Code.ResourceExhausted

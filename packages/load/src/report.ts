@@ -13,6 +13,8 @@ export interface MethodRow {
   latencyMs: { p50: number; p99: number; p999: number; max: number };
   /** gRPC code name → calls that ended with it. */
   errors: Record<string, number>;
+  /** The first message seen with each code in `errors`. */
+  errorMessages: Record<string, string>;
 }
 
 export interface LoadReport {
@@ -65,6 +67,7 @@ export function methodRow(method: string, phase: "setup" | "mix", m: MethodStats
         ? { p50: 0, p99: 0, p999: 0, max: 0 }
         : { p50: ms(h.percentile(50)), p99: ms(h.percentile(99)), p999: ms(h.percentile(99.9)), max: ms(h.max) },
     errors: Object.fromEntries(m.errors),
+    errorMessages: Object.fromEntries(m.messages),
   };
 }
 
