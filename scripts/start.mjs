@@ -68,21 +68,26 @@ for (const item of (args.replicas ?? []).flatMap((r) => r.split(","))) {
 }
 
 // nats-server before anything slow: a missing one should not be found after minutes of install and build.
-const searchPath = [process.env.PATH ?? "", "/usr/sbin", "/usr/local/sbin", "/sbin"].join(delimiter);
-const natsServer = searchPath
+const executable = (file) => {
+  try {
+    accessSync(file, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+};
+const onPath = (process.env.PATH ?? "")
   .split(delimiter)
   .filter(Boolean)
-  .map((dir) => join(dir, "nats-server"))
-  .find((file) => {
-    try {
-      accessSync(file, constants.X_OK);
-      return true;
-    } catch {
-      return false;
-    }
-  });
-if (!natsServer) {
-  console.error(`taskmesh: nats-server is not installed (or not on PATH). Install it, then run npm start again:
+  .some((dir) => executable(join(dir, "nats-server")));
+if (!onPath) {
+  // Debian installs it in /usr/sbin, which a user's PATH may lack: say so rather than only "install it".
+  const elsewhere = ["/usr/sbin", "/usr/local/sbin", "/sbin"].map((d) => join(d, "nats-server")).find(executable);
+  console.error(`taskmesh: nats-server is not on your PATH.${
+    elsewhere
+      ? ` It is installed at ${elsewhere}: export PATH="$PATH:${dirname(elsewhere)}" and run npm start again.`
+      : ""
+  }${elsewhere ? " Or install it" : " Install it, then run npm start again"}:
 
   Debian/Ubuntu   sudo apt-get install -y nats-server
   macOS           brew install nats-server
@@ -90,8 +95,6 @@ if (!natsServer) {
                   and put the nats-server binary on your PATH`);
   process.exit(1);
 }
-// The runner finds it on PATH (Debian puts it in /usr/sbin, which a user's PATH may lack).
-process.env.PATH = `${process.env.PATH ?? ""}${delimiter}${dirname(natsServer)}`;
 
 const began = performance.now();
 const seconds = (since) => `${((performance.now() - since) / 1000).toFixed(1)} s`;
