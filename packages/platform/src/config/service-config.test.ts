@@ -24,6 +24,7 @@ describe("serviceConfigSpec", () => {
       serviceSecret: SECRET,
       mesh: "none",
       logLevel: "info",
+      reconcileIntervalMs: 10_000,
     });
   });
 
@@ -45,10 +46,20 @@ describe("serviceConfigSpec", () => {
         TASKMESH_SERVICE_SECRET: SECRET,
         TASKMESH_MESH: "istio",
         LOG_LEVEL: "silent",
+        OUTBOX_RECONCILE_INTERVAL_MS: "500",
       }),
       "users",
     );
-    expect(c).toMatchObject({ grpcPort: 0, host: "0.0.0.0", mesh: "istio", logLevel: "silent" });
+    expect(c).toMatchObject({
+      grpcPort: 0,
+      host: "0.0.0.0",
+      mesh: "istio",
+      logLevel: "silent",
+      reconcileIntervalMs: 500,
+    });
+    expect(() =>
+      loadConfig(serviceConfigSpec("users"), { TASKMESH_SERVICE_SECRET: SECRET, OUTBOX_RECONCILE_INTERVAL_MS: "10" }),
+    ).toThrow(/OUTBOX_RECONCILE_INTERVAL_MS/);
   });
 
   it("names a missing or too short service secret", () => {
