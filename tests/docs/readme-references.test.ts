@@ -114,7 +114,8 @@ describe("READMEs", () => {
         if (!/\.\w+$|\/$/.test(t)) continue;
         // A bare `src/` or `dist/` means that folder of whichever workspace the text speaks of.
         if (/^[\w.-]+\/$/.test(t)) continue;
-        if (/^(@|node_modules|dist\/)/.test(t) || t.startsWith("/")) continue;
+        // `.data/...` is what a run writes (logs, databases, bench results), not a repository file.
+        if (/^(@|node_modules|dist\/|\.data\/)/.test(t) || t.startsWith("/")) continue;
         // A third-party .proto import path (buf/validate/..., grpc/health/...): scripts/buf-deps.mjs fetches those.
         if (t.endsWith(".proto") && !/^(proto\/)?taskmesh\//.test(t)) continue;
         // From the root, the README's folder, its workspace, its workspace's src/, or proto/.
