@@ -66,6 +66,15 @@ export {
 export { deletedUserId } from "./events/user-deleted.js";
 export { createLogger, type Logger } from "./log/logger.js";
 export {
+  checkOutboundUrl,
+  guardedLookup,
+  OutboundAddressError,
+  type OutboundPolicy,
+  outboundAllowField,
+  outboundPolicy,
+  refusedRange,
+} from "./net/outbound-address.js";
+export {
   type BreakerState,
   type DependencyCallOptions,
   DependencyPolicy,

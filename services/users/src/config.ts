@@ -3,6 +3,8 @@ import {
   env,
   loadConfig,
   natsUrlField,
+  type OutboundPolicy,
+  outboundAllowField,
   type ServiceBaseConfig,
   serviceBaseConfig,
   serviceConfigSpec,
@@ -34,6 +36,8 @@ const spec = {
   DELETION_RETRY_BUDGET_SECONDS: env.int({ fallback: 900, min: 10, max: 86_400 }),
   /** Deadline of one purge call of the deletion saga, in ms (100..60000). Default 10000. */
   DELETION_CALL_TIMEOUT_MS: env.int({ fallback: 10_000, min: 100, max: 60_000 }),
+  /** Non-public CIDRs a webhook_url may point at (on-premises receivers), comma-separated. Default none. */
+  WEBHOOK_ALLOWED_NETWORKS: outboundAllowField(),
 };
 
 export interface UsersConfig extends ServiceBaseConfig {
@@ -46,6 +50,8 @@ export interface UsersConfig extends ServiceBaseConfig {
   notificationsAddr: string;
   deletionRetryBudgetMs: number;
   deletionCallTimeoutMs: number;
+  /** Where a webhook_url may point: public addresses, plus WEBHOOK_ALLOWED_NETWORKS. Default public only. */
+  webhookPolicy?: OutboundPolicy;
 }
 
 /** Reads and checks the users service's environment; a ConfigError names every bad variable. */
@@ -61,5 +67,6 @@ export function loadUsersConfig(source: Record<string, string | undefined> = pro
     notificationsAddr: c.NOTIFICATIONS_ADDR,
     deletionRetryBudgetMs: c.DELETION_RETRY_BUDGET_SECONDS * 1000,
     deletionCallTimeoutMs: c.DELETION_CALL_TIMEOUT_MS,
+    webhookPolicy: c.WEBHOOK_ALLOWED_NETWORKS,
   };
 }

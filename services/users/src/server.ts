@@ -129,6 +129,7 @@ export function build(config: UsersConfig, deps: UsersDeps = {}): UsersApp {
           deletions,
           logger,
           now,
+          ...(config.webhookPolicy ? { webhookPolicy: config.webhookPolicy } : {}),
         }),
         { kind: "user", anonymous: ["register", "login"] },
       ),

@@ -9,7 +9,14 @@ import {
   type UserSchema,
   type UserService,
 } from "@taskmesh/gen/taskmesh/users/v1/users_pb";
-import { type Logger, requireUser } from "@taskmesh/platform";
+import {
+  checkOutboundUrl,
+  type Logger,
+  OutboundAddressError,
+  type OutboundPolicy,
+  outboundPolicy,
+  requireUser,
+} from "@taskmesh/platform";
 import type { AccountDeletions } from "./account-deletion-saga.js";
 import type { SagaRecord } from "./deletion-saga-log.js";
 import type { PasswordHasher } from "./password-hasher.js";
@@ -25,6 +32,8 @@ export interface UserServiceDeps {
   logger: Logger;
   /** Clock in ms; default Date.now. */
   now?: () => number;
+  /** Where a webhook_url may point. Default: public addresses only. */
+  webhookPolicy?: OutboundPolicy;
 }
 
 /** One message for an unknown email and a wrong password, so a login does not reveal which emails exist. */
@@ -81,11 +90,12 @@ export function userService(deps: UserServiceDeps): ServiceImpl<typeof UserServi
       return { user: toUser(mustFind(store, userId)) };
     },
 
-    updatePreferences(req, ctx) {
+    async updatePreferences(req, ctx) {
       const { userId } = requireUser(ctx);
       mustFind(store, userId);
       // The contract marks preferences required; protovalidate has already refused a missing one.
       const prefs = fromPreferences(req.preferences as Preferences);
+      if (prefs.webhookUrl !== "") await checkWebhookUrl(prefs.webhookUrl, deps.webhookPolicy ?? outboundPolicy());
       if (!store.updatePreferences(userId, prefs, now())) throw accountGone();
       return { preferences: toPreferences(prefs) };
     },
@@ -157,6 +167,19 @@ function toDeletion(s: SagaRecord): MessageInitShape<typeof AccountDeletionSchem
     reason: s.state === "COMPENSATED" ? (s.reason ?? "") : "",
     updateTime: timestampFromDate(new Date(s.updatedAt)),
   };
+}
+
+/**
+ * A webhook may not point into this system's own network (SSRF): its host must be, or resolve
+ * to, public addresses only. Notifications checks again when it connects (DNS rebinding).
+ */
+async function checkWebhookUrl(url: string, policy: OutboundPolicy): Promise<void> {
+  try {
+    await checkOutboundUrl(new URL(url), policy);
+  } catch (err) {
+    const why = err instanceof OutboundAddressError ? err.message : "is not a usable URL";
+    throw new ConnectError(`invalid request: preferences.webhook_url: ${why}`, Code.InvalidArgument);
+  }
 }
 
 /** Request preferences → stored form. The time zone must be in the IANA database; "" means UTC. */
