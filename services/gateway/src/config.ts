@@ -36,10 +36,19 @@ const spec = {
   RATE_LIMIT_RPS: env.int({ fallback: 50, min: 0, max: 100_000 }),
   /** Calls a user may make at once (bucket size), 1..1000000. Default 100. */
   RATE_LIMIT_BURST: env.int({ fallback: 100, min: 1, max: 1_000_000 }),
-  /** Register + Login per client address, and Login per email, per minute; 0 = no limit, ..1000000. Default 30. */
+  /** Register + Login per client address, per minute; 0 = no sign-in limits at all, ..1000000. Default 30. */
   LOGIN_RATE_LIMIT_PER_MINUTE: env.int({ fallback: 30, min: 0, max: 1_000_000 }),
-  /** Register + Login attempts at once per client address / per email, 1..100000. Default 20. */
+  /** Register + Login attempts at once per client address, 1..100000. Default 20. */
   LOGIN_RATE_LIMIT_BURST: env.int({ fallback: 20, min: 1, max: 100_000 }),
+  /**
+   * Login per email from all addresses together, as a multiple of the per-address rate and burst,
+   * 2..10000. Default 10 (300/min, burst 200): far above what one address may try.
+   */
+  LOGIN_EMAIL_CEILING_FACTOR: env.int({ fallback: 10, min: 2, max: 10_000 }),
+  /** Failed Logins per (client address, email) before exponential waits start (1 s, 2 s, 4 s, ...), 1..1000. Default 5. */
+  LOGIN_FREE_FAILURES: env.int({ fallback: 5, min: 1, max: 1000 }),
+  /** Longest of those waits, 1..86400 s. Default 900. */
+  LOGIN_BACKOFF_MAX_SECONDS: env.int({ fallback: 900, min: 1, max: 86_400 }),
   /** Rate-limit keys (users, addresses, emails) kept per limit; least recently used dropped beyond. 100..10000000. Default 100000. */
   RATE_LIMIT_MAX_KEYS: env.int({ fallback: 100_000, min: 100, max: 10_000_000 }),
   /** Proxies in front that append to x-forwarded-for (client = that entry from the right); 0 = TCP peer. 0..10. Default 0. */
@@ -96,6 +105,17 @@ export function loadGatewayConfig(source: Record<string, string | undefined> = p
       login:
         c.LOGIN_RATE_LIMIT_PER_MINUTE > 0
           ? { ratePerSecond: c.LOGIN_RATE_LIMIT_PER_MINUTE / 60, burst: c.LOGIN_RATE_LIMIT_BURST }
+          : undefined,
+      loginEmail:
+        c.LOGIN_RATE_LIMIT_PER_MINUTE > 0
+          ? {
+              ratePerSecond: (c.LOGIN_RATE_LIMIT_PER_MINUTE * c.LOGIN_EMAIL_CEILING_FACTOR) / 60,
+              burst: c.LOGIN_RATE_LIMIT_BURST * c.LOGIN_EMAIL_CEILING_FACTOR,
+            }
+          : undefined,
+      loginBackoff:
+        c.LOGIN_RATE_LIMIT_PER_MINUTE > 0
+          ? { freeFailures: c.LOGIN_FREE_FAILURES, maxMs: c.LOGIN_BACKOFF_MAX_SECONDS * 1000 }
           : undefined,
       maxKeys: c.RATE_LIMIT_MAX_KEYS,
       trustedProxyHops: c.TRUSTED_PROXY_HOPS,
