@@ -28,6 +28,8 @@ const spec = {
   DEPENDENCY_MAX_QUEUED: env.int({ fallback: 32, min: 0, max: 10_000 }),
   /** Server streams open per backend (more are RESOURCE_EXHAUSTED), 1..100000. Default 1000. */
   DEPENDENCY_MAX_STREAMS: env.int({ fallback: 1000, min: 1, max: 100_000 }),
+  /** Server streams (WatchNotifications) one user may hold open at once, besides DEPENDENCY_MAX_STREAMS; 1..1000. Default 5. */
+  WATCH_STREAMS_PER_USER: env.int({ fallback: 5, min: 1, max: 1000 }),
   /** Consecutive failures of a backend that open its circuit breaker, 1..1000. Default 5. */
   BREAKER_FAILURES: env.int({ fallback: 5, min: 1, max: 1000 }),
   /** How long an open breaker fails fast before one trial call (half-open), 100..600000 ms. Default 5000. */
@@ -75,6 +77,8 @@ export interface GatewayConfig {
     halfOpenAfterMs: number;
   };
   rateLimits: RateLimits;
+  /** Server streams per user (WATCH_STREAMS_PER_USER); ~74 KB of gateway memory per idle stream (npm run bench:watch-memory). */
+  streamsPerUser: number;
   shutdownGraceMs: number;
   mesh: "none" | "istio";
   logLevel: string;
@@ -120,6 +124,7 @@ export function loadGatewayConfig(source: Record<string, string | undefined> = p
       maxKeys: c.RATE_LIMIT_MAX_KEYS,
       trustedProxyHops: c.TRUSTED_PROXY_HOPS,
     },
+    streamsPerUser: c.WATCH_STREAMS_PER_USER,
     shutdownGraceMs: c.SHUTDOWN_GRACE_MS,
     mesh: c.TASKMESH_MESH,
     logLevel: c.LOG_LEVEL,

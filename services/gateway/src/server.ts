@@ -24,6 +24,7 @@ import type { GatewayConfig } from "./config.js";
 import { dashboardService } from "./dashboard-service.js";
 import { guardClient } from "./guarded-client.js";
 import { rateLimitInterceptor } from "./rate-limit.js";
+import { streamLimitInterceptor } from "./stream-limit.js";
 
 export type { GatewayConfig } from "./config.js";
 export { loadGatewayConfig } from "./config.js";
@@ -102,6 +103,7 @@ export function build(config: GatewayConfig, deps: GatewayDeps = {}): GatewayApp
         logger,
         ...(deps.now ? { now: deps.now } : {}),
       }),
+      streamLimitInterceptor({ perUser: config.streamsPerUser, userTokens }),
     ],
     services: (drainSignal): EdgeService[] => [
       {
