@@ -1,4 +1,11 @@
-import { env, jwksUrlField, loadConfig, serverConfigSpec, TOPOLOGY } from "@taskmesh/platform";
+import {
+  env,
+  jwksUrlField,
+  loadConfig,
+  type OnePortServerOptions,
+  serverConfigSpec,
+  TOPOLOGY,
+} from "@taskmesh/platform";
 import type { RateLimits } from "./rate-limit.js";
 
 /**
@@ -55,6 +62,20 @@ const spec = {
   RATE_LIMIT_MAX_KEYS: env.int({ fallback: 100_000, min: 100, max: 10_000_000 }),
   /** Proxies in front that append to x-forwarded-for (client = that entry from the right); 0 = TCP peer. 0..10. Default 0. */
   TRUSTED_PROXY_HOPS: env.int({ fallback: 0, min: 0, max: 10 }),
+  /** Time for a connection's first bytes (protocol sniffing), 100..600000 ms. Default 5000. */
+  EDGE_SNIFF_TIMEOUT_MS: env.int({ fallback: 5000, min: 100, max: 600_000 }),
+  /** HTTP/1.1: time for a request's headers, 100..600000 ms. Default 10000. */
+  EDGE_HEADERS_TIMEOUT_MS: env.int({ fallback: 10_000, min: 100, max: 600_000 }),
+  /** Time for a whole request (headers and body) to arrive, HTTP/1.1 and HTTP/2, 100..3600000 ms. Default 30000. */
+  EDGE_REQUEST_TIMEOUT_MS: env.int({ fallback: 30_000, min: 100, max: 3_600_000 }),
+  /** HTTP/2: time for the client's SETTINGS after its preface, 100..600000 ms. Default 5000. */
+  EDGE_SETTINGS_TIMEOUT_MS: env.int({ fallback: 5000, min: 100, max: 600_000 }),
+  /** HTTP/2 session without streams / HTTP/1.1 keep-alive connection idle this long is closed, 100..3600000 ms. Default 30000. */
+  EDGE_IDLE_TIMEOUT_MS: env.int({ fallback: 30_000, min: 100, max: 3_600_000 }),
+  /** HTTP/2: PING interval while streams are open (an unanswered PING closes the session), 100..3600000 ms. Default 30000. */
+  EDGE_KEEPALIVE_PING_MS: env.int({ fallback: 30_000, min: 100, max: 3_600_000 }),
+  /** Connections one client address may hold (TCP peer: raise it behind a proxy), 0 = no cap, ..1000000. Default 100. */
+  EDGE_MAX_CONNECTIONS_PER_ADDRESS: env.int({ fallback: 100, min: 0, max: 1_000_000 }),
   /** How long shutdown lets in-flight calls finish, 0..60000 ms. Default 10000. */
   SHUTDOWN_GRACE_MS: env.int({ fallback: 10_000, min: 0, max: 60_000 }),
 };
@@ -77,6 +98,8 @@ export interface GatewayConfig {
     halfOpenAfterMs: number;
   };
   rateLimits: RateLimits;
+  /** Slow-client timeouts and the per-address connection cap of the edge (EDGE_*). */
+  http: OnePortServerOptions;
   /** Server streams per user (WATCH_STREAMS_PER_USER); ~74 KB of gateway memory per idle stream (npm run bench:watch-memory). */
   streamsPerUser: number;
   shutdownGraceMs: number;
@@ -125,6 +148,15 @@ export function loadGatewayConfig(source: Record<string, string | undefined> = p
       trustedProxyHops: c.TRUSTED_PROXY_HOPS,
     },
     streamsPerUser: c.WATCH_STREAMS_PER_USER,
+    http: {
+      sniffTimeoutMs: c.EDGE_SNIFF_TIMEOUT_MS,
+      headersTimeoutMs: c.EDGE_HEADERS_TIMEOUT_MS,
+      requestTimeoutMs: c.EDGE_REQUEST_TIMEOUT_MS,
+      settingsTimeoutMs: c.EDGE_SETTINGS_TIMEOUT_MS,
+      idleTimeoutMs: c.EDGE_IDLE_TIMEOUT_MS,
+      keepAlivePingMs: c.EDGE_KEEPALIVE_PING_MS,
+      maxConnectionsPerAddress: c.EDGE_MAX_CONNECTIONS_PER_ADDRESS,
+    },
     shutdownGraceMs: c.SHUTDOWN_GRACE_MS,
     mesh: c.TASKMESH_MESH,
     logLevel: c.LOG_LEVEL,

@@ -95,6 +95,7 @@ export function build(config: GatewayConfig, deps: GatewayDeps = {}): GatewayApp
 
   const edge = new EdgeServer({
     logger,
+    http: config.http,
     // Per user (and per address for Register/Login), before any backend is called.
     interceptors: [
       rateLimitInterceptor({

@@ -11,7 +11,7 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
 import { addHealth } from "./edge-health.js";
 import { addReflection } from "./edge-reflection.js";
-import { OnePortServer } from "./one-port-server.js";
+import { OnePortServer, type OnePortServerOptions } from "./one-port-server.js";
 import { telemetryInterceptor } from "./telemetry-interceptor.js";
 
 export interface EdgeService {
@@ -43,6 +43,8 @@ export interface EdgeServerOptions {
    * and counted), e.g. a rate limiter. Default none.
    */
   interceptors?: readonly Interceptor[];
+  /** Slow-client timeouts and the per-address connection cap; each field's default is in OnePortServerOptions. */
+  http?: OnePortServerOptions;
 }
 
 /**
@@ -92,7 +94,7 @@ export class EdgeServer {
         });
       },
     });
-    this.#http = new OnePortServer(handler);
+    this.#http = new OnePortServer(handler, opts.http);
   }
 
   /** Binds host:port (0 picks a free port); resolves the bound port. */
