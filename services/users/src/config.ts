@@ -38,6 +38,8 @@ const spec = {
   DELETION_CALL_TIMEOUT_MS: env.int({ fallback: 10_000, min: 100, max: 60_000 }),
   /** Non-public CIDRs a webhook_url may point at (on-premises receivers), comma-separated. Default none. */
   WEBHOOK_ALLOWED_NETWORKS: outboundAllowField(),
+  /** Least zxcvbn strength score (0..4) of a new password; 0 = length only. Default 3. */
+  PASSWORD_MIN_SCORE: env.int({ fallback: 3, min: 0, max: 4 }),
 };
 
 export interface UsersConfig extends ServiceBaseConfig {
@@ -52,6 +54,8 @@ export interface UsersConfig extends ServiceBaseConfig {
   deletionCallTimeoutMs: number;
   /** Where a webhook_url may point: public addresses, plus WEBHOOK_ALLOWED_NETWORKS. Default public only. */
   webhookPolicy?: OutboundPolicy;
+  /** PASSWORD_MIN_SCORE. Default 3. */
+  passwordMinScore?: number;
 }
 
 /** Reads and checks the users service's environment; a ConfigError names every bad variable. */
@@ -68,5 +72,6 @@ export function loadUsersConfig(source: Record<string, string | undefined> = pro
     deletionRetryBudgetMs: c.DELETION_RETRY_BUDGET_SECONDS * 1000,
     deletionCallTimeoutMs: c.DELETION_CALL_TIMEOUT_MS,
     webhookPolicy: c.WEBHOOK_ALLOWED_NETWORKS,
+    passwordMinScore: c.PASSWORD_MIN_SCORE,
   };
 }

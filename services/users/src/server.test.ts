@@ -247,6 +247,23 @@ describe("users service", () => {
     }
   });
 
+  it.each([
+    ["a common password with digits", "password1234", /commonly used password/],
+    ["a repeated character", "aaaaaaaaaaaa", /Repeated characters/],
+    ["a keyboard walk", "qwertyuiop123", /.+/],
+    ["the account's own email", "{email}", /.+/],
+  ])("refuses %s as a password, saying why, and creates no account", async (_, password, why) => {
+    const email = uniqueEmail();
+    const e = await failure(s.users.register({ email, password: password.replace("{email}", email) }));
+    expect(e.code).toBe(Code.InvalidArgument);
+    expect(e.rawMessage).toMatch(
+      /^invalid request: password: too easy to guess \(strength [0-2] of 4, at least 3 needed\): /,
+    );
+    expect(e.rawMessage).toMatch(why);
+    const login = await failure(s.users.login({ email, password: password.replace("{email}", email) }));
+    expect(login.code).toBe(Code.Unauthenticated);
+  });
+
   it("answers a wrong password and an unknown email alike: UNAUTHENTICATED, same message", async () => {
     const email = uniqueEmail();
     await s.users.register({ email, password: "the right password" });

@@ -130,6 +130,7 @@ export function build(config: UsersConfig, deps: UsersDeps = {}): UsersApp {
           logger,
           now,
           ...(config.webhookPolicy ? { webhookPolicy: config.webhookPolicy } : {}),
+          ...(config.passwordMinScore !== undefined ? { passwordMinScore: config.passwordMinScore } : {}),
         }),
         { kind: "user", anonymous: ["register", "login"] },
       ),

@@ -20,6 +20,7 @@ import {
 import type { AccountDeletions } from "./account-deletion-saga.js";
 import type { SagaRecord } from "./deletion-saga-log.js";
 import type { PasswordHasher } from "./password-hasher.js";
+import { checkPasswordStrength } from "./password-strength.js";
 import { canonicalTimeZone } from "./time-zone.js";
 import type { TokenIssuer } from "./token-issuer.js";
 import type { Account, StoredPreferences, UsersStore } from "./users-store.js";
@@ -34,6 +35,8 @@ export interface UserServiceDeps {
   now?: () => number;
   /** Where a webhook_url may point. Default: public addresses only. */
   webhookPolicy?: OutboundPolicy;
+  /** Least zxcvbn score (0..4) a new password needs. Default 3 (DEFAULT_MIN_PASSWORD_SCORE). */
+  passwordMinScore?: number;
 }
 
 /** One message for an unknown email and a wrong password, so a login does not reveal which emails exist. */
@@ -49,6 +52,7 @@ export function userService(deps: UserServiceDeps): ServiceImpl<typeof UserServi
       // Fast answer for the common case; the UNIQUE constraint settles a race (toRpcError maps
       // SQLITE_CONSTRAINT_UNIQUE to ALREADY_EXISTS), so this check is not what guarantees it.
       if (store.findByEmail(req.email)) throw alreadyExists();
+      checkPasswordStrength(req.password, req.email, deps.passwordMinScore);
       const hash = await hasher.hash(req.password);
       let account: Account;
       try {
