@@ -34,7 +34,7 @@ export {
   TransientError,
 } from "./events/consumer.js";
 export { FAULT_ENV, type FaultDrill, parseFaultDrills, sagaFaultDrill } from "./events/fault-drill.js";
-export { inboxMigration } from "./events/inbox.js";
+export { DEFAULT_INBOX_RETENTION_MS, InboxPruner, type InboxRetention, inboxMigration } from "./events/inbox.js";
 export { NatsLink, type NatsLinkOptions, natsReady } from "./events/nats-link.js";
 export {
   type AppendOptions,

@@ -9,10 +9,13 @@ import { platformInstruments } from "../telemetry/metrics.js";
 import { headerMapGetter } from "../telemetry/trace-context.js";
 import { type BackoffOptions, backoffDelay, sleep } from "./backoff.js";
 import { consumerFaultDrill } from "./fault-drill.js";
+import { InboxPruner, type InboxRetention } from "./inbox.js";
 import type { NatsLink } from "./nats-link.js";
 import {
   type ConsumerSpec,
+  DEADLETTER_HEADROOM,
   DEADLETTER_SUBJECT_PREFIX,
+  DEFAULT_ACK_WAIT_MS,
   DEFAULT_MAX_DELIVER,
   ensureConsumer,
   ensureStreams,
@@ -89,6 +92,8 @@ export interface EventConsumerOptions<R = void> {
    * leaves the message unacknowledged, exactly like a process killed at that point.
    */
   hooks?: { afterCommit?: (event: Envelope, ctx: EventContext) => void };
+  /** Pruning of this consumer's inbox rows past a horizon (default 7 days; InboxPruner says why it is safe). */
+  retention?: InboxRetention;
 }
 
 export interface ConsumerStats {
@@ -125,6 +130,7 @@ export class EventConsumer<R = void> {
   #unobserve: (() => void) | undefined;
   /** Fault drill (TASKMESH_FAULT, see fault-drill.ts); undefined unless armed. */
   readonly #drill: (() => void) | undefined;
+  readonly #pruner: InboxPruner;
 
   constructor(opts: EventConsumerOptions<R>) {
     this.#opts = opts;
@@ -136,6 +142,17 @@ export class EventConsumer<R = void> {
     this.#record = opts.db.prepare(
       "INSERT INTO inbox (consumer, event_id, subject, processed_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
     );
+    // The longest an applied event can still be delivered again: every allowed delivery waiting
+    // out its ack wait and the longest nak backoff.
+    const deliveries = this.#maxDeliver + DEADLETTER_HEADROOM;
+    const redeliveryHorizonMs =
+      deliveries * ((opts.consumer.ackWaitMs ?? DEFAULT_ACK_WAIT_MS) + (opts.retryBackoff?.maxMs ?? 60_000));
+    this.#pruner = new InboxPruner(opts.db, opts.consumer.durable, redeliveryHorizonMs, opts.retention);
+  }
+
+  /** This consumer's inbox pruner (runs on its own once started; `prune()` for a pass now). */
+  get pruner(): InboxPruner {
+    return this.#pruner;
   }
 
   get stats(): Readonly<ConsumerStats> {
@@ -152,6 +169,7 @@ export class EventConsumer<R = void> {
     gauge.addCallback(observe);
     this.#unobserve = () => gauge.removeCallback(observe);
     this.#loop = this.#run();
+    this.#pruner.start();
   }
 
   /** Stops pulling, lets the message being handled finish (and be acked), then resolves. */
@@ -159,6 +177,7 @@ export class EventConsumer<R = void> {
     this.#stopping.abort();
     await this.#messages?.close();
     await this.#loop;
+    await this.#pruner.stop();
     this.#unobserve?.();
   }
 
