@@ -23,13 +23,32 @@ export function withBudget<T extends Pick<RRule, "options">>(rule: T, budgetMs: 
   const options = { ...rule.options };
   const interval = options.interval;
   let reads = 0;
+  const tick = () => {
+    if ((++reads & 255) === 0 && cpuMs() > deadline) throw new RuleBudgetExceeded();
+  };
   Object.defineProperty(options, "interval", {
     enumerable: true,
     get() {
-      if ((++reads & 255) === 0 && cpuMs() > deadline) throw new RuleBudgetExceeded();
+      tick();
       return interval;
     },
   });
+  // The other loop: rrule's DateTime.addHours/addMinutes/addSeconds step until the time of day is
+  // in BYHOUR/BYMINUTE/BYSECOND, which never happens for some INTERVAL (FREQ=MINUTELY;INTERVAL=606;
+  // BYHOUR=1 spins for ever: dateutil refuses it, rrule does not). Each turn looks the time up in
+  // those arrays, so their indexOf is a check too.
+  for (const key of ["byhour", "byminute", "bysecond"] as const) {
+    const values = options[key];
+    if (!Array.isArray(values)) continue;
+    const checked = [...values];
+    Object.defineProperty(checked, "indexOf", {
+      value: (v: number, from?: number) => {
+        tick();
+        return values.indexOf(v, from);
+      },
+    });
+    options[key] = checked;
+  }
   rule.options = options;
   return rule;
 }
