@@ -7,6 +7,9 @@
 //   npm run fuzz -- --count 5000           a long run
 //   npm run fuzz -- --seed 123 --only 17   replay one case (several: --only 17,42)
 //   npm run fuzz -- --concurrency 16 --json fuzz-report.json
+//   npm run fuzz -- --cases 1000000        property-based (fast-check) instead: bodies generated
+//                                          from the proto descriptors, failures shrunk and printed
+//                                          (tests/fuzz/properties.test.ts; --seed repeats a run)
 //
 // It runs tests/fuzz/fuzz.test.ts with vitest (the same code and checks as in `npm test`, where
 // FUZZ_COUNT defaults to 300), so the exit status is non-zero when a check fails.
@@ -24,6 +27,7 @@ try {
   ({ values: args } = parseArgs({
     options: {
       count: { type: "string", default: "300" },
+      cases: { type: "string" },
       seed: { type: "string" },
       only: { type: "string" },
       concurrency: { type: "string", default: "8" },
@@ -36,10 +40,13 @@ try {
   process.exit(2);
 }
 if (args.help) {
-  console.log("usage: npm run fuzz -- [--count N] [--seed S] [--only i,j] [--concurrency C] [--json report.json]");
+  console.log(
+    "usage: npm run fuzz -- [--count N] [--seed S] [--only i,j] [--concurrency C] [--json report.json]\n" +
+      "       npm run fuzz -- --cases N [--seed S]    (property-based, fast-check)",
+  );
   process.exit(0);
 }
-for (const k of ["count", "seed", "concurrency"]) {
+for (const k of ["count", "cases", "seed", "concurrency"]) {
   if (args[k] !== undefined && !/^\d+$/.test(args[k])) {
     console.error(`fuzz: --${k} must be a non-negative integer, got ${JSON.stringify(args[k])}`);
     process.exit(2);
@@ -48,6 +55,20 @@ for (const k of ["count", "seed", "concurrency"]) {
 if (args.only !== undefined && !/^\d+(,\d+)*$/.test(args.only)) {
   console.error(`fuzz: --only takes case indexes like 17 or 17,42, got ${JSON.stringify(args.only)}`);
   process.exit(2);
+}
+
+if (args.cases !== undefined) {
+  const seed = args.seed ?? String(Math.floor(Math.random() * 0x7fffffff));
+  console.log(
+    `fuzz: property-based, ${args.cases} cases, seed ${seed} (repeat with --cases ${args.cases} --seed ${seed})`,
+  );
+  const vitestBin = join(root, "node_modules", ".bin", "vitest");
+  const run = spawnSync(vitestBin, ["run", "tests/fuzz/properties.test.ts"], {
+    cwd: root,
+    stdio: "inherit",
+    env: { ...process.env, FUZZ_CASES: args.cases, FUZZ_SEED: seed },
+  });
+  process.exit(run.status ?? 1);
 }
 
 const seed = args.seed ?? String(Math.floor(Math.random() * 0xffffffff));

@@ -114,6 +114,23 @@ describe.each(apis)("bad input through the gateway with %s", (_, makeApi) => {
     expect(await myTasks()).toEqual([]);
   });
 
+  it("answers UNAUTHENTICATED to a token of users' own key issued in the future or good for 100 years", async () => {
+    const future = await tokenSignedByUsers(e2e.dataDir, me.userId, {
+      iat: now() + 3600,
+      nbf: now(),
+      exp: now() + 7200,
+    });
+    const forever = await tokenSignedByUsers(e2e.dataDir, me.userId, { iat: now(), exp: now() + 100 * 365 * 86_400 });
+    for (const [label, token, why] of [
+      ["iat in the future", future, /claim iat is in the future/],
+      ["100-year lifetime", forever, /claim exp is more than 86400 s after iat/],
+    ] as const) {
+      const listed = await api.call(TaskService.method.listTasks, {}, token);
+      expect([label, listed.ok ? "accepted" : listed.codeName]).toEqual([label, "Unauthenticated"]);
+      if (!listed.ok) expect(listed.message).toMatch(why);
+    }
+  });
+
   it("accepts a token it signed itself with claims like ours (so the rejections above are about expiry and signature)", async () => {
     const fresh = await tokenSignedByUsers(e2e.dataDir, me.userId, { iat: now(), exp: now() + 600 });
     ok(await api.call(TaskService.method.listTasks, {}, fresh));

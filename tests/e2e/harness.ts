@@ -156,7 +156,7 @@ export async function signUp(api: Api): Promise<SignedUp> {
 export async function tokenSignedByUsers(
   dataDir: string,
   userId: string,
-  times: { iat: number; exp: number },
+  times: { iat: number; exp: number; nbf?: number },
 ): Promise<string> {
   const file = JSON.parse(readFileSync(join(dataDir, "users-signing-key.json"), "utf8")) as {
     keys: Array<{ kid: string; privateJwk: JWK; retiredAt?: string }>;
@@ -182,7 +182,7 @@ async function sign(
   key: Parameters<SignJWT["sign"]>[0],
   kid: string,
   userId: string,
-  { iat, exp }: { iat: number; exp: number },
+  { iat, exp, nbf = iat }: { iat: number; exp: number; nbf?: number },
 ): Promise<string> {
   return await new SignJWT({})
     .setProtectedHeader({ alg: USER_TOKEN_ALG, kid, typ: "JWT" })
@@ -190,7 +190,7 @@ async function sign(
     .setIssuer(USER_TOKEN_ISSUER)
     .setAudience(USER_TOKEN_AUDIENCE)
     .setIssuedAt(iat)
-    .setNotBefore(iat)
+    .setNotBefore(nbf)
     .setExpirationTime(exp)
     .setJti(randomUUID())
     .sign(key);

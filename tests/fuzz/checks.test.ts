@@ -128,6 +128,17 @@ describe("leak checks", () => {
     expect(findLeaks("cannot open /tmp/taskmesh-e2e-x/tasks.db")).toEqual([expect.stringMatching(/^file path/)]);
   });
 
+  it("flag a library's own exception text passed on to the caller", () => {
+    for (const text of [
+      "task.recurrence_rule: not a valid RRULE (Invalid weekday string: XX)",
+      "recurrence_rule: Unknown RRULE property 'EVERY'",
+      "Cannot read properties of undefined (reading 'getTime')",
+      "Invalid time value",
+      "Unexpected end of JSON input",
+    ])
+      expect(findLeaks(text)).toEqual([expect.stringMatching(/^library exception text/)]);
+  });
+
   it("pass the messages a caller should get, and values of the caller's own echoed back", () => {
     expect(findLeaks("invalid request: task.title: must be at most 500 characters [string.max_len]")).toEqual([]);
     expect(findLeaks("unknown method /taskmesh.tasks.v1.TaskService/Nope")).toEqual([]);

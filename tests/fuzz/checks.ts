@@ -11,6 +11,11 @@ const LEAKS: ReadonlyArray<readonly [string, RegExp]> = [
     "file path",
     /(?:^|[\s"'(=:,])\/(?:home|work|tmp|usr|var|etc|opt|root|proc|srv|app)\/[^\s"')]+|node_modules|file:\/\/\/|\b[A-Za-z]:\\[^\s]+|\.(?:ts|js|mjs|cjs):\d+/,
   ],
+  [
+    // A library's or V8's own exception text passed on as our message (rrule's parser, JSON, Date).
+    "library exception text",
+    /Invalid weekday string|Unknown RRULE property|Invalid (?:rrule|RRULE|frequency|UNTIL) value|Unsupported RFC prop|Cannot read properties of|Cannot convert (?:a |undefined|null)|is not a function|is not iterable|Invalid time value|Maximum call stack size|Invalid array length|Unexpected token .* in JSON|Unexpected end of JSON input/,
+  ],
 ];
 
 /** INTERNAL, UNKNOWN or DATA_LOSS (a server fault, not the caller's), or a plain HTTP 500. */

@@ -28,7 +28,7 @@ export {
   TransientError,
 } from "./events/consumer.js";
 export { FAULT_ENV, type FaultHooks, faultDrillHooks } from "./events/fault-drill.js";
-export { inboxMigration } from "./events/inbox.js";
+export { DEFAULT_INBOX_RETENTION_MS, InboxPruner, type InboxRetention, inboxMigration } from "./events/inbox.js";
 export { NatsLink, type NatsLinkOptions, natsReady } from "./events/nats-link.js";
 export { type AppendOptions, appendEvent, type NewEvent, newEvent, outboxMigration } from "./events/outbox.js";
 export {
@@ -48,6 +48,15 @@ export { NATS_HEALTH_SERVICE, natsServers, natsUrlField } from "./events/service
 export { type ConsumerSpec, ensureStreams, STREAMS, type StreamSpec } from "./events/streams.js";
 export { deletedUserId, userDeletedConsumer } from "./events/user-deleted.js";
 export { createLogger, type Logger } from "./log/logger.js";
+export {
+  checkOutboundUrl,
+  guardedLookup,
+  OutboundAddressError,
+  type OutboundPolicy,
+  outboundAllowField,
+  outboundPolicy,
+  refusedRange,
+} from "./net/outbound-address.js";
 export {
   type BreakerState,
   type DependencyCallOptions,
@@ -73,7 +82,7 @@ export {
 export { type OutlierDetectionOptions, REPLICA_FAILURE_CODES } from "./rpc/outlier-detection.js";
 export { type Running, runMain } from "./service/run-main.js";
 export { grpcJsInstrumented } from "./telemetry/grpc-patch.js";
-export { meter } from "./telemetry/metrics.js";
+export { meter, platformInstruments } from "./telemetry/metrics.js";
 export { shutdownTelemetry, startTelemetry, type Telemetry, type TelemetryOptions } from "./telemetry/telemetry.js";
 export { activeTraceparent, TRACE_ID_HEADER } from "./telemetry/trace-context.js";
 export { JWKS_PATH, type ServiceName, type ServiceTopology, TOPOLOGY } from "./topology.js";

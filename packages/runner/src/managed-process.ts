@@ -54,7 +54,7 @@ export class ManagedProcess {
   /** Spawns the process (after stop/kill, spawns a new one). */
   start(): void {
     if (this.running) throw new Error(`${this.spec.name} is already running (pid ${this.pid})`);
-    const fd = openSync(this.spec.logFile, "a");
+    const fd = openSync(this.spec.logFile, "a", 0o600);
     try {
       this.#logStart = fstatSync(fd).size;
       const child = spawnTied(this.spec.command, this.spec.args, {

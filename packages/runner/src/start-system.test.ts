@@ -1,4 +1,4 @@
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { appendFileSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join, resolve } from "node:path";
 import { TOPOLOGY } from "@taskmesh/platform";
@@ -127,6 +127,20 @@ describe("startSystem", () => {
     // JetStream's store lives under the data dir.
     expect(readFileSync(join(data.path, "logs", "nats.log"), "utf8")).toContain(join(data.path, "nats"));
   });
+
+  it("keeps the previous run's logs as <name>.log.1 instead of truncating them, all owner-only", async () => {
+    system = await start();
+    const dir = data.path;
+    await system.stop();
+    const log = join(dir, "logs", "gateway.log");
+    appendFileSync(log, "marker of the first run\n");
+    system = await startSystem({ root, dataDir: dir, freePorts: true, logLevel: "warn" });
+    expect(readFileSync(`${log}.1`, "utf8")).toContain("marker of the first run");
+    expect(readFileSync(log, "utf8")).not.toContain("marker of the first run");
+    const mode = (f: string) => (statSync(f).mode & 0o777).toString(8);
+    expect(mode(join(dir, "logs"))).toBe("700");
+    for (const f of [log, `${log}.1`, join(dir, "logs", "nats.log")]) expect([f, mode(f)]).toEqual([f, "600"]);
+  }, 90_000); // two starts
 
   it("gives every process a metrics port of its own and lists the endpoint each reports", async () => {
     system = await start();

@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { JWKS_PATH, type ServiceName, type ServiceTopology, TOPOLOGY } from "@taskmesh/platform";
@@ -208,7 +208,8 @@ export async function startSystem(opts: StartSystemOptions = {}): Promise<Runnin
 
   const logDir = join(dataDir, "logs");
   const natsDir = join(dataDir, "nats");
-  mkdirSync(logDir, { recursive: true });
+  // Logs hold user ids, emails in errors and trace ids: owner-only, as the databases.
+  mkdirSync(logDir, { recursive: true, mode: 0o700 });
   mkdirSync(natsDir, { recursive: true });
   const serviceSecret = randomBytes(32).toString("base64url");
   const readyTimeoutMs = opts.readyTimeoutMs ?? 30_000;
@@ -334,8 +335,9 @@ export async function startSystem(opts: StartSystemOptions = {}): Promise<Runnin
   };
   process.on("exit", killAllNow);
 
-  // Truncate the logs of the previous run; restarts within this run append.
-  for (const entry of entries) writeFileSync(entry.proc.spec.logFile, "");
+  // Rotate: the previous run's log becomes <name>.log.1 (the one before it is dropped), so a crash
+  // can still be read after the next `npm start`; restarts within this run append.
+  for (const entry of entries) rotateLog(entry.proc.spec.logFile);
   try {
     for (const entry of entries) {
       opts.signal?.throwIfAborted();
@@ -526,6 +528,15 @@ async function resolvePorts(
  * The telemetry line a service writes to stderr at start (packages/platform/src/telemetry/register.ts):
  * `<service.name>: traces → <where>; metrics → <url or off>`. The last one in `log` wins.
  */
+function rotateLog(file: string): void {
+  if (existsSync(file) && statSync(file).size > 0) {
+    renameSync(file, `${file}.1`);
+    chmodSync(`${file}.1`, 0o600);
+  }
+  writeFileSync(file, "", { mode: 0o600 });
+  chmodSync(file, 0o600); // also when the file was there already (an older run's 0644)
+}
+
 export function reportedTelemetry(log: string): ReportedTelemetry | undefined {
   const lines = [...log.matchAll(/^\S+: traces → (.+); metrics → (.+)$/gm)];
   const last = lines.at(-1);

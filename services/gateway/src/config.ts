@@ -1,5 +1,6 @@
 import { statSync } from "node:fs";
 import { ConfigError, env, jwksUrlField, loadConfig, serverConfigSpec, TOPOLOGY } from "@taskmesh/platform";
+import type { OnePortServerOptions } from "@taskmesh/platform/edge";
 import type { RateLimits } from "./rate-limit.js";
 
 /**
@@ -29,6 +30,8 @@ const spec = {
   DEPENDENCY_MAX_QUEUED: env.int({ fallback: 32, min: 0, max: 10_000 }),
   /** Server streams open per backend (more are RESOURCE_EXHAUSTED), 1..100000. Default 1000. */
   DEPENDENCY_MAX_STREAMS: env.int({ fallback: 1000, min: 1, max: 100_000 }),
+  /** Server streams (WatchNotifications) one user may hold open at once, besides DEPENDENCY_MAX_STREAMS; 1..1000. Default 5. */
+  WATCH_STREAMS_PER_USER: env.int({ fallback: 5, min: 1, max: 1000 }),
   /** Consecutive failures of a backend that open its circuit breaker, 1..1000. Default 5. */
   BREAKER_FAILURES: env.int({ fallback: 5, min: 1, max: 1000 }),
   /** How long an open breaker fails fast before one trial call (half-open), 100..600000 ms. Default 5000. */
@@ -37,10 +40,19 @@ const spec = {
   RATE_LIMIT_RPS: env.int({ fallback: 50, min: 0, max: 100_000 }),
   /** Calls a user may make at once (bucket size), 1..1000000. Default 100. */
   RATE_LIMIT_BURST: env.int({ fallback: 100, min: 1, max: 1_000_000 }),
-  /** Register + Login per client address, and Login per email, per minute; 0 = no limit, ..1000000. Default 30. */
+  /** Register + Login per client address, per minute; 0 = no sign-in limits at all, ..1000000. Default 30. */
   LOGIN_RATE_LIMIT_PER_MINUTE: env.int({ fallback: 30, min: 0, max: 1_000_000 }),
-  /** Register + Login attempts at once per client address / per email, 1..100000. Default 20. */
+  /** Register + Login attempts at once per client address, 1..100000. Default 20. */
   LOGIN_RATE_LIMIT_BURST: env.int({ fallback: 20, min: 1, max: 100_000 }),
+  /**
+   * Login per email from all addresses together, as a multiple of the per-address rate and burst,
+   * 2..10000. Default 10 (300/min, burst 200): far above what one address may try.
+   */
+  LOGIN_EMAIL_CEILING_FACTOR: env.int({ fallback: 10, min: 2, max: 10_000 }),
+  /** Failed Logins per (client address, email) before exponential waits start (1 s, 2 s, 4 s, ...), 1..1000. Default 5. */
+  LOGIN_FREE_FAILURES: env.int({ fallback: 5, min: 1, max: 1000 }),
+  /** Longest of those waits, 1..86400 s. Default 900. */
+  LOGIN_BACKOFF_MAX_SECONDS: env.int({ fallback: 900, min: 1, max: 86_400 }),
   /** Rate-limit keys (users, addresses, emails) kept per limit; least recently used dropped beyond. 100..10000000. Default 100000. */
   RATE_LIMIT_MAX_KEYS: env.int({ fallback: 100_000, min: 100, max: 10_000_000 }),
   /** Proxies in front that append to x-forwarded-for (client = that entry from the right); 0 = TCP peer. 0..10. Default 0. */
@@ -82,6 +94,20 @@ const spec = {
       return list;
     },
   },
+  /** Time for a connection's first bytes (protocol sniffing), 100..600000 ms. Default 5000. */
+  EDGE_SNIFF_TIMEOUT_MS: env.int({ fallback: 5000, min: 100, max: 600_000 }),
+  /** HTTP/1.1: time for a request's headers, 100..600000 ms. Default 10000. */
+  EDGE_HEADERS_TIMEOUT_MS: env.int({ fallback: 10_000, min: 100, max: 600_000 }),
+  /** Time for a whole request (headers and body) to arrive, HTTP/1.1 and HTTP/2, 100..3600000 ms. Default 30000. */
+  EDGE_REQUEST_TIMEOUT_MS: env.int({ fallback: 30_000, min: 100, max: 3_600_000 }),
+  /** HTTP/2: time for the client's SETTINGS after its preface, 100..600000 ms. Default 5000. */
+  EDGE_SETTINGS_TIMEOUT_MS: env.int({ fallback: 5000, min: 100, max: 600_000 }),
+  /** HTTP/2 session without streams / HTTP/1.1 keep-alive connection idle this long is closed, 100..3600000 ms. Default 30000. */
+  EDGE_IDLE_TIMEOUT_MS: env.int({ fallback: 30_000, min: 100, max: 3_600_000 }),
+  /** HTTP/2: PING interval while streams are open (an unanswered PING closes the session), 100..3600000 ms. Default 30000. */
+  EDGE_KEEPALIVE_PING_MS: env.int({ fallback: 30_000, min: 100, max: 3_600_000 }),
+  /** Connections one client address may hold (TCP peer: raise it behind a proxy), 0 = no cap, ..1000000. Default 100. */
+  EDGE_MAX_CONNECTIONS_PER_ADDRESS: env.int({ fallback: 100, min: 0, max: 1_000_000 }),
   /** How long shutdown lets in-flight calls finish, 0..60000 ms. Default 10000. */
   SHUTDOWN_GRACE_MS: env.int({ fallback: 10_000, min: 0, max: 60_000 }),
 };
@@ -104,6 +130,10 @@ export interface GatewayConfig {
     halfOpenAfterMs: number;
   };
   rateLimits: RateLimits;
+  /** Slow-client timeouts and the per-address connection cap of the edge (EDGE_*). */
+  http: OnePortServerOptions;
+  /** Server streams per user (WATCH_STREAMS_PER_USER); ~74 KB of gateway memory per idle stream (npm run bench:watch-memory). */
+  streamsPerUser: number;
   shutdownGraceMs: number;
   /** The web client's build directory; "" serves none. */
   webRoot: string;
@@ -139,8 +169,29 @@ export function loadGatewayConfig(source: Record<string, string | undefined> = p
         c.LOGIN_RATE_LIMIT_PER_MINUTE > 0
           ? { ratePerSecond: c.LOGIN_RATE_LIMIT_PER_MINUTE / 60, burst: c.LOGIN_RATE_LIMIT_BURST }
           : undefined,
+      loginEmail:
+        c.LOGIN_RATE_LIMIT_PER_MINUTE > 0
+          ? {
+              ratePerSecond: (c.LOGIN_RATE_LIMIT_PER_MINUTE * c.LOGIN_EMAIL_CEILING_FACTOR) / 60,
+              burst: c.LOGIN_RATE_LIMIT_BURST * c.LOGIN_EMAIL_CEILING_FACTOR,
+            }
+          : undefined,
+      loginBackoff:
+        c.LOGIN_RATE_LIMIT_PER_MINUTE > 0
+          ? { freeFailures: c.LOGIN_FREE_FAILURES, maxMs: c.LOGIN_BACKOFF_MAX_SECONDS * 1000 }
+          : undefined,
       maxKeys: c.RATE_LIMIT_MAX_KEYS,
       trustedProxyHops: c.TRUSTED_PROXY_HOPS,
+    },
+    streamsPerUser: c.WATCH_STREAMS_PER_USER,
+    http: {
+      sniffTimeoutMs: c.EDGE_SNIFF_TIMEOUT_MS,
+      headersTimeoutMs: c.EDGE_HEADERS_TIMEOUT_MS,
+      requestTimeoutMs: c.EDGE_REQUEST_TIMEOUT_MS,
+      settingsTimeoutMs: c.EDGE_SETTINGS_TIMEOUT_MS,
+      idleTimeoutMs: c.EDGE_IDLE_TIMEOUT_MS,
+      keepAlivePingMs: c.EDGE_KEEPALIVE_PING_MS,
+      maxConnectionsPerAddress: c.EDGE_MAX_CONNECTIONS_PER_ADDRESS,
     },
     shutdownGraceMs: c.SHUTDOWN_GRACE_MS,
     webRoot: c.WEB_ROOT,

@@ -246,7 +246,9 @@ describe("the gateway's sign-in limits (brute force)", () => {
     expect(await codes(1, guess)).toEqual(exhausted(1));
   });
 
-  it("limits Login per email across client addresses (behind a trusted proxy)", async () => {
+  // Replaces "limits Login per email across client addresses": that per-email bucket at the
+  // address limit's level let any stranger lock an account's owner out (issue 12).
+  it("does not let a stranger's failed logins from other addresses throttle the owner's login from theirs", async () => {
     const gw = await gateway({
       LOGIN_RATE_LIMIT_PER_MINUTE: "6",
       LOGIN_RATE_LIMIT_BURST: "3",
@@ -254,20 +256,68 @@ describe("the gateway's sign-in limits (brute force)", () => {
     });
     const victim = await directUser();
     const users = createClient(UserService, gw.grpc);
-    const before = await scrape("taskmesh_gateway_rate_limited_total", { limit: "login_email" });
-    let n = 0;
     const from = (address: string) => ({ headers: { "x-forwarded-for": address } });
-    const guess = () => users.login({ email: victim.email, password: `guess-${n}` }, from(`198.51.100.${++n}`));
+    // One stranger: cut off by their address's limit after 3 guesses.
+    const guess = () => users.login({ email: victim.email, password: "guess" }, from("198.51.100.7"));
     expect(await codes(5, guess)).toEqual(["Unauthenticated", "Unauthenticated", "Unauthenticated", ...exhausted(2)]);
-    const err = await errorOf(guess());
-    expect(err.rawMessage).toMatch(/too many sign-in attempts for this email/);
-    // The email is what ran out: the same address may still sign in to another account...
+    // A few more strangers, each from their own address, each until their address runs out.
+    for (let i = 1; i <= 3; i++)
+      await codes(4, () => users.login({ email: victim.email.toUpperCase(), password: "x" }, from(`203.0.113.${i}`)));
+    // The owner, from their own address, signs in at once, every time.
+    expect(await codes(3, () => users.login({ email: victim.email, password: PASSWORD }, from("192.0.2.1")))).toEqual(
+      ok(3),
+    );
+  });
+
+  it("backs off one (address, email) exponentially after repeated failures, and a success clears it", async () => {
+    const gw = await gateway({
+      LOGIN_RATE_LIMIT_PER_MINUTE: "600",
+      LOGIN_RATE_LIMIT_BURST: "100",
+      LOGIN_FREE_FAILURES: "2",
+      TRUSTED_PROXY_HOPS: "1",
+    });
+    const victim = await directUser();
+    const users = createClient(UserService, gw.grpc);
+    const here = { headers: { "x-forwarded-for": "198.51.100.20" } };
+    const guess = () => users.login({ email: victim.email, password: "guess" }, here);
+    const before = await scrape("taskmesh_gateway_rate_limited_total", { limit: "login_backoff" });
+    expect(await codes(3, guess)).toEqual(["Unauthenticated", "Unauthenticated", "ResourceExhausted"]);
+    // Two free failures; the third waits 1 s ...
+    const first = await errorOf(guess());
+    expectRetryAfter(first, 1);
+    expect(first.rawMessage).toMatch(/too many failed sign-ins for this email from this address/);
+    gw.clock.t += 1000;
+    expect(await codes(1, guess)).toEqual(["Unauthenticated"]);
+    // ... the next 2 s, then 4 s: each miss doubles the wait.
+    expectRetryAfter(await errorOf(guess()), 2);
+    gw.clock.t += 2000;
+    expect(await codes(1, guess)).toEqual(["Unauthenticated"]);
+    expectRetryAfter(await errorOf(guess()), 4);
+    // Another account from the same address is not slowed by it.
     const other = await directUser();
-    await users.login({ email: other.email, password: PASSWORD }, from(`198.51.100.${n}`));
-    // ... and the email is matched as users matches it, whatever its case.
-    expect(
-      await codes(1, () => users.login({ email: victim.email.toUpperCase(), password: "x" }, from("192.0.2.1"))),
-    ).toEqual(exhausted(1));
-    expect((await scrape("taskmesh_gateway_rate_limited_total", { limit: "login_email" })) - before).toBe(4);
+    await users.login({ email: other.email, password: PASSWORD }, here);
+    // After the wait, the right password gets in and the pair starts afresh.
+    gw.clock.t += 4000;
+    await users.login({ email: victim.email, password: PASSWORD }, here);
+    expect(await codes(3, guess)).toEqual(["Unauthenticated", "Unauthenticated", "ResourceExhausted"]);
+    expect((await scrape("taskmesh_gateway_rate_limited_total", { limit: "login_backoff" })) - before).toBe(5);
+  });
+
+  it("caps Login per email across all addresses at a ceiling far above one address's limit", async () => {
+    const gw = await gateway({
+      LOGIN_RATE_LIMIT_PER_MINUTE: "6",
+      LOGIN_RATE_LIMIT_BURST: "3",
+      LOGIN_EMAIL_CEILING_FACTOR: "2",
+      TRUSTED_PROXY_HOPS: "1",
+    });
+    const victim = await directUser();
+    const users = createClient(UserService, gw.grpc);
+    let n = 0;
+    const guess = () =>
+      users.login({ email: victim.email, password: "x" }, { headers: { "x-forwarded-for": `198.51.100.${++n}` } });
+    // 2 x the burst of 3 from many addresses, then the ceiling.
+    expect(await codes(7, guess)).toEqual([...Array.from({ length: 6 }, () => "Unauthenticated"), ...exhausted(1)]);
+    const err = await errorOf(guess());
+    expect(err.rawMessage).toMatch(/too many sign-in attempts for this email from all addresses together/);
   });
 });

@@ -2,6 +2,7 @@ import { Code, ConnectError, type ContextValues, type Interceptor } from "@conne
 import { UserService } from "@taskmesh/gen/taskmesh/users/v1/users_pb";
 import { bearerToken, type Logger, meter, type UserTokenVerifier, verifyInCall } from "@taskmesh/platform";
 import { peerAddressKey } from "@taskmesh/platform/edge";
+import { type BackoffSpec, LoginBackoff } from "./login-backoff.js";
 import { retryInfo } from "./retry-info.js";
 import { type BucketSpec, TokenBuckets } from "./token-buckets.js";
 
@@ -11,8 +12,16 @@ export const RETRY_AFTER_HEADER = "retry-after";
 export interface RateLimits {
   /** Per verified user (and per client address for calls without a valid token). Undefined: no limit. */
   user: BucketSpec | undefined;
-  /** Register and Login, per client address, and Login also per email. Undefined: no limit. */
+  /** Register and Login per client address. Undefined: no limit. */
   login: BucketSpec | undefined;
+  /**
+   * Login per email from all addresses together: a ceiling well above `login` (LOGIN_EMAIL_CEILING_FACTOR
+   * times it, default 10), so one stranger runs into their address's limit long before it, and the
+   * owner's logins from their own address are not throttled by the stranger's. Undefined: no ceiling.
+   */
+  loginEmail?: BucketSpec | undefined;
+  /** Backoff of failed Logins per (client address, email). Undefined: none. */
+  loginBackoff?: BackoffSpec | undefined;
   /** Keys kept per bucket map (users, login); least recently used dropped beyond. */
   maxKeys: number;
   /**
@@ -33,7 +42,7 @@ export interface RateLimitOptions {
 }
 
 /** What a refusal is counted under (`limit` label of taskmesh_gateway_rate_limited_total). */
-type Limit = "user" | "address" | "login_address" | "login_email";
+type Limit = "user" | "address" | "login_address" | "login_email" | "login_backoff";
 
 const LOGIN = `${UserService.typeName}/${UserService.method.login.name}`;
 const REGISTER = `${UserService.typeName}/${UserService.method.register.name}`;
@@ -44,8 +53,10 @@ const LIMITED = /^taskmesh\./;
  * The gateway's rate limiter, one connect interceptor in front of every public method: a token
  * bucket per verified user id for normal calls, and stricter buckets for Register and Login
  * (they need no token, so they are what a password guesser or an account farmer calls) per client
- * address and, for Login, per email too, so one account cannot be guessed at from many addresses
- * faster than from one.
+ * address. Login also backs off exponentially per (address, email) after repeated failures, and
+ * has a per-email ceiling across all addresses set far above the address limit. Nothing is keyed
+ * by the email alone at the address limit's level: that let a stranger who knows an address lock
+ * its owner out (issue 12).
  *
  * A call without a token, or whose token does not verify, is counted per client address under
  * the normal limits (the handler then refuses it with UNAUTHENTICATED): forged tokens cannot
@@ -61,6 +72,8 @@ export function rateLimitInterceptor(opts: RateLimitOptions): Interceptor {
   const bucketOpts = { maxKeys: limits.maxKeys, ...(opts.now ? { now: opts.now } : {}) };
   const users = limits.user && new TokenBuckets(limits.user, bucketOpts);
   const logins = limits.login && new TokenBuckets(limits.login, bucketOpts);
+  const emails = limits.loginEmail && new TokenBuckets(limits.loginEmail, bucketOpts);
+  const backoff = limits.loginBackoff && new LoginBackoff(limits.loginBackoff, bucketOpts);
 
   return (next) => async (req) => {
     if (!LIMITED.test(req.service.typeName)) return await next(req);
@@ -68,18 +81,16 @@ export function rateLimitInterceptor(opts: RateLimitOptions): Interceptor {
     const address = clientAddress(req.contextValues.get(peerAddressKey), req.header, limits.trustedProxyHops);
 
     let refused: { retryAfterMs: number; limit: Limit } | undefined;
+    let pair: string | undefined;
     if (path === LOGIN || path === REGISTER) {
-      if (logins) {
-        const keys = [`address:${address}`];
-        const email = path === LOGIN && !req.stream ? loginEmail(req.message) : undefined;
-        if (email) keys.push(`email:${email}`);
-        const r = logins.take(...keys);
-        if (!r.allowed)
-          refused = {
-            retryAfterMs: r.retryAfterMs,
-            limit: r.limitedBy.startsWith("email:") ? "login_email" : "login_address",
-          };
-      }
+      const email = path === LOGIN && !req.stream ? loginEmail(req.message) : undefined;
+      if (email !== undefined) pair = `${address}|${email}`;
+      const wait = pair && backoff ? backoff.waitMs(pair) : 0;
+      if (wait > 0) refused = { retryAfterMs: wait, limit: "login_backoff" };
+      const r = refused || !logins ? undefined : logins.take(`address:${address}`);
+      if (r && !r.allowed) refused = { retryAfterMs: r.retryAfterMs, limit: "login_address" };
+      const e = refused || !emails || email === undefined ? undefined : emails.take(`email:${email}`);
+      if (e && !e.allowed) refused = { retryAfterMs: e.retryAfterMs, limit: "login_email" };
     } else if (users) {
       const userId = await verifiedUser(userTokens, req);
       const r = users.take(userId === undefined ? `address:${address}` : `user:${userId}`);
@@ -90,7 +101,15 @@ export function rateLimitInterceptor(opts: RateLimitOptions): Interceptor {
       opts.logger?.debug({ limit: refused.limit, method: path, address }, "rate limited");
       throw tooMany(refused.retryAfterMs, refused.limit);
     }
-    return await next(req);
+    if (!pair || !backoff) return await next(req);
+    try {
+      const res = await next(req);
+      backoff.succeeded(pair);
+      return res;
+    } catch (err) {
+      if (ConnectError.from(err).code === Code.Unauthenticated) backoff.failed(pair);
+      throw err;
+    }
   };
 }
 
@@ -99,10 +118,12 @@ function tooMany(retryAfterMs: number, limit: Limit): ConnectError {
   const seconds = Math.max(1, Math.ceil(retryAfterMs / 1000));
   const what =
     limit === "login_email"
-      ? "too many sign-in attempts for this email"
-      : limit === "login_address"
-        ? "too many sign-in or sign-up attempts from this address"
-        : "rate limit exceeded";
+      ? "too many sign-in attempts for this email from all addresses together"
+      : limit === "login_backoff"
+        ? "too many failed sign-ins for this email from this address"
+        : limit === "login_address"
+          ? "too many sign-in or sign-up attempts from this address"
+          : "rate limit exceeded";
   return new ConnectError(
     `${what}; retry after ${seconds} s`,
     Code.ResourceExhausted,

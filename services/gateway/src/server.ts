@@ -21,6 +21,7 @@ import { errors, type JWTVerifyGetKey } from "jose";
 import type { GatewayConfig } from "./config.js";
 import { dashboardService } from "./dashboard-service.js";
 import { rateLimitInterceptor } from "./rate-limit.js";
+import { streamLimitInterceptor } from "./stream-limit.js";
 
 export type { GatewayConfig } from "./config.js";
 export { loadGatewayConfig } from "./config.js";
@@ -93,6 +94,7 @@ export function build(config: GatewayConfig, deps: GatewayDeps = {}): GatewayApp
     logger,
     web: { root: config.webRoot },
     corsOrigins: config.corsOrigins,
+    http: config.http,
     // Per user (and per address for Register/Login), before any backend is called.
     interceptors: [
       rateLimitInterceptor({
@@ -101,6 +103,7 @@ export function build(config: GatewayConfig, deps: GatewayDeps = {}): GatewayApp
         logger,
         ...(deps.now ? { now: deps.now } : {}),
       }),
+      streamLimitInterceptor({ perUser: config.streamsPerUser, userTokens }),
     ],
     services: (drainSignal): EdgeService[] => [
       {

@@ -4,6 +4,8 @@ import {
   jwksUrlField,
   loadConfig,
   natsUrlField,
+  type OutboundPolicy,
+  outboundAllowField,
   type ServiceBaseConfig,
   serviceBaseConfig,
   serviceConfigSpec,
@@ -50,6 +52,8 @@ const spec = {
   DELIVERY_ATTEMPTS: env.int({ fallback: 5, min: 1, max: 10 }),
   /** Time budget of one webhook POST or SMTP exchange, in ms (100..60000). Default 10000. */
   DELIVERY_TIMEOUT_MS: env.int({ fallback: 10_000, min: 100, max: 60_000 }),
+  /** Non-public CIDRs a webhook may connect to (on-premises receivers), comma-separated. Default none. */
+  WEBHOOK_ALLOWED_NETWORKS: outboundAllowField(),
 };
 
 export interface NotificationsConfig extends ServiceBaseConfig {
@@ -67,6 +71,8 @@ export interface NotificationsConfig extends ServiceBaseConfig {
   webhookSecret: string;
   deliveryAttempts: number;
   deliveryTimeoutMs: number;
+  /** Where a webhook may connect: public addresses, plus WEBHOOK_ALLOWED_NETWORKS. Default public only. */
+  webhookPolicy?: OutboundPolicy;
 }
 
 /** Reads and checks the notifications service's environment; a ConfigError names every bad variable. */
@@ -85,5 +91,6 @@ export function loadNotificationsConfig(source: Record<string, string | undefine
     webhookSecret: c.WEBHOOK_SECRET,
     deliveryAttempts: c.DELIVERY_ATTEMPTS,
     deliveryTimeoutMs: c.DELIVERY_TIMEOUT_MS,
+    webhookPolicy: c.WEBHOOK_ALLOWED_NETWORKS,
   };
 }

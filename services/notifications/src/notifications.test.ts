@@ -33,6 +33,7 @@ import {
   NatsLink,
   newEvent,
   openDatabase,
+  outboundPolicy,
   ServiceTokens,
   STREAMS,
 } from "@taskmesh/platform";
@@ -103,6 +104,7 @@ describe("notifications service (real nats-server, users, SMTP server and webhoo
       TASKMESH_SERVICE_SECRET: SECRET,
       NATS_URL: nats.url,
       LOG_LEVEL: "silent",
+      WEBHOOK_ALLOWED_NETWORKS: "127.0.0.1/32", // the test's webhook receiver is local
     };
     await startUsers();
     usersClient = createGrpcClient(UserService, { address: `127.0.0.1:${usersEnv.GRPC_PORT}` });
@@ -121,6 +123,7 @@ describe("notifications service (real nats-server, users, SMTP server and webhoo
       WEBHOOK_SECRET,
       DELIVERY_ATTEMPTS: "4",
       DELIVERY_TIMEOUT_MS: "3000",
+      WEBHOOK_ALLOWED_NETWORKS: "127.0.0.1/32",
       TASKMESH_SERVICE_SECRET: SECRET,
       LOG_LEVEL: "silent",
     });
@@ -369,7 +372,7 @@ describe("notifications service (real nats-server, users, SMTP server and webhoo
         timeoutMs: 2000,
       }),
       email,
-      webhook: new WebhookSender({ secret: WEBHOOK_SECRET, ...sending }),
+      webhook: new WebhookSender({ secret: WEBHOOK_SECRET, ...sending, policy: outboundPolicy("127.0.0.1/32") }),
       feed: new LiveFeed(),
       clock: Date.now,
       logger,

@@ -109,7 +109,13 @@ export function build(config: NotificationsConfig, deps: NotificationsDeps = {})
     ? new EmailSender({ smtpUrl: config.smtpUrl, from: config.smtpFrom, ...sending })
     : undefined;
   if (!email) logger.warn("SMTP_URL is not set: email notifications are disabled");
-  const webhook = config.webhookSecret ? new WebhookSender({ secret: config.webhookSecret, ...sending }) : undefined;
+  const webhook = config.webhookSecret
+    ? new WebhookSender({
+        secret: config.webhookSecret,
+        ...sending,
+        ...(config.webhookPolicy ? { policy: config.webhookPolicy } : {}),
+      })
+    : undefined;
   if (!webhook) logger.warn("WEBHOOK_SECRET is not set: webhook notifications are disabled");
   const feed = new LiveFeed();
   const stopping = new AbortController();

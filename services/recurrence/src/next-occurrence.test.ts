@@ -233,3 +233,15 @@ describe("nextOccurrence whatever the host TZ", () => {
     }
   });
 });
+
+describe("nextOccurrence's CPU budget", () => {
+  it.each([
+    ["days that never match", "FREQ=SECONDLY;BYMONTH=2;BYMONTHDAY=30"],
+    ["an INTERVAL that never reaches BYHOUR (rrule would loop for ever)", "FREQ=MINUTELY;INTERVAL=606;BYHOUR=1"],
+  ])("gives up on %s after its budget with a RecurrenceError", (_, rule) => {
+    const start = Date.parse("2030-01-07T00:00:00Z");
+    const t = performance.now();
+    expect(() => nextOccurrence({ startMs: start, timeZone: "", rule }, start, 50)).toThrow(RecurrenceError);
+    expect(performance.now() - t).toBeLessThan(2000);
+  });
+});

@@ -1,4 +1,5 @@
 import rrulePkg, { type Options } from "rrule";
+import { RuleBudgetExceeded, withBudget } from "./rule-budget.js";
 import { fromWallClock, toWallClock, zoneOrUtc } from "./wall-clock.js";
 
 // rrule ships CommonJS for Node; its ESM build is not loadable by Node, so take the default export.
@@ -25,6 +26,13 @@ export interface Series {
 const MAX_ITERATIONS = 1_000_000;
 
 /**
+ * CPU time one expansion may take. The consumer handles events one at a time, so this bounds how
+ * long one user's bad rule (tasks refuses those since, but older rows and other producers exist)
+ * can delay everyone else's next occurrence; past it the event is dead-lettered with the reason.
+ */
+export const EXPANSION_BUDGET_MS = 200;
+
+/**
  * The first occurrence of `series` strictly after the instant `afterMs` (the due time of the
  * occurrence just completed), or undefined when the series has ended (UNTIL, COUNT, or every
  * remaining occurrence is an EXDATE).
@@ -35,7 +43,17 @@ const MAX_ITERATIONS = 1_000_000;
  * in the zone (a repeated hour → its first instant, a skipped one → moved forward by the gap).
  * So "every Monday 09:00 Europe/Paris" stays 09:00 local across daylight-saving changes.
  */
-export function nextOccurrence(series: Series, afterMs: number): number | undefined {
+export function nextOccurrence(series: Series, afterMs: number, budgetMs = EXPANSION_BUDGET_MS): number | undefined {
+  try {
+    return expand(series, afterMs, budgetMs);
+  } catch (err) {
+    if (err instanceof RuleBudgetExceeded)
+      throw new RecurrenceError(`no next occurrence of "${series.rule.slice(0, 200)}" found within ${budgetMs} ms`);
+    throw err;
+  }
+}
+
+function expand(series: Series, afterMs: number, budgetMs: number): number | undefined {
   const zone = zoneOrUtc(series.timeZone);
   const { rrule, exdates } = parseRecurrence(series.rule);
 
@@ -61,7 +79,7 @@ export function nextOccurrence(series: Series, afterMs: number): number | undefi
   // match the rule (a due time on a Tuesday with BYDAY=MO); rrule (like dateutil) only yields
   // dates that match, so such a DTSTART uses up one of COUNT.
   if (typeof options.count === "number") {
-    const first = new RRule({ ...options, count: 1 }).all()[0];
+    const first = withBudget(new RRule({ ...options, count: 1 }), budgetMs).all()[0];
     if (first?.getTime() !== dtstart.getTime()) {
       if (options.count <= 1) return undefined;
       options.count -= 1;
@@ -71,7 +89,7 @@ export function nextOccurrence(series: Series, afterMs: number): number | undefi
   const excluded = resolveExdates(exdates, zone);
   let next: number | undefined;
   let seen = 0;
-  new RRule(options).all((wall) => {
+  withBudget(new RRule(options), budgetMs).all((wall) => {
     if (++seen > MAX_ITERATIONS) {
       throw new RecurrenceError(`no occurrence found within the first ${MAX_ITERATIONS} of "${rrule}"`);
     }

@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { timestampFromDate, timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { Health, HealthCheckResponse_ServingStatus } from "@taskmesh/gen/grpc/health/v1/health_pb";
 import { type Envelope, EnvelopeSchema, TaskCompletedSchema } from "@taskmesh/gen/taskmesh/events/v1/events_pb";
 import { type Task, TaskStatus } from "@taskmesh/gen/taskmesh/tasks/v1/task_pb";
@@ -9,6 +10,7 @@ import {
   createGrpcClient,
   createLogger,
   createUserTokenVerifier,
+  DEADLETTER_HEADERS,
   ensureStreams,
   type GrpcClient,
   NatsLink,
@@ -291,6 +293,27 @@ describe("recurrence service (real nats-server, real tasks service)", () => {
     expect(await tasksOf(client)).toEqual([]);
   });
 
+  it("refuses a never-matching rule at CreateTask, naming recurrence_rule, within a fraction of a second", async () => {
+    const { client } = await user();
+    const started = Date.now();
+    const err = await client
+      .createTask({
+        task: {
+          title: "never",
+          dueTime: timestampFromMs(Date.parse("2030-01-07T09:00:00Z")),
+          recurrenceRule: "FREQ=SECONDLY;BYMONTH=2;BYMONTHDAY=30",
+        },
+      })
+      .then(
+        () => undefined,
+        (e: unknown) => ConnectError.from(e),
+      );
+    expect(Date.now() - started).toBeLessThan(2000);
+    expect(err?.code).toBe(Code.InvalidArgument);
+    expect(err?.rawMessage).toMatch(/^task\.recurrence_rule: /);
+    expect(await tasksOf(client)).toEqual([]);
+  });
+
   it("retries while tasks is down and creates the occurrence once it is back", async () => {
     const { client } = await user();
     const { task } = await client.createTask({
@@ -323,5 +346,52 @@ describe("recurrence service (real nats-server, real tasks service)", () => {
     expect(iso(next)).toBe("2030-02-05T09:30:00.000Z");
     expect(await tasksOf(client)).toHaveLength(2);
     expect(recurrence.stats().taskCompleted.deadLettered).toBe(0);
+  });
+
+  // Last: the other tests check that nothing was dead-lettered.
+  it("dead-letters a never-matching rule that reaches the consumer after its budget, without holding up another user's occurrence", async () => {
+    const bad = await user();
+    const good = await user();
+    // A bad rule as an older tasks (or another producer) could still publish it: only in the event.
+    const { task: badTask } = await bad.client.createTask({
+      task: { title: "bad", dueTime: timestampFromMs(Date.parse("2030-01-07T09:00:00Z")) },
+    });
+    const poisoned = {
+      ...(badTask as Task),
+      status: TaskStatus.COMPLETED,
+      recurrenceRule: "RRULE:FREQ=SECONDLY;BYMONTH=2;BYMONTHDAY=30",
+    };
+    const { task: goodTask } = await good.client.createTask({
+      task: {
+        title: "daily",
+        dueTime: timestampFromMs(Date.parse("2030-01-07T09:00:00Z")),
+        recurrenceRule: "FREQ=DAILY",
+      },
+    });
+    const { deadLettered } = recurrence.stats().taskCompleted;
+    const started = Date.now();
+    const badEvents = [completedEvent(poisoned), completedEvent(poisoned), completedEvent(poisoned)];
+    for (const e of badEvents) await publish(e);
+    const goodDone = (await good.client.completeTask({ taskId: (goodTask as Task).id })).task as Task;
+    const goodEvent = completedEvent(goodDone);
+    await publish(goodEvent);
+    await handled(goodEvent.id);
+    // Three bad rules ahead of it cost at most 3 × the 200 ms budget (today: ~7 s each).
+    const elapsed = Date.now() - started;
+    expect(elapsed).toBeLessThan(5000);
+    expect((await tasksOf(good.client)).map(iso).sort()).toEqual([
+      "2030-01-07T09:00:00.000Z",
+      "2030-01-08T09:00:00.000Z",
+    ]);
+    await waitFor(
+      "the bad events to be dead-lettered",
+      () => recurrence.stats().taskCompleted.deadLettered >= deadLettered + 3,
+    );
+    const jsm = await admin.jetstreamManager();
+    const last = await jsm.streams.getMessage(STREAMS.DEADLETTER.name, {
+      last_by_subj: "taskmesh.deadletter.recurrence-task-completed",
+    });
+    expect(last.header.get(DEADLETTER_HEADERS.reason)).toMatch(/no next occurrence of .* found within 200 ms/);
+    expect((await tasksOf(bad.client)).length).toBe(1);
   });
 });

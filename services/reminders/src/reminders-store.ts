@@ -57,7 +57,13 @@ export const MIGRATIONS: readonly Migration[] = [
     // request that set it. NULL for timers stored before this migration or without a trace.
     sql: "ALTER TABLE timers ADD COLUMN traceparent TEXT;",
   },
-  outboxStreamSeqMigration(5),
+  {
+    version: 5,
+    name: "fired timers by due time",
+    // For pruning fired timers past the retention horizon without a table scan.
+    sql: "CREATE INDEX timers_fired ON timers (due_time) WHERE fired_at IS NOT NULL;",
+  },
+  outboxStreamSeqMigration(6),
 ];
 
 export type TaskState = "open" | "completed" | "deleted";
@@ -110,6 +116,7 @@ export class RemindersStore {
   readonly #markUserDeleted: Statement<[string, string]>;
   readonly #purgeTimers: Statement<[string]>;
   readonly #purgeTasks: Statement<[string]>;
+  readonly #pruneFired: Statement<[number, number]>;
 
   constructor(readonly db: Db) {
     this.#known = db.prepare("SELECT user_id AS userId, version, state FROM tasks WHERE task_id = ?");
@@ -120,6 +127,9 @@ export class RemindersStore {
         title = excluded.title, time_zone = excluded.time_zone`);
     this.#deletePending = db.prepare("DELETE FROM timers WHERE task_id = ? AND fired_at IS NULL");
     this.#deleteAll = db.prepare("DELETE FROM timers WHERE task_id = ?");
+    this.#pruneFired = db.prepare(
+      "DELETE FROM timers WHERE id IN (SELECT id FROM timers WHERE fired_at IS NOT NULL AND due_time < ? LIMIT ?)",
+    );
     // A conflict means this very timer (same task, kind, offset and due time) exists already:
     // fired, since the pending ones were just deleted. It must not fire again.
     this.#insertTimer = db.prepare(`
@@ -209,6 +219,15 @@ export class RemindersStore {
   /** Up to `limit` timers with fire_time <= now that have not fired, earliest first. */
   dueTimers(now: number, limit: number): DueTimer[] {
     return this.#due.all(now, limit) as DueTimer[];
+  }
+
+  /**
+   * Deletes up to `limit` fired timers whose due time is before `dueBefore`; returns how many.
+   * Safe once `dueBefore` is further back than deriveTimers ever plans (OVERDUE_GRACE_MS): such a
+   * timer can never be planned again, so its fire-once marker has nothing left to guard.
+   */
+  pruneFired(dueBefore: number, limit: number): number {
+    return this.#pruneFired.run(dueBefore, limit).changes;
   }
 
   /** Sets the fire-once marker. False if the timer had already fired (or is gone). */

@@ -96,6 +96,35 @@ describe("Scheduler", () => {
     expect(last?.payload.case === "taskDue" && last.payload.value.title).toBe("new title");
   });
 
+  it("prunes fired timers past the retention horizon, and an edit of the task afterwards fires nothing again", async () => {
+    const DAY = 24 * 60 * MIN;
+    const t = task({ userId: user, due: T0 + 60 * MIN, offsets: [600], version: 1 });
+    apply(events.created(t));
+    now = T0 + 60 * MIN;
+    expect(scheduler.tick()).toBe(2); // the reminder and task.due
+    const rows = () => db.prepare("SELECT count(*) FROM timers").pluck().get();
+    now = T0 + 6 * DAY;
+    expect(await scheduler.pruneFired()).toBe(0); // within 7 days: kept
+    now = T0 + 8 * DAY;
+    expect(await scheduler.pruneFired()).toBe(2);
+    expect(rows()).toBe(0);
+    // Their markers are gone, but the timers can never be planned again: the due time is past the grace.
+    apply(
+      events.updated(
+        task({ id: t.id, userId: user, title: "edited", due: T0 + 60 * MIN, offsets: [600], version: 2 }),
+        ["title"],
+      ),
+    );
+    expect(scheduler.tick()).toBe(0);
+    expect(outbox()).toHaveLength(2);
+  });
+
+  it("refuses a fired-timer retention shorter than twice the overdue grace", () => {
+    expect(() => new Scheduler({ db, store, logger, now: () => now, firedRetentionMs: 24 * 60 * MIN })).toThrow(
+      /firedRetentionMs must be at least/,
+    );
+  });
+
   it("fires task.due at once for a task created overdue, and a late reminder when the due time is still ahead", () => {
     apply(events.created(task({ userId: user, due: T0 - 5 * MIN, offsets: [600], version: 1 })));
     apply(events.created(task({ userId: user, due: T0 + 5 * MIN, offsets: [600], version: 1 })));

@@ -3,8 +3,9 @@ import { createHash } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { ReminderDueSchema, TaskDueSchema } from "@taskmesh/gen/taskmesh/events/v1/events_pb";
-import { appendEvent, type Db, type Logger, newEvent } from "@taskmesh/platform";
+import { appendEvent, type Db, type Logger, newEvent, platformInstruments } from "@taskmesh/platform";
 import type { DueTimer, RemindersStore } from "./reminders-store.js";
+import { OVERDUE_GRACE_MS } from "./timers.js";
 
 export interface SchedulerOptions {
   db: Db;
@@ -16,7 +17,18 @@ export interface SchedulerOptions {
   maxSleepMs?: number;
   /** Timers fired per transaction. Default 200. */
   batchSize?: number;
+  /**
+   * Fired timers whose due time is older than this are deleted (every minute while running, 500
+   * rows per statement). Default 7 days; at least twice OVERDUE_GRACE_MS (checked), since a
+   * timer's fire-once marker must outlive every chance of planning that timer again.
+   */
+  firedRetentionMs?: number;
 }
+
+/** How long fired timers are kept, by default: 7 days. */
+export const DEFAULT_FIRED_RETENTION_MS = 7 * 24 * 60 * 60 * 1000;
+const PRUNE_BATCH = 500;
+const PRUNE_EVERY_MS = 60_000;
 
 /**
  * Fires timers. `tick()` takes every pending timer with fire_time <= now and, in ONE transaction
@@ -43,10 +55,15 @@ export class Scheduler {
   #wakeQueued = false;
   #running = false;
   #fired = 0;
+  #pruneTimer: NodeJS.Timeout | undefined;
+  readonly #retentionMs: number;
 
   constructor(opts: SchedulerOptions) {
     this.#opts = opts;
     this.#log = opts.logger.child({ component: "scheduler" });
+    this.#retentionMs = opts.firedRetentionMs ?? DEFAULT_FIRED_RETENTION_MS;
+    if (this.#retentionMs < 2 * OVERDUE_GRACE_MS)
+      throw new Error(`firedRetentionMs must be at least ${2 * OVERDUE_GRACE_MS} ms (twice OVERDUE_GRACE_MS)`);
     // The timer loop runs in the async context the scheduler was built in (no span), not in the
     // context of whoever woke it: wake() is called from a consumer's span, and setImmediate and
     // setTimeout carry the caller's context along (AsyncLocalStorage), so every later tick — and
@@ -99,15 +116,35 @@ export class Scheduler {
     return total;
   }
 
+  /**
+   * Deletes the fired timers past the retention horizon, PRUNE_BATCH rows per statement with a
+   * turn of the event loop between; resolves how many.
+   */
+  async pruneFired(): Promise<number> {
+    const dueBefore = this.#opts.now() - this.#retentionMs;
+    let total = 0;
+    for (;;) {
+      const n = this.#opts.store.pruneFired(dueBefore, PRUNE_BATCH);
+      total += n;
+      if (n > 0) platformInstruments().retentionPruned.add(n, { table: "timers" });
+      if (n < PRUNE_BATCH) return total;
+      await new Promise((r) => setImmediate(r));
+    }
+  }
+
   /** Ticks now (what came due while stopped fires at once) and keeps waking at the next fire time. */
   start(): void {
     if (this.#running) return;
     this.#running = true;
     this.#armDetached();
+    this.#pruneTimer = setInterval(() => {
+      this.pruneFired().catch((err: unknown) => this.#log.warn({ err }, "pruning fired timers failed"));
+    }, PRUNE_EVERY_MS).unref();
   }
 
   /** Stops waking. A tick in progress (synchronous) has finished by the time this returns. */
   stop(): void {
+    clearInterval(this.#pruneTimer);
     this.#running = false;
     clearTimeout(this.#timer);
     this.#timer = undefined;

@@ -54,6 +54,43 @@ describe("normalizeRecurrence", () => {
     expect(err.rawMessage).toMatch(/^task\.recurrence_rule: /);
   });
 
+  it.each([
+    ["a sub-daily rule whose days never match", "FREQ=SECONDLY;BYMONTH=2;BYMONTHDAY=30"],
+    [
+      "the same with an UNTIL (rrule only checks UNTIL on a match)",
+      "FREQ=MINUTELY;BYMONTH=4;BYMONTHDAY=31;UNTIL=20310101T000000Z",
+    ],
+    ["a yearly rule that never matches", "FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30"],
+    ["a weekday that no date of the rule falls on", "FREQ=HOURLY;BYMONTH=2;BYMONTHDAY=31;BYDAY=MO"],
+    // rrule loops for ever inside one step here (found by tests/fuzz/properties.test.ts).
+    ["an INTERVAL that never reaches BYHOUR", "FREQ=HOURLY;INTERVAL=2;BYHOUR=3"],
+    ["a minutely INTERVAL that never reaches BYHOUR", "FREQ=MINUTELY;INTERVAL=606;BYHOUR=1;BYSECOND=4;BYSETPOS=6"],
+  ])("refuses %s within its CPU budget, with our own message", (_, rule) => {
+    const started = performance.now();
+    const err = rejection(() => normalizeRecurrence("task.recurrence_rule", rule, DUE));
+    expect(performance.now() - started).toBeLessThan(1000); // today's code spent seconds (year 9999)
+    expect(err.code).toBe(Code.InvalidArgument);
+    expect(err.rawMessage).toMatch(/^task\.recurrence_rule: .*(never recurs|took over)/);
+  });
+
+  it("accepts rare but real rules: Feb 29, Friday the 13th, every 100 years, and a series that ends", () => {
+    for (const rule of [
+      "FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=29",
+      "FREQ=MONTHLY;BYMONTHDAY=13;BYDAY=FR",
+      "FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=29;BYDAY=MO",
+      "FREQ=YEARLY;INTERVAL=100",
+      "FREQ=DAILY;COUNT=1",
+      "FREQ=SECONDLY;BYHOUR=9;BYMINUTE=0;BYSECOND=0",
+    ])
+      expect(normalizeRecurrence("r", rule, DUE)).toBe(`RRULE:${rule}`);
+  });
+
+  it("never passes rrule's own exception text to the caller", () => {
+    const err = rejection(() => normalizeRecurrence("task.recurrence_rule", "FREQ=WEEKLY;BYDAY=XX", DUE));
+    expect(err.rawMessage).not.toMatch(/Invalid weekday|Unknown RRULE|Cannot read|undefined/);
+    expect(err.rawMessage).toContain("not a valid RRULE");
+  });
+
   it("requires a due time", () => {
     expect(rejection(() => normalizeRecurrence("f", "FREQ=DAILY", null)).rawMessage).toContain("due_time");
   });

@@ -1,8 +1,9 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import rrulePkg from "rrule";
+import { RuleBudgetExceeded, withBudget } from "./rule-budget.js";
 
 // rrule ships CommonJS for Node; its ESM build is not loadable by Node, so take the default export.
-const { rrulestr } = rrulePkg;
+const { rrulestr, RRuleSet } = rrulePkg;
 
 /**
  * Domain rules beyond what the contract's buf.validate annotations can say. Each failure is
@@ -78,8 +79,10 @@ export function normalizeRecurrence(field: string, rule: string, dueMs: number |
   let set: ReturnType<typeof rrulestr>;
   try {
     set = rrulestr(normalized.join("\n"), { forceset: true, dtstart: new Date(dueMs) });
-  } catch (e) {
-    throw invalid(field, `not a valid RRULE (${e instanceof Error ? e.message : String(e)})`);
+  } catch {
+    // rrule's own exception text ("Invalid weekday string: XX", "Unknown RRULE property ...") is
+    // not part of our contract; say what the caller can fix instead.
+    throw invalid(field, "not a valid RRULE (expected e.g. FREQ=WEEKLY;BYDAY=MO,WE: RFC 5545 rule parts)");
   }
   const parsed = "rrules" in set ? set.rrules()[0] : set;
   const opts = parsed?.origOptions;
@@ -99,7 +102,53 @@ export function normalizeRecurrence(field: string, rule: string, dueMs: number |
   if (opts.until !== undefined && opts.until !== null && Number.isNaN(opts.until.getTime()))
     throw invalid(field, "UNTIL is not a date");
   if (opts.count != null && opts.until != null) throw invalid(field, "COUNT and UNTIL must not both be set");
+  if (parsed) {
+    // rrules() hands out copies: arm one and expand it with the set's EXDATEs.
+    const armed = new RRuleSet();
+    armed.rrule(withBudget(parsed, RULE_BUDGET_MS));
+    if ("exdates" in set) for (const d of set.exdates()) armed.exdate(d);
+    proveNextOccurrence(field, armed, dueMs, opts.count != null || opts.until != null);
+  }
   return normalized.join("\n");
+}
+
+/** CPU time a rule may take to show its next occurrence at CreateTask/UpdateTask. */
+export const RULE_BUDGET_MS = 100;
+
+/**
+ * How far after the due time the next occurrence must fall: one Gregorian cycle (400 years), after
+ * which the calendar repeats, so a rule that matches nothing in it never matches at all.
+ */
+const RULE_WINDOW_MS = 400 * 365.2425 * 86_400_000;
+
+/**
+ * Refuses a rule that never recurs, or that rrule cannot expand within RULE_BUDGET_MS: the
+ * recurrence service expands the same rule on every completion, and a rule that walks to year 9999
+ * without a match (FREQ=SECONDLY;BYMONTH=2;BYMONTHDAY=30) costs seconds of its CPU each time.
+ * A rule with COUNT or UNTIL may end without a further occurrence.
+ */
+function proveNextOccurrence(field: string, set: rrulePkg.RRuleSet, dueMs: number, ends: boolean): void {
+  let found = false;
+  try {
+    set.all((d) => {
+      const t = d.getTime();
+      if (t > dueMs + RULE_WINDOW_MS) return false;
+      if (t > dueMs) found = true;
+      return !found;
+    });
+  } catch (e) {
+    if (e instanceof RuleBudgetExceeded)
+      throw invalid(
+        field,
+        `finding the occurrence after due_time took over ${RULE_BUDGET_MS} ms; the rule parts probably never match together (e.g. BYMONTH=2;BYMONTHDAY=30)`,
+      );
+    throw invalid(field, "cannot be expanded from the due_time; check its rule parts");
+  }
+  if (!found && !ends)
+    throw invalid(
+      field,
+      "never recurs: no occurrence after due_time within 400 years; the rule parts probably never match together (e.g. BYMONTH=2;BYMONTHDAY=30)",
+    );
 }
 
 /**

@@ -3,6 +3,8 @@ import {
   env,
   loadConfig,
   natsUrlField,
+  type OutboundPolicy,
+  outboundAllowField,
   type ServiceBaseConfig,
   serviceBaseConfig,
   serviceConfigSpec,
@@ -34,6 +36,10 @@ const spec = {
   DELETION_RETRY_BUDGET_SECONDS: env.int({ fallback: 900, min: 10, max: 86_400 }),
   /** Deadline of one purge call of the deletion saga, in ms (100..60000). Default 10000. */
   DELETION_CALL_TIMEOUT_MS: env.int({ fallback: 10_000, min: 100, max: 60_000 }),
+  /** Non-public CIDRs a webhook_url may point at (on-premises receivers), comma-separated. Default none. */
+  WEBHOOK_ALLOWED_NETWORKS: outboundAllowField(),
+  /** Least zxcvbn strength score (0..4) of a new password; 0 = length only. Default 3. */
+  PASSWORD_MIN_SCORE: env.int({ fallback: 3, min: 0, max: 4 }),
 };
 
 export interface UsersConfig extends ServiceBaseConfig {
@@ -46,6 +52,10 @@ export interface UsersConfig extends ServiceBaseConfig {
   notificationsAddr: string;
   deletionRetryBudgetMs: number;
   deletionCallTimeoutMs: number;
+  /** Where a webhook_url may point: public addresses, plus WEBHOOK_ALLOWED_NETWORKS. Default public only. */
+  webhookPolicy?: OutboundPolicy;
+  /** PASSWORD_MIN_SCORE. Default 3. */
+  passwordMinScore?: number;
 }
 
 /** Reads and checks the users service's environment; a ConfigError names every bad variable. */
@@ -61,5 +71,7 @@ export function loadUsersConfig(source: Record<string, string | undefined> = pro
     notificationsAddr: c.NOTIFICATIONS_ADDR,
     deletionRetryBudgetMs: c.DELETION_RETRY_BUDGET_SECONDS * 1000,
     deletionCallTimeoutMs: c.DELETION_CALL_TIMEOUT_MS,
+    webhookPolicy: c.WEBHOOK_ALLOWED_NETWORKS,
+    passwordMinScore: c.PASSWORD_MIN_SCORE,
   };
 }

@@ -208,6 +208,63 @@ describe("users service", () => {
     expect(me.user?.preferences?.timeZone).toBe("America/Chicago");
   });
 
+  it.each([
+    ["IPv4 loopback", "http://127.0.0.1:8080/hook"],
+    ["loopback by name", "http://localhost/hook"],
+    ["loopback written as a number", "http://2130706433/hook"],
+    ["loopback in hex", "http://0x7f.1/hook"],
+    ["the cloud metadata address (link-local)", "http://169.254.169.254/latest/meta-data/"],
+    ["a 10/8 private address", "https://10.0.0.7/hook"],
+    ["a 172.16/12 private address", "https://172.20.1.1/hook"],
+    ["a 192.168/16 private address", "https://192.168.1.1/hook"],
+    ["a CGNAT address", "http://100.64.0.1/hook"],
+    ["the unspecified address", "http://0.0.0.0:9000/hook"],
+    ["a multicast address", "http://224.0.0.1/hook"],
+    ["the broadcast address", "http://255.255.255.255/hook"],
+    ["IPv6 loopback", "http://[::1]:8080/hook"],
+    ["IPv6 unspecified", "http://[::]/hook"],
+    ["IPv4-mapped loopback", "http://[::ffff:127.0.0.1]/hook"],
+    ["IPv4-mapped metadata address", "http://[::ffff:169.254.169.254]/hook"],
+    ["an IPv6 unique-local address", "http://[fd00::1]/hook"],
+    ["an IPv6 link-local address", "http://[fe80::1]/hook"],
+    ["an IPv6 multicast address", "http://[ff02::1]/hook"],
+    ["NAT64 of a private address", "http://[64:ff9b::a00:1]/hook"],
+    ["6to4 of loopback", "http://[2002:7f00:1::]/hook"],
+  ])("refuses a webhook_url at %s, naming the field", async (_, webhookUrl) => {
+    const { token } = await registerAndLogin();
+    const e = await failure(s.users.updatePreferences({ preferences: { webhookUrl } }, bearer(token)));
+    expect(e.code).toBe(Code.InvalidArgument);
+    // (The contract's isUri() already refuses the bracketed IPv4-mapped forms; the rest reach the address check.)
+    expect(e.rawMessage).toMatch(/preferences\.webhook_url(: .* address, which may not be reached|_format)/);
+    const me = await s.users.getMe({}, bearer(token));
+    expect(me.user?.preferences?.webhookUrl).toBe("");
+  });
+
+  it("accepts a webhook_url at a public address", async () => {
+    const { token } = await registerAndLogin();
+    for (const webhookUrl of ["https://93.184.216.34/hook", "https://[2606:2800:220:1:248:1893:25c8:1946]/hook"]) {
+      const res = await s.users.updatePreferences({ preferences: { webhookUrl } }, bearer(token));
+      expect(res.preferences?.webhookUrl).toBe(webhookUrl);
+    }
+  });
+
+  it.each([
+    ["a common password with digits", "password1234", /commonly used password/],
+    ["a repeated character", "aaaaaaaaaaaa", /Repeated characters/],
+    ["a keyboard walk", "qwertyuiop123", /.+/],
+    ["the account's own email", "{email}", /.+/],
+  ])("refuses %s as a password, saying why, and creates no account", async (_, password, why) => {
+    const email = uniqueEmail();
+    const e = await failure(s.users.register({ email, password: password.replace("{email}", email) }));
+    expect(e.code).toBe(Code.InvalidArgument);
+    expect(e.rawMessage).toMatch(
+      /^invalid request: password: too easy to guess \(strength [0-2] of 4, at least 3 needed\): /,
+    );
+    expect(e.rawMessage).toMatch(why);
+    const login = await failure(s.users.login({ email, password: password.replace("{email}", email) }));
+    expect(login.code).toBe(Code.Unauthenticated);
+  });
+
   it("answers a wrong password and an unknown email alike: UNAUTHENTICATED, same message", async () => {
     const email = uniqueEmail();
     await s.users.register({ email, password: "the right password" });

@@ -133,6 +133,8 @@ export function build(config: UsersConfig, deps: UsersDeps = {}): UsersApp {
           deletions,
           logger,
           now,
+          ...(config.webhookPolicy ? { webhookPolicy: config.webhookPolicy } : {}),
+          ...(config.passwordMinScore !== undefined ? { passwordMinScore: config.passwordMinScore } : {}),
         }),
         { kind: "user", anonymous: ["register", "login"] },
       ),

@@ -9,10 +9,18 @@ import {
   type UserSchema,
   type UserService,
 } from "@taskmesh/gen/taskmesh/users/v1/users_pb";
-import { type Logger, requireUser } from "@taskmesh/platform";
+import {
+  checkOutboundUrl,
+  type Logger,
+  OutboundAddressError,
+  type OutboundPolicy,
+  outboundPolicy,
+  requireUser,
+} from "@taskmesh/platform";
 import type { AccountDeletions } from "./account-deletion-saga.js";
 import type { SagaRecord } from "./deletion-saga-log.js";
 import type { PasswordHasher } from "./password-hasher.js";
+import { checkPasswordStrength } from "./password-strength.js";
 import { canonicalTimeZone } from "./time-zone.js";
 import type { TokenIssuer } from "./token-issuer.js";
 import type { Account, StoredPreferences, UsersStore } from "./users-store.js";
@@ -25,6 +33,10 @@ export interface UserServiceDeps {
   logger: Logger;
   /** Clock in ms; default Date.now. */
   now?: () => number;
+  /** Where a webhook_url may point. Default: public addresses only. */
+  webhookPolicy?: OutboundPolicy;
+  /** Least zxcvbn score (0..4) a new password needs. Default 3 (DEFAULT_MIN_PASSWORD_SCORE). */
+  passwordMinScore?: number;
 }
 
 /** One message for an unknown email and a wrong password, so a login does not reveal which emails exist. */
@@ -40,6 +52,7 @@ export function userService(deps: UserServiceDeps): ServiceImpl<typeof UserServi
       // Fast answer for the common case; the UNIQUE constraint settles a race (toRpcError maps
       // SQLITE_CONSTRAINT_UNIQUE to ALREADY_EXISTS), so this check is not what guarantees it.
       if (store.findByEmail(req.email)) throw alreadyExists();
+      checkPasswordStrength(req.password, req.email, deps.passwordMinScore);
       const hash = await hasher.hash(req.password);
       let account: Account;
       try {
@@ -81,11 +94,12 @@ export function userService(deps: UserServiceDeps): ServiceImpl<typeof UserServi
       return { user: toUser(mustFind(store, userId)) };
     },
 
-    updatePreferences(req, ctx) {
+    async updatePreferences(req, ctx) {
       const { userId } = requireUser(ctx);
       mustFind(store, userId);
       // The contract marks preferences required; protovalidate has already refused a missing one.
       const prefs = fromPreferences(req.preferences as Preferences);
+      if (prefs.webhookUrl !== "") await checkWebhookUrl(prefs.webhookUrl, deps.webhookPolicy ?? outboundPolicy());
       if (!store.updatePreferences(userId, prefs, now())) throw accountGone();
       return { preferences: toPreferences(prefs) };
     },
@@ -157,6 +171,19 @@ function toDeletion(s: SagaRecord): MessageInitShape<typeof AccountDeletionSchem
     reason: s.state === "COMPENSATED" ? (s.reason ?? "") : "",
     updateTime: timestampFromDate(new Date(s.updatedAt)),
   };
+}
+
+/**
+ * A webhook may not point into this system's own network (SSRF): its host must be, or resolve
+ * to, public addresses only. Notifications checks again when it connects (DNS rebinding).
+ */
+async function checkWebhookUrl(url: string, policy: OutboundPolicy): Promise<void> {
+  try {
+    await checkOutboundUrl(new URL(url), policy);
+  } catch (err) {
+    const why = err instanceof OutboundAddressError ? err.message : "is not a usable URL";
+    throw new ConnectError(`invalid request: preferences.webhook_url: ${why}`, Code.InvalidArgument);
+  }
 }
 
 /** Request preferences → stored form. The time zone must be in the IANA database; "" means UTC. */

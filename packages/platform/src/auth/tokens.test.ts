@@ -1,6 +1,6 @@
 import { createServer, type Server } from "node:http";
-import { Code } from "@connectrpc/connect";
-import { exportJWK, generateKeyPair, type JWK, SignJWT } from "jose";
+import { Code, type ConnectError } from "@connectrpc/connect";
+import { createLocalJWKSet, exportJWK, generateKeyPair, type JWK, SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   createUserTokenVerifier,
@@ -65,5 +65,41 @@ describe("remoteUserKeys", () => {
       expect(err.code).toBe(Code.Unauthenticated);
     }
     expect(fetches - before).toBeLessThanOrEqual(2);
+  });
+});
+
+describe("createUserTokenVerifier", () => {
+  async function signer() {
+    const { publicKey, privateKey } = await generateKeyPair("EdDSA", { extractable: true });
+    const jwk: JWK = { ...(await exportJWK(publicKey)), kid: "k", alg: USER_TOKEN_ALG, use: "sig" };
+    const verifier = createUserTokenVerifier(createLocalJWKSet({ keys: [jwk] }));
+    const sign = (iat: number, exp: number) =>
+      new SignJWT({})
+        .setProtectedHeader({ alg: USER_TOKEN_ALG, kid: "k" })
+        .setSubject("user-1")
+        .setIssuer(USER_TOKEN_ISSUER)
+        .setAudience(USER_TOKEN_AUDIENCE)
+        .setIssuedAt(iat)
+        .setExpirationTime(exp)
+        .sign(privateKey);
+    return { verifier, sign };
+  }
+  const now = () => Math.floor(Date.now() / 1000);
+
+  it("refuses a token issued in the future beyond the clock skew, and accepts one within it", async () => {
+    const { verifier, sign } = await signer();
+    const err = await verifier.verify(await sign(now() + 3600, now() + 7200)).catch((e: ConnectError) => e);
+    expect(err).toMatchObject({ code: Code.Unauthenticated, rawMessage: "invalid token: claim iat is in the future" });
+    expect(await verifier.verify(await sign(now() + 10, now() + 600))).toBe("user-1");
+  });
+
+  it("refuses a token whose lifetime is over the maximum (a 100-year exp), and accepts a day", async () => {
+    const { verifier, sign } = await signer();
+    const err = await verifier.verify(await sign(now(), now() + 100 * 365 * 86_400)).catch((e: ConnectError) => e);
+    expect(err).toMatchObject({
+      code: Code.Unauthenticated,
+      rawMessage: "invalid token: claim exp is more than 86400 s after iat",
+    });
+    expect(await verifier.verify(await sign(now(), now() + 86_400))).toBe("user-1");
   });
 });

@@ -23,12 +23,26 @@ export interface UserTokenVerifier {
   verify(token: string): Promise<string>;
 }
 
+export interface UserTokenVerifierOptions {
+  /**
+   * Longest lifetime (exp − iat) accepted, in seconds. Default 86400: the most users'
+   * TOKEN_TTL_SECONDS allows, so a token minted with a 100-year exp (a leaked signing key, a bug)
+   * is refused rather than good for ever.
+   */
+  maxLifetimeSeconds?: number;
+}
+
+/** Clock skew tolerated between the signer and a verifier, in seconds. */
+const CLOCK_SKEW_SECONDS = 30;
+
 /**
  * Verifies user JWTs: algorithm pinned to EdDSA; signature checked against the key named by
  * `kid` in the key set (a remote JWKS re-fetches on an unknown kid, so rotation needs no restart);
- * `exp`, `nbf`, `iss` and `aud` required and checked, with 30 s of clock tolerance.
+ * `exp`, `iat`, `nbf`, `iss` and `aud` required and checked, with 30 s of clock tolerance; an
+ * `iat` in the future beyond that, or a lifetime over `maxLifetimeSeconds`, is refused.
  */
-export function createUserTokenVerifier(keys: JWTVerifyGetKey): UserTokenVerifier {
+export function createUserTokenVerifier(keys: JWTVerifyGetKey, opts: UserTokenVerifierOptions = {}): UserTokenVerifier {
+  const maxLifetime = opts.maxLifetimeSeconds ?? 86_400;
   return {
     async verify(token) {
       try {
@@ -37,10 +51,11 @@ export function createUserTokenVerifier(keys: JWTVerifyGetKey): UserTokenVerifie
           issuer: USER_TOKEN_ISSUER,
           audience: USER_TOKEN_AUDIENCE,
           requiredClaims: ["exp", "sub", "iat"],
-          clockTolerance: 30,
+          clockTolerance: CLOCK_SKEW_SECONDS,
         });
         if (typeof payload.sub !== "string" || payload.sub === "")
           throw new errors.JWTClaimValidationFailed("sub", payload);
+        checkLifetime(payload, maxLifetime);
         return payload.sub;
       } catch (e) {
         // A key getter may report its own status (e.g. UNAVAILABLE when the key set cannot be fetched).
@@ -49,6 +64,21 @@ export function createUserTokenVerifier(keys: JWTVerifyGetKey): UserTokenVerifie
       }
     },
   };
+}
+
+/** `iat` not in the future (beyond the skew) and `exp − iat` within `maxLifetime` seconds. */
+function checkLifetime(payload: { iat?: number; exp?: number }, maxLifetime: number): void {
+  const now = Math.floor(Date.now() / 1000);
+  const iat = payload.iat ?? 0;
+  if (iat > now + CLOCK_SKEW_SECONDS)
+    throw new errors.JWTClaimValidationFailed("iat in the future", payload, "iat", "is in the future");
+  if ((payload.exp ?? 0) - iat > maxLifetime)
+    throw new errors.JWTClaimValidationFailed(
+      "lifetime too long",
+      payload,
+      "exp",
+      `is more than ${maxLifetime} s after iat`,
+    );
 }
 
 function describeJoseError(e: unknown): string {
@@ -70,6 +100,9 @@ function describeJoseError(e: unknown): string {
  * and AuthorizationPolicies decide who may call an internal service; the token is then a
  * second check, not the only one.
  */
+/** Service tokens live 600 s; a longer one was not minted by ServiceTokens. */
+const SERVICE_TOKEN_MAX_LIFETIME_SECONDS = 600;
+
 export class ServiceTokens {
   readonly #key: Uint8Array;
   readonly #name: string;
@@ -105,8 +138,10 @@ export class ServiceTokens {
         algorithms: ["HS256"],
         issuer: "taskmesh-service",
         audience: "taskmesh-internal",
-        requiredClaims: ["exp", "sub"],
+        requiredClaims: ["exp", "sub", "iat"],
+        clockTolerance: CLOCK_SKEW_SECONDS,
       });
+      checkLifetime(payload, SERVICE_TOKEN_MAX_LIFETIME_SECONDS);
       return payload.sub as string;
     } catch (e) {
       throw new ConnectError(`invalid service token: ${describeJoseError(e)}`, Code.Unauthenticated);

@@ -1,3 +1,4 @@
+import { chmodSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { tempDir } from "../testing/index.js";
@@ -22,6 +23,22 @@ describe("openDatabase", () => {
     expect(versions).toEqual([1, 2]);
     expect(again.prepare("SELECT count(*) FROM notes").pluck().get()).toBe(1);
     again.close();
+  });
+
+  it("keeps the database owner-only: new directories 0700, the file and its -wal/-shm 0600, an old 0644 file tightened", () => {
+    const path = join(dir.path, "private", "nested", "p.db");
+    const db = openDatabase(path, [v1]);
+    db.prepare("INSERT INTO notes (body) VALUES ('secret')").run();
+    const mode = (f: string) => (statSync(f).mode & 0o777).toString(8);
+    expect([mode(join(dir.path, "private")), mode(join(dir.path, "private", "nested"))]).toEqual(["700", "700"]);
+    expect([mode(path), mode(`${path}-wal`), mode(`${path}-shm`)]).toEqual(["600", "600", "600"]);
+    db.close();
+
+    const old = join(dir.path, "old.db");
+    writeFileSync(old, "");
+    chmodSync(old, 0o644);
+    openDatabase(old, [v1]).close();
+    expect(mode(old)).toBe("600");
   });
 
   it("refuses a database written by a newer build", () => {

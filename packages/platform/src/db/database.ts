@@ -1,4 +1,4 @@
-import { mkdirSync } from "node:fs";
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
 
@@ -22,9 +22,12 @@ export interface Migration {
  *   commit is fsynced (FULL). The cost is one fsync per write transaction, measured in the
  *   benchmarks; reads are unaffected.
  * - foreign_keys on; busy_timeout so a second connection (a CLI, a test) waits instead of failing.
+ * - Owner-only files: the directories it creates are 0700, the database file 0600 (created so,
+ *   or tightened if an older run left it 0644), and SQLite gives its -wal and -shm files the
+ *   database file's mode. Password hashes, tokens' subjects and task text are in there.
  */
 export function openDatabase(path: string, migrations: readonly Migration[]): Db {
-  if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
+  if (path !== ":memory:") ownerOnly(path);
   const db = new Database(path);
   db.pragma("journal_mode = WAL");
   db.pragma("synchronous = FULL");
@@ -32,6 +35,12 @@ export function openDatabase(path: string, migrations: readonly Migration[]): Db
   db.pragma("busy_timeout = 5000");
   migrate(db, migrations);
   return db;
+}
+
+function ownerOnly(path: string): void {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  closeSync(openSync(path, "a", 0o600));
+  for (const f of [path, `${path}-wal`, `${path}-shm`]) if (existsSync(f)) chmodSync(f, 0o600);
 }
 
 export function migrate(db: Db, migrations: readonly Migration[]): void {

@@ -12,7 +12,7 @@ import type { Logger } from "pino";
 import { edgeCors } from "./edge-cors.js";
 import { addHealth } from "./edge-health.js";
 import { addReflection } from "./edge-reflection.js";
-import { OnePortServer } from "./one-port-server.js";
+import { OnePortServer, type OnePortServerOptions } from "./one-port-server.js";
 import { type StaticFilesOptions, staticFiles } from "./static-files.js";
 import { telemetryInterceptor } from "./telemetry-interceptor.js";
 
@@ -55,6 +55,8 @@ export interface EdgeServerOptions {
    * none: same origin only (no CORS headers are sent).
    */
   corsOrigins?: readonly string[];
+  /** Slow-client timeouts and the per-address connection cap; each field's default is in OnePortServerOptions. */
+  http?: OnePortServerOptions;
 }
 
 /**
@@ -115,6 +117,7 @@ export class EdgeServer {
     const cors = opts.corsOrigins?.length ? edgeCors(opts.corsOrigins) : undefined;
     this.#http = new OnePortServer(
       cors ? (req, res) => cors(req as never, res as never, () => handler(req as never, res as never)) : handler,
+      opts.http,
     );
   }
 

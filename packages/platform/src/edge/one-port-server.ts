@@ -11,9 +11,34 @@ type Handler = (
 ) => void;
 
 export interface OnePortServerOptions {
-  /** A connection that has not sent enough bytes to tell its protocol within this time is closed. Default 10000 ms. */
+  /** A connection that has not sent enough bytes to tell its protocol within this time is closed. Default 5000 ms. */
   sniffTimeoutMs?: number;
+  /** HTTP/1.1: all request headers must arrive within this time (slowloris). Default 10000 ms. */
+  headersTimeoutMs?: number;
+  /**
+   * The whole request, body included, must arrive within this time (a trickled body), HTTP/1.1
+   * and HTTP/2 alike; a response may then take as long as it needs (a watch stream). Default 30000 ms.
+   */
+  requestTimeoutMs?: number;
+  /** HTTP/2: the client's SETTINGS frame must follow its preface within this time. Default 5000 ms. */
+  settingsTimeoutMs?: number;
+  /**
+   * HTTP/2: a session with no open stream for this long is closed (GOAWAY); HTTP/1.1: a keep-alive
+   * connection idle between requests for this long is closed. Default 30000 ms.
+   */
+  idleTimeoutMs?: number;
+  /**
+   * HTTP/2: while a session has open streams, the server PINGs it this often, so an idle watch
+   * stream's connection stays up through proxies and NATs, and a dead peer is noticed (no PING
+   * ack within another interval closes the session). Default 30000 ms.
+   */
+  keepAlivePingMs?: number;
+  /** Connections one client address may hold at once; more are closed at accept. 0 = no cap. Default 100. */
+  maxConnectionsPerAddress?: number;
 }
+
+/** Request paths whose request side stays open by design (bidirectional streams): exempt from requestTimeoutMs. */
+const LONG_REQUESTS = /^\/grpc\.reflection\./;
 
 /**
  * HTTP/1.1 and cleartext HTTP/2 (h2c prior knowledge) on one port, with one request handler.
@@ -24,6 +49,9 @@ export interface OnePortServerOptions {
  * reads until the first bytes match or rule out the HTTP/2 preface, puts them back with
  * `socket.unshift()` and hands the socket to an http2 or an http1 server by emitting "connection".
  * Browsers and curl speak HTTP/1.1; grpcurl and `buf curl --http2-prior-knowledge` speak h2c.
+ *
+ * Slow clients cannot hold sockets (issue 12): see the timeouts in OnePortServerOptions, and a
+ * cap on connections per client address.
  */
 export class OnePortServer {
   readonly #tcp: net.Server;
@@ -32,13 +60,29 @@ export class OnePortServer {
   readonly #sockets = new Set<net.Socket>();
   readonly #sessions = new Set<http2.ServerHttp2Session>();
   readonly #sniffTimeoutMs: number;
+  readonly #perAddress = new Map<string, number>();
+  readonly #maxPerAddress: number;
 
   constructor(handler: Handler, opts: OnePortServerOptions = {}) {
-    this.#sniffTimeoutMs = opts.sniffTimeoutMs ?? 10_000;
-    this.#h1 = http.createServer((req, res) => {
-      drainInsteadOfDestroy(req);
-      handler(req, res);
-    });
+    this.#sniffTimeoutMs = opts.sniffTimeoutMs ?? 5000;
+    this.#maxPerAddress = opts.maxConnectionsPerAddress ?? 100;
+    const headersTimeout = opts.headersTimeoutMs ?? 10_000;
+    const requestTimeout = opts.requestTimeoutMs ?? 30_000;
+    const idleTimeout = opts.idleTimeoutMs ?? 30_000;
+    this.#h1 = http.createServer(
+      {
+        headersTimeout,
+        // Node allows no requestTimeout below headersTimeout; the body's own time is the rest.
+        requestTimeout: Math.max(requestTimeout, headersTimeout),
+        keepAliveTimeout: idleTimeout,
+        // How often those two are checked (Node's default 30 s would let a slow client stay twice as long).
+        connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(headersTimeout / 4))),
+      },
+      (req, res) => {
+        drainInsteadOfDestroy(req);
+        handler(req, res);
+      },
+    );
     // http.Server starts its connection tracking — headersTimeout/requestTimeout (slow-client
     // protection) and closeIdleConnections() — on its "listening" event. This one never listens
     // itself (the net.Server below does), so the event is emitted once here to start it.
@@ -47,6 +91,12 @@ export class OnePortServer {
     this.#h2.on("session", (s: http2.ServerHttp2Session) => {
       this.#sessions.add(s);
       s.once("close", () => this.#sessions.delete(s));
+      guardSession(s, {
+        settingsTimeoutMs: opts.settingsTimeoutMs ?? 5000,
+        idleTimeoutMs: idleTimeout,
+        requestTimeoutMs: requestTimeout,
+        keepAlivePingMs: opts.keepAlivePingMs ?? 30_000,
+      });
     });
     // Half-open like the net.Server inside http.Server, which then decides itself what a client's
     // FIN means (http: abort the request); HTTP/2 sockets are switched back below.
@@ -87,10 +137,26 @@ export class OnePortServer {
   }
 
   #accept(socket: net.Socket): void {
+    const address = (socket.remoteAddress ?? "").replace(/^::ffff:(?=\d+\.)/, "");
+    const held = this.#perAddress.get(address) ?? 0;
+    if (this.#maxPerAddress > 0 && held >= this.#maxPerAddress) {
+      socket.destroy();
+      return;
+    }
+    this.#perAddress.set(address, held + 1);
     this.#sockets.add(socket);
-    socket.once("close", () => this.#sockets.delete(socket));
+    socket.once("close", () => {
+      this.#sockets.delete(socket);
+      const n = (this.#perAddress.get(address) ?? 1) - 1;
+      if (n <= 0) this.#perAddress.delete(address);
+      else this.#perAddress.set(address, n);
+    });
     socket.on("error", () => socket.destroy()); // a reset before the protocol is known
     const timer = setTimeout(() => socket.destroy(), this.#sniffTimeoutMs);
+    // A client that hangs up before its protocol is known: nobody else will close the socket
+    // (half-open), and it would count against its address until the sniff timeout.
+    const onEnd = () => socket.destroy();
+    socket.once("end", onEnd);
     let head: Buffer = Buffer.alloc(0);
     const onData = (chunk: Buffer) => {
       head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
@@ -99,6 +165,7 @@ export class OnePortServer {
       if (isH2 && head.length < H2_PREFACE.length) return; // could still be either: wait for more
       clearTimeout(timer);
       socket.off("data", onData);
+      socket.off("end", onEnd);
       socket.pause();
       socket.unshift(head);
       if (isH2) {
@@ -113,6 +180,63 @@ export class OnePortServer {
     };
     socket.on("data", onData);
   }
+}
+
+interface SessionLimits {
+  settingsTimeoutMs: number;
+  idleTimeoutMs: number;
+  requestTimeoutMs: number;
+  keepAlivePingMs: number;
+}
+
+/**
+ * The HTTP/2 side of the slow-client limits, which Node's http2 server does not have: a SETTINGS
+ * deadline after the preface, an idle deadline while no stream is open (which also bounds a
+ * header block trickled in CONTINUATION frames: its stream is not open until the block ends), a
+ * deadline for each request to arrive whole, and PINGs while streams are open.
+ */
+function guardSession(session: http2.ServerHttp2Session, limits: SessionLimits): void {
+  const settings = setTimeout(() => session.destroy(), limits.settingsTimeoutMs);
+  session.once("remoteSettings", () => clearTimeout(settings));
+  let open = 0;
+  let idle: NodeJS.Timeout | undefined;
+  const startIdle = () => {
+    idle = setTimeout(() => {
+      if (open === 0) session.close();
+    }, limits.idleTimeoutMs);
+  };
+  startIdle();
+  let awaitingAck = false;
+  const pinger = setInterval(() => {
+    if (open === 0 || session.closed || session.destroyed) return;
+    if (awaitingAck) {
+      session.destroy(); // the previous PING went unanswered for a whole interval: the peer is gone
+      return;
+    }
+    awaitingAck = true;
+    session.ping((err) => {
+      if (!err) awaitingAck = false;
+    });
+  }, limits.keepAlivePingMs);
+  session.on("stream", (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number) => {
+    open++;
+    clearTimeout(idle);
+    let request: NodeJS.Timeout | undefined;
+    const ended = (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0;
+    if (!ended && !LONG_REQUESTS.test(String(headers[":path"] ?? ""))) {
+      request = setTimeout(() => stream.close(http2.constants.NGHTTP2_CANCEL), limits.requestTimeoutMs);
+      stream.once("end", () => clearTimeout(request));
+    }
+    stream.once("close", () => {
+      clearTimeout(request);
+      if (--open === 0 && !session.closed) startIdle();
+    });
+  });
+  session.once("close", () => {
+    clearTimeout(settings);
+    clearTimeout(idle);
+    clearInterval(pinger);
+  });
 }
 
 /** Most of an abandoned HTTP/1.1 request body the edge still reads and discards, and for how long. */

@@ -8,10 +8,13 @@ import type { Logger } from "../log/logger.js";
 import { platformInstruments } from "../telemetry/metrics.js";
 import { headerMapGetter } from "../telemetry/trace-context.js";
 import { type BackoffOptions, backoffDelay, sleep } from "./backoff.js";
+import { InboxPruner, type InboxRetention } from "./inbox.js";
 import type { NatsLink } from "./nats-link.js";
 import {
   type ConsumerSpec,
+  DEADLETTER_HEADROOM,
   DEADLETTER_SUBJECT_PREFIX,
+  DEFAULT_ACK_WAIT_MS,
   DEFAULT_MAX_DELIVER,
   ensureConsumer,
   ensureStreams,
@@ -92,6 +95,8 @@ export interface EventConsumerOptions<R = void> {
     /** After the handler's external effect, before the inbox transaction (a crash here is redelivered). */
     beforeCommit?: (event: Envelope, ctx: EventContext) => void;
   };
+  /** Pruning of this consumer's inbox rows past a horizon (default 7 days; InboxPruner says why it is safe). */
+  retention?: InboxRetention;
 }
 
 /** The defaults of EventConsumerOptions, resolved once in the constructor. */
@@ -132,6 +137,7 @@ export class EventConsumer<R = void> {
   /** Messages pending for this consumer at the last delivery (taskmesh_consumer_lag). */
   #lag: number | undefined;
   #unobserve: (() => void) | undefined;
+  readonly #pruner: InboxPruner;
 
   constructor(opts: EventConsumerOptions<R>) {
     this.#opts = { ...EVENT_CONSUMER_DEFAULTS, ...opts };
@@ -142,6 +148,17 @@ export class EventConsumer<R = void> {
     this.#record = opts.db.prepare(
       "INSERT INTO inbox (consumer, event_id, subject, processed_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
     );
+    // The longest an applied event can still be delivered again: every allowed delivery waiting
+    // out its ack wait and the longest nak backoff.
+    const deliveries = this.#maxDeliver + DEADLETTER_HEADROOM;
+    const redeliveryHorizonMs =
+      deliveries * ((opts.consumer.ackWaitMs ?? DEFAULT_ACK_WAIT_MS) + (opts.retryBackoff?.maxMs ?? 60_000));
+    this.#pruner = new InboxPruner(opts.db, opts.consumer.durable, redeliveryHorizonMs, opts.retention);
+  }
+
+  /** This consumer's inbox pruner (runs on its own once started; `prune()` for a pass now). */
+  get pruner(): InboxPruner {
+    return this.#pruner;
   }
 
   get stats(): Readonly<ConsumerStats> {
@@ -158,6 +175,7 @@ export class EventConsumer<R = void> {
     gauge.addCallback(observe);
     this.#unobserve = () => gauge.removeCallback(observe);
     this.#loop = this.#run();
+    this.#pruner.start();
   }
 
   /** Stops pulling, lets the message being handled finish (and be acked), then resolves. */
@@ -165,6 +183,7 @@ export class EventConsumer<R = void> {
     this.#stopping.abort();
     await this.#messages?.close();
     await this.#loop;
+    await this.#pruner.stop();
     this.#unobserve?.();
   }
 

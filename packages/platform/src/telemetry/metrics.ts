@@ -34,6 +34,7 @@ export function meter(name = "taskmesh"): Meter {
  * - taskmesh_consumer_deliveries_total{consumer, outcome} (applied, duplicate, retried, dead_lettered)
  * - taskmesh_consumer_dead_letters_total{consumer}
  * - taskmesh_consumer_lag{consumer} (gauge: messages pending for the consumer at its last delivery)
+ * - taskmesh_retention_pruned_rows_total{table, consumer} (inbox rows, fired timers deleted past their horizon)
  */
 export interface PlatformInstruments {
   requests: Counter;
@@ -47,6 +48,7 @@ export interface PlatformInstruments {
   deadLetters: Counter;
   consumerLag: ObservableGauge;
   breakerState: ObservableGauge;
+  retentionPruned: Counter;
 }
 
 const byProvider = new WeakMap<MeterProvider, PlatformInstruments>();
@@ -85,6 +87,9 @@ export function platformInstruments(): PlatformInstruments {
       }),
       breakerState: m.createObservableGauge("taskmesh.breaker.state", {
         description: "Circuit breaker per dependency: 0 closed, 1 half-open, 2 open, 3 isolated",
+      }),
+      retentionPruned: m.createCounter("taskmesh.retention.pruned_rows", {
+        description: "Rows deleted past their retention horizon, by table",
       }),
     };
     byProvider.set(provider, i);
