@@ -40,6 +40,7 @@ describe("createGrpcClient", () => {
             updateTask: unused,
             completeTask: unused,
             deleteTask: unused,
+            reopenTask: unused,
           },
           { kind: "user", anonymous: ["getTask", "createTask"] },
         ),
