@@ -242,6 +242,33 @@ describe("analytics service (real nats-server, events published by the test)", (
     expect(await titles("throwaway")).toEqual([]); // deleted
   });
 
+  it("counts a reopened task as open again, and completed once more when it is completed again", async () => {
+    const user = newUser(["reopen"]);
+    const t = task(user, { title: "Reopen me" });
+    const other = task(user, { title: "Stays done" });
+    const done = ev.completed({ ...t, version: 2n }, now - HOUR);
+    await publish([ev.created(t), ev.created(other), ev.completed({ ...other, version: 2n }, now - HOUR), done]);
+    expect(counts(await statsAfter(user, done))).toMatchObject({ created: 2, completed: 2, open: 0 });
+
+    // What ReopenTask publishes: task.updated with the task open and complete_time cleared.
+    const reopened = newEvent({
+      userId: user,
+      aggregateId: t.id,
+      occurredAt: nextEventTime(),
+      payload: {
+        case: "taskUpdated",
+        value: create(TaskUpdatedSchema, { task: { ...t, version: 3n }, changedFields: ["status", "complete_time"] }),
+      },
+    });
+    await publish([reopened]);
+    expect(counts(await statsAfter(user, reopened))).toMatchObject({ created: 2, completed: 1, open: 1, rate: 0.5 });
+    // The completion from before the reopen, redelivered, is older and changes nothing.
+    await publish([done], (e) => `${e.id}-again`);
+    const again = ev.completed({ ...t, version: 4n }, now - HOUR / 2);
+    await publish([again]);
+    expect(counts(await statsAfter(user, again))).toMatchObject({ created: 2, completed: 2, open: 0 });
+  });
+
   it("counts open tasks past their due time as overdue, by the injected clock", async () => {
     const user = newUser(["due"]);
     const soon = task(user, { title: "Due soon", dueTime: timestampFromMs(now + HOUR) });
