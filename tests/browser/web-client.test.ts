@@ -248,7 +248,8 @@ describe("web client in Chromium against the running system", () => {
     await page.getByText("No overdue tasks.").waitFor();
     await page.getByRole("button", { name: "Completed" }).click();
     await page.locator("li.task.done").filter({ hasText: "Water the plants on the balcony" }).waitFor();
-    await page.getByRole("button", { name: "Open" }).click();
+    // exact: "Reopen “…”" on a completed task contains "open" too.
+    await page.getByRole("button", { name: "Open", exact: true }).click();
   }, 40_000);
 
   it("finds the task by full-text search", async () => {
@@ -299,6 +300,36 @@ describe("web client in Chromium against the running system", () => {
     await page.reload();
     await taskItem(page, "Renew passport").waitFor();
     expect(await page.locator("li.task").allInnerTexts()).not.toContainEqual(expect.stringContaining("Bob's"));
+  });
+
+  it("sets a task's priority, filters by it, and reopens the task after completing it", async () => {
+    await page.getByRole("button", { name: "New task" }).click();
+    const dialog = page.getByRole("dialog", { name: "New task" });
+    await dialog.getByLabel("Title", { exact: true }).fill("File the tax return");
+    await dialog.getByLabel("Priority", { exact: true }).selectOption({ label: "P1 (highest)" });
+    await dialog.getByRole("button", { name: "Create task" }).click();
+    await dialog.waitFor({ state: "detached" });
+    const item = taskItem(page, "File the tax return");
+    await item.locator(".priority").getByText("P1", { exact: true }).waitFor();
+
+    // ListTasks' priority filter: only the P1 task is listed, the P4 "Renew passport" is not.
+    const filter = page.getByLabel("Priority", { exact: true });
+    await filter.selectOption({ label: "P1" });
+    await expect
+      .poll(() => page.locator("li.task").allInnerTexts(), POLL)
+      .toEqual([expect.stringContaining("File the tax return")]);
+    expect((await axeViolations(page)).join("\n")).toBe("");
+    await filter.selectOption({ label: "Any" });
+    await taskItem(page, "Renew passport").waitFor();
+
+    await page.getByRole("button", { name: "Complete “File the tax return”" }).click();
+    await page.getByRole("button", { name: "Completed", exact: true }).click();
+    await page.getByRole("button", { name: "Reopen “File the tax return”" }).click();
+    await page.getByRole("status").getByText("Reopened “File the tax return”.").waitFor();
+    await page.getByText("No completed tasks.").or(page.locator("li.task.done").first()).waitFor();
+    await expect.poll(() => taskItem(page, "File the tax return").count(), POLL).toBe(0);
+    await page.getByRole("button", { name: "Open", exact: true }).click();
+    await page.locator("li.task:not(.done)").filter({ hasText: "File the tax return" }).waitFor();
   });
 
   it("keeps the session across a reload and is usable at phone width", async () => {

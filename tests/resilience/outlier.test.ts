@@ -60,6 +60,7 @@ describe("outlier detection across two replicas", () => {
             updateTask: unused,
             completeTask: unused,
             deleteTask: unused,
+            reopenTask: unused,
           },
           { kind: "user", anonymous: ["createTask"] },
         ),

@@ -201,6 +201,7 @@ describe("BOLA: user b with user a's resource ids", () => {
     "taskmesh.tasks.v1.TaskService/GetTask": () => ({ taskId }),
     "taskmesh.tasks.v1.TaskService/UpdateTask": () => ({ taskId, title: "b was here", notes: "b was here" }),
     "taskmesh.tasks.v1.TaskService/CompleteTask": () => ({ taskId }),
+    "taskmesh.tasks.v1.TaskService/ReopenTask": () => ({ taskId }),
     "taskmesh.tasks.v1.TaskService/DeleteTask": () => ({ taskId }),
     "taskmesh.notifications.v1.NotificationService/MarkRead": () => ({ notificationIds: [notificationId] }),
     "taskmesh.users.v1.UserService/GetAccountDeletion": () => ({ deletionId }),

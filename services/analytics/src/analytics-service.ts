@@ -36,6 +36,11 @@ export function analyticsService(deps: AnalyticsServiceDeps): ServiceImpl<typeof
           completionRate: s.completionRate,
           currentStreakDays: s.currentStreakDays,
           ...(s.asOfMs !== undefined ? { asOfTime: timestampFromMs(s.asOfMs) } : {}),
+          priorityCounts: s.byPriority.map((p) => ({
+            priority: p.priority,
+            openCount: BigInt(p.open),
+            completedCount: BigInt(p.completed),
+          })),
         },
       };
     },

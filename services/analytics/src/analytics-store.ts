@@ -44,7 +44,18 @@ CREATE TABLE deleted_users (
 ) WITHOUT ROWID;
 `;
 
-export const MIGRATIONS: Migration[] = [{ version: 1, name: "read models", sql: SCHEMA }, inboxMigration(2)];
+export const MIGRATIONS: Migration[] = [
+  { version: 1, name: "read models", sql: SCHEMA },
+  inboxMigration(2),
+  {
+    version: 3,
+    name: "task priority",
+    // Rows folded before priorities existed are P4, what tasks stores for them too. A row folded by
+    // the previous version from an event that did carry a priority is corrected by the task's next
+    // event, or at once by a rebuild (replay).
+    sql: "ALTER TABLE tasks ADD COLUMN priority INTEGER NOT NULL DEFAULT 4;",
+  },
+];
 
 /** A task as folded from an event (the fields the read models keep). */
 export interface TaskFacts {
@@ -56,6 +67,8 @@ export interface TaskFacts {
   dueMs: number | undefined;
   completedMs: number | undefined;
   version: number;
+  /** 1 (P1) .. 4 (P4). */
+  priority: number;
 }
 
 export interface UserStats {
@@ -67,6 +80,8 @@ export interface UserStats {
   currentStreakDays: number;
   /** Epoch ms of the newest event folded for this user; undefined when none was. */
   asOfMs: number | undefined;
+  /** Live tasks per priority (1..4), P1 first; priorities without tasks left out. */
+  byPriority: { priority: number; open: number; completed: number }[];
 }
 
 export interface SearchHitRow {
@@ -99,6 +114,7 @@ export class AnalyticsStore {
   readonly #setTimeZone;
   readonly #user;
   readonly #counts;
+  readonly #byPriority;
   readonly #completions;
   readonly #search;
   readonly #userRowids;
@@ -113,12 +129,12 @@ export class AnalyticsStore {
     this.#generation = db.prepare("SELECT value FROM meta WHERE key = 'generation'").pluck().get() as string;
     this.#taskRow = db.prepare<[string], TaskRow>("SELECT id, user_id, version, deleted FROM tasks WHERE task_id = ?");
     this.#insertTask = db.prepare(
-      `INSERT INTO tasks (task_id, user_id, title, notes, status, due_ms, completed_ms, version, deleted)
-       VALUES (@taskId, @userId, @title, @notes, @status, @dueMs, @completedMs, @version, @deleted)`,
+      `INSERT INTO tasks (task_id, user_id, title, notes, status, due_ms, completed_ms, version, deleted, priority)
+       VALUES (@taskId, @userId, @title, @notes, @status, @dueMs, @completedMs, @version, @deleted, @priority)`,
     );
     this.#updateTask = db.prepare(
       `UPDATE tasks SET user_id = @userId, title = @title, notes = @notes, status = @status, due_ms = @dueMs,
-         completed_ms = @completedMs, version = @version, deleted = @deleted
+         completed_ms = @completedMs, version = @version, deleted = @deleted, priority = @priority
        WHERE task_id = @taskId`,
     );
     this.#searchDelete = db.prepare("DELETE FROM task_search WHERE rowid = ?");
@@ -138,6 +154,10 @@ export class AnalyticsStore {
               coalesce(sum(status = 'open'), 0) AS open,
               coalesce(sum(status = 'open' AND due_ms IS NOT NULL AND due_ms < ?), 0) AS overdue
        FROM tasks WHERE user_id = ? AND deleted = 0`,
+    );
+    this.#byPriority = db.prepare<[string], { priority: number; open: number; completed: number }>(
+      `SELECT priority, coalesce(sum(status = 'open'), 0) AS open, coalesce(sum(status = 'completed'), 0) AS completed
+       FROM tasks WHERE user_id = ? AND deleted = 0 GROUP BY priority ORDER BY priority`,
     );
     this.#completions = db
       .prepare<[string], number>(
@@ -213,6 +233,7 @@ export class AnalyticsStore {
       completedMs: null,
       version,
       deleted: 1,
+      priority: 4,
     };
     if (row) {
       this.#updateTask.run(tombstone);
@@ -252,6 +273,7 @@ export class AnalyticsStore {
       completionRate: c.created === 0 ? 0 : c.completed / c.created,
       currentStreakDays: currentStreak(this.#completions.all(userId), nowMs, safeTimeZone(user?.time_zone)),
       asOfMs: user?.as_of_ms ?? undefined,
+      byPriority: this.#byPriority.all(userId),
     };
   }
 

@@ -16,7 +16,7 @@ import {
   UserDeletedSchema,
   UserRegisteredSchema,
 } from "@taskmesh/gen/taskmesh/events/v1/events_pb";
-import { type Task, TaskSchema, TaskStatus } from "@taskmesh/gen/taskmesh/tasks/v1/task_pb";
+import { Priority, type Task, TaskSchema, TaskStatus } from "@taskmesh/gen/taskmesh/tasks/v1/task_pb";
 import {
   createGrpcClient,
   createLogger,
@@ -240,6 +240,52 @@ describe("analytics service (real nats-server, events published by the test)", (
     expect(await titles("draft")).toEqual(["Draft the plan"]);
     expect(await titles("late")).toEqual(["Late starter v2"]); // version 2 won over the late created (v1)
     expect(await titles("throwaway")).toEqual([]); // deleted
+  });
+
+  it("counts a reopened task as open again, and completed once more when it is completed again", async () => {
+    const user = newUser(["reopen"]);
+    const t = task(user, { title: "Reopen me" });
+    const other = task(user, { title: "Stays done" });
+    const done = ev.completed({ ...t, version: 2n }, now - HOUR);
+    await publish([ev.created(t), ev.created(other), ev.completed({ ...other, version: 2n }, now - HOUR), done]);
+    expect(counts(await statsAfter(user, done))).toMatchObject({ created: 2, completed: 2, open: 0 });
+
+    // What ReopenTask publishes: task.updated with the task open and complete_time cleared.
+    const reopened = newEvent({
+      userId: user,
+      aggregateId: t.id,
+      occurredAt: nextEventTime(),
+      payload: {
+        case: "taskUpdated",
+        value: create(TaskUpdatedSchema, { task: { ...t, version: 3n }, changedFields: ["status", "complete_time"] }),
+      },
+    });
+    await publish([reopened]);
+    expect(counts(await statsAfter(user, reopened))).toMatchObject({ created: 2, completed: 1, open: 1, rate: 0.5 });
+    // The completion from before the reopen, redelivered, is older and changes nothing.
+    await publish([done], (e) => `${e.id}-again`);
+    const again = ev.completed({ ...t, version: 4n }, now - HOUR / 2);
+    await publish([again]);
+    expect(counts(await statsAfter(user, again))).toMatchObject({ created: 2, completed: 2, open: 0 });
+  });
+
+  it("counts live tasks per priority, following priority changes, completions and deletes", async () => {
+    const user = newUser();
+    const a = task(user, { title: "P1 a", priority: Priority.P1 });
+    const b = task(user, { title: "P1 b", priority: Priority.P1 });
+    const c = task(user, { title: "P2 c", priority: Priority.P2 });
+    const old = task(user, { title: "from before priorities" }); // UNSPECIFIED in the event: P4
+    await publish([ev.created(a), ev.created(b), ev.created(c), ev.created(old)]);
+    // b lowered to P3, a completed, c deleted.
+    await publish([ev.updated({ ...b, priority: Priority.P3, version: 2n }), ev.completed({ ...a, version: 2n }, now)]);
+    const last = ev.deleted(c, 2n);
+    await publish([last]);
+    const stats = await statsAfter(user, last);
+    expect(stats.priorityCounts.map((p) => [p.priority, Number(p.openCount), Number(p.completedCount)])).toEqual([
+      [Priority.P1, 0, 1],
+      [Priority.P3, 1, 0],
+      [Priority.P4, 1, 0],
+    ]);
   });
 
   it("counts open tasks past their due time as overdue, by the injected clock", async () => {

@@ -1,6 +1,6 @@
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import type { Envelope } from "@taskmesh/gen/taskmesh/events/v1/events_pb";
-import { type Task, TaskStatus } from "@taskmesh/gen/taskmesh/tasks/v1/task_pb";
+import { Priority, type Task, TaskStatus } from "@taskmesh/gen/taskmesh/tasks/v1/task_pb";
 import {
   type ConsumerDeclarations,
   type ConsumerSpec,
@@ -67,6 +67,8 @@ function taskFacts(task: Task, event: Envelope): TaskFacts {
     // complete_time is when the user completed it; the event time stands in if it is missing.
     completedMs: completed ? (task.completeTime ? timestampMs(task.completeTime) : eventMs(event)) : undefined,
     version: Number(task.version),
+    // UNSPECIFIED (an event from before priorities existed) is P4, as tasks stores it.
+    priority: task.priority === Priority.UNSPECIFIED ? 4 : task.priority,
   };
 }
 

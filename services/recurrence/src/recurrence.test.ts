@@ -239,6 +239,33 @@ describe("recurrence service (real nats-server, real tasks service)", () => {
     expect(processedRows((task as Task).id)).toHaveLength(1);
   });
 
+  it("keeps the occurrence of a completion when the task is reopened, and completing it again creates no second one", async () => {
+    const { client } = await user();
+    const { task } = await client.createTask({
+      task: {
+        title: "pay rent",
+        dueTime: timestampFromMs(Date.parse("2030-07-01T08:00:00Z")),
+        recurrenceRule: "FREQ=MONTHLY",
+      },
+    });
+    const parent = task as Task;
+    await complete(client, parent.id);
+    const [first] = processedRows(parent.id);
+    expect(first?.due_time).toBe(Date.parse("2030-08-01T08:00:00Z"));
+
+    const reopened = (await client.reopenTask({ taskId: parent.id })).task;
+    expect(reopened?.status).toBe(TaskStatus.OPEN);
+    // Reopening deletes nothing: the occurrence is still there, open.
+    const occurrence = (await tasksOf(client)).find((t) => t.id === first?.child_task_id);
+    expect(occurrence?.status).toBe(TaskStatus.OPEN);
+
+    // Completed again at the same due time: the same (parent, next due) key, so no second occurrence.
+    await complete(client, parent.id);
+    const all = await tasksOf(client);
+    expect(all.map((t) => t.id).sort()).toEqual([parent.id, first?.child_task_id].sort());
+    expect(processedRows(parent.id)).toEqual([first]);
+  });
+
   it("creates nothing for a completed task that does not recur", async () => {
     const { client } = await user();
     const { task } = await client.createTask({

@@ -196,9 +196,13 @@ export class RemindersStore {
     return pending;
   }
 
-  /** Records that the task was completed or deleted at `version` and drops all its timers. Returns how many were pending or kept. */
+  /**
+   * Records that the task was completed or deleted at `version` and drops its timers: the pending
+   * ones for a completion (the fired ones stay as fire-once markers, so a reopened task does not
+   * repeat a reminder it already sent), all for a deletion. Returns how many were dropped.
+   */
   close(taskId: string, userId: string, version: number, state: "completed" | "deleted"): number {
-    const dropped = this.#deleteAll.run(taskId).changes;
+    const dropped = (state === "completed" ? this.#deletePending : this.#deleteAll).run(taskId).changes;
     this.#upsertTask.run({ taskId, userId, version, state, title: "", timeZone: "" });
     return dropped;
   }

@@ -92,6 +92,42 @@ describe("task events → timers", () => {
     expect(schedule()).toEqual([]);
   });
 
+  it("schedules the timers again when a completed task is reopened (task.updated, open again)", () => {
+    const t = task({ userId: user, due: T0 + 120 * MIN, offsets: [600], version: 1 });
+    apply(events.created(t));
+    apply(events.completed(task({ id: t.id, userId: user, due: T0 + 120 * MIN, offsets: [600], version: 2 })));
+    expect(schedule()).toEqual([]);
+    // What ReopenTask publishes: the whole task, open, one version on.
+    const reopened = task({ id: t.id, userId: user, due: T0 + 120 * MIN, offsets: [600], version: 3 });
+    expect(apply(events.updated(reopened, ["status", "complete_time"]))).toEqual({ kind: "scheduled", pending: 2 });
+    expect(schedule()).toEqual([
+      ["reminder", 600, iso(T0 + 110 * MIN)],
+      ["due", 0, iso(T0 + 120 * MIN)],
+    ]);
+    // A redelivered completion from before the reopen does not cancel them.
+    expect(apply(events.completed(task({ id: t.id, userId: user, due: T0 + 120 * MIN, version: 2 }))).kind).toBe(
+      "stale",
+    );
+    expect(schedule()).toHaveLength(2);
+  });
+
+  it("does not send a reminder again that fired before the task was completed and reopened", () => {
+    const t = task({ userId: user, due: T0 + 120 * MIN, offsets: [3600, 600], version: 1 });
+    apply(events.created(t));
+    now = T0 + 61 * MIN;
+    const due = store.dueTimers(now, 10);
+    expect(due.map((x) => x.offsetSeconds)).toEqual([3600]);
+    expect(store.markFired(due[0]?.id ?? -1, now, randomUUID())).toBe(true);
+    apply(events.completed(task({ id: t.id, userId: user, due: T0 + 120 * MIN, offsets: [3600, 600], version: 2 })));
+    expect(schedule()).toEqual([]);
+    apply(events.updated(task({ id: t.id, userId: user, due: T0 + 120 * MIN, offsets: [3600, 600], version: 3 })));
+    // The 60-minute reminder went out already; only the ones still to come are scheduled.
+    expect(schedule()).toEqual([
+      ["reminder", 600, iso(T0 + 110 * MIN)],
+      ["due", 0, iso(T0 + 120 * MIN)],
+    ]);
+  });
+
   it("cancels every timer on task.deleted, even when the deletion arrives before the creation", () => {
     const t = task({ userId: user, due: T0 + 120 * MIN, offsets: [600], version: 1 });
     apply(events.created(t));

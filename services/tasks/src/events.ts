@@ -22,10 +22,13 @@ import { type TaskFields, type TaskRecord, toTask } from "./task-record.js";
  * Publishes to the TASKS stream, each event through the outbox in the transaction of the change
  * (TasksStore), each carrying the whole Task so that no consumer calls back to read it:
  * - `task.created`   (TaskCreated: the task; also for occurrences made by CreateOccurrence)
- * - `task.updated`   (TaskUpdated: the task after the change + changed_fields)
+ * - `task.updated`   (TaskUpdated: the task after the change + changed_fields); also for ReopenTask,
+ *   with changed_fields ["status", "complete_time"]: consumers that fold the whole task (reminders,
+ *   analytics) see it open again without knowing a new event type
  * - `task.completed` (TaskCompleted: the task as completed)
  * - `task.deleted`   (TaskDeleted: task_id + version, see taskDeleted)
- * A repeat that changes nothing (same idempotency key, completing a completed task, an update to
+ * A repeat that changes nothing (same idempotency key, completing a completed task, reopening an
+ * open one, an update to
  * the same values) writes no event. PurgeUser writes none either: the user.deleted that caused it
  * is the fact every consumer acts on.
  *
@@ -78,6 +81,11 @@ function taskEvent(task: TaskRecord, atMs: number, payload: Parameters<typeof ne
   return newEvent({ userId: task.userId, aggregateId: task.id, occurredAt: new Date(atMs), payload });
 }
 
+/** A completed task made open again (ReopenTask): a task.updated naming what the reopen changed. */
+export function taskReopened(task: TaskRecord): Envelope {
+  return taskUpdated(task, ["status", "complete_time"]);
+}
+
 /** The contract's names (task.proto) of the fields that differ between `a` and `b`, in field order. */
 export function changedFields(a: TaskFields, b: TaskFields): string[] {
   const out: string[] = [];
@@ -87,5 +95,6 @@ export function changedFields(a: TaskFields, b: TaskFields): string[] {
   if (a.timeZone !== b.timeZone) out.push("time_zone");
   if (a.recurrenceRule !== b.recurrenceRule) out.push("recurrence_rule");
   if (JSON.stringify(a.reminderOffsets) !== JSON.stringify(b.reminderOffsets)) out.push("reminder_offsets");
+  if (a.priority !== b.priority) out.push("priority");
   return out;
 }

@@ -11,6 +11,8 @@ export interface Cursor {
 export interface ListFilter {
   userId: string;
   status: string | null;
+  /** Absent in tokens issued before the priority filter existed; those stay valid without it. */
+  priority?: number | null;
   dueAfterMs: number | null;
   dueBeforeMs: number | null;
 }
@@ -58,7 +60,9 @@ export function decodePageToken(token: string, filter: ListFilter): Cursor {
 
 function fingerprint(f: ListFilter): string {
   return createHash("sha256")
-    .update(JSON.stringify([f.userId, f.status, f.dueAfterMs, f.dueBeforeMs]))
+    .update(
+      JSON.stringify([f.userId, f.status, f.dueAfterMs, f.dueBeforeMs, ...(f.priority != null ? [f.priority] : [])]),
+    )
     .digest("base64url")
     .slice(0, 16);
 }

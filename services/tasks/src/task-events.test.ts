@@ -4,7 +4,7 @@ import { durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, type ConnectError } from "@connectrpc/connect";
 import { Health, HealthCheckResponse_ServingStatus } from "@taskmesh/gen/grpc/health/v1/health_pb";
 import { type Envelope, EnvelopeSchema, UserDeletedSchema } from "@taskmesh/gen/taskmesh/events/v1/events_pb";
-import { TaskStatus } from "@taskmesh/gen/taskmesh/tasks/v1/task_pb";
+import { Priority, TaskStatus } from "@taskmesh/gen/taskmesh/tasks/v1/task_pb";
 import {
   createGrpcClient,
   createLogger,
@@ -198,6 +198,37 @@ describe("tasks events (real nats-server)", () => {
 
     const events = await taskEventsOf(userId);
     expect(events.map((e) => e.envelope.type)).toEqual(["task.created", "task.completed"]);
+  });
+
+  it("publishes a priority change and a reopen as task.updated naming what changed, and nothing for a repeated reopen", async () => {
+    const userId = randomUUID();
+    const c = await h.as(userId);
+    const created = (await c.createTask({ task: { title: "renew passport", priority: Priority.P3 } })).task;
+    const id = created?.id ?? "";
+    const raised = (await c.updateTask({ taskId: id, priority: Priority.P1 })).task;
+    await c.completeTask({ taskId: id });
+    const reopened = (await c.reopenTask({ taskId: id })).task;
+    await c.reopenTask({ taskId: id });
+
+    const events = await taskEventsOf(userId);
+    expect(events.map((e) => e.envelope.type)).toEqual([
+      "task.created",
+      "task.updated",
+      "task.completed",
+      "task.updated",
+    ]);
+    const [ce, pe, , re] = events.map((e) => e.envelope.payload);
+    expect(ce?.case === "taskCreated" && ce.value.task?.priority).toBe(Priority.P3);
+    expect(pe).toEqual({
+      case: "taskUpdated",
+      value: expect.objectContaining({ task: raised, changedFields: ["priority"] }),
+    });
+    expect(re).toEqual({
+      case: "taskUpdated",
+      value: expect.objectContaining({ task: reopened, changedFields: ["status", "complete_time"] }),
+    });
+    expect(reopened).toMatchObject({ status: TaskStatus.OPEN, priority: Priority.P1, version: 4n });
+    expect(events[3]?.envelope.occurredAt).toEqual(reopened?.updateTime);
   });
 
   it("publishes task.created for an occurrence (once per key), and nothing per task for PurgeUser", async () => {

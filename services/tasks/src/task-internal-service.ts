@@ -16,7 +16,7 @@ export function taskInternalService(deps: TaskServiceDeps): ServiceImpl<typeof T
   return {
     /**
      * The next occurrence of a recurring task: a copy of the parent (title, notes, zone, rule,
-     * reminders) with the new due time, created once per idempotency_key and user. A repeat
+     * reminders, priority) with the new due time, created once per idempotency_key and user. A repeat
      * returns the first occurrence with created=false. The parent must be that user's task.
      */
     async createOccurrence(req, ctx) {
@@ -38,6 +38,7 @@ export function taskInternalService(deps: TaskServiceDeps): ServiceImpl<typeof T
             recurrenceRule: parent.recurrenceRule,
             reminderOffsets: parent.reminderOffsets,
             parentTaskId: parent.id,
+            priority: parent.priority,
           };
         },
         {

@@ -1,8 +1,19 @@
 import { create } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { type Task, TaskSchema, TaskStatus } from "@taskmesh/gen/taskmesh/tasks/v1/task_pb";
+import { Priority, type Task, TaskSchema, TaskStatus } from "@taskmesh/gen/taskmesh/tasks/v1/task_pb";
 
 export type TaskStatusName = "open" | "completed";
+
+/** Stored priority: the Priority enum's number, P1 = 1 .. P4 = 4. */
+export type PriorityLevel = 1 | 2 | 3 | 4;
+
+/** The default priority, also what PRIORITY_UNSPECIFIED in a create or update means. */
+export const DEFAULT_PRIORITY: PriorityLevel = 4;
+
+/** A request's Priority as stored: UNSPECIFIED → P4. The contract allows defined values only. */
+export function priorityLevel(p: Priority): PriorityLevel {
+  return p === Priority.UNSPECIFIED ? DEFAULT_PRIORITY : (p as PriorityLevel);
+}
 
 /** A task as stored. Times are epoch milliseconds. */
 export interface TaskRecord {
@@ -17,6 +28,8 @@ export interface TaskRecord {
   /** Seconds before dueTime, in the order given. */
   reminderOffsets: number[];
   parentTaskId: string | null;
+  /** 1 (P1, highest) .. 4 (P4, the default); see Priority in task.proto. */
+  priority: PriorityLevel;
   createTime: number;
   updateTime: number;
   completeTime: number | null;
@@ -26,7 +39,7 @@ export interface TaskRecord {
 /** What a caller sets on create and update. */
 export type TaskFields = Pick<
   TaskRecord,
-  "title" | "notes" | "dueTime" | "timeZone" | "recurrenceRule" | "reminderOffsets" | "parentTaskId"
+  "title" | "notes" | "dueTime" | "timeZone" | "recurrenceRule" | "reminderOffsets" | "parentTaskId" | "priority"
 >;
 
 /** The stored task as the contract's Task message. */
@@ -46,5 +59,6 @@ export function toTask(r: TaskRecord): Task {
     updateTime: timestampFromMs(r.updateTime),
     ...(r.completeTime !== null ? { completeTime: timestampFromMs(r.completeTime) } : {}),
     version: BigInt(r.version),
+    priority: r.priority as number as Priority,
   });
 }

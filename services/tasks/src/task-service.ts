@@ -1,11 +1,11 @@
 import { createHash, randomUUID } from "node:crypto";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
-import { TaskStatus } from "@taskmesh/gen/taskmesh/tasks/v1/task_pb";
+import { Priority, TaskStatus } from "@taskmesh/gen/taskmesh/tasks/v1/task_pb";
 import type { TaskInput, TaskService } from "@taskmesh/gen/taskmesh/tasks/v1/tasks_pb";
 import { requireUser } from "@taskmesh/platform";
 import { decodePageToken, encodePageToken, type ListFilter } from "./page-token.js";
-import { toTask } from "./task-record.js";
+import { priorityLevel, toTask } from "./task-record.js";
 import { checkTimestamp, invalid, normalizeRecurrence, normalizeTimeZone, reminderSeconds } from "./task-rules.js";
 import type { CreateResult, TaskFields, TaskRecord, TaskStatusName, TasksStore } from "./tasks-store.js";
 
@@ -55,14 +55,16 @@ export function taskService(deps: TaskServiceDeps): ServiceImpl<typeof TaskServi
       const pageSize = req.pageSize === 0 ? DEFAULT_PAGE_SIZE : req.pageSize;
       const status: TaskStatusName | null =
         req.status === TaskStatus.COMPLETED ? "completed" : req.status === TaskStatus.OPEN ? "open" : null;
+      const priority = req.priority === Priority.UNSPECIFIED ? null : priorityLevel(req.priority);
       const filter: ListFilter = {
         userId,
         status,
+        priority,
         dueAfterMs: req.dueAfter ? checkTimestamp("due_after", ms(req.dueAfter)) : null,
         dueBeforeMs: req.dueBefore ? checkTimestamp("due_before", ms(req.dueBefore)) : null,
       };
       const after = req.pageToken ? decodePageToken(req.pageToken, filter) : null;
-      const rows = store.list({ ...filter, status, after, limit: pageSize + 1 });
+      const rows = store.list({ ...filter, status, priority, after, limit: pageSize + 1 });
       const page = rows.slice(0, pageSize);
       const last = page.at(-1);
       const nextPageToken =
@@ -96,6 +98,7 @@ export function taskService(deps: TaskServiceDeps): ServiceImpl<typeof TaskServi
           recurrenceRule,
           reminderOffsets,
           parentTaskId: cur.parentTaskId,
+          priority: req.priority !== undefined ? priorityLevel(req.priority) : cur.priority,
         };
         return sameFields(cur, next) ? null : next;
       });
@@ -106,6 +109,12 @@ export function taskService(deps: TaskServiceDeps): ServiceImpl<typeof TaskServi
       const userId = liveUser(store, ctx);
       const completed = store.complete(userId, taskId(req.taskId), now());
       return { task: toTask(found(completed, req.taskId)) };
+    },
+
+    async reopenTask(req, ctx) {
+      const userId = liveUser(store, ctx);
+      const reopened = store.reopen(userId, taskId(req.taskId), now());
+      return { task: toTask(found(reopened, req.taskId)) };
     },
 
     /**
@@ -136,6 +145,7 @@ export function inputFields(prefix: string, input: TaskInput): TaskFields {
     recurrenceRule: normalizeRecurrence(`${prefix}.recurrence_rule`, input.recurrenceRule, dueTime),
     reminderOffsets: reminderSeconds(`${prefix}.reminder_offsets`, input.reminderOffsets, dueTime),
     parentTaskId: null,
+    priority: priorityLevel(input.priority),
   };
 }
 
@@ -190,6 +200,7 @@ function sameFields(a: TaskFields, b: TaskFields): boolean {
     a.dueTime === b.dueTime &&
     a.timeZone === b.timeZone &&
     a.recurrenceRule === b.recurrenceRule &&
+    a.priority === b.priority &&
     JSON.stringify(a.reminderOffsets) === JSON.stringify(b.reminderOffsets)
   );
 }

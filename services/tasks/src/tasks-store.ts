@@ -7,9 +7,9 @@ import {
   outboxStreamSeqMigration,
 } from "@taskmesh/platform";
 import type Database from "better-sqlite3";
-import { changedFields, taskCompleted, taskCreated, taskDeleted, taskUpdated } from "./events.js";
+import { changedFields, taskCompleted, taskCreated, taskDeleted, taskReopened, taskUpdated } from "./events.js";
 import type { Cursor } from "./page-token.js";
-import type { TaskFields, TaskRecord, TaskStatusName } from "./task-record.js";
+import type { PriorityLevel, TaskFields, TaskRecord, TaskStatusName } from "./task-record.js";
 
 /**
  * Sort value of a task without due time: after every real due time (the latest Timestamp,
@@ -69,6 +69,15 @@ export const MIGRATIONS: readonly Migration[] = [
     sql: "CREATE TABLE deleted_users (user_id TEXT PRIMARY KEY, deleted_at INTEGER NOT NULL) STRICT, WITHOUT ROWID;",
   },
   outboxStreamSeqMigration(5),
+  {
+    version: 6,
+    name: "task priority",
+    // Existing tasks become P4, the default (task.proto Priority). ADD COLUMN keeps every row.
+    sql: `
+      ALTER TABLE tasks ADD COLUMN priority INTEGER NOT NULL DEFAULT 4 CHECK (priority BETWEEN 1 AND 4);
+      CREATE INDEX tasks_by_user_priority_due ON tasks (user_id, priority, due_sort, id);
+    `,
+  },
 ];
 
 export type { TaskFields, TaskRecord, TaskStatusName } from "./task-record.js";
@@ -99,6 +108,7 @@ interface Row {
   recurrence_rule: string;
   reminder_offsets: string;
   parent_task_id: string | null;
+  priority: PriorityLevel;
   create_time: number;
   update_time: number;
   complete_time: number | null;
@@ -107,11 +117,12 @@ interface Row {
 }
 
 const COLUMNS = `id, user_id, title, notes, status, due_time, time_zone, recurrence_rule, reminder_offsets,
-  parent_task_id, create_time, update_time, complete_time, version, due_sort`;
+  parent_task_id, priority, create_time, update_time, complete_time, version, due_sort`;
 
 export interface ListQuery {
   userId: string;
   status: TaskStatusName | null;
+  priority: PriorityLevel | null;
   dueAfterMs: number | null;
   dueBeforeMs: number | null;
   after: Cursor | null;
@@ -138,6 +149,7 @@ export class TasksStore {
   readonly #insertKey: Database.Statement;
   readonly #update: Database.Statement;
   readonly #complete: Database.Statement;
+  readonly #reopen: Database.Statement;
   readonly #delete: Database.Statement<[string, string]>;
   readonly #purgeTasks: Database.Statement<[string]>;
   readonly #purgeKeys: Database.Statement<[string]>;
@@ -149,9 +161,9 @@ export class TasksStore {
   constructor(db: Db) {
     this.#db = db;
     this.#insert = db.prepare(`INSERT INTO tasks (id, user_id, title, notes, status, due_time, time_zone,
-        recurrence_rule, reminder_offsets, parent_task_id, create_time, update_time, complete_time, version)
+        recurrence_rule, reminder_offsets, parent_task_id, priority, create_time, update_time, complete_time, version)
       VALUES (@id, @user_id, @title, @notes, @status, @due_time, @time_zone, @recurrence_rule, @reminder_offsets,
-        @parent_task_id, @create_time, @update_time, @complete_time, @version)`);
+        @parent_task_id, @priority, @create_time, @update_time, @complete_time, @version)`);
     this.#get = db.prepare(`SELECT ${COLUMNS} FROM tasks WHERE id = ? AND user_id = ?`);
     this.#count = db.prepare("SELECT count(*) AS n FROM tasks WHERE user_id = ?");
     this.#getKey = db.prepare(
@@ -161,11 +173,14 @@ export class TasksStore {
       VALUES (?, ?, ?, ?, ?, ?)`);
     this.#update = db.prepare(`UPDATE tasks SET title = @title, notes = @notes, due_time = @due_time,
         time_zone = @time_zone, recurrence_rule = @recurrence_rule, reminder_offsets = @reminder_offsets,
-        update_time = @update_time, version = version + 1
+        priority = @priority, update_time = @update_time, version = version + 1
       WHERE id = @id AND user_id = @user_id`);
     this.#complete = db.prepare(`UPDATE tasks SET status = 'completed', complete_time = @now, update_time = @now,
         version = version + 1
       WHERE id = @id AND user_id = @user_id AND status = 'open'`);
+    this.#reopen = db.prepare(`UPDATE tasks SET status = 'open', complete_time = NULL, update_time = @now,
+        version = version + 1
+      WHERE id = @id AND user_id = @user_id AND status = 'completed'`);
     this.#delete = db.prepare("DELETE FROM tasks WHERE id = ? AND user_id = ?");
     this.#purgeTasks = db.prepare("DELETE FROM tasks WHERE user_id = ?");
     this.#purgeKeys = db.prepare("DELETE FROM idempotency_keys WHERE user_id = ?");
@@ -259,6 +274,18 @@ export class TasksStore {
       .immediate();
   }
 
+  /** Marks a completed task open again; an open task is returned unchanged. Undefined when absent. */
+  reopen(userId: string, id: string, now: number): TaskRecord | undefined {
+    return this.#db
+      .transaction(() => {
+        const changed = this.#reopen.run({ id, user_id: userId, now }).changes > 0;
+        const task = this.get(userId, id);
+        if (changed && task) appendEvent(this.#db, taskReopened(task));
+        return task;
+      })
+      .immediate();
+  }
+
   /** True when the task existed (and was the user's) and is now gone. */
   delete(userId: string, id: string, now: number): boolean {
     return this.#db
@@ -323,6 +350,7 @@ export class TasksStore {
   list(q: ListQuery): { task: TaskRecord; dueSort: number }[] {
     const stmt = this.#listStatement(
       q.status !== null,
+      q.priority !== null,
       q.dueAfterMs !== null,
       q.dueBeforeMs !== null,
       q.after !== null,
@@ -330,6 +358,7 @@ export class TasksStore {
     const rows = stmt.all({
       user_id: q.userId,
       status: q.status,
+      priority: q.priority,
       due_after: q.dueAfterMs,
       due_before: q.dueBeforeMs,
       after_sort: q.after?.dueSort ?? null,
@@ -341,14 +370,15 @@ export class TasksStore {
 
   /**
    * One statement per combination of filters, so each uses its index fully instead of an
-   * `(? IS NULL OR ...)` that defeats the planner. At most 16, prepared on first use.
+   * `(? IS NULL OR ...)` that defeats the planner. At most 32, prepared on first use.
    */
-  #listStatement(status: boolean, after: boolean, before: boolean, cursor: boolean) {
-    const shape = `${+status}${+after}${+before}${+cursor}`;
+  #listStatement(status: boolean, priority: boolean, after: boolean, before: boolean, cursor: boolean) {
+    const shape = `${+status}${+priority}${+after}${+before}${+cursor}`;
     let stmt = this.#lists.get(shape);
     if (!stmt) {
       const where = ["user_id = @user_id"];
       if (status) where.push("status = @status");
+      if (priority) where.push("priority = @priority");
       // due_time (not due_sort) so that tasks without due time are excluded by either bound.
       if (after) where.push("due_time >= @due_after");
       if (before) where.push("due_time < @due_before");
@@ -374,6 +404,7 @@ function fromRow(r: Row): TaskRecord {
     recurrenceRule: r.recurrence_rule,
     reminderOffsets: JSON.parse(r.reminder_offsets) as number[],
     parentTaskId: r.parent_task_id,
+    priority: r.priority,
     createTime: r.create_time,
     updateTime: r.update_time,
     completeTime: r.complete_time,
@@ -393,6 +424,7 @@ function toRow(t: TaskRecord): Omit<Row, "due_sort"> {
     recurrence_rule: t.recurrenceRule,
     reminder_offsets: JSON.stringify(t.reminderOffsets),
     parent_task_id: t.parentTaskId,
+    priority: t.priority,
     create_time: t.createTime,
     update_time: t.updateTime,
     complete_time: t.completeTime,

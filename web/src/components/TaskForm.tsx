@@ -1,5 +1,5 @@
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
-import type { Task } from "@taskmesh/gen/taskmesh/tasks/v1/task_pb";
+import { Priority, type Task } from "@taskmesh/gen/taskmesh/tasks/v1/task_pb";
 import { useEffect, useId, useMemo, useRef, useState } from "react";
 import { useApp } from "../lib/app-context";
 import { describeError, type Problem } from "../lib/errors";
@@ -52,6 +52,7 @@ export function TaskForm({ task, zone: userZone, onDone }: Props) {
   const initialRule = fromRule(task?.recurrenceRule ?? "");
   const [title, setTitle] = useState(task?.title ?? "");
   const [notes, setNotes] = useState(task?.notes ?? "");
+  const [priority, setPriority] = useState<Priority>(task?.priority || Priority.P4);
   const [zone, setZone] = useState(task?.timeZone || userZone);
   const [due, setDue] = useState(() => {
     const ms = tsMs(task?.dueTime);
@@ -107,6 +108,7 @@ export function TaskForm({ task, zone: userZone, onDone }: Props) {
           timeZone: zone,
           recurrenceRule: rule,
           reminderOffsets: { offsets },
+          priority,
         });
         saved = res.task;
       } else {
@@ -118,6 +120,7 @@ export function TaskForm({ task, zone: userZone, onDone }: Props) {
             timeZone: zone,
             recurrenceRule: rule,
             reminderOffsets: offsets,
+            priority,
           },
           idempotencyKey,
         });
@@ -158,6 +161,18 @@ export function TaskForm({ task, zone: userZone, onDone }: Props) {
           {...invalid("notes")}
         />
         <FieldError id={`${id}-notes`} message={fields.notes} />
+
+        <label htmlFor={`${id}-priority`}>Priority</label>
+        <select
+          id={`${id}-priority`}
+          value={priority}
+          onChange={(e) => setPriority(Number(e.target.value) as Priority)}
+        >
+          <option value={Priority.P1}>P1 (highest)</option>
+          <option value={Priority.P2}>P2</option>
+          <option value={Priority.P3}>P3</option>
+          <option value={Priority.P4}>P4 (none)</option>
+        </select>
 
         <div className="row">
           <div>

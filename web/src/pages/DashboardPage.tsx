@@ -55,6 +55,13 @@ export function DashboardPage() {
                 <dd>{Math.round(s.completionRate * 100)}%</dd>
                 <dt>Streak</dt>
                 <dd>{s.currentStreakDays} day(s)</dd>
+                <dt>Open by priority</dt>
+                <dd>
+                  {s.priorityCounts
+                    .filter((p) => p.openCount > 0n)
+                    .map((p) => `P${p.priority}: ${p.openCount}`)
+                    .join(" · ") || "none"}
+                </dd>
               </dl>
             )}
           </section>

@@ -1,6 +1,6 @@
 import { createConnectQueryKey, useInfiniteQuery } from "@connectrpc/connect-query";
 import { useQueryClient } from "@tanstack/react-query";
-import { type Task, TaskStatus } from "@taskmesh/gen/taskmesh/tasks/v1/task_pb";
+import { Priority, type Task, TaskStatus } from "@taskmesh/gen/taskmesh/tasks/v1/task_pb";
 import { TaskService } from "@taskmesh/gen/taskmesh/tasks/v1/tasks_pb";
 import { useCallback, useEffect, useRef, useState } from "react";
 import { ProblemMessage } from "../components/FieldError";
@@ -46,6 +46,8 @@ export function TasksPage() {
   const zone = useZone();
   const queryClient = useQueryClient();
   const [filter, setFilter] = useState<Filter>("open");
+  // ListTasks' priority filter; UNSPECIFIED = every priority.
+  const [priority, setPriority] = useState<Priority>(Priority.UNSPECIFIED);
   const [editing, setEditing] = useState<Task | "new" | undefined>();
   const [problem, setProblem] = useState<string | undefined>();
   const [status, setStatus] = useState<string | undefined>();
@@ -59,7 +61,7 @@ export function TasksPage() {
 
   const list = useInfiniteQuery(
     TaskService.method.listTasks,
-    { ...request, pageSize: 20, pageToken: "" },
+    { ...request, priority, pageSize: 20, pageToken: "" },
     {
       pageParamKey: "pageToken",
       getNextPageParam: (last) => last.nextPageToken || undefined,
@@ -95,6 +97,17 @@ export function TasksPage() {
         n.delete(t.id);
         return n;
       });
+    }
+  };
+
+  const reopen = async (t: Task) => {
+    setProblem(undefined);
+    try {
+      await api.tasks.reopenTask({ taskId: t.id });
+      setStatus(`Reopened “${t.title}”.`);
+      await refresh();
+    } catch (err) {
+      setProblem(`Could not reopen “${t.title}”: ${describeError(err).message}`);
     }
   };
 
@@ -160,6 +173,20 @@ export function TasksPage() {
             {FILTERS[f]}
           </button>
         ))}
+        <span className="priority-filter">
+          <label htmlFor="priority-filter">Priority</label>
+          <select
+            id="priority-filter"
+            value={priority}
+            onChange={(e) => setPriority(Number(e.target.value) as Priority)}
+          >
+            <option value={Priority.UNSPECIFIED}>Any</option>
+            <option value={Priority.P1}>P1</option>
+            <option value={Priority.P2}>P2</option>
+            <option value={Priority.P3}>P3</option>
+            <option value={Priority.P4}>P4</option>
+          </select>
+        </span>
       </fieldset>
       <div role="status" className="status-line">
         {status}
@@ -183,7 +210,15 @@ export function TasksPage() {
             return (
               <li key={t.id} className={done ? "task done" : "task"} data-task-id={t.id}>
                 <div className="task-main">
-                  <h2 className="task-title">{t.title}</h2>
+                  <h2 className="task-title">
+                    {/* P4 is "no particular priority": no badge, the title alone. */}
+                    {t.priority !== Priority.UNSPECIFIED && t.priority !== Priority.P4 && (
+                      <>
+                        <span className={`priority p${t.priority}`}>P{t.priority}</span>{" "}
+                      </>
+                    )}
+                    {t.title}
+                  </h2>
                   {t.notes && <p className="notes">{t.notes}</p>}
                   <p className="meta">
                     {dueMs !== undefined && (
@@ -210,6 +245,11 @@ export function TasksPage() {
                   {!done && (
                     <button type="button" onClick={() => complete(t)} aria-label={`Complete “${t.title}”`}>
                       Complete
+                    </button>
+                  )}
+                  {t.status === TaskStatus.COMPLETED && (
+                    <button type="button" onClick={() => reopen(t)} aria-label={`Reopen “${t.title}”`}>
+                      Reopen
                     </button>
                   )}
                   <button

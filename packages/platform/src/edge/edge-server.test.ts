@@ -81,6 +81,7 @@ beforeAll(async () => {
           updateTask: notUsed,
           completeTask: notUsed,
           deleteTask: notUsed,
+          reopenTask: notUsed,
         },
         { kind: "user" },
       ),

@@ -40,6 +40,7 @@ describe("createGrpcClient", () => {
             updateTask: unused,
             completeTask: unused,
             deleteTask: unused,
+            reopenTask: unused,
           },
           { kind: "user", anonymous: ["getTask", "createTask"] },
         ),
@@ -141,6 +142,7 @@ describe("createGrpcClient", () => {
   it("builds a retry policy naming only idempotent methods", () => {
     const cfg = serviceConfig(TaskService, {});
     const names = cfg.methodConfig[0]?.name.map((n) => n.method).sort();
-    expect(names).toEqual(["CompleteTask", "DeleteTask", "GetTask", "ListTasks"]);
+    // ReopenTask is IDEMPOTENT (reopening an open task returns it unchanged); CreateTask and UpdateTask are not.
+    expect(names).toEqual(["CompleteTask", "DeleteTask", "GetTask", "ListTasks", "ReopenTask"]);
   });
 });

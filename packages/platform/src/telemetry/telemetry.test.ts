@@ -57,6 +57,7 @@ beforeAll(async () => {
           updateTask: () => ({}),
           completeTask: () => ({}),
           deleteTask: () => ({}),
+          reopenTask: () => ({}),
         },
         { kind: "user", anonymous: ALL_METHODS },
       ),

@@ -86,6 +86,7 @@ async function startChain() {
         updateTask: () => ({}),
         completeTask: () => ({}),
         deleteTask: () => ({}),
+        reopenTask: () => ({}),
       },
       { kind: "user", anonymous: ALL_METHODS },
     );

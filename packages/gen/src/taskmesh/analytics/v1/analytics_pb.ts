@@ -7,13 +7,15 @@ import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2
 import { file_buf_validate_validate } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { Priority } from "../../tasks/v1/task_pb.js";
+import { file_taskmesh_tasks_v1_task } from "../../tasks/v1/task_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file taskmesh/analytics/v1/analytics.proto.
  */
 export const file_taskmesh_analytics_v1_analytics: GenFile = /*@__PURE__*/
-  fileDesc("CiV0YXNrbWVzaC9hbmFseXRpY3MvdjEvYW5hbHl0aWNzLnByb3RvEhV0YXNrbWVzaC5hbmFseXRpY3MudjEiyAEKBVN0YXRzEhUKDWNyZWF0ZWRfY291bnQYASABKAMSFwoPY29tcGxldGVkX2NvdW50GAIgASgDEhUKDW92ZXJkdWVfY291bnQYAyABKAMSEgoKb3Blbl9jb3VudBgEIAEoAxIXCg9jb21wbGV0aW9uX3JhdGUYBSABKAESGwoTY3VycmVudF9zdHJlYWtfZGF5cxgGIAEoBRIuCgphc19vZl90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIRCg9HZXRTdGF0c1JlcXVlc3QiPwoQR2V0U3RhdHNSZXNwb25zZRIrCgVzdGF0cxgBIAEoCzIcLnRhc2ttZXNoLmFuYWx5dGljcy52MS5TdGF0cyJPCglTZWFyY2hIaXQSDwoHdGFza19pZBgBIAEoCRINCgV0aXRsZRgCIAEoCRIPCgdzbmlwcGV0GAMgASgJEhEKCWNvbXBsZXRlZBgEIAEoCCJJChJTZWFyY2hUYXNrc1JlcXVlc3QSGQoFcXVlcnkYASABKAlCCrpIB3IFEAEYyAESGAoFbGltaXQYAiABKAVCCbpIBhoEGDIoACJFChNTZWFyY2hUYXNrc1Jlc3BvbnNlEi4KBGhpdHMYASADKAsyIC50YXNrbWVzaC5hbmFseXRpY3MudjEuU2VhcmNoSGl0Mt8BChBBbmFseXRpY3NTZXJ2aWNlEmAKCEdldFN0YXRzEiYudGFza21lc2guYW5hbHl0aWNzLnYxLkdldFN0YXRzUmVxdWVzdBonLnRhc2ttZXNoLmFuYWx5dGljcy52MS5HZXRTdGF0c1Jlc3BvbnNlIgOQAgESaQoLU2VhcmNoVGFza3MSKS50YXNrbWVzaC5hbmFseXRpY3MudjEuU2VhcmNoVGFza3NSZXF1ZXN0GioudGFza21lc2guYW5hbHl0aWNzLnYxLlNlYXJjaFRhc2tzUmVzcG9uc2UiA5ACAWIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_timestamp]);
+  fileDesc("CiV0YXNrbWVzaC9hbmFseXRpY3MvdjEvYW5hbHl0aWNzLnByb3RvEhV0YXNrbWVzaC5hbmFseXRpY3MudjEihwIKBVN0YXRzEhUKDWNyZWF0ZWRfY291bnQYASABKAMSFwoPY29tcGxldGVkX2NvdW50GAIgASgDEhUKDW92ZXJkdWVfY291bnQYAyABKAMSEgoKb3Blbl9jb3VudBgEIAEoAxIXCg9jb21wbGV0aW9uX3JhdGUYBSABKAESGwoTY3VycmVudF9zdHJlYWtfZGF5cxgGIAEoBRIuCgphc19vZl90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI9Cg9wcmlvcml0eV9jb3VudHMYCCADKAsyJC50YXNrbWVzaC5hbmFseXRpY3MudjEuUHJpb3JpdHlDb3VudCJrCg1Qcmlvcml0eUNvdW50Ei0KCHByaW9yaXR5GAEgASgOMhsudGFza21lc2gudGFza3MudjEuUHJpb3JpdHkSEgoKb3Blbl9jb3VudBgCIAEoAxIXCg9jb21wbGV0ZWRfY291bnQYAyABKAMiEQoPR2V0U3RhdHNSZXF1ZXN0Ij8KEEdldFN0YXRzUmVzcG9uc2USKwoFc3RhdHMYASABKAsyHC50YXNrbWVzaC5hbmFseXRpY3MudjEuU3RhdHMiTwoJU2VhcmNoSGl0Eg8KB3Rhc2tfaWQYASABKAkSDQoFdGl0bGUYAiABKAkSDwoHc25pcHBldBgDIAEoCRIRCgljb21wbGV0ZWQYBCABKAgiSQoSU2VhcmNoVGFza3NSZXF1ZXN0EhkKBXF1ZXJ5GAEgASgJQgq6SAdyBRABGMgBEhgKBWxpbWl0GAIgASgFQgm6SAYaBBgyKAAiRQoTU2VhcmNoVGFza3NSZXNwb25zZRIuCgRoaXRzGAEgAygLMiAudGFza21lc2guYW5hbHl0aWNzLnYxLlNlYXJjaEhpdDLfAQoQQW5hbHl0aWNzU2VydmljZRJgCghHZXRTdGF0cxImLnRhc2ttZXNoLmFuYWx5dGljcy52MS5HZXRTdGF0c1JlcXVlc3QaJy50YXNrbWVzaC5hbmFseXRpY3MudjEuR2V0U3RhdHNSZXNwb25zZSIDkAIBEmkKC1NlYXJjaFRhc2tzEikudGFza21lc2guYW5hbHl0aWNzLnYxLlNlYXJjaFRhc2tzUmVxdWVzdBoqLnRhc2ttZXNoLmFuYWx5dGljcy52MS5TZWFyY2hUYXNrc1Jlc3BvbnNlIgOQAgFiBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_timestamp, file_taskmesh_tasks_v1_task]);
 
 /**
  * @generated from message taskmesh.analytics.v1.Stats
@@ -61,6 +63,13 @@ export type Stats = Message<"taskmesh.analytics.v1.Stats"> & {
    * @generated from field: google.protobuf.Timestamp as_of_time = 7;
    */
   asOfTime?: Timestamp | undefined;
+
+  /**
+   * Live tasks per priority, P1 first; a priority without tasks is left out.
+   *
+   * @generated from field: repeated taskmesh.analytics.v1.PriorityCount priority_counts = 8;
+   */
+  priorityCounts: PriorityCount[];
 };
 
 /**
@@ -69,6 +78,33 @@ export type Stats = Message<"taskmesh.analytics.v1.Stats"> & {
  */
 export const StatsSchema: GenMessage<Stats> = /*@__PURE__*/
   messageDesc(file_taskmesh_analytics_v1_analytics, 0);
+
+/**
+ * @generated from message taskmesh.analytics.v1.PriorityCount
+ */
+export type PriorityCount = Message<"taskmesh.analytics.v1.PriorityCount"> & {
+  /**
+   * @generated from field: taskmesh.tasks.v1.Priority priority = 1;
+   */
+  priority: Priority;
+
+  /**
+   * @generated from field: int64 open_count = 2;
+   */
+  openCount: bigint;
+
+  /**
+   * @generated from field: int64 completed_count = 3;
+   */
+  completedCount: bigint;
+};
+
+/**
+ * Describes the message taskmesh.analytics.v1.PriorityCount.
+ * Use `create(PriorityCountSchema)` to create a new message.
+ */
+export const PriorityCountSchema: GenMessage<PriorityCount> = /*@__PURE__*/
+  messageDesc(file_taskmesh_analytics_v1_analytics, 1);
 
 /**
  * @generated from message taskmesh.analytics.v1.GetStatsRequest
@@ -81,7 +117,7 @@ export type GetStatsRequest = Message<"taskmesh.analytics.v1.GetStatsRequest"> &
  * Use `create(GetStatsRequestSchema)` to create a new message.
  */
 export const GetStatsRequestSchema: GenMessage<GetStatsRequest> = /*@__PURE__*/
-  messageDesc(file_taskmesh_analytics_v1_analytics, 1);
+  messageDesc(file_taskmesh_analytics_v1_analytics, 2);
 
 /**
  * @generated from message taskmesh.analytics.v1.GetStatsResponse
@@ -98,7 +134,7 @@ export type GetStatsResponse = Message<"taskmesh.analytics.v1.GetStatsResponse">
  * Use `create(GetStatsResponseSchema)` to create a new message.
  */
 export const GetStatsResponseSchema: GenMessage<GetStatsResponse> = /*@__PURE__*/
-  messageDesc(file_taskmesh_analytics_v1_analytics, 2);
+  messageDesc(file_taskmesh_analytics_v1_analytics, 3);
 
 /**
  * @generated from message taskmesh.analytics.v1.SearchHit
@@ -132,7 +168,7 @@ export type SearchHit = Message<"taskmesh.analytics.v1.SearchHit"> & {
  * Use `create(SearchHitSchema)` to create a new message.
  */
 export const SearchHitSchema: GenMessage<SearchHit> = /*@__PURE__*/
-  messageDesc(file_taskmesh_analytics_v1_analytics, 3);
+  messageDesc(file_taskmesh_analytics_v1_analytics, 4);
 
 /**
  * @generated from message taskmesh.analytics.v1.SearchTasksRequest
@@ -158,7 +194,7 @@ export type SearchTasksRequest = Message<"taskmesh.analytics.v1.SearchTasksReque
  * Use `create(SearchTasksRequestSchema)` to create a new message.
  */
 export const SearchTasksRequestSchema: GenMessage<SearchTasksRequest> = /*@__PURE__*/
-  messageDesc(file_taskmesh_analytics_v1_analytics, 4);
+  messageDesc(file_taskmesh_analytics_v1_analytics, 5);
 
 /**
  * @generated from message taskmesh.analytics.v1.SearchTasksResponse
@@ -175,7 +211,7 @@ export type SearchTasksResponse = Message<"taskmesh.analytics.v1.SearchTasksResp
  * Use `create(SearchTasksResponseSchema)` to create a new message.
  */
 export const SearchTasksResponseSchema: GenMessage<SearchTasksResponse> = /*@__PURE__*/
-  messageDesc(file_taskmesh_analytics_v1_analytics, 5);
+  messageDesc(file_taskmesh_analytics_v1_analytics, 6);
 
 /**
  * AnalyticsService is public: read models (CQRS) built only from domain events, scoped to the caller.

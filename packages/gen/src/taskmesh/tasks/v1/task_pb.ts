@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file taskmesh/tasks/v1/task.proto.
  */
 export const file_taskmesh_tasks_v1_task: GenFile = /*@__PURE__*/
-  fileDesc("Chx0YXNrbWVzaC90YXNrcy92MS90YXNrLnByb3RvEhF0YXNrbWVzaC50YXNrcy52MSK9AwoEVGFzaxIKCgJpZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEg0KBXRpdGxlGAMgASgJEg0KBW5vdGVzGAQgASgJEi0KBnN0YXR1cxgFIAEoDjIdLnRhc2ttZXNoLnRhc2tzLnYxLlRhc2tTdGF0dXMSLAoIZHVlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXRpbWVfem9uZRgHIAEoCRIXCg9yZWN1cnJlbmNlX3J1bGUYCCABKAkSMwoQcmVtaW5kZXJfb2Zmc2V0cxgJIAMoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIWCg5wYXJlbnRfdGFza19pZBgKIAEoCRIvCgtjcmVhdGVfdGltZRgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjEKDWNvbXBsZXRlX3RpbWUYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3ZlcnNpb24YDiABKAMqWgoKVGFza1N0YXR1cxIbChdUQVNLX1NUQVRVU19VTlNQRUNJRklFRBAAEhQKEFRBU0tfU1RBVFVTX09QRU4QARIZChVUQVNLX1NUQVRVU19DT01QTEVURUQQAmIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("Chx0YXNrbWVzaC90YXNrcy92MS90YXNrLnByb3RvEhF0YXNrbWVzaC50YXNrcy52MSLsAwoEVGFzaxIKCgJpZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEg0KBXRpdGxlGAMgASgJEg0KBW5vdGVzGAQgASgJEi0KBnN0YXR1cxgFIAEoDjIdLnRhc2ttZXNoLnRhc2tzLnYxLlRhc2tTdGF0dXMSLAoIZHVlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXRpbWVfem9uZRgHIAEoCRIXCg9yZWN1cnJlbmNlX3J1bGUYCCABKAkSMwoQcmVtaW5kZXJfb2Zmc2V0cxgJIAMoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIWCg5wYXJlbnRfdGFza19pZBgKIAEoCRIvCgtjcmVhdGVfdGltZRgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjEKDWNvbXBsZXRlX3RpbWUYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3ZlcnNpb24YDiABKAMSLQoIcHJpb3JpdHkYDyABKA4yGy50YXNrbWVzaC50YXNrcy52MS5Qcmlvcml0eSpaCgpUYXNrU3RhdHVzEhsKF1RBU0tfU1RBVFVTX1VOU1BFQ0lGSUVEEAASFAoQVEFTS19TVEFUVVNfT1BFThABEhkKFVRBU0tfU1RBVFVTX0NPTVBMRVRFRBACKmgKCFByaW9yaXR5EhgKFFBSSU9SSVRZX1VOU1BFQ0lGSUVEEAASDwoLUFJJT1JJVFlfUDEQARIPCgtQUklPUklUWV9QMhACEg8KC1BSSU9SSVRZX1AzEAMSDwoLUFJJT1JJVFlfUDQQBGIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * A task as stored by the tasks service and carried in task events.
@@ -101,6 +101,13 @@ export type Task = Message<"taskmesh.tasks.v1.Task"> & {
    * @generated from field: int64 version = 14;
    */
   version: bigint;
+
+  /**
+   * P1..P4; tasks stored before priorities existed are P4.
+   *
+   * @generated from field: taskmesh.tasks.v1.Priority priority = 15;
+   */
+  priority: Priority;
 };
 
 /**
@@ -135,4 +142,44 @@ export enum TaskStatus {
  */
 export const TaskStatusSchema: GenEnum<TaskStatus> = /*@__PURE__*/
   enumDesc(file_taskmesh_tasks_v1_task, 0);
+
+/**
+ * Priority P1 (highest) to P4 (lowest, the default: "no particular priority", as in the todo apps
+ * people know). A stored task always has P1..P4; UNSPECIFIED in a request means P4 (create,
+ * update) or "any priority" (a ListTasks filter).
+ *
+ * @generated from enum taskmesh.tasks.v1.Priority
+ */
+export enum Priority {
+  /**
+   * @generated from enum value: PRIORITY_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: PRIORITY_P1 = 1;
+   */
+  P1 = 1,
+
+  /**
+   * @generated from enum value: PRIORITY_P2 = 2;
+   */
+  P2 = 2,
+
+  /**
+   * @generated from enum value: PRIORITY_P3 = 3;
+   */
+  P3 = 3,
+
+  /**
+   * @generated from enum value: PRIORITY_P4 = 4;
+   */
+  P4 = 4,
+}
+
+/**
+ * Describes the enum taskmesh.tasks.v1.Priority.
+ */
+export const PrioritySchema: GenEnum<Priority> = /*@__PURE__*/
+  enumDesc(file_taskmesh_tasks_v1_task, 1);
 

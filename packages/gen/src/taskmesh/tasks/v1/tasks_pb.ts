@@ -7,7 +7,7 @@ import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2
 import { file_buf_validate_validate } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
 import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
-import type { Task, TaskStatus } from "./task_pb.js";
+import type { Priority, Task, TaskStatus } from "./task_pb.js";
 import { file_taskmesh_tasks_v1_task } from "./task_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file taskmesh/tasks/v1/tasks.proto.
  */
 export const file_taskmesh_tasks_v1_tasks: GenFile = /*@__PURE__*/
-  fileDesc("Ch10YXNrbWVzaC90YXNrcy92MS90YXNrcy5wcm90bxIRdGFza21lc2gudGFza3MudjEi+QEKCVRhc2tJbnB1dBIZCgV0aXRsZRgBIAEoCUIKukgHcgUQARj0AxIXCgVub3RlcxgCIAEoCUIIukgFcgMYkE4SLAoIZHVlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhoKCXRpbWVfem9uZRgEIAEoCUIHukgEcgIYQBIhCg9yZWN1cnJlbmNlX3J1bGUYBSABKAlCCLpIBXIDGOgHEksKEHJlbWluZGVyX29mZnNldHMYBiADKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CFrpIE5IBEBAKIgyqAQkiBQiAmp4BMgAiagoRQ3JlYXRlVGFza1JlcXVlc3QSMgoEdGFzaxgBIAEoCzIcLnRhc2ttZXNoLnRhc2tzLnYxLlRhc2tJbnB1dEIGukgDyAEBEiEKD2lkZW1wb3RlbmN5X2tleRgCIAEoCUIIukgFcgMYgAEiOwoSQ3JlYXRlVGFza1Jlc3BvbnNlEiUKBHRhc2sYASABKAsyFy50YXNrbWVzaC50YXNrcy52MS5UYXNrIisKDkdldFRhc2tSZXF1ZXN0EhkKB3Rhc2tfaWQYASABKAlCCLpIBXIDsAEBIjgKD0dldFRhc2tSZXNwb25zZRIlCgR0YXNrGAEgASgLMhcudGFza21lc2gudGFza3MudjEuVGFzayLmAQoQTGlzdFRhc2tzUmVxdWVzdBI3CgZzdGF0dXMYASABKA4yHS50YXNrbWVzaC50YXNrcy52MS5UYXNrU3RhdHVzQgi6SAWCAQIQARItCglkdWVfYWZ0ZXIYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmR1ZV9iZWZvcmUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhwKCXBhZ2Vfc2l6ZRgEIAEoBUIJukgGGgQYZCgAEhwKCnBhZ2VfdG9rZW4YBSABKAlCCLpIBXIDGIAEIlQKEUxpc3RUYXNrc1Jlc3BvbnNlEiYKBXRhc2tzGAEgAygLMhcudGFza21lc2gudGFza3MudjEuVGFzaxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiVQoPUmVtaW5kZXJPZmZzZXRzEkIKB29mZnNldHMYASADKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CFrpIE5IBEBAKIgyqAQkiBQiAmp4BMgAi8wMKEVVwZGF0ZVRhc2tSZXF1ZXN0EhkKB3Rhc2tfaWQYASABKAlCCLpIBXIDsAEBEh4KBXRpdGxlGAIgASgJQgq6SAdyBRABGPQDSACIAQESHAoFbm90ZXMYAyABKAlCCLpIBXIDGJBOSAGIAQESLAoIZHVlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDmNsZWFyX2R1ZV90aW1lGAUgASgIEh8KCXRpbWVfem9uZRgGIAEoCUIHukgEcgIYQEgCiAEBEiYKD3JlY3VycmVuY2VfcnVsZRgHIAEoCUIIukgFcgMY6AdIA4gBARI8ChByZW1pbmRlcl9vZmZzZXRzGAggASgLMiIudGFza21lc2gudGFza3MudjEuUmVtaW5kZXJPZmZzZXRzOoEBukh+GnwKGHVwZGF0ZS5kdWVfdGltZV9jb25mbGljdBIyZHVlX3RpbWUgYW5kIGNsZWFyX2R1ZV90aW1lIGFyZSBtdXR1YWxseSBleGNsdXNpdmUaLCEoaGFzKHRoaXMuZHVlX3RpbWUpICYmIHRoaXMuY2xlYXJfZHVlX3RpbWUpQggKBl90aXRsZUIICgZfbm90ZXNCDAoKX3RpbWVfem9uZUISChBfcmVjdXJyZW5jZV9ydWxlIjsKElVwZGF0ZVRhc2tSZXNwb25zZRIlCgR0YXNrGAEgASgLMhcudGFza21lc2gudGFza3MudjEuVGFzayIwChNDb21wbGV0ZVRhc2tSZXF1ZXN0EhkKB3Rhc2tfaWQYASABKAlCCLpIBXIDsAEBIj0KFENvbXBsZXRlVGFza1Jlc3BvbnNlEiUKBHRhc2sYASABKAsyFy50YXNrbWVzaC50YXNrcy52MS5UYXNrIi4KEURlbGV0ZVRhc2tSZXF1ZXN0EhkKB3Rhc2tfaWQYASABKAlCCLpIBXIDsAEBIhQKEkRlbGV0ZVRhc2tSZXNwb25zZSKxAQoXQ3JlYXRlT2NjdXJyZW5jZVJlcXVlc3QSGQoHdXNlcl9pZBgBIAEoCUIIukgFcgOwAQESIAoOcGFyZW50X3Rhc2tfaWQYAiABKAlCCLpIBXIDsAEBEjQKCGR1ZV90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIGukgDyAEBEiMKD2lkZW1wb3RlbmN5X2tleRgEIAEoCUIKukgHcgUQARiAASJSChhDcmVhdGVPY2N1cnJlbmNlUmVzcG9uc2USJQoEdGFzaxgBIAEoCzIXLnRhc2ttZXNoLnRhc2tzLnYxLlRhc2sSDwoHY3JlYXRlZBgCIAEoCCItChBQdXJnZVVzZXJSZXF1ZXN0EhkKB3VzZXJfaWQYASABKAlCCLpIBXIDsAEBIioKEVB1cmdlVXNlclJlc3BvbnNlEhUKDWRlbGV0ZWRfY291bnQYASABKAMyvQQKC1Rhc2tTZXJ2aWNlElkKCkNyZWF0ZVRhc2sSJC50YXNrbWVzaC50YXNrcy52MS5DcmVhdGVUYXNrUmVxdWVzdBolLnRhc2ttZXNoLnRhc2tzLnYxLkNyZWF0ZVRhc2tSZXNwb25zZRJVCgdHZXRUYXNrEiEudGFza21lc2gudGFza3MudjEuR2V0VGFza1JlcXVlc3QaIi50YXNrbWVzaC50YXNrcy52MS5HZXRUYXNrUmVzcG9uc2UiA5ACARJbCglMaXN0VGFza3MSIy50YXNrbWVzaC50YXNrcy52MS5MaXN0VGFza3NSZXF1ZXN0GiQudGFza21lc2gudGFza3MudjEuTGlzdFRhc2tzUmVzcG9uc2UiA5ACARJZCgpVcGRhdGVUYXNrEiQudGFza21lc2gudGFza3MudjEuVXBkYXRlVGFza1JlcXVlc3QaJS50YXNrbWVzaC50YXNrcy52MS5VcGRhdGVUYXNrUmVzcG9uc2USZAoMQ29tcGxldGVUYXNrEiYudGFza21lc2gudGFza3MudjEuQ29tcGxldGVUYXNrUmVxdWVzdBonLnRhc2ttZXNoLnRhc2tzLnYxLkNvbXBsZXRlVGFza1Jlc3BvbnNlIgOQAgISXgoKRGVsZXRlVGFzaxIkLnRhc2ttZXNoLnRhc2tzLnYxLkRlbGV0ZVRhc2tSZXF1ZXN0GiUudGFza21lc2gudGFza3MudjEuRGVsZXRlVGFza1Jlc3BvbnNlIgOQAgIy3wEKE1Rhc2tJbnRlcm5hbFNlcnZpY2USawoQQ3JlYXRlT2NjdXJyZW5jZRIqLnRhc2ttZXNoLnRhc2tzLnYxLkNyZWF0ZU9jY3VycmVuY2VSZXF1ZXN0GisudGFza21lc2gudGFza3MudjEuQ3JlYXRlT2NjdXJyZW5jZVJlc3BvbnNlElsKCVB1cmdlVXNlchIjLnRhc2ttZXNoLnRhc2tzLnYxLlB1cmdlVXNlclJlcXVlc3QaJC50YXNrbWVzaC50YXNrcy52MS5QdXJnZVVzZXJSZXNwb25zZSIDkAICYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_duration, file_google_protobuf_timestamp, file_taskmesh_tasks_v1_task]);
+  fileDesc("Ch10YXNrbWVzaC90YXNrcy92MS90YXNrcy5wcm90bxIRdGFza21lc2gudGFza3MudjEisgIKCVRhc2tJbnB1dBIZCgV0aXRsZRgBIAEoCUIKukgHcgUQARj0AxIXCgVub3RlcxgCIAEoCUIIukgFcgMYkE4SLAoIZHVlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhoKCXRpbWVfem9uZRgEIAEoCUIHukgEcgIYQBIhCg9yZWN1cnJlbmNlX3J1bGUYBSABKAlCCLpIBXIDGOgHEksKEHJlbWluZGVyX29mZnNldHMYBiADKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CFrpIE5IBEBAKIgyqAQkiBQiAmp4BMgASNwoIcHJpb3JpdHkYByABKA4yGy50YXNrbWVzaC50YXNrcy52MS5Qcmlvcml0eUIIukgFggECEAEiagoRQ3JlYXRlVGFza1JlcXVlc3QSMgoEdGFzaxgBIAEoCzIcLnRhc2ttZXNoLnRhc2tzLnYxLlRhc2tJbnB1dEIGukgDyAEBEiEKD2lkZW1wb3RlbmN5X2tleRgCIAEoCUIIukgFcgMYgAEiOwoSQ3JlYXRlVGFza1Jlc3BvbnNlEiUKBHRhc2sYASABKAsyFy50YXNrbWVzaC50YXNrcy52MS5UYXNrIisKDkdldFRhc2tSZXF1ZXN0EhkKB3Rhc2tfaWQYASABKAlCCLpIBXIDsAEBIjgKD0dldFRhc2tSZXNwb25zZRIlCgR0YXNrGAEgASgLMhcudGFza21lc2gudGFza3MudjEuVGFzayKfAgoQTGlzdFRhc2tzUmVxdWVzdBI3CgZzdGF0dXMYASABKA4yHS50YXNrbWVzaC50YXNrcy52MS5UYXNrU3RhdHVzQgi6SAWCAQIQARItCglkdWVfYWZ0ZXIYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmR1ZV9iZWZvcmUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhwKCXBhZ2Vfc2l6ZRgEIAEoBUIJukgGGgQYZCgAEhwKCnBhZ2VfdG9rZW4YBSABKAlCCLpIBXIDGIAEEjcKCHByaW9yaXR5GAYgASgOMhsudGFza21lc2gudGFza3MudjEuUHJpb3JpdHlCCLpIBYIBAhABIlQKEUxpc3RUYXNrc1Jlc3BvbnNlEiYKBXRhc2tzGAEgAygLMhcudGFza21lc2gudGFza3MudjEuVGFzaxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiVQoPUmVtaW5kZXJPZmZzZXRzEkIKB29mZnNldHMYASADKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CFrpIE5IBEBAKIgyqAQkiBQiAmp4BMgAivgQKEVVwZGF0ZVRhc2tSZXF1ZXN0EhkKB3Rhc2tfaWQYASABKAlCCLpIBXIDsAEBEh4KBXRpdGxlGAIgASgJQgq6SAdyBRABGPQDSACIAQESHAoFbm90ZXMYAyABKAlCCLpIBXIDGJBOSAGIAQESLAoIZHVlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDmNsZWFyX2R1ZV90aW1lGAUgASgIEh8KCXRpbWVfem9uZRgGIAEoCUIHukgEcgIYQEgCiAEBEiYKD3JlY3VycmVuY2VfcnVsZRgHIAEoCUIIukgFcgMY6AdIA4gBARI8ChByZW1pbmRlcl9vZmZzZXRzGAggASgLMiIudGFza21lc2gudGFza3MudjEuUmVtaW5kZXJPZmZzZXRzEjwKCHByaW9yaXR5GAkgASgOMhsudGFza21lc2gudGFza3MudjEuUHJpb3JpdHlCCLpIBYIBAhABSASIAQE6gQG6SH4afAoYdXBkYXRlLmR1ZV90aW1lX2NvbmZsaWN0EjJkdWVfdGltZSBhbmQgY2xlYXJfZHVlX3RpbWUgYXJlIG11dHVhbGx5IGV4Y2x1c2l2ZRosIShoYXModGhpcy5kdWVfdGltZSkgJiYgdGhpcy5jbGVhcl9kdWVfdGltZSlCCAoGX3RpdGxlQggKBl9ub3Rlc0IMCgpfdGltZV96b25lQhIKEF9yZWN1cnJlbmNlX3J1bGVCCwoJX3ByaW9yaXR5IjsKElVwZGF0ZVRhc2tSZXNwb25zZRIlCgR0YXNrGAEgASgLMhcudGFza21lc2gudGFza3MudjEuVGFzayIwChNDb21wbGV0ZVRhc2tSZXF1ZXN0EhkKB3Rhc2tfaWQYASABKAlCCLpIBXIDsAEBIj0KFENvbXBsZXRlVGFza1Jlc3BvbnNlEiUKBHRhc2sYASABKAsyFy50YXNrbWVzaC50YXNrcy52MS5UYXNrIi4KEVJlb3BlblRhc2tSZXF1ZXN0EhkKB3Rhc2tfaWQYASABKAlCCLpIBXIDsAEBIjsKElJlb3BlblRhc2tSZXNwb25zZRIlCgR0YXNrGAEgASgLMhcudGFza21lc2gudGFza3MudjEuVGFzayIuChFEZWxldGVUYXNrUmVxdWVzdBIZCgd0YXNrX2lkGAEgASgJQgi6SAVyA7ABASIUChJEZWxldGVUYXNrUmVzcG9uc2UisQEKF0NyZWF0ZU9jY3VycmVuY2VSZXF1ZXN0EhkKB3VzZXJfaWQYASABKAlCCLpIBXIDsAEBEiAKDnBhcmVudF90YXNrX2lkGAIgASgJQgi6SAVyA7ABARI0CghkdWVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBrpIA8gBARIjCg9pZGVtcG90ZW5jeV9rZXkYBCABKAlCCrpIB3IFEAEYgAEiUgoYQ3JlYXRlT2NjdXJyZW5jZVJlc3BvbnNlEiUKBHRhc2sYASABKAsyFy50YXNrbWVzaC50YXNrcy52MS5UYXNrEg8KB2NyZWF0ZWQYAiABKAgiLQoQUHVyZ2VVc2VyUmVxdWVzdBIZCgd1c2VyX2lkGAEgASgJQgi6SAVyA7ABASIqChFQdXJnZVVzZXJSZXNwb25zZRIVCg1kZWxldGVkX2NvdW50GAEgASgDMp0FCgtUYXNrU2VydmljZRJZCgpDcmVhdGVUYXNrEiQudGFza21lc2gudGFza3MudjEuQ3JlYXRlVGFza1JlcXVlc3QaJS50YXNrbWVzaC50YXNrcy52MS5DcmVhdGVUYXNrUmVzcG9uc2USVQoHR2V0VGFzaxIhLnRhc2ttZXNoLnRhc2tzLnYxLkdldFRhc2tSZXF1ZXN0GiIudGFza21lc2gudGFza3MudjEuR2V0VGFza1Jlc3BvbnNlIgOQAgESWwoJTGlzdFRhc2tzEiMudGFza21lc2gudGFza3MudjEuTGlzdFRhc2tzUmVxdWVzdBokLnRhc2ttZXNoLnRhc2tzLnYxLkxpc3RUYXNrc1Jlc3BvbnNlIgOQAgESWQoKVXBkYXRlVGFzaxIkLnRhc2ttZXNoLnRhc2tzLnYxLlVwZGF0ZVRhc2tSZXF1ZXN0GiUudGFza21lc2gudGFza3MudjEuVXBkYXRlVGFza1Jlc3BvbnNlEmQKDENvbXBsZXRlVGFzaxImLnRhc2ttZXNoLnRhc2tzLnYxLkNvbXBsZXRlVGFza1JlcXVlc3QaJy50YXNrbWVzaC50YXNrcy52MS5Db21wbGV0ZVRhc2tSZXNwb25zZSIDkAICEl4KClJlb3BlblRhc2sSJC50YXNrbWVzaC50YXNrcy52MS5SZW9wZW5UYXNrUmVxdWVzdBolLnRhc2ttZXNoLnRhc2tzLnYxLlJlb3BlblRhc2tSZXNwb25zZSIDkAICEl4KCkRlbGV0ZVRhc2sSJC50YXNrbWVzaC50YXNrcy52MS5EZWxldGVUYXNrUmVxdWVzdBolLnRhc2ttZXNoLnRhc2tzLnYxLkRlbGV0ZVRhc2tSZXNwb25zZSIDkAICMt8BChNUYXNrSW50ZXJuYWxTZXJ2aWNlEmsKEENyZWF0ZU9jY3VycmVuY2USKi50YXNrbWVzaC50YXNrcy52MS5DcmVhdGVPY2N1cnJlbmNlUmVxdWVzdBorLnRhc2ttZXNoLnRhc2tzLnYxLkNyZWF0ZU9jY3VycmVuY2VSZXNwb25zZRJbCglQdXJnZVVzZXISIy50YXNrbWVzaC50YXNrcy52MS5QdXJnZVVzZXJSZXF1ZXN0GiQudGFza21lc2gudGFza3MudjEuUHVyZ2VVc2VyUmVzcG9uc2UiA5ACAmIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_duration, file_google_protobuf_timestamp, file_taskmesh_tasks_v1_task]);
 
 /**
  * Fields shared by create and update; the rules live here once.
@@ -60,6 +60,13 @@ export type TaskInput = Message<"taskmesh.tasks.v1.TaskInput"> & {
    * @generated from field: repeated google.protobuf.Duration reminder_offsets = 6;
    */
   reminderOffsets: Duration[];
+
+  /**
+   * UNSPECIFIED means P4.
+   *
+   * @generated from field: taskmesh.tasks.v1.Priority priority = 7;
+   */
+  priority: Priority;
 };
 
 /**
@@ -182,6 +189,13 @@ export type ListTasksRequest = Message<"taskmesh.tasks.v1.ListTasksRequest"> & {
    * @generated from field: string page_token = 5;
    */
   pageToken: string;
+
+  /**
+   * Only tasks of this priority; UNSPECIFIED lists every priority.
+   *
+   * @generated from field: taskmesh.tasks.v1.Priority priority = 6;
+   */
+  priority: Priority;
 };
 
 /**
@@ -283,6 +297,13 @@ export type UpdateTaskRequest = Message<"taskmesh.tasks.v1.UpdateTaskRequest"> &
    * @generated from field: taskmesh.tasks.v1.ReminderOffsets reminder_offsets = 8;
    */
   reminderOffsets?: ReminderOffsets | undefined;
+
+  /**
+   * Sets the priority when present; UNSPECIFIED sets P4.
+   *
+   * @generated from field: optional taskmesh.tasks.v1.Priority priority = 9;
+   */
+  priority?: Priority | undefined;
 };
 
 /**
@@ -344,6 +365,40 @@ export const CompleteTaskResponseSchema: GenMessage<CompleteTaskResponse> = /*@_
   messageDesc(file_taskmesh_tasks_v1_tasks, 11);
 
 /**
+ * @generated from message taskmesh.tasks.v1.ReopenTaskRequest
+ */
+export type ReopenTaskRequest = Message<"taskmesh.tasks.v1.ReopenTaskRequest"> & {
+  /**
+   * @generated from field: string task_id = 1;
+   */
+  taskId: string;
+};
+
+/**
+ * Describes the message taskmesh.tasks.v1.ReopenTaskRequest.
+ * Use `create(ReopenTaskRequestSchema)` to create a new message.
+ */
+export const ReopenTaskRequestSchema: GenMessage<ReopenTaskRequest> = /*@__PURE__*/
+  messageDesc(file_taskmesh_tasks_v1_tasks, 12);
+
+/**
+ * @generated from message taskmesh.tasks.v1.ReopenTaskResponse
+ */
+export type ReopenTaskResponse = Message<"taskmesh.tasks.v1.ReopenTaskResponse"> & {
+  /**
+   * @generated from field: taskmesh.tasks.v1.Task task = 1;
+   */
+  task?: Task | undefined;
+};
+
+/**
+ * Describes the message taskmesh.tasks.v1.ReopenTaskResponse.
+ * Use `create(ReopenTaskResponseSchema)` to create a new message.
+ */
+export const ReopenTaskResponseSchema: GenMessage<ReopenTaskResponse> = /*@__PURE__*/
+  messageDesc(file_taskmesh_tasks_v1_tasks, 13);
+
+/**
  * @generated from message taskmesh.tasks.v1.DeleteTaskRequest
  */
 export type DeleteTaskRequest = Message<"taskmesh.tasks.v1.DeleteTaskRequest"> & {
@@ -358,7 +413,7 @@ export type DeleteTaskRequest = Message<"taskmesh.tasks.v1.DeleteTaskRequest"> &
  * Use `create(DeleteTaskRequestSchema)` to create a new message.
  */
 export const DeleteTaskRequestSchema: GenMessage<DeleteTaskRequest> = /*@__PURE__*/
-  messageDesc(file_taskmesh_tasks_v1_tasks, 12);
+  messageDesc(file_taskmesh_tasks_v1_tasks, 14);
 
 /**
  * @generated from message taskmesh.tasks.v1.DeleteTaskResponse
@@ -371,7 +426,7 @@ export type DeleteTaskResponse = Message<"taskmesh.tasks.v1.DeleteTaskResponse">
  * Use `create(DeleteTaskResponseSchema)` to create a new message.
  */
 export const DeleteTaskResponseSchema: GenMessage<DeleteTaskResponse> = /*@__PURE__*/
-  messageDesc(file_taskmesh_tasks_v1_tasks, 13);
+  messageDesc(file_taskmesh_tasks_v1_tasks, 15);
 
 /**
  * @generated from message taskmesh.tasks.v1.CreateOccurrenceRequest
@@ -405,7 +460,7 @@ export type CreateOccurrenceRequest = Message<"taskmesh.tasks.v1.CreateOccurrenc
  * Use `create(CreateOccurrenceRequestSchema)` to create a new message.
  */
 export const CreateOccurrenceRequestSchema: GenMessage<CreateOccurrenceRequest> = /*@__PURE__*/
-  messageDesc(file_taskmesh_tasks_v1_tasks, 14);
+  messageDesc(file_taskmesh_tasks_v1_tasks, 16);
 
 /**
  * @generated from message taskmesh.tasks.v1.CreateOccurrenceResponse
@@ -429,7 +484,7 @@ export type CreateOccurrenceResponse = Message<"taskmesh.tasks.v1.CreateOccurren
  * Use `create(CreateOccurrenceResponseSchema)` to create a new message.
  */
 export const CreateOccurrenceResponseSchema: GenMessage<CreateOccurrenceResponse> = /*@__PURE__*/
-  messageDesc(file_taskmesh_tasks_v1_tasks, 15);
+  messageDesc(file_taskmesh_tasks_v1_tasks, 17);
 
 /**
  * @generated from message taskmesh.tasks.v1.PurgeUserRequest
@@ -446,7 +501,7 @@ export type PurgeUserRequest = Message<"taskmesh.tasks.v1.PurgeUserRequest"> & {
  * Use `create(PurgeUserRequestSchema)` to create a new message.
  */
 export const PurgeUserRequestSchema: GenMessage<PurgeUserRequest> = /*@__PURE__*/
-  messageDesc(file_taskmesh_tasks_v1_tasks, 16);
+  messageDesc(file_taskmesh_tasks_v1_tasks, 18);
 
 /**
  * @generated from message taskmesh.tasks.v1.PurgeUserResponse
@@ -463,7 +518,7 @@ export type PurgeUserResponse = Message<"taskmesh.tasks.v1.PurgeUserResponse"> &
  * Use `create(PurgeUserResponseSchema)` to create a new message.
  */
 export const PurgeUserResponseSchema: GenMessage<PurgeUserResponse> = /*@__PURE__*/
-  messageDesc(file_taskmesh_tasks_v1_tasks, 17);
+  messageDesc(file_taskmesh_tasks_v1_tasks, 19);
 
 /**
  * TaskService is public. Every method acts on the caller's own tasks only: a task of another
@@ -520,6 +575,19 @@ export const TaskService: GenService<{
     methodKind: "unary";
     input: typeof CompleteTaskRequestSchema;
     output: typeof CompleteTaskResponseSchema;
+  },
+  /**
+   * Moves a completed task back to open (clearing complete_time). Reopening an open task returns
+   * it unchanged, like CompleteTask on a completed one, so a retry is safe. An occurrence the
+   * recurrence service already created for the completion stays; completing the task again at
+   * the same due time does not create a second one.
+   *
+   * @generated from rpc taskmesh.tasks.v1.TaskService.ReopenTask
+   */
+  reopenTask: {
+    methodKind: "unary";
+    input: typeof ReopenTaskRequestSchema;
+    output: typeof ReopenTaskResponseSchema;
   },
   /**
    * @generated from rpc taskmesh.tasks.v1.TaskService.DeleteTask

@@ -1,0 +1,86 @@
+import { randomUUID } from "node:crypto";
+import { Priority, TaskStatus } from "@taskmesh/gen/taskmesh/tasks/v1/task_pb";
+import { openDatabase } from "@taskmesh/platform";
+import { tempDir } from "@taskmesh/platform/testing";
+import Database from "better-sqlite3";
+import { afterAll, describe, expect, it } from "vitest";
+import { dbFile, startTasks } from "./tasks.test-util.js";
+import { MIGRATIONS } from "./tasks-store.js";
+
+/** The schema before priorities (migrations 1–5), as the previous version created it. */
+const BEFORE_PRIORITY = MIGRATIONS.filter((m) => m.version <= 5);
+
+describe("tasks database migration", () => {
+  const dir = tempDir("tasks-migration-");
+  afterAll(() => dir.remove());
+
+  it("adds priority to a database of the previous schema without losing a row: old tasks are P4", async () => {
+    expect(BEFORE_PRIORITY.map((m) => m.version)).toEqual([1, 2, 3, 4, 5]);
+    const userId = randomUUID();
+    const open = randomUUID();
+    const done = randomUUID();
+    const due = Date.UTC(2031, 0, 1, 9, 0, 0);
+    // Rows written as the previous version wrote them (its INSERT had no priority column).
+    const old = openDatabase(dbFile(dir.path), BEFORE_PRIORITY);
+    const insert = old.prepare(`INSERT INTO tasks (id, user_id, title, notes, status, due_time, time_zone,
+        recurrence_rule, reminder_offsets, parent_task_id, create_time, update_time, complete_time, version)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?)`);
+    insert.run(
+      open,
+      userId,
+      "old open",
+      "notes kept",
+      "open",
+      due,
+      "Europe/Berlin",
+      "RRULE:FREQ=DAILY",
+      "[600]",
+      1,
+      1,
+      null,
+      1,
+    );
+    insert.run(done, userId, "old done", "", "completed", null, "", "", "[]", 2, 3, 3, 2);
+    old
+      .prepare(
+        "INSERT INTO idempotency_keys (user_id, scope, key, task_id, fingerprint, create_time) VALUES (?, ?, ?, ?, ?, ?)",
+      )
+      .run(userId, "create", "k1", open, "fp", 1);
+    old.close();
+
+    const h = await startTasks({ dir: dir.path });
+    try {
+      const c = await h.as(userId);
+      const listed = (await c.listTasks({})).tasks;
+      expect(listed.map((t) => [t.id, t.title, t.status, t.priority, t.version])).toEqual([
+        [open, "old open", TaskStatus.OPEN, Priority.P4, 1n],
+        [done, "old done", TaskStatus.COMPLETED, Priority.P4, 2n],
+      ]);
+      expect(listed[0]).toMatchObject({
+        notes: "notes kept",
+        timeZone: "Europe/Berlin",
+        recurrenceRule: "RRULE:FREQ=DAILY",
+      });
+      expect(listed[0]?.reminderOffsets.map((d) => Number(d.seconds))).toEqual([600]);
+      expect((await c.listTasks({ priority: Priority.P4 })).tasks).toHaveLength(2);
+      expect((await c.listTasks({ priority: Priority.P1 })).tasks).toHaveLength(0);
+      // The migrated tasks behave as new ones: a priority can be set, the old task reopened.
+      expect((await c.updateTask({ taskId: open, priority: Priority.P1 })).task).toMatchObject({
+        priority: Priority.P1,
+        version: 2n,
+      });
+      expect((await c.reopenTask({ taskId: done })).task).toMatchObject({ status: TaskStatus.OPEN, version: 3n });
+      expect(h.countRows("idempotency_keys")).toBe(1);
+    } finally {
+      await h.stop({ remove: false });
+    }
+    const db = new Database(dbFile(dir.path), { readonly: true });
+    try {
+      expect(db.prepare("SELECT max(version) FROM schema_migrations").pluck().get()).toBe(
+        Math.max(...MIGRATIONS.map((m) => m.version)),
+      );
+    } finally {
+      db.close();
+    }
+  });
+});
