@@ -144,5 +144,10 @@ describe("leak checks", () => {
     expect(findLeaks("unknown method /taskmesh.tasks.v1.TaskService/Nope")).toEqual([]);
     expect(findLeaks("task not found")).toEqual([]);
     expect(findLeaks("unknown time zone /etc/passwd", '{"timeZone":"/etc/passwd"}')).toEqual([]);
+    // Connect's own decode error for a body that is not JSON (the protocol's, on every server).
+    expect(
+      findLeaks("cannot decode message taskmesh.tasks.v1.ReopenTaskRequest from JSON: Unexpected end of JSON input"),
+    ).toEqual([]);
+    expect(findLeaks("notes: Unexpected end of JSON input")).toEqual([expect.stringMatching(/^library exception/)]);
   });
 });
