@@ -57,6 +57,7 @@ export {
   outboundPolicy,
   refusedRange,
 } from "./net/outbound-address.js";
+export { RuleBudgetExceeded, withBudget } from "./recurrence/rule-budget.js";
 export {
   type BreakerState,
   type DependencyCallOptions,

@@ -1,5 +1,5 @@
+import { RuleBudgetExceeded, withBudget } from "@taskmesh/platform";
 import rrulePkg, { type Options } from "rrule";
-import { RuleBudgetExceeded, withBudget } from "./rule-budget.js";
 import { fromWallClock, toWallClock, zoneOrUtc } from "./wall-clock.js";
 
 // rrule ships CommonJS for Node; its ESM build is not loadable by Node, so take the default export.

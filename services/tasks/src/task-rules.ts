@@ -1,6 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
+import { RuleBudgetExceeded, withBudget } from "@taskmesh/platform";
 import rrulePkg from "rrule";
-import { RuleBudgetExceeded, withBudget } from "./rule-budget.js";
 
 // rrule ships CommonJS for Node; its ESM build is not loadable by Node, so take the default export.
 const { rrulestr, RRuleSet } = rrulePkg;

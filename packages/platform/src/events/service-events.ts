@@ -6,7 +6,7 @@ import type { FaultHooks } from "./fault-drill.js";
 import { NatsLink, natsReady } from "./nats-link.js";
 import { OutboxReconciler, type OutboxReconcilerOptions } from "./reconciler.js";
 import { OutboxRelay, type OutboxRelayOptions, type RelayStats } from "./relay.js";
-import { NATS_HEALTH_SERVICE, watchOutbox } from "./service-kit.js";
+import { watchOutbox } from "./service-kit.js";
 import type { ConsumerSpec, StreamSpec } from "./streams.js";
 
 /** One consumer a service declares in its events.ts: what it reads and how it applies an event. */
@@ -129,15 +129,13 @@ export class ServiceEvents<K extends string = string> {
     relay?.start();
     reconciler?.start();
     for (const c of consumers.values()) c.start();
-    const stopWatch = relay
-      ? watchOutbox({
-          relay,
-          link,
-          health: o.health,
-          logger: o.logger,
-          intervalMs: o.outboxReportIntervalMs,
-        })
-      : mirrorNats(link, o.health, o.healthMirrorIntervalMs);
+    const stopWatch = watchOutbox({
+      ...(relay ? { relay } : {}),
+      link,
+      health: o.health,
+      logger: o.logger,
+      intervalMs: relay ? o.outboxReportIntervalMs : o.healthMirrorIntervalMs,
+    });
     this.#running = { link, relay, reconciler, consumers, stopWatch };
   }
 
@@ -192,18 +190,4 @@ export class ServiceEvents<K extends string = string> {
   consumerStats(key: K): Readonly<ConsumerStats> {
     return this.#running?.consumers.get(key)?.stats ?? NO_CONSUMER_STATS;
   }
-}
-
-/** The "nats" health entry for a service without a relay (watchOutbox does it for the others). */
-function mirrorNats(link: NatsLink, health: ServiceEventsOptions<string>["health"], intervalMs: number): () => void {
-  const mirror = () => health.setStatus(NATS_HEALTH_SERVICE, natsReady(link) ? "SERVING" : "NOT_SERVING");
-  mirror();
-  const unsubscribe = link.onConnect(mirror);
-  const timer = setInterval(mirror, intervalMs);
-  timer.unref();
-  return () => {
-    clearInterval(timer);
-    unsubscribe();
-    health.setStatus(NATS_HEALTH_SERVICE, "NOT_SERVING");
-  };
 }

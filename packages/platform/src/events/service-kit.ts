@@ -44,7 +44,8 @@ export function natsServers(name: string, raw: string): string[] {
 export const NATS_HEALTH_SERVICE = "nats";
 
 export interface WatchOutboxOptions {
-  relay: OutboxRelay;
+  /** The service's relay; without one (a service that only consumes) only the "nats" entry is kept. */
+  relay?: OutboxRelay;
   link: NatsLink;
   /** The gRPC server's health (GrpcServer.health). */
   health: { setStatus(service: string, status: "SERVING" | "NOT_SERVING"): void };
@@ -68,6 +69,7 @@ export function watchOutbox(opts: WatchOutboxOptions): () => void {
   let waiting = false;
   const check = () => {
     mirror();
+    if (!relay) return;
     const backlog = relay.backlog();
     if (backlog > 0) {
       waiting = true;

@@ -1,4 +1,10 @@
-import type { RRule } from "rrule";
+/**
+ * The part of an rrule `RRule` the budget arms (typed structurally, so the platform does not
+ * depend on rrule; tasks and recurrence, which do, pass their RRule objects).
+ */
+interface RuleWithOptions {
+  options: { interval: number; byhour?: number[] | null; byminute?: number[] | null; bysecond?: number[] | null };
+}
 
 /** Thrown from inside rrule's expansion when a rule has used up its CPU budget. */
 export class RuleBudgetExceeded extends Error {
@@ -13,7 +19,7 @@ export class RuleBudgetExceeded extends Error {
  * `options.interval` on every turn, so a getter there is a check that the loop cannot skip; the
  * budget tests prove it still works whenever rrule is upgraded.
  */
-export function withBudget<T extends Pick<RRule, "options">>(rule: T, budgetMs: number): T {
+export function withBudget<T extends RuleWithOptions>(rule: T, budgetMs: number): T {
   // CPU time of this process, not wall time: a busy machine must not make a fine rule fail.
   const cpuMs = () => {
     const u = process.cpuUsage();

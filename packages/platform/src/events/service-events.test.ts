@@ -1,0 +1,63 @@
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { openDatabase } from "../db/database.js";
+import { createLogger } from "../log/logger.js";
+import { type NatsServer, startNats, tempDir, waitFor } from "../testing/index.js";
+import { inboxMigration } from "./inbox.js";
+import { ServiceEvents } from "./service-events.js";
+import { STREAMS } from "./streams.js";
+import { userDeletedConsumer } from "./user-deleted.js";
+
+const logger = createLogger("service-events-test", { level: process.env.TEST_LOG_LEVEL ?? "silent" });
+
+describe("ServiceEvents of a service that only consumes", () => {
+  const dir = tempDir("taskmesh-service-events-");
+  let nats: NatsServer;
+  beforeAll(async () => {
+    nats = await startNats();
+  });
+  afterAll(async () => {
+    await nats.stop();
+    dir.remove();
+  });
+
+  it("connects only on start(), mirrors the link as the 'nats' health entry, and reports NOT_SERVING once stopped", async () => {
+    const db = openDatabase(join(dir.path, "c.db"), [inboxMigration(1)]);
+    const statuses: string[] = [];
+    const health = { setStatus: (service: string, s: string) => service === "nats" && statuses.push(s) };
+    const events = new ServiceEvents({
+      name: "consumer-only",
+      servers: [nats.url],
+      db,
+      logger,
+      health,
+      consumers: { userDeleted: userDeletedConsumer("consumer-only", () => 0, logger) },
+      healthMirrorIntervalMs: 100,
+    });
+    expect(events.natsConnected).toBe(false);
+    expect(statuses).toEqual([]); // built, not started: nothing connects, nothing reported
+    expect(events.backlog()).toBe(0); // no outbox: it publishes nothing
+
+    events.start();
+    await waitFor("the link to connect", () => events.natsReady);
+    await waitFor("the 'nats' entry to be SERVING", () => statuses.at(-1) === "SERVING");
+    // The consumer is running: its durable exists on the stream.
+    const jsm = await (await import("nats")).connect({ servers: nats.url });
+    try {
+      const m = await jsm.jetstreamManager();
+      await waitFor("the durable consumer", () =>
+        m.consumers.info(STREAMS.USERS.name, "consumer-only-user-deleted").then(
+          () => true,
+          () => false,
+        ),
+      );
+    } finally {
+      await jsm.close();
+    }
+
+    await events.stop();
+    expect(statuses.at(-1)).toBe("NOT_SERVING");
+    expect(events.natsConnected).toBe(false);
+    db.close();
+  });
+});
