@@ -296,7 +296,7 @@ describe("DashboardService.GetDashboard", () => {
       BREAKER_FAILURES: "1",
     });
     const me = await newUser(gw.transport);
-    const res = await gw.dashboard.getDashboard({}, { ...bearer(me.token), timeoutMs: 600 });
+    const res = await gw.dashboard.getDashboard({}, { ...bearer(me.token), timeoutMs: 1500 });
     // The caller still gets its dashboard before its own deadline, the late part named.
     expect(missingOf(res).STATS).toBe("DEADLINE_EXCEEDED");
     expect(res.user?.id).toBe(me.id);

@@ -10,9 +10,12 @@ export interface GuardOptions {
   defaultTimeoutMs: number;
   /**
    * Kept back from the caller's remaining deadline, so the caller still gets an answer (e.g. a
-   * dashboard with a part missing) before its own deadline passes. Default 0.
+   * dashboard with a part missing) before its own deadline passes: the larger of `reserveMs`
+   * and `reserveFraction` of what remains (an answer takes longer to reach the caller on a busy
+   * host, and a longer deadline can spare more). Defaults 0 and 0.
    */
   reserveMs?: number;
+  reserveFraction?: number;
 }
 
 /**
@@ -37,7 +40,8 @@ export function guardClient<S extends DescService>(
   policy: DependencyPolicy,
   opts: GuardOptions,
 ): GrpcClient<S> {
-  const reserveMs = opts.reserveMs ?? 0;
+  const reserve = (remainingMs: number) =>
+    Math.max(opts.reserveMs ?? 0, Math.floor(remainingMs * (opts.reserveFraction ?? 0)));
   const guarded: Record<string, unknown> = { close: () => client.close(), channel: client.channel };
   for (const method of service.methods) {
     const call = (client as unknown as Record<string, AnyCall>)[method.localName];
@@ -56,7 +60,7 @@ export function guardClient<S extends DescService>(
         (signal, budgetMs) => call(req, { headers: o.headers, signal, timeoutMs: budgetMs }) as Promise<unknown>,
         {
           timeoutMs: o.timeoutMs ?? opts.defaultTimeoutMs,
-          callerRemainingMs: remaining === undefined ? undefined : remaining - reserveMs,
+          callerRemainingMs: remaining === undefined ? undefined : remaining - reserve(remaining),
           signal: callerSignal,
         },
       );
