@@ -59,11 +59,32 @@ describe.each(built)("services/Dockerfile --build-arg SERVICE=%s", (name) => {
   });
 
   it("builds in stages from a supported Node LTS, the runtime last", () => {
-    expect(parsed?.stages.map((s) => s.name)).toEqual(["toolchain", "build", "dev", "prod-deps", "runtime"]);
+    expect(parsed?.stages.map((s) => s.name)).toEqual(["toolchain", "build", "web", "dev", "prod-deps", "runtime"]);
     // Node 22 LTS, Debian bookworm (glibc) slim; not 20, which is past its end of life.
     expect(NODE_IMAGE).toMatch(/^node:22-bookworm-slim$/);
     expect(stage("toolchain")?.from).toBe(NODE_IMAGE);
     expect(stage("runtime")?.from).toBe(NODE_IMAGE);
+    expect(stage("web")?.from).toBe(NODE_IMAGE);
+  });
+
+  it("builds the web client with Vite from the web workspace alone, and the gateway serves what the image holds", () => {
+    expect(runs(stage("web"))).toEqual([
+      expect.stringMatching(/npm ci -w @taskmesh\/web$/),
+      "npm run build -w @taskmesh/web",
+    ]);
+    // Vite's input: the page, its config and sources, and the generated clients it bundles.
+    const sources = (stage("web")?.instructions ?? [])
+      .filter((i) => i.keyword === "COPY")
+      .flatMap((i) => copySources(i.args).sources);
+    for (const path of ["web/index.html", "web/vite.config.ts", "web/src", "web/public", "packages/gen/src"])
+      expect(sources).toContain(path);
+    for (const s of ["runtime", "dev"]) {
+      const webCopy = (stage(s)?.instructions ?? [])
+        .filter((i) => i.keyword === "COPY")
+        .map((i) => copySources(i.args))
+        .find((c) => c.from === "web");
+      expect(webCopy?.sources, s).toEqual(["/app/web/dist"]);
+    }
   });
 
   it("compiles better-sqlite3 and the TypeScript in the build stages", () => {
@@ -80,7 +101,11 @@ describe.each(built)("services/Dockerfile --build-arg SERVICE=%s", (name) => {
     ]);
     const runtime = stage("runtime")?.instructions ?? [];
     const copies = runtime.filter((i) => i.keyword === "COPY").map((i) => copySources(i.args));
-    expect(copies).toEqual([{ from: "prod-deps", sources: ["/app"] }]);
+    // prod-deps holds this service's dependencies; web holds only the built page (no node_modules).
+    expect(copies).toEqual([
+      { from: "prod-deps", sources: ["/app"] },
+      { from: "web", sources: ["/app/web/dist"] },
+    ]);
   });
 
   it("runs node on the service's dist/main.js as a non-root numeric user", () => {

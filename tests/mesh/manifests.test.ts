@@ -55,6 +55,23 @@ describe.each(OVERLAYS)("overlay %s", (overlay) => {
     expect(new Set(rendered.map(resourceId)).size).toBe(rendered.length);
   });
 
+  it("points the gateway's WEB_ROOT at the web client its image holds, and no other service's", () => {
+    const webRoots = rendered
+      .filter((r) => r.kind === "Deployment" || r.kind === "StatefulSet")
+      .flatMap((r) => {
+        const containers = (
+          r as {
+            spec: { template: { spec: { containers: { name: string; env?: { name: string; value?: string }[] }[] } } };
+          }
+        ).spec.template.spec.containers;
+        return containers.flatMap((c) =>
+          (c.env ?? []).filter((e) => e.name === "WEB_ROOT").map((e) => [c.name, e.value]),
+        );
+      });
+    // services/Dockerfile copies the web stage's build to /app/web/dist (tests/mesh/dockerfiles.test.ts).
+    expect(webRoots).toEqual([["gateway", "/app/web/dist"]]);
+  });
+
   // kubectl comes with the machine image here and in CI; without it this fails rather than skips.
   it("renders exactly as kubectl kustomize does", () => {
     expect(kubectl(), "kubectl not found on PATH: install kubectl to compare with real kustomize").toBeTruthy();

@@ -15,6 +15,7 @@ import type { IProbe } from "kubernetes-models/v1/Probe";
 import type { ISecurityContext } from "kubernetes-models/v1/SecurityContext";
 import { type IService, Service } from "kubernetes-models/v1/Service";
 import { ServiceAccount } from "kubernetes-models/v1/ServiceAccount";
+import { WEB_DIST } from "./dockerfile.js";
 import {
   APP_UID,
   DATA_DIR,
@@ -76,6 +77,8 @@ export function serviceEnv(s: MeshService): IEnvVar[] {
   // sidecar does not), the TCP peer is a proxy: the gateway's per-address limits on Register and
   // Login must key on that one trusted hop, or every anonymous caller would share one bucket.
   if (s.edge) env.push({ name: "TRUSTED_PROXY_HOPS", value: "1" });
+  // The edge serves the web client the image holds (services/Dockerfile's web stage) at /.
+  if (s.edge) env.push({ name: "WEB_ROOT", value: `/app/${WEB_DIST}` });
   env.push({ name: "TASKMESH_MESH", value: "istio" }, { name: "LOG_LEVEL", value: "info" });
   // The internal service-token secret, to every service but the edge: the gateway only forwards
   // its callers' user tokens and never signs or checks a service token, so the pod facing the

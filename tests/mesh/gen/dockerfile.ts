@@ -58,6 +58,12 @@ export function imageWorkspaces(service: string): { name: string; dir: string }[
 
 /** The workspaces every image holds besides the service's own (the template copies exactly these). */
 export const SHARED_WORKSPACES = ["packages/gen", "packages/platform"];
+/** The workspaces the web client's build needs (its own and the generated clients it bundles). */
+const WEB_WORKSPACES = ["packages/gen", "web"];
+/** The web client's build files besides public/ and src/. */
+const WEB_FILES = ["index.html", "vite.config.ts", "tsconfig.json"];
+/** Where the built web client lands in every image: the gateway's WEB_ROOT is /app/ + this. */
+export const WEB_DIST = "web/dist";
 /** The one Dockerfile every service image builds from, with `--build-arg SERVICE=<name>`. */
 export const DOCKERFILE = "services/Dockerfile";
 const SERVICE_REF = "$" + "{SERVICE}";
@@ -80,7 +86,7 @@ export function renderDockerfile(header: string): string {
     `# ${header}`,
     "# Every service's image: build from the repository root with the service's name, e.g.",
     `#   docker build -f ${DOCKERFILE} --build-arg SERVICE=tasks -t taskmesh/tasks .`,
-    "# Stages: toolchain → build (tsc) → dev (Tilt live update) / prod-deps → runtime (the default, last).",
+    "# Stages: toolchain → build (tsc); web (vite); dev (Tilt live update) / prod-deps → runtime (the default, last).",
     `ARG NODE_IMAGE=${NODE_IMAGE}`,
     "",
     `FROM ${ARG_REF} AS toolchain`,
@@ -106,9 +112,25 @@ export function renderDockerfile(header: string): string {
     ...ws.flatMap((w) => [`COPY ${w}/tsconfig.json ${w}/`, `COPY ${w}/src ${w}/src`]),
     `RUN npx tsc -b ${SELF}`,
     "",
+    "# The web client (web/dist), which the gateway serves at / when WEB_ROOT names it (set on the gateway's",
+    "# Deployment only). It does not depend on SERVICE, so one build serves every image; 0.5 MB in each.",
+    `FROM ${ARG_REF} AS web`,
+    "WORKDIR /app",
+    "COPY package.json package-lock.json tsconfig.base.json ./",
+    "COPY scripts/apply-patches.mjs scripts/",
+    "COPY patches patches",
+    ...WEB_WORKSPACES.map((w) => `COPY ${w}/package.json ${w}/`),
+    "RUN --mount=type=cache,target=/root/.npm npm ci -w @taskmesh/web",
+    "COPY packages/gen/src packages/gen/src",
+    `COPY ${WEB_FILES.map((f) => `web/${f}`).join(" ")} web/`,
+    "COPY web/public web/public",
+    "COPY web/src web/src",
+    "RUN npm run build -w @taskmesh/web",
+    "",
     "# Tilt's target: sources and the compiler stay, live_update syncs src/ and re-runs tsc, node --watch restarts.",
     "FROM build AS dev",
     "ARG SERVICE",
+    `COPY --from=web /app/${WEB_DIST} ${WEB_DIST}`,
     `RUN chown -R ${APP_UID}:${APP_UID} ${ws.join(" ")}`,
     `ENV NODE_ENV=development HOST=0.0.0.0 TASKMESH_DATA_DIR=${DATA_DIR}`,
     `USER ${APP_UID}:${APP_UID}`,
@@ -128,6 +150,7 @@ export function renderDockerfile(header: string): string {
     "ARG SERVICE",
     `ENV NODE_ENV=production HOST=0.0.0.0 TASKMESH_DATA_DIR=${DATA_DIR}`,
     "COPY --from=prod-deps /app /app",
+    `COPY --from=web /app/${WEB_DIST} /app/${WEB_DIST}`,
     `RUN mkdir -p ${DATA_DIR} && chown ${APP_UID}:${APP_UID} ${DATA_DIR}`,
     "# The node user of the official image, by number so Kubernetes' runAsNonRoot can verify it.",
     `USER ${APP_UID}:${APP_UID}`,
