@@ -60,7 +60,7 @@ describe.each(OVERLAYS)("overlay %s", (overlay) => {
       .filter((r) => r.kind === "Deployment" || r.kind === "StatefulSet")
       .flatMap((r) => {
         const containers = (
-          r as {
+          r as unknown as {
             spec: { template: { spec: { containers: { name: string; env?: { name: string; value?: string }[] }[] } } };
           }
         ).spec.template.spec.containers;

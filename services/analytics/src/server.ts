@@ -83,6 +83,7 @@ export function build(config: AnalyticsConfig, deps: AnalyticsDeps = {}): Analyt
     ...(deps.consumerAckWaitMs ? { consumerOverrides: { ackWaitMs: deps.consumerAckWaitMs } } : {}),
     ...(deps.faults ? { faults: deps.faults } : {}),
     reconcile: { intervalMs: config.reconcileIntervalMs },
+    retention: { horizonMs: config.inboxRetentionMs },
   });
   let stopped: Promise<void> | undefined;
   return {

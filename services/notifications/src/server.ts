@@ -150,6 +150,7 @@ export function build(config: NotificationsConfig, deps: NotificationsDeps = {})
     ...(deps.retryBackoff ? { retryBackoff: deps.retryBackoff } : {}),
     ...(deps.faults ? { faults: deps.faults } : {}),
     reconcile: { intervalMs: config.reconcileIntervalMs },
+    retention: { horizonMs: config.inboxRetentionMs },
   });
   let stopped: Promise<void> | undefined;
   return {

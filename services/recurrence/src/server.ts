@@ -77,6 +77,7 @@ export function build(config: RecurrenceConfig, deps: RecurrenceDeps = {}): Recu
     ...(deps.retryBackoff ? { retryBackoff: deps.retryBackoff } : {}),
     ...(deps.faults ? { faults: deps.faults } : {}),
     reconcile: { intervalMs: config.reconcileIntervalMs },
+    retention: { horizonMs: config.inboxRetentionMs },
   });
 
   let stopped: Promise<void> | undefined;

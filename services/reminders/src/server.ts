@@ -96,6 +96,7 @@ export function build(config: RemindersConfig, deps: RemindersDeps = {}): Remind
     ...(deps.relayPollIntervalMs ? { relay: { pollIntervalMs: deps.relayPollIntervalMs } } : {}),
     ...(deps.faults ? { faults: deps.faults } : {}),
     reconcile: { intervalMs: config.reconcileIntervalMs },
+    retention: { horizonMs: config.inboxRetentionMs },
   });
 
   // taskmesh_reminders_pending: timers not yet fired, read at scrape time (one count over the

@@ -111,6 +111,7 @@ export function build(config: TasksConfig, deps: TasksDeps = {}): TasksApp {
     ...(deps.outboxReportIntervalMs ? { outboxReportIntervalMs: deps.outboxReportIntervalMs } : {}),
     ...(deps.faults ? { faults: deps.faults } : {}),
     reconcile: { intervalMs: config.reconcileIntervalMs },
+    retention: { horizonMs: config.inboxRetentionMs },
   });
   let stopped: Promise<void> | undefined;
   return {

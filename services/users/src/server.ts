@@ -159,6 +159,7 @@ export function build(config: UsersConfig, deps: UsersDeps = {}): UsersApp {
     ...(deps.outboxReportIntervalMs ? { outboxReportIntervalMs: deps.outboxReportIntervalMs } : {}),
     ...(deps.faults ? { faults: deps.faults } : {}),
     reconcile: { intervalMs: config.reconcileIntervalMs },
+    retention: { horizonMs: config.inboxRetentionMs },
   });
   let stopped: Promise<void> | undefined;
   return {

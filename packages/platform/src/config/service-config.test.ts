@@ -25,6 +25,7 @@ describe("serviceConfigSpec", () => {
       mesh: "none",
       logLevel: "info",
       reconcileIntervalMs: 10_000,
+      inboxRetentionMs: 7 * 86_400_000,
     });
   });
 
@@ -47,6 +48,7 @@ describe("serviceConfigSpec", () => {
         TASKMESH_MESH: "istio",
         LOG_LEVEL: "silent",
         OUTBOX_RECONCILE_INTERVAL_MS: "500",
+        INBOX_RETENTION_MS: "86400000",
       }),
       "users",
     );
@@ -56,10 +58,15 @@ describe("serviceConfigSpec", () => {
       mesh: "istio",
       logLevel: "silent",
       reconcileIntervalMs: 500,
+      inboxRetentionMs: 86_400_000,
     });
     expect(() =>
       loadConfig(serviceConfigSpec("users"), { TASKMESH_SERVICE_SECRET: SECRET, OUTBOX_RECONCILE_INTERVAL_MS: "10" }),
     ).toThrow(/OUTBOX_RECONCILE_INTERVAL_MS/);
+    // Under an hour would drop ids JetStream may still redeliver.
+    expect(() =>
+      loadConfig(serviceConfigSpec("users"), { TASKMESH_SERVICE_SECRET: SECRET, INBOX_RETENTION_MS: "60000" }),
+    ).toThrow(/INBOX_RETENTION_MS/);
   });
 
   it("names a missing or too short service secret", () => {

@@ -1,4 +1,5 @@
 import { join } from "node:path";
+import { DEFAULT_INBOX_RETENTION_MS } from "../events/inbox.js";
 import { JWKS_PATH, type ServiceName, TOPOLOGY } from "../topology.js";
 import { type ConfigOf, env } from "./config.js";
 
@@ -37,6 +38,12 @@ export function serviceConfigSpec(name: ServiceName) {
     TASKMESH_SERVICE_SECRET: env.secret(32),
     /** How often the outbox reconciler checks recently published events against their stream, ms. Default 10000. */
     OUTBOX_RECONCILE_INTERVAL_MS: env.int({ fallback: 10_000, min: 100 }),
+    /**
+     * How long each consumer keeps the ids of the events it applied (its inbox), ms: at least an
+     * hour (and twice the consumer's redelivery horizon, checked when it starts; InboxPruner says
+     * why that keeps exactly-once). Default 604800000 (7 days).
+     */
+    INBOX_RETENTION_MS: env.int({ fallback: DEFAULT_INBOX_RETENTION_MS, min: 3_600_000 }),
   };
 }
 
@@ -57,6 +64,8 @@ export interface ServiceBaseConfig {
   logLevel: string;
   /** OUTBOX_RECONCILE_INTERVAL_MS */
   reconcileIntervalMs: number;
+  /** INBOX_RETENTION_MS */
+  inboxRetentionMs: number;
 }
 
 /** Maps the serviceConfigSpec part of a loaded config, resolving DB_PATH's default from the data dir. */
@@ -73,5 +82,6 @@ export function serviceBaseConfig(
     mesh: c.TASKMESH_MESH,
     logLevel: c.LOG_LEVEL,
     reconcileIntervalMs: c.OUTBOX_RECONCILE_INTERVAL_MS,
+    inboxRetentionMs: c.INBOX_RETENTION_MS,
   };
 }

@@ -60,4 +60,32 @@ describe("ServiceEvents of a service that only consumes", () => {
     expect(events.natsConnected).toBe(false);
     db.close();
   });
+
+  it("prunes each consumer's inbox past the retention it is given, and keeps what is younger", async () => {
+    const db = openDatabase(join(dir.path, "r.db"), [inboxMigration(1)]);
+    const events = new ServiceEvents({
+      name: "retention",
+      servers: [nats.url],
+      db,
+      logger,
+      health: { setStatus: () => {} },
+      consumers: { userDeleted: userDeletedConsumer("retention", () => 0, logger) },
+      retention: { horizonMs: 2 * 86_400_000 },
+    });
+    const durable = "retention-user-deleted";
+    const insert = db.prepare("INSERT INTO inbox (consumer, event_id, subject, processed_at) VALUES (?, ?, ?, ?)");
+    const ago = (days: number) => new Date(Date.now() - days * 86_400_000).toISOString();
+    insert.run(durable, "old", "users.user.deleted", ago(3));
+    insert.run(durable, "young", "users.user.deleted", ago(1));
+    expect(await events.pruneInboxes()).toBe(0); // not started: no consumer, nothing pruned
+    events.start();
+    try {
+      expect(await events.pruneInboxes()).toBe(1);
+      const left = db.prepare("SELECT event_id FROM inbox WHERE consumer = ?").all(durable) as { event_id: string }[];
+      expect(left.map((r) => r.event_id)).toEqual(["young"]);
+    } finally {
+      await events.stop();
+      db.close();
+    }
+  });
 });

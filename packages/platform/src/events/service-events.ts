@@ -3,6 +3,7 @@ import type { Logger } from "../log/logger.js";
 import type { BackoffOptions } from "./backoff.js";
 import { type ConsumerStats, EventConsumer, type EventConsumerOptions } from "./consumer.js";
 import type { FaultHooks } from "./fault-drill.js";
+import type { InboxRetention } from "./inbox.js";
 import { NatsLink, natsReady } from "./nats-link.js";
 import { OutboxReconciler, type OutboxReconcilerOptions } from "./reconciler.js";
 import { OutboxRelay, type OutboxRelayOptions, type RelayStats } from "./relay.js";
@@ -44,6 +45,8 @@ export interface ServiceEventsOptions<K extends string> {
   outboxReportIntervalMs?: number;
   /** The reconciler's pass interval and horizon (when the service publishes). @default OutboxReconciler's */
   reconcile?: Pick<OutboxReconcilerOptions, "intervalMs" | "horizonMs" | "batchSize">;
+  /** How long each consumer keeps its inbox rows, and its pruning passes (INBOX_RETENTION_MS). @default InboxPruner's (7 days) */
+  retention?: InboxRetention;
   /** Fault injection (TASKMESH_FAULT drills, or a test's own hooks) for the relay and the consumers. @default none */
   faults?: FaultHooks;
   /** How often the "nats" health entry is refreshed when the service publishes nothing, ms. @default 2000 */
@@ -119,6 +122,7 @@ export class ServiceEvents<K extends string = string> {
           consumer: { ...decl.consumer, ...o.consumerOverrides },
           handler: decl.handler,
           ...(o.retryBackoff ? { retryBackoff: o.retryBackoff } : {}),
+          ...(o.retention ? { retention: o.retention } : {}),
           ...(beforeCommit ? { hooks: { beforeCommit: (e, ctx) => beforeCommit(decl.consumer.durable, e, ctx) } } : {}),
         }),
       );
@@ -184,6 +188,12 @@ export class ServiceEvents<K extends string = string> {
   /** Rows the reconciler checked and events it republished since start() (zeros without a relay). */
   get reconcileStats(): Readonly<{ checked: number; republished: number }> {
     return this.#running?.reconciler?.stats ?? { checked: 0, republished: 0 };
+  }
+
+  /** Runs a pruning pass of every consumer's inbox now (they also run on their own); resolves the rows deleted. */
+  async pruneInboxes(): Promise<number> {
+    const counts = await Promise.all([...(this.#running?.consumers.values() ?? [])].map((c) => c.pruner.prune()));
+    return counts.reduce((a, b) => a + b, 0);
   }
 
   /** Counters of the consumer declared as `key` since start() (zeros before). */
