@@ -42,22 +42,24 @@ describe("sessions and the audit log through the gateway (real NATS, every servi
     const login = await loginAs(me.email, me.password, "E2E-Browser/1.0");
 
     // RefreshSession needs no access token at the gateway, and rotates.
-    const refreshed = ok(await api.call(UserService.method.refreshSession, { refreshToken: login.refreshToken }));
+    const refreshed = ok(
+      await api.call(UserService.method.refreshSession, { refreshToken: login.refreshToken as string }),
+    );
     expect(refreshed.sessionId).toBe(login.sessionId);
     expect(refreshed.refreshToken).not.toBe(login.refreshToken);
     fails(
-      await api.call(UserService.method.refreshSession, { refreshToken: login.refreshToken }),
+      await api.call(UserService.method.refreshSession, { refreshToken: login.refreshToken as string }),
       Code.Unauthenticated,
       /already used/,
     );
     fails(
-      await api.call(UserService.method.refreshSession, { refreshToken: refreshed.refreshToken }),
+      await api.call(UserService.method.refreshSession, { refreshToken: refreshed.refreshToken as string }),
       Code.Unauthenticated,
     );
 
     const task = ok(await api.call(TaskService.method.createTask, { task: { title: "to be deleted" } }, me.token))
       .task as JsonObject;
-    ok(await api.call(TaskService.method.deleteTask, { taskId: task.id }, me.token));
+    ok(await api.call(TaskService.method.deleteTask, { taskId: task.id as string }, me.token));
 
     const events = await waitFor("the audit entries", async () => {
       const list = await audit(me.token);
@@ -85,9 +87,9 @@ describe("sessions and the audit log through the gateway (real NATS, every servi
     const sessions = ok(await api.call(UserService.method.listSessions, {}, me.token)).sessions as JsonObject[];
     expect(sessions.map((s) => s.userAgent)).toContain("Other-Device/2.0");
     expect(sessions.filter((s) => s.current).length).toBe(1);
-    ok(await api.call(UserService.method.revokeSession, { sessionId: other.sessionId }, me.token));
+    ok(await api.call(UserService.method.revokeSession, { sessionId: other.sessionId as string }, me.token));
     fails(
-      await api.call(UserService.method.refreshSession, { refreshToken: other.refreshToken }),
+      await api.call(UserService.method.refreshSession, { refreshToken: other.refreshToken as string }),
       Code.Unauthenticated,
       /revoked/,
     );
@@ -100,7 +102,9 @@ describe("sessions and the audit log through the gateway (real NATS, every servi
     await waitFor(
       "the account deletion to complete",
       async () => {
-        const d = ok(await api.call(UserService.method.getAccountDeletion, { deletionId: deletion.id }, me.token));
+        const d = ok(
+          await api.call(UserService.method.getAccountDeletion, { deletionId: deletion.id as string }, me.token),
+        );
         return (d.deletion as JsonObject).state === "DELETION_STATE_COMPLETED";
       },
       { timeoutMs: 20_000 },

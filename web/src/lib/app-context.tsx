@@ -113,6 +113,11 @@ export function AppProvider({ children }: { children: ReactNode }) {
         signOut("Your session expired. Sign in again.");
         return false;
       }
+      if (!stored.refreshToken) {
+        // A session stored before refresh tokens existed: nothing to renew it with.
+        signOut("You were signed out (your session is no longer valid). Sign in again.");
+        return false;
+      }
       // Another tab rotated the refresh token already: use what it stored (spending ours again
       // would look like a stolen token and end the session everywhere).
       if (stored.refreshToken !== sessionRef.current?.refreshToken) {
@@ -136,7 +141,7 @@ export function AppProvider({ children }: { children: ReactNode }) {
         if (e.code === Code.Unauthenticated) {
           signOut(`You were signed out: ${e.rawMessage.replace(/: sign in again$/, "")}. Sign in again.`);
         } else if (!isNetworkFailure(e)) {
-          signOut("Your session could not be renewed. Sign in again.");
+          signOut("You were signed out (your session could not be renewed). Sign in again.");
         }
         // Unreachable: keep the session; the next attempt (timer or call) tries again.
         return false;
