@@ -97,6 +97,15 @@ describe("sessions and the audit log through the gateway (real NATS, every servi
       (await audit(me.token)).some((e) => e.action === "AUDIT_ACTION_SESSION_REVOKED"),
     );
 
+    // Logout ends the current session: its refresh token is refused from then on.
+    const third = await loginAs(me.email, me.password, "Third/3.0");
+    ok(await api.call(UserService.method.logout, {}, third.accessToken as string));
+    fails(
+      await api.call(UserService.method.refreshSession, { refreshToken: third.refreshToken as string }),
+      Code.Unauthenticated,
+      /signed out/,
+    );
+
     const deletion = ok(await api.call(UserService.method.deleteAccount, { password: me.password }, me.token))
       .deletion as JsonObject;
     await waitFor(
