@@ -385,6 +385,46 @@ describe("web client in Chromium against the running system", () => {
     await other.getByRole("heading", { name: "Sign in" }).waitFor();
   });
 
+  it("signs another device out from Settings (it is signed out at its next refresh) and lists the sign-ins under Activity", async () => {
+    const laptop = await newPage();
+    await laptop.goto(`${base}/`);
+    await laptop.getByLabel("Email", { exact: true }).fill(alice);
+    await laptop.getByLabel("Password", { exact: true }).fill(PASSWORD);
+    await laptop.getByRole("button", { name: "Sign in" }).click();
+    await laptop.getByRole("heading", { name: "Tasks", level: 1 }).waitFor();
+    const laptopSession = await laptop.evaluate(
+      () => (JSON.parse(localStorage.getItem("taskmesh.session") ?? "{}") as { sessionId?: string }).sessionId,
+    );
+    expect(laptopSession).toMatch(/^[0-9a-f-]{36}$/);
+
+    await page.goto(`${base}/settings`);
+    const devices = page.getByRole("list", { name: "Signed-in devices" });
+    const other = devices.locator(`li[data-session-id="${laptopSession}"]`);
+    await other.waitFor();
+    await expect(devices.locator("li").filter({ hasText: "this device" }).count()).resolves.toBe(1);
+    await page.screenshot({ path: join(shots, "web-client-sessions.png"), fullPage: true });
+    await other.getByRole("button", { name: /^Sign out/ }).click();
+    await other.waitFor({ state: "detached" });
+
+    // The laptop's next call to users (Settings reads the account) is refused; the refresh that
+    // follows is refused too, and the person is told so on the sign-in screen.
+    await go(laptop, "Settings").catch(() => {});
+    await laptop.getByRole("heading", { name: "Sign in" }).waitFor();
+    await laptop
+      .getByRole("status")
+      .getByText(/You were signed out: the session was signed out or revoked/)
+      .waitFor();
+
+    await go(page, "Activity");
+    const log = page.getByRole("list", { name: "Activity" });
+    await log.locator('li[data-action="LOGIN"]').first().waitFor(POLL);
+    await log.locator('li[data-action="SESSION_REVOKED"]').first().waitFor(POLL);
+    // The wrong password typed for alice earlier is there too.
+    await log.locator('li[data-action="LOGIN_FAILED"]').first().waitFor(POLL);
+    expect((await axeViolations(page)).join("\n")).toBe("");
+    await page.screenshot({ path: join(shots, "web-client-activity.png"), fullPage: true });
+  });
+
   it("shows a banner while the gateway is unreachable, and the live stream reconnects after its restart", async () => {
     await go(page, "Notifications");
     await page.getByTestId("stream-state").getByText(/Live/).waitFor();

@@ -54,6 +54,9 @@ interface Account {
   userId: string;
   email: string;
   token: string;
+  /** The session of `token` (its refresh token is `refreshToken`). */
+  sessionId: string;
+  refreshToken: string;
 }
 let a: Account;
 let b: Account;
@@ -84,7 +87,13 @@ async function signUp(): Promise<Account> {
   const email = `sec-${randomUUID()}@example.com`;
   const registered = must(await call(gateway, "grpc", UserService.method.register, { email, password: PASSWORD }));
   const login = must(await call(gateway, "grpc", UserService.method.login, { email, password: PASSWORD }));
-  return { userId: (registered.user as JsonObject).id as string, email, token: login.accessToken as string };
+  return {
+    userId: (registered.user as JsonObject).id as string,
+    email,
+    token: login.accessToken as string,
+    sessionId: login.sessionId as string,
+    refreshToken: login.refreshToken as string,
+  };
 }
 
 function must(o: Outcome): JsonObject {
@@ -194,7 +203,17 @@ describe("BOLA: user b with user a's resource ids", () => {
   let bWatch: Promise<Outcome>;
 
   /** Every value of a's that b must never see. */
-  const secrets = () => [a.userId, a.email, taskId, dueTaskId, notificationId, deletionId, secretWord];
+  const secrets = () => [
+    a.userId,
+    a.email,
+    a.sessionId,
+    a.refreshToken,
+    taskId,
+    dueTaskId,
+    notificationId,
+    deletionId,
+    secretWord,
+  ];
 
   /** Per public method: how b calls it with a's ids, or why it takes none. */
   const RESOURCE_ID_CASES: Record<string, () => JsonObject> = {
@@ -205,6 +224,7 @@ describe("BOLA: user b with user a's resource ids", () => {
     "taskmesh.tasks.v1.TaskService/DeleteTask": () => ({ taskId }),
     "taskmesh.notifications.v1.NotificationService/MarkRead": () => ({ notificationIds: [notificationId] }),
     "taskmesh.users.v1.UserService/GetAccountDeletion": () => ({ deletionId }),
+    "taskmesh.users.v1.UserService/RevokeSession": () => ({ sessionId: a.sessionId }),
   };
   /** Methods that read only the caller's own data: b's answer must hold nothing of a's. */
   const OWN_DATA_READS: Record<string, JsonObject> = {
@@ -213,12 +233,17 @@ describe("BOLA: user b with user a's resource ids", () => {
     "taskmesh.notifications.v1.NotificationService/ListNotifications": { pageSize: 100 },
     "taskmesh.analytics.v1.AnalyticsService/GetStats": {},
     "taskmesh.analytics.v1.AnalyticsService/SearchTasks": { query: secretWord },
+    "taskmesh.users.v1.UserService/ListSessions": {},
+    "taskmesh.analytics.v1.AnalyticsService/ListAuditEvents": { pageSize: 100 },
     "taskmesh.gateway.v1.DashboardService/GetDashboard": {},
   };
   /** Methods that act on the caller alone and take no id (or are anonymous). */
   const SELF_ACTIONS = new Set([
     "taskmesh.users.v1.UserService/Register",
     "taskmesh.users.v1.UserService/Login",
+    // Anonymous: the refresh token names the session (a's token is a secret b never gets).
+    "taskmesh.users.v1.UserService/RefreshSession",
+    "taskmesh.users.v1.UserService/Logout",
     "taskmesh.users.v1.UserService/UpdatePreferences",
     "taskmesh.users.v1.UserService/DeleteAccount",
     "taskmesh.tasks.v1.TaskService/CreateTask",
@@ -344,6 +369,24 @@ describe("BOLA: user b with user a's resource ids", () => {
       await call(gateway, "grpc", UserService.method.getAccountDeletion, { deletionId }, { token: c.token }),
     );
     expect((deletion.deletion as JsonObject).id).toBe((before.deletion.deletion as JsonObject).id);
+    // b's RevokeSession with a's session id revoked nothing: a's session is listed and refreshes.
+    const sessions = must(await call(gateway, "grpc", UserService.method.listSessions, {}, { token: a.token }));
+    expect(((sessions.sessions as JsonObject[] | undefined) ?? []).map((x) => x.id)).toContain(a.sessionId);
+  });
+
+  it("keeps a's audit log for a alone: it lists a's login, b's list holds none of a's entries", async () => {
+    const mine = await waitFor("a's login in a's audit log", async () => {
+      const page = must(
+        await call(gateway, "grpc", AnalyticsService.method.listAuditEvents, { pageSize: 100 }, { token: a.token }),
+      );
+      const events = (page.events as JsonObject[] | undefined) ?? [];
+      return events.some((e) => e.sessionId === a.sessionId) ? events : undefined;
+    });
+    const ids = new Set(mine.map((e) => e.id));
+    const theirs = must(
+      await call(gateway, "grpc", AnalyticsService.method.listAuditEvents, { pageSize: 100 }, { token: b.token }),
+    );
+    expect(((theirs.events as JsonObject[] | undefined) ?? []).filter((e) => ids.has(e.id))).toEqual([]);
   });
 
   it.each(PROTOCOLS)("shows b nothing of a's in any of b's own reads over %s", async (protocol) => {
@@ -443,7 +486,7 @@ describe("forged identity", () => {
       ).toBe("Unauthenticated");
     for (const s of [UserService, TaskService, NotificationService, AnalyticsService]) {
       const m = s.methods.find(
-        (x) => x.methodKind === "unary" && !["Register", "Login"].includes(x.name),
+        (x) => x.methodKind === "unary" && !["Register", "Login", "RefreshSession"].includes(x.name),
       ) as DescMethod;
       expect([
         pathOf(m),
@@ -493,10 +536,10 @@ describe("forged identity", () => {
     ).toBe("Unauthenticated");
   });
 
-  it("answers UNAUTHENTICATED to every backend method called directly without a token (Register and Login aside)", async () => {
+  it("answers UNAUTHENTICATED to every backend method called directly without a token (Register, Login and RefreshSession aside)", async () => {
     for (const s of services.filter((x) => ownerOf(x) !== "gateway"))
       for (const m of s.methods) {
-        if (s.typeName === UserService.typeName && ["Register", "Login"].includes(m.name)) continue;
+        if (s.typeName === UserService.typeName && ["Register", "Login", "RefreshSession"].includes(m.name)) continue;
         expect([pathOf(m), codeOf(await call(backend(s), "grpc", m, strangerIds(m)))]).toEqual([
           pathOf(m),
           "Unauthenticated",

@@ -3,6 +3,7 @@ import { ErrorBoundary } from "./components/ErrorBoundary";
 import { useApp } from "./lib/app-context";
 import { NotificationsProvider, useNotifications } from "./lib/notifications";
 import { navigate, ROUTES, type Route, useRoute } from "./lib/router";
+import { ActivityPage } from "./pages/ActivityPage";
 import { AuthPage } from "./pages/AuthPage";
 import { DashboardPage } from "./pages/DashboardPage";
 import { NotificationsPage } from "./pages/NotificationsPage";
@@ -37,7 +38,7 @@ export function App() {
 
 function SignedIn() {
   const route = useRoute();
-  const { session, signOut } = useApp();
+  const { session, logOut } = useApp();
   const { unreadCount, latest } = useNotifications();
   const main = useRef<HTMLElement>(null);
   const first = useRef(true);
@@ -82,7 +83,7 @@ function SignedIn() {
         </nav>
         <span className="who">
           <span className="email">{session?.email}</span>
-          <button type="button" className="link" onClick={() => signOut()}>
+          <button type="button" className="link" onClick={() => void logOut()}>
             Sign out
           </button>
         </span>
@@ -95,6 +96,7 @@ function SignedIn() {
         {route === "/dashboard" && <DashboardPage />}
         {route === "/search" && <SearchPage />}
         {route === "/notifications" && <NotificationsPage />}
+        {route === "/activity" && <ActivityPage />}
         {route === "/settings" && <SettingsPage />}
       </main>
     </>

@@ -65,6 +65,7 @@ export {
   type DependencyPolicyOptions,
   type StreamLease,
 } from "./resilience/dependency-policy.js";
+export { type CallerClient, CLIENT_AGENT_HEADER, CLIENT_IP_HEADER, callerClient } from "./rpc/client-info.js";
 export { codeName, toRpcError } from "./rpc/errors.js";
 export {
   type CallOptions,

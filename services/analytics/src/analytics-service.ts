@@ -1,8 +1,9 @@
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import type { ServiceImpl } from "@connectrpc/connect";
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import type { AnalyticsService } from "@taskmesh/gen/taskmesh/analytics/v1/analytics_pb";
 import { requireUser } from "@taskmesh/platform";
 import type { AnalyticsStore } from "./analytics-store.js";
+import type { AuditCursor } from "./audit-log.js";
 import { ftsQuery } from "./search-query.js";
 
 export interface AnalyticsServiceDeps {
@@ -13,6 +14,8 @@ export interface AnalyticsServiceDeps {
 
 /** Hits when the request says 0 (the contract allows 1–50). */
 export const DEFAULT_SEARCH_LIMIT = 20;
+/** Audit entries per page when the request says 0 (the contract allows 1–100). */
+export const DEFAULT_AUDIT_PAGE_SIZE = 50;
 
 /**
  * The public AnalyticsService: the caller's numbers and search, always scoped by the user of the
@@ -51,5 +54,35 @@ export function analyticsService(deps: AnalyticsServiceDeps): ServiceImpl<typeof
       if (!match) return { hits: [] };
       return { hits: store.search(userId, match, req.limit || DEFAULT_SEARCH_LIMIT) };
     },
+
+    async listAuditEvents(req, ctx) {
+      const { userId } = requireUser(ctx);
+      const cursor = req.pageToken === "" ? undefined : parseAuditToken(req.pageToken);
+      const page = store.auditPage(userId, req.pageSize || DEFAULT_AUDIT_PAGE_SIZE, cursor);
+      return {
+        events: page.entries.map((e) => ({
+          id: e.eventId,
+          action: e.action,
+          occurTime: timestampFromMs(e.occurredMs),
+          ipAddress: e.ipAddress,
+          userAgent: e.userAgent,
+          sessionId: e.sessionId,
+          resourceId: e.resourceId,
+        })),
+        nextPageToken: page.next ? Buffer.from(`${page.next.occurredMs}.${page.next.seq}`).toString("base64url") : "",
+      };
+    },
   };
+}
+
+/** A next_page_token back to its cursor; anything else is INVALID_ARGUMENT naming the field. */
+function parseAuditToken(token: string): AuditCursor {
+  const m = /^(\d{1,16})\.(\d{1,16})$/.exec(Buffer.from(token, "base64url").toString());
+  if (!m) {
+    throw new ConnectError(
+      "invalid request: page_token: not a token from ListAuditEvents (pass next_page_token unchanged)",
+      Code.InvalidArgument,
+    );
+  }
+  return { occurredMs: Number(m[1]), seq: Number(m[2]) };
 }

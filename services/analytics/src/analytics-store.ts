@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { type Db, inboxMigration, type Migration } from "@taskmesh/platform";
+import { AUDIT_MIGRATION, type AuditEntry, AuditLog } from "./audit-log.js";
 import { currentStreak, safeTimeZone } from "./streak.js";
 
 /**
@@ -55,6 +56,8 @@ export const MIGRATIONS: Migration[] = [
     // event, or at once by a rebuild (replay).
     sql: "ALTER TABLE tasks ADD COLUMN priority INTEGER NOT NULL DEFAULT 4;",
   },
+  // Versions 4–9 are reserved for another change in flight; the audit log takes 10.
+  AUDIT_MIGRATION,
 ];
 
 /** A task as folded from an event (the fields the read models keep). */
@@ -121,8 +124,11 @@ export class AnalyticsStore {
   readonly #purgeTasks;
   readonly #purgeUser;
   readonly #tombstoneUser;
+  /** The per-user audit log (audit-log.ts). */
+  readonly #audit: AuditLog;
 
   constructor(db: Db) {
+    this.#audit = new AuditLog(db);
     db.prepare("INSERT INTO meta (key, value) VALUES ('generation', ?) ON CONFLICT DO NOTHING").run(
       randomBytes(4).toString("hex"),
     );
@@ -252,8 +258,21 @@ export class AnalyticsStore {
     return "applied";
   }
 
-  /** Drops every row of the user and remembers the deletion. Returns the number of task rows dropped. */
+  /** Appends an audit entry, unless its user was deleted (a late event must not bring data back). */
+  appendAudit(entry: AuditEntry): FoldResult {
+    if (this.#isDeletedUser.get(entry.userId)) return "user-deleted";
+    this.#audit.append(entry);
+    return "applied";
+  }
+
+  /** A page of the user's audit log, newest first (AuditLog.page). */
+  auditPage(userId: string, limit: number, cursor: Parameters<AuditLog["page"]>[2]): ReturnType<AuditLog["page"]> {
+    return this.#audit.page(userId, limit, cursor);
+  }
+
+  /** Drops every row of the user (audit log included) and remembers the deletion. Returns the number of task rows dropped. */
   purgeUser(userId: string, eventMs: number): number {
+    this.#audit.purgeUser(userId);
     for (const id of this.#userRowids.all(userId)) this.#searchDelete.run(id);
     const n = this.#purgeTasks.run(userId).changes;
     this.#purgeUser.run(userId);

@@ -1,5 +1,6 @@
 import { timestampMs } from "@bufbuild/protobuf/wkt";
-import type { Envelope } from "@taskmesh/gen/taskmesh/events/v1/events_pb";
+import { AuditAction } from "@taskmesh/gen/taskmesh/analytics/v1/analytics_pb";
+import type { ClientInfo, Envelope } from "@taskmesh/gen/taskmesh/events/v1/events_pb";
 import { Priority, type Task, TaskStatus } from "@taskmesh/gen/taskmesh/tasks/v1/task_pb";
 import {
   type ConsumerDeclarations,
@@ -17,7 +18,9 @@ import type { AnalyticsStore, FoldResult, TaskFacts } from "./analytics-store.js
  * is folded or deliberately skipped):
  * - TASKS: task.created / task.updated / task.completed (each carries the whole Task) and
  *   task.deleted (task id + version) → the per-task rows, stats and the search index;
- * - USERS: user.registered (the time zone streaks are counted in) and user.deleted (drop the user).
+ * - USERS: user.registered (the time zone streaks are counted in), user.deleted (drop the user,
+ *   audit log included) and the audit events (user.logged_in, user.login_failed, …) → the audit
+ *   log; task.deleted is audited too.
  * REMINDERS and NOTIFICATIONS carry nothing the read models show, so they are not consumed.
  */
 export const ANALYTICS_STREAMS = [STREAMS.TASKS, STREAMS.USERS] as const satisfies readonly StreamSpec[];
@@ -86,8 +89,28 @@ export function foldEvent(store: AnalyticsStore, event: Envelope): FoldResult | 
     case "taskCompleted":
       if (!p.value.task) throw new Error(`${event.type} without a task`);
       return store.upsertTask(taskFacts(p.value.task, event), at);
-    case "taskDeleted":
-      return store.deleteTask(p.value.taskId || event.aggregateId, event.userId, Number(p.value.version), at);
+    case "taskDeleted": {
+      const taskId = p.value.taskId || event.aggregateId;
+      const result = store.deleteTask(taskId, event.userId, Number(p.value.version), at);
+      if (result !== "user-deleted") store.appendAudit(audit(event, AuditAction.TASK_DELETED, undefined, "", taskId));
+      return result;
+    }
+    case "userLoggedIn":
+      return store.appendAudit(audit(event, AuditAction.LOGIN, p.value.client, p.value.sessionId));
+    case "userLoginFailed":
+      return store.appendAudit(audit(event, AuditAction.LOGIN_FAILED, p.value.client));
+    case "userLoggedOut":
+      return store.appendAudit(audit(event, AuditAction.LOGOUT, p.value.client, p.value.sessionId));
+    case "userSessionRevoked":
+      return store.appendAudit(audit(event, AuditAction.SESSION_REVOKED, p.value.client, p.value.sessionId));
+    case "userRefreshReused":
+      return store.appendAudit(audit(event, AuditAction.REFRESH_TOKEN_REUSED, p.value.client, p.value.sessionId));
+    case "userPreferencesUpdated":
+      return store.appendAudit(audit(event, AuditAction.PREFERENCES_CHANGED, p.value.client));
+    case "userDeletionRequested":
+      return store.appendAudit(
+        audit(event, AuditAction.ACCOUNT_DELETION_REQUESTED, p.value.client, "", p.value.deletionId),
+      );
     case "userRegistered":
       return store.registerUser(p.value.userId || event.userId, p.value.timeZone, at);
     case "userDeleted":
@@ -96,6 +119,26 @@ export function foldEvent(store: AnalyticsStore, event: Envelope): FoldResult | 
     default:
       return "ignored";
   }
+}
+
+/** The audit entry of `event`: its id (idempotent append), user, time and client, where known. */
+function audit(
+  event: Envelope,
+  action: AuditAction,
+  client: ClientInfo | undefined,
+  sessionId = "",
+  resourceId = "",
+): Parameters<AnalyticsStore["appendAudit"]>[0] {
+  return {
+    eventId: event.id,
+    userId: event.userId,
+    action,
+    occurredMs: eventMs(event),
+    ipAddress: client?.ipAddress ?? "",
+    userAgent: client?.userAgent ?? "",
+    sessionId,
+    resourceId,
+  };
 }
 
 /** The consumer handler: fold, and log what was skipped. */

@@ -83,6 +83,7 @@ async function startAnalytics(initial: AnalyticsMode) {
       }
     },
     searchTasks: async () => ({ hits: [] }),
+    listAuditEvents: async () => ({ events: [] }),
   };
   const backend = await startBackend(AnalyticsService, impl, backends.jwksUrl);
   cleanup.push(backend.stop);

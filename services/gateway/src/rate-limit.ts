@@ -12,7 +12,7 @@ export const RETRY_AFTER_HEADER = "retry-after";
 export interface RateLimits {
   /** Per verified user (and per client address for calls without a valid token). Undefined: no limit. */
   user: BucketSpec | undefined;
-  /** Register and Login per client address. Undefined: no limit. */
+  /** Register, Login and RefreshSession per client address. Undefined: no limit. */
   login: BucketSpec | undefined;
   /**
    * Login per email from all addresses together: a ceiling well above `login` (LOGIN_EMAIL_CEILING_FACTOR
@@ -46,14 +46,15 @@ type Limit = "user" | "address" | "login_address" | "login_email" | "login_backo
 
 const LOGIN = `${UserService.typeName}/${UserService.method.login.name}`;
 const REGISTER = `${UserService.typeName}/${UserService.method.register.name}`;
+const REFRESH = `${UserService.typeName}/${UserService.method.refreshSession.name}`;
 /** Only the API is limited; health probes (kubelet, load balancers) and reflection never are. */
 const LIMITED = /^taskmesh\./;
 
 /**
  * The gateway's rate limiter, one connect interceptor in front of every public method: a token
- * bucket per verified user id for normal calls, and stricter buckets for Register and Login
- * (they need no token, so they are what a password guesser or an account farmer calls) per client
- * address. Login also backs off exponentially per (address, email) after repeated failures, and
+ * bucket per verified user id for normal calls, and stricter buckets for Register, Login and
+ * RefreshSession (they need no token, so they are what a password guesser, an account farmer or a
+ * refresh-token guesser calls) per client address. Login also backs off exponentially per (address, email) after repeated failures, and
  * has a per-email ceiling across all addresses set far above the address limit. Nothing is keyed
  * by the email alone at the address limit's level: that let a stranger who knows an address lock
  * its owner out (issue 12).
@@ -82,7 +83,7 @@ export function rateLimitInterceptor(opts: RateLimitOptions): Interceptor {
 
     let refused: { retryAfterMs: number; limit: Limit } | undefined;
     let pair: string | undefined;
-    if (path === LOGIN || path === REGISTER) {
+    if (path === LOGIN || path === REGISTER || path === REFRESH) {
       const email = path === LOGIN && !req.stream ? loginEmail(req.message) : undefined;
       if (email !== undefined) pair = `${address}|${email}`;
       const wait = pair && backoff ? backoff.waitMs(pair) : 0;
@@ -161,6 +162,14 @@ function loginEmail(message: unknown): string | undefined {
  * host usually holds a whole /64, so per-address limits would otherwise be per-host-times-2^64.
  */
 export function clientAddress(peer: string, header: Headers, trustedHops: number): string {
+  return normalizeAddress(clientIp(peer, header, trustedHops));
+}
+
+/**
+ * The client's address as clientAddress picks it, written out whole (IPv4-mapped IPv6 as IPv4,
+ * IPv6 not cut to its /64): what audit events record.
+ */
+export function clientIp(peer: string, header: Headers, trustedHops: number): string {
   let address = peer;
   if (trustedHops > 0) {
     const chain = (header.get("x-forwarded-for") ?? "")
@@ -170,7 +179,8 @@ export function clientAddress(peer: string, header: Headers, trustedHops: number
     const entry = chain[chain.length - trustedHops];
     if (entry !== undefined) address = entry;
   }
-  return normalizeAddress(address);
+  const a = address.toLowerCase();
+  return a.startsWith("::ffff:") && a.includes(".") ? a.slice(7) : a;
 }
 
 function normalizeAddress(address: string): string {

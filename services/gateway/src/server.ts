@@ -1,5 +1,5 @@
 import type { DescService } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
 import { Health, HealthCheckResponse_ServingStatus } from "@taskmesh/gen/grpc/health/v1/health_pb";
 import { AnalyticsService } from "@taskmesh/gen/taskmesh/analytics/v1/analytics_pb";
 import { DashboardService } from "@taskmesh/gen/taskmesh/gateway/v1/dashboard_pb";
@@ -16,11 +16,11 @@ import {
   remoteUserKeys,
   type UserTokenVerifier,
 } from "@taskmesh/platform";
-import { EdgeServer, type EdgeService, forwardService, guardClient } from "@taskmesh/platform/edge";
+import { EdgeServer, type EdgeService, forwardService, guardClient, peerAddressKey } from "@taskmesh/platform/edge";
 import { errors, type JWTVerifyGetKey } from "jose";
 import type { GatewayConfig } from "./config.js";
 import { dashboardService } from "./dashboard-service.js";
-import { rateLimitInterceptor } from "./rate-limit.js";
+import { clientIp, rateLimitInterceptor } from "./rate-limit.js";
 import { streamLimitInterceptor } from "./stream-limit.js";
 
 export type { GatewayConfig } from "./config.js";
@@ -91,7 +91,13 @@ export function build(config: GatewayConfig, deps: GatewayDeps = {}): GatewayApp
   const forwarded = { defaultTimeoutMs: config.backendTimeoutMs };
   // Dashboard parts: DASHBOARD_PART_TIMEOUT_MS each, a little of the caller's deadline kept back.
   const part = { defaultTimeoutMs: config.dashboardPartTimeoutMs, ...DASHBOARD_RESERVE };
-  const forward = { userTokens, maxTimeoutMs: config.backendTimeoutMs };
+  const forward = {
+    userTokens,
+    maxTimeoutMs: config.backendTimeoutMs,
+    // For the backends' audit events (users records logins with it).
+    clientAddress: (ctx: HandlerContext) =>
+      clientIp(ctx.values.get(peerAddressKey), ctx.requestHeader, config.rateLimits.trustedProxyHops),
+  };
 
   const edge = new EdgeServer({
     logger,
@@ -111,12 +117,12 @@ export function build(config: GatewayConfig, deps: GatewayDeps = {}): GatewayApp
     services: (drainSignal): EdgeService[] => [
       {
         service: UserService,
-        // Register and Login are how a caller gets a token; users' own server agrees.
+        // Register, Login and RefreshSession are how a caller gets a token; users' own server agrees.
         impl: forwardService(UserService, users, {
           ...forward,
           policy: { policy: policy("users"), ...forwarded },
           drainSignal,
-          anonymous: ["register", "login"],
+          anonymous: ["register", "login", "refreshSession"],
         }),
         ready: backendReady(users, UserService),
       },

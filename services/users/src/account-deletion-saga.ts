@@ -84,9 +84,10 @@ export class AccountDeletions {
   /**
    * Starts the deletion of `userId`'s account, or returns the one already running (one at a time
    * per user). The saga is committed before this returns; its steps run in the background.
+   * `onCreated` runs inside the transaction that creates a new saga (not for one already running).
    */
-  start(userId: string): SagaRecord {
-    const { saga, created } = this.#o.log.startOrGet(userId, DELETION_STEPS[0], this.#now());
+  start(userId: string, onCreated?: (saga: SagaRecord) => void): SagaRecord {
+    const { saga, created } = this.#o.log.startOrGet(userId, DELETION_STEPS[0], this.#now(), onCreated);
     if (created) this.#o.logger.info({ sagaId: saga.id, userId }, "account deletion started");
     this.#launch(saga.id);
     return saga;

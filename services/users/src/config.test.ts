@@ -62,3 +62,32 @@ describe("loadUsersConfig", () => {
     );
   });
 });
+
+describe("loadUsersConfig sessions", () => {
+  it("defaults to a 14-day idle and 30-day maximum session life, and takes both from the environment", () => {
+    const d = loadUsersConfig({ TASKMESH_SERVICE_SECRET: secret });
+    expect(d.sessions).toEqual({ idleMs: 14 * 86_400_000, maxAgeMs: 30 * 86_400_000 });
+    const c = loadUsersConfig({
+      TASKMESH_SERVICE_SECRET: secret,
+      SESSION_IDLE_SECONDS: "600",
+      SESSION_MAX_AGE_SECONDS: "7200",
+    });
+    expect(c.sessions).toEqual({ idleMs: 600_000, maxAgeMs: 7_200_000 });
+  });
+
+  it("refuses lifetimes out of range, or an idle life longer than the maximum age, naming the variable", () => {
+    expect(() => loadUsersConfig({ TASKMESH_SERVICE_SECRET: secret, SESSION_IDLE_SECONDS: "10" })).toThrow(
+      /SESSION_IDLE_SECONDS/,
+    );
+    expect(() => loadUsersConfig({ TASKMESH_SERVICE_SECRET: secret, SESSION_MAX_AGE_SECONDS: "999999999" })).toThrow(
+      /SESSION_MAX_AGE_SECONDS/,
+    );
+    expect(() =>
+      loadUsersConfig({
+        TASKMESH_SERVICE_SECRET: secret,
+        SESSION_IDLE_SECONDS: "86400",
+        SESSION_MAX_AGE_SECONDS: "3600",
+      }),
+    ).toThrow(/SESSION_IDLE_SECONDS \(86400\) must not exceed SESSION_MAX_AGE_SECONDS/);
+  });
+});

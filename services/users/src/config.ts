@@ -1,5 +1,6 @@
 import { join } from "node:path";
 import {
+  ConfigError,
   env,
   loadConfig,
   natsUrlField,
@@ -23,6 +24,13 @@ const spec = {
   KEY_PATH: env.string(""),
   /** Lifetime of a user access token: 1 minute to 1 day, default 1 hour. */
   TOKEN_TTL_SECONDS: env.int({ fallback: 3600, min: 60, max: 86_400 }),
+  /**
+   * A session (its refresh token) not refreshed for this long expires: 5 minutes to 90 days,
+   * default 14 days. Each refresh extends it, never past SESSION_MAX_AGE_SECONDS after the login.
+   */
+  SESSION_IDLE_SECONDS: env.int({ fallback: 14 * 86_400, min: 300, max: 90 * 86_400 }),
+  /** Longest life of a session from its login, however often refreshed: 1 hour to 365 days, default 30 days. */
+  SESSION_MAX_AGE_SECONDS: env.int({ fallback: 30 * 86_400, min: 3600, max: 365 * 86_400 }),
   /** NATS server URL(s), comma-separated (`nats://` or `tls://`). Default nats://127.0.0.1:4222. */
   NATS_URL: natsUrlField(),
   /** The tasks service (TaskInternalService/PurgeUser, for account deletion). Default 127.0.0.1:50052. */
@@ -46,6 +54,8 @@ export interface UsersConfig extends ServiceBaseConfig {
   jwksPort: number;
   keyPath: string;
   tokenTtlSeconds: number;
+  /** SESSION_IDLE_SECONDS and SESSION_MAX_AGE_SECONDS, in ms. Default 14 and 30 days. */
+  sessions?: { idleMs: number; maxAgeMs: number };
   /** NATS_URL split into its servers. */
   natsServers: string[];
   tasksAddr: string;
@@ -61,11 +71,17 @@ export interface UsersConfig extends ServiceBaseConfig {
 /** Reads and checks the users service's environment; a ConfigError names every bad variable. */
 export function loadUsersConfig(source: Record<string, string | undefined> = process.env): UsersConfig {
   const c = loadConfig(spec, source);
+  if (c.SESSION_IDLE_SECONDS > c.SESSION_MAX_AGE_SECONDS) {
+    throw new ConfigError(
+      `SESSION_IDLE_SECONDS (${c.SESSION_IDLE_SECONDS}) must not exceed SESSION_MAX_AGE_SECONDS (${c.SESSION_MAX_AGE_SECONDS})`,
+    );
+  }
   return {
     ...serviceBaseConfig(c, "users"),
     jwksPort: c.JWKS_PORT,
     keyPath: c.KEY_PATH || join(c.TASKMESH_DATA_DIR, "users-signing-key.json"),
     tokenTtlSeconds: c.TOKEN_TTL_SECONDS,
+    sessions: { idleMs: c.SESSION_IDLE_SECONDS * 1000, maxAgeMs: c.SESSION_MAX_AGE_SECONDS * 1000 },
     natsServers: c.NATS_URL,
     tasksAddr: c.TASKS_ADDR,
     notificationsAddr: c.NOTIFICATIONS_ADDR,

@@ -139,7 +139,12 @@ export class DeletionSagaLog {
    * The check and the insert are one IMMEDIATE transaction, and a unique partial index backs it,
    * so two concurrent requests cannot start two deletions of one user.
    */
-  startOrGet(userId: string, firstStep: string, now: number): { saga: SagaRecord; created: boolean } {
+  startOrGet(
+    userId: string,
+    firstStep: string,
+    now: number,
+    onCreated?: (saga: SagaRecord) => void,
+  ): { saga: SagaRecord; created: boolean } {
     return this.db
       .transaction(() => {
         const running = this.#sql.active.get(userId);
@@ -147,7 +152,10 @@ export class DeletionSagaLog {
         const id = randomUUID();
         this.#sql.insert.run({ id, userId, step: firstStep, now });
         this.#append(id, userId, firstStep, "started", 0, undefined, now);
-        return { saga: toRecord(this.#sql.byId.get(id) as SagaRow), created: true };
+        const saga = toRecord(this.#sql.byId.get(id) as SagaRow);
+        // In the same transaction: e.g. the user.deletion_requested event is in the outbox iff the saga exists.
+        onCreated?.(saga);
+        return { saga, created: true };
       })
       .immediate();
   }

@@ -19,6 +19,7 @@ import { DeletionSagaLog } from "./deletion-saga-log.js";
 import { PUBLISHES } from "./events.js";
 import { JwksServer } from "./jwks-server.js";
 import { PasswordHasher, type ScryptParams } from "./password-hasher.js";
+import { SessionStore } from "./session-store.js";
 import { SigningKeys } from "./signing-keys.js";
 import { TokenIssuer } from "./token-issuer.js";
 import { userInternalService } from "./user-internal-service.js";
@@ -26,6 +27,10 @@ import { userService } from "./user-service.js";
 import { UsersStore } from "./users-store.js";
 
 export type { UsersConfig } from "./config.js";
+
+/** SESSION_IDLE_SECONDS / SESSION_MAX_AGE_SECONDS defaults (14 and 30 days), for configs built without loadUsersConfig. */
+const DEFAULT_SESSION_LIFETIMES = { idleMs: 14 * 86_400_000, maxAgeMs: 30 * 86_400_000 };
+
 export { loadUsersConfig } from "./config.js";
 
 export interface UsersDeps {
@@ -130,13 +135,14 @@ export function build(config: UsersConfig, deps: UsersDeps = {}): UsersApp {
           store,
           hasher,
           tokens: new TokenIssuer(() => keysOrThrow().current, config.tokenTtlSeconds, now),
+          sessions: new SessionStore(store.db, config.sessions ?? DEFAULT_SESSION_LIFETIMES),
           deletions,
           logger,
           now,
           ...(config.webhookPolicy ? { webhookPolicy: config.webhookPolicy } : {}),
           ...(config.passwordMinScore !== undefined ? { passwordMinScore: config.passwordMinScore } : {}),
         }),
-        { kind: "user", anonymous: ["register", "login"] },
+        { kind: "user", anonymous: ["register", "login", "refreshSession"] },
       ),
       register(UserInternalService, userInternalService(store), { kind: "internal" }),
     ],

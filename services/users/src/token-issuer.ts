@@ -17,7 +17,8 @@ export interface IssuedToken {
  * Signs user access tokens with the current signing key. The claims are what
  * `createUserTokenVerifier` (gateway, backends) and Istio's RequestAuthentication check:
  * alg EdDSA with `kid`, iss/aud fixed, sub = user id, iat = nbf = now, exp = now + ttl, and a
- * random jti so two tokens are never equal (useful in logs and for a future deny list).
+ * random jti so two tokens are never equal (useful in logs and for a future deny list), and
+ * `sid`, the session the token was issued for.
  */
 export class TokenIssuer {
   readonly #signingKey: () => SigningKey;
@@ -35,11 +36,12 @@ export class TokenIssuer {
     this.#now = now;
   }
 
-  async issue(userId: string): Promise<IssuedToken> {
+  /** @param sessionId the session the token belongs to, as the `sid` claim (Logout, ListSessions read it). */
+  async issue(userId: string, sessionId?: string): Promise<IssuedToken> {
     const { kid, privateKey } = this.#signingKey();
     const iat = Math.floor(this.#now() / 1000);
     const exp = iat + this.#ttlSeconds;
-    const token = await new SignJWT({})
+    const token = await new SignJWT(sessionId ? { sid: sessionId } : {})
       .setProtectedHeader({ alg: USER_TOKEN_ALG, kid, typ: "JWT" })
       .setSubject(userId)
       .setIssuer(USER_TOKEN_ISSUER)

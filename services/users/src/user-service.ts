@@ -6,10 +6,12 @@ import {
   DeletionState,
   type Preferences,
   type PreferencesSchema,
+  type SessionSchema,
   type UserSchema,
   type UserService,
 } from "@taskmesh/gen/taskmesh/users/v1/users_pb";
 import {
+  callerClient,
   checkOutboundUrl,
   type Logger,
   OutboundAddressError,
@@ -17,10 +19,13 @@ import {
   outboundPolicy,
   requireUser,
 } from "@taskmesh/platform";
+import { decodeJwt } from "jose";
 import type { AccountDeletions } from "./account-deletion-saga.js";
 import type { SagaRecord } from "./deletion-saga-log.js";
+import { auditEvent } from "./events.js";
 import type { PasswordHasher } from "./password-hasher.js";
 import { checkPasswordStrength } from "./password-strength.js";
+import type { SessionRecord, SessionStore } from "./session-store.js";
 import { canonicalTimeZone } from "./time-zone.js";
 import type { TokenIssuer } from "./token-issuer.js";
 import type { Account, StoredPreferences, UsersStore } from "./users-store.js";
@@ -29,6 +34,7 @@ export interface UserServiceDeps {
   store: UsersStore;
   hasher: PasswordHasher;
   tokens: TokenIssuer;
+  sessions: SessionStore;
   deletions: AccountDeletions;
   logger: Logger;
   /** Clock in ms; default Date.now. */
@@ -42,10 +48,27 @@ export interface UserServiceDeps {
 /** One message for an unknown email and a wrong password, so a login does not reveal which emails exist. */
 const BAD_CREDENTIALS = "email or password is incorrect";
 
-/** UserService handlers. Every method but Register and Login acts on the user of the verified token. */
+/**
+ * UserService handlers. Every method but Register, Login and RefreshSession acts on the user of
+ * the verified token; here (not in the other services) a token whose session was revoked is
+ * refused too, checked with one indexed read.
+ */
 export function userService(deps: UserServiceDeps): ServiceImpl<typeof UserService> {
-  const { store, hasher, tokens, deletions, logger } = deps;
+  const { store, hasher, tokens, sessions, deletions, logger } = deps;
   const now = () => new Date((deps.now ?? Date.now)());
+
+  /** The caller and the session of their token; a revoked session's token is UNAUTHENTICATED. */
+  const caller = (ctx: Parameters<typeof requireUser>[0]) => {
+    const { userId, token } = requireUser(ctx);
+    const sessionId = tokenSessionId(token);
+    if (sessionId !== undefined) {
+      const s = sessions.get(sessionId);
+      if (s?.revokedAt !== undefined) {
+        throw new ConnectError("this session was signed out or revoked: sign in again", Code.Unauthenticated);
+      }
+    }
+    return { userId, sessionId };
+  };
 
   return {
     async register(req) {
@@ -65,13 +88,16 @@ export function userService(deps: UserServiceDeps): ServiceImpl<typeof UserServi
       return { user: toUser(account) };
     },
 
-    async login(req) {
+    async login(req, ctx) {
       const account = store.findByEmail(req.email);
       if (!account) {
         await hasher.verifyNothing(req.password);
         throw new ConnectError(BAD_CREDENTIALS, Code.Unauthenticated);
       }
       if (!(await hasher.verify(req.password, account.passwordHash))) {
+        // Audited against the account (its owner sees it in the activity log); the answer stays
+        // the same as for an unknown email.
+        store.appendEvent(auditEvent("userLoginFailed", account.id, now(), callerClient(ctx.requestHeader)));
         throw new ConnectError(BAD_CREDENTIALS, Code.Unauthenticated);
       }
       // Said only to whoever knows the password.
@@ -80,27 +106,110 @@ export function userService(deps: UserServiceDeps): ServiceImpl<typeof UserServi
         store.updatePasswordHash(account.id, await hasher.hash(req.password));
         logger.info({ userId: account.id }, "password re-hashed with current scrypt parameters");
       }
-      const issued = await tokens.issue(account.id);
+      const at = now();
+      const client = callerClient(ctx.requestHeader);
+      const { session, refreshToken } = sessions.create(account.id, client, at.getTime(), (s) =>
+        auditEvent("userLoggedIn", account.id, at, client, { sessionId: s.id }),
+      );
+      const issued = await tokens.issue(account.id, session.id);
       return {
         accessToken: issued.token,
         expireTime: timestampFromDate(issued.expireTime),
         tokenType: "Bearer",
         user: toUser(account),
+        refreshToken,
+        refreshExpireTime: timestampFromDate(new Date(session.expiresAt)),
+        sessionId: session.id,
       };
     },
 
+    /** Rotation with reuse detection: see SessionStore.refresh. Never retried by clients (not idempotent). */
+    async refreshSession(req, ctx) {
+      const at = now();
+      const client = callerClient(ctx.requestHeader);
+      const outcome = sessions.refresh(req.refreshToken, at.getTime(), (s) =>
+        auditEvent("userRefreshReused", s.userId, at, client, { sessionId: s.id }),
+      );
+      switch (outcome.kind) {
+        case "unknown":
+          throw new ConnectError("the refresh token is not valid: sign in again", Code.Unauthenticated);
+        case "reused":
+          logger.warn(
+            { userId: outcome.session.userId, sessionId: outcome.session.id },
+            "refresh token reused; session revoked",
+          );
+          throw new ConnectError(
+            "the refresh token was already used: its session has been revoked, sign in again",
+            Code.Unauthenticated,
+          );
+        case "revoked":
+          throw new ConnectError("the session was signed out or revoked: sign in again", Code.Unauthenticated);
+        case "expired":
+          throw new ConnectError("the session has expired: sign in again", Code.Unauthenticated);
+      }
+      const { session, refreshToken } = outcome;
+      const account = store.findById(session.userId);
+      if (!account) throw new ConnectError("the account of this session does not exist", Code.Unauthenticated);
+      if (account.disabledAt) throw accountDisabled();
+      const issued = await tokens.issue(account.id, session.id);
+      return {
+        accessToken: issued.token,
+        expireTime: timestampFromDate(issued.expireTime),
+        tokenType: "Bearer",
+        refreshToken,
+        refreshExpireTime: timestampFromDate(new Date(session.expiresAt)),
+        sessionId: session.id,
+      };
+    },
+
+    /** Revokes the token's session; a repeat (or a token without a session) changes nothing. */
+    logout(_req, ctx) {
+      const { userId, token } = requireUser(ctx);
+      const sessionId = tokenSessionId(token);
+      const session = sessionId === undefined ? undefined : sessions.get(sessionId);
+      if (session && session.userId === userId) {
+        const at = now();
+        const event = auditEvent("userLoggedOut", userId, at, callerClient(ctx.requestHeader), {
+          sessionId: session.id,
+        });
+        sessions.revoke(session.id, "logout", at.getTime(), event);
+      }
+      return {};
+    },
+
+    listSessions(_req, ctx) {
+      const { userId, sessionId } = caller(ctx);
+      return { sessions: sessions.active(userId, now().getTime()).map((s) => toSession(s, sessionId)) };
+    },
+
+    /** The caller's own session only: another user's id is NOT_FOUND, as if it did not exist. */
+    revokeSession(req, ctx) {
+      const { userId } = caller(ctx);
+      const id = req.sessionId.toLowerCase();
+      const session = sessions.get(id);
+      if (!session || session.userId !== userId) {
+        throw new ConnectError(`session ${req.sessionId} not found`, Code.NotFound);
+      }
+      const at = now();
+      const event = auditEvent("userSessionRevoked", userId, at, callerClient(ctx.requestHeader), { sessionId: id });
+      sessions.revoke(id, "revoked", at.getTime(), event);
+      return {};
+    },
+
     getMe(_req, ctx) {
-      const { userId } = requireUser(ctx);
+      const { userId } = caller(ctx);
       return { user: toUser(mustFind(store, userId)) };
     },
 
     async updatePreferences(req, ctx) {
-      const { userId } = requireUser(ctx);
+      const { userId } = caller(ctx);
       mustFind(store, userId);
       // The contract marks preferences required; protovalidate has already refused a missing one.
       const prefs = fromPreferences(req.preferences as Preferences);
       if (prefs.webhookUrl !== "") await checkWebhookUrl(prefs.webhookUrl, deps.webhookPolicy ?? outboundPolicy());
-      if (!store.updatePreferences(userId, prefs, now())) throw accountGone();
+      const at = now();
+      const event = auditEvent("userPreferencesUpdated", userId, at, callerClient(ctx.requestHeader));
+      if (!store.updatePreferences(userId, prefs, at, event)) throw accountGone();
       return { preferences: toPreferences(prefs) };
     },
 
@@ -110,13 +219,18 @@ export function userService(deps: UserServiceDeps): ServiceImpl<typeof UserServi
      * Works on an account the running saga has disabled, so a retried request gets the same saga.
      */
     async deleteAccount(req, ctx) {
-      const { userId } = requireUser(ctx);
+      const { userId } = caller(ctx);
       const account = store.findById(userId);
       if (!account) throw accountGone();
       if (!(await hasher.verify(req.password, account.passwordHash))) {
         throw new ConnectError("the password is incorrect", Code.Unauthenticated);
       }
-      const saga = deletions.start(userId);
+      const client = callerClient(ctx.requestHeader);
+      const saga = deletions.start(userId, (s) =>
+        store.appendEventInTransaction(
+          auditEvent("userDeletionRequested", userId, now(), client, { deletionId: s.id }),
+        ),
+      );
       return { deletion: toDeletion(saga) };
     },
 
@@ -131,6 +245,24 @@ export function userService(deps: UserServiceDeps): ServiceImpl<typeof UserServi
       }
       return { deletion: toDeletion(saga) };
     },
+  };
+}
+
+/** The `sid` claim of an already verified access token (undefined for tokens issued before sessions). */
+function tokenSessionId(token: string): string | undefined {
+  const sid = decodeJwt(token).sid;
+  return typeof sid === "string" && sid !== "" ? sid : undefined;
+}
+
+function toSession(s: SessionRecord, currentId: string | undefined): MessageInitShape<typeof SessionSchema> {
+  return {
+    id: s.id,
+    userAgent: s.userAgent,
+    ipAddress: s.ipAddress,
+    createTime: timestampFromDate(new Date(s.createdAt)),
+    lastUseTime: timestampFromDate(new Date(s.lastUsedAt)),
+    expireTime: timestampFromDate(new Date(s.expiresAt)),
+    current: s.id === currentId,
   };
 }
 

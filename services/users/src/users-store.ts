@@ -11,6 +11,7 @@ import {
 } from "@taskmesh/platform";
 import { DELETION_SAGA_SQL } from "./deletion-saga-log.js";
 import { userDeleted, userRegistered } from "./events.js";
+import { SESSIONS_MIGRATION } from "./session-store.js";
 
 /** Notification preferences as stored; channel values are taskmesh.users.v1.NotificationChannel numbers. */
 export interface StoredPreferences {
@@ -75,6 +76,7 @@ export const MIGRATIONS: readonly Migration[] = [
     sql: `ALTER TABLE accounts ADD COLUMN disabled_at INTEGER;\n${DELETION_SAGA_SQL}`,
   },
   outboxStreamSeqMigration(4),
+  SESSIONS_MIGRATION,
 ];
 
 /** Email as stored and looked up: lower case, so "Ada@Example.com" and "ada@example.com" are one account. */
@@ -115,6 +117,7 @@ function prepare(db: Db) {
     setDisabled: db.prepare<[number | null, string]>("UPDATE accounts SET disabled_at = ? WHERE id = ?"),
     deletePreferences: db.prepare<[string]>("DELETE FROM preferences WHERE user_id = ?"),
     deleteAccount: db.prepare<[string]>("DELETE FROM accounts WHERE id = ?"),
+    deleteSessions: db.prepare<[string]>("DELETE FROM sessions WHERE user_id = ?"),
     unpublished: db.prepare("SELECT count(*) FROM outbox WHERE published_at IS NULL").pluck(),
     register: db.transaction(
       (account: { id: string; email: string; passwordHash: string; createdAt: number }, event: Envelope) => {
@@ -172,8 +175,26 @@ export class UsersStore {
     return row && toAccount(row);
   }
 
-  /** Replaces the user's preferences; false when there is no such user. */
-  updatePreferences(userId: string, prefs: StoredPreferences, now: Date): boolean {
+  /** Replaces the user's preferences (and appends `event`, if any, in the same transaction); false when there is no such user. */
+  updatePreferences(userId: string, prefs: StoredPreferences, now: Date, event?: Envelope): boolean {
+    return this.db.transaction(() => {
+      const changed = this.#updatePreferences(userId, prefs, now);
+      if (changed && event) appendEvent(this.db, event);
+      return changed;
+    })();
+  }
+
+  /** Appends one event to the outbox on its own (an audit fact with no state change, e.g. a failed login). */
+  appendEvent(event: Envelope): void {
+    this.db.transaction(() => appendEvent(this.db, event))();
+  }
+
+  /** Appends one event inside the caller's transaction (e.g. the deletion saga's creation). */
+  appendEventInTransaction(event: Envelope): void {
+    appendEvent(this.db, event);
+  }
+
+  #updatePreferences(userId: string, prefs: StoredPreferences, now: Date): boolean {
     const result = this.#sql.updatePreferences.run({
       userId,
       timeZone: prefs.timeZone,
@@ -204,7 +225,7 @@ export class UsersStore {
   }
 
   /**
-   * Deletes the account and its preferences and appends `user.deleted` to the outbox. Call it
+   * Deletes the account, its preferences and sessions and appends `user.deleted` to the outbox. Call it
    * inside the transaction that also records the saga step, so the account is gone if and only if
    * the event will be published. The event is appended even if the account row is already gone:
    * consumers drop the user's data idempotently, a missing event would leave it behind.
@@ -212,6 +233,8 @@ export class UsersStore {
   deleteAccountWithEvent(userId: string, now: Date): void {
     if (!this.db.inTransaction) throw new Error("deleteAccountWithEvent must run inside a transaction");
     this.#sql.deletePreferences.run(userId);
+    // The foreign key cascades too; said here so the account's sessions visibly go with it.
+    this.#sql.deleteSessions.run(userId);
     this.#sql.deleteAccount.run(userId);
     appendEvent(this.db, userDeleted(userId, now));
   }

@@ -129,7 +129,7 @@ function edgeRules(services: Map<string, DescService>, s: MeshService): Rule[] {
   const authenticated = served.filter((p) => !ANONYMOUS_METHODS.includes(p)).sort();
   const ports = [String(s.grpcPort)];
   return [
-    // Every public method but Register/Login needs a user token Istio verified (RequestAuthentication).
+    // Every public method but Register/Login/RefreshSession needs a user token Istio verified (RequestAuthentication).
     {
       from: [{ source: { principals: [INGRESS.principal], requestPrincipals: [`${USER_TOKEN_ISSUER}/*`] } }],
       to: [{ operation: { ports, paths: authenticated } }],

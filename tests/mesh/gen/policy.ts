@@ -108,9 +108,14 @@ export function jwksUrl(): string {
 
 /**
  * Public methods a caller may use without a user token. Mirrors the users service's
- * `anonymous: ["register", "login"]`; the test checks both exist in the contract.
+ * `anonymous: ["register", "login", "refreshSession"]`; the test checks each exists in the contract.
+ * RefreshSession carries a refresh token, not an access token (the one it renews may have expired).
  */
-export const ANONYMOUS_METHODS = ["/taskmesh.users.v1.UserService/Register", "/taskmesh.users.v1.UserService/Login"];
+export const ANONYMOUS_METHODS = [
+  "/taskmesh.users.v1.UserService/Register",
+  "/taskmesh.users.v1.UserService/Login",
+  "/taskmesh.users.v1.UserService/RefreshSession",
+];
 /** Reflection and health answer without a token at the edge, so grpcurl can list and describe the API. */
 export const EDGE_OPEN_METHODS = [
   "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",

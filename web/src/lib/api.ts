@@ -10,8 +10,8 @@ import { isNetworkFailure } from "./errors";
 export interface ApiHooks {
   /** The bearer token to send, if signed in. */
   token(): string | undefined;
-  /** A call was refused as UNAUTHENTICATED while a token was sent: the session is over. */
-  onSignedOut(): void;
+  /** A call was refused as UNAUTHENTICATED while a token was sent: the access token is no longer accepted. */
+  onUnauthenticated(): void;
   /** Whether the gateway answered (true) or could not be reached (false), after every call. */
   onReachable(reachable: boolean): void;
 }
@@ -22,7 +22,8 @@ export interface ApiHooks {
  */
 export function createTransport(hooks: ApiHooks): Transport {
   const auth: Interceptor = (next) => async (req) => {
-    const token = hooks.token();
+    // RefreshSession takes the refresh token alone (and its refusal is handled by its caller).
+    const token = req.method.name === "RefreshSession" ? undefined : hooks.token();
     if (token) req.header.set("authorization", `Bearer ${token}`);
     try {
       const res = await next(req);
@@ -31,7 +32,7 @@ export function createTransport(hooks: ApiHooks): Transport {
     } catch (err) {
       const e = ConnectError.from(err);
       hooks.onReachable(!isNetworkFailure(e));
-      if (e.code === Code.Unauthenticated && token) hooks.onSignedOut();
+      if (e.code === Code.Unauthenticated && token) hooks.onUnauthenticated();
       throw err;
     }
   };

@@ -1,10 +1,19 @@
-import type { Transport } from "@connectrpc/connect";
+import { Code, ConnectError, type Transport } from "@connectrpc/connect";
 import { TransportProvider } from "@connectrpc/connect-query";
 import { QueryClient, QueryClientProvider } from "@tanstack/react-query";
 import type { LoginResponse } from "@taskmesh/gen/taskmesh/users/v1/users_pb";
 import { createContext, type ReactNode, useCallback, useContext, useEffect, useMemo, useRef, useState } from "react";
 import { type Clients, clients, createTransport } from "./api";
-import { clearSession, hasStoredSession, loadSession, type Session, saveSession } from "./session";
+import { isNetworkFailure } from "./errors";
+import {
+  clearSession,
+  hasStoredSession,
+  loadSession,
+  refreshDelayMs,
+  SESSION_STORAGE_KEY,
+  type Session,
+  saveSession,
+} from "./session";
 import { tsMs } from "./time";
 
 interface AppState {
@@ -13,6 +22,8 @@ interface AppState {
   signedOutReason: string | undefined;
   signIn(res: LoginResponse): void;
   signOut(reason?: string): void;
+  /** Revokes this session at the server (Logout), then signs out here. */
+  logOut(): Promise<void>;
   /** False while the gateway cannot be reached (a banner says so). */
   reachable: boolean;
   api: Clients;
@@ -29,6 +40,7 @@ export function useApp(): AppState {
 
 export function AppProvider({ children }: { children: ReactNode }) {
   // Read once: loadSession drops an expired session, which is then reported as such.
+  // An access token that expired while the page was closed is renewed at once (refreshDelayMs).
   const [initial] = useState(() => {
     const stored = hasStoredSession();
     const s = loadSession();
@@ -65,6 +77,9 @@ export function AppProvider({ children }: { children: ReactNode }) {
       const s: Session = {
         token: res.accessToken,
         expiresAt: tsMs(res.expireTime) ?? Date.now() + 3600_000,
+        refreshToken: res.refreshToken,
+        refreshExpiresAt: tsMs(res.refreshExpireTime) ?? Date.now() + 3600_000,
+        sessionId: res.sessionId,
         userId: res.user?.id ?? "",
         email: res.user?.email ?? "",
       };
@@ -76,37 +91,98 @@ export function AppProvider({ children }: { children: ReactNode }) {
     [queryClient],
   );
 
+  // Filled below, once the API clients exist (the transport's hook needs it first).
+  const refreshRef = useRef<() => Promise<boolean>>(async () => false);
   const transport = useMemo(
     () =>
       createTransport({
         token: () => sessionRef.current?.token,
-        onSignedOut: () => signOut("You were signed out (your session is no longer valid). Sign in again."),
+        // The access token was refused (expired, or its session revoked): one refresh decides.
+        onUnauthenticated: () => void refreshRef.current(),
         onReachable: setReachable,
       }),
-    [signOut],
+    [],
   );
   const api = useMemo(() => clients(transport), [transport]);
 
-  // The API has no refresh token: at expiry the person is told, never left on a page that fails.
+  const inflight = useRef<Promise<boolean> | undefined>(undefined);
+  const refresh = useCallback((): Promise<boolean> => {
+    const run = async (): Promise<boolean> => {
+      const stored = loadSession();
+      if (!stored) {
+        signOut("Your session expired. Sign in again.");
+        return false;
+      }
+      if (!stored.refreshToken) {
+        // A session stored before refresh tokens existed: nothing to renew it with.
+        signOut("You were signed out (your session is no longer valid). Sign in again.");
+        return false;
+      }
+      // Another tab rotated the refresh token already: use what it stored (spending ours again
+      // would look like a stolen token and end the session everywhere).
+      if (stored.refreshToken !== sessionRef.current?.refreshToken) {
+        setSession(stored);
+        return true;
+      }
+      try {
+        const res = await api.users.refreshSession({ refreshToken: stored.refreshToken });
+        const next: Session = {
+          ...stored,
+          token: res.accessToken,
+          expiresAt: tsMs(res.expireTime) ?? Date.now() + 3600_000,
+          refreshToken: res.refreshToken,
+          refreshExpiresAt: tsMs(res.refreshExpireTime) ?? stored.refreshExpiresAt,
+        };
+        saveSession(next);
+        setSession(next);
+        return true;
+      } catch (err) {
+        const e = ConnectError.from(err);
+        if (e.code === Code.Unauthenticated) {
+          signOut(`You were signed out: ${e.rawMessage.replace(/: sign in again$/, "")}. Sign in again.`);
+        } else if (!isNetworkFailure(e)) {
+          signOut("You were signed out (your session could not be renewed). Sign in again.");
+        }
+        // Unreachable: keep the session; the next attempt (timer or call) tries again.
+        return false;
+      }
+    };
+    // One refresh at a time, across tabs too (Web Locks), so a refresh token is spent once.
+    inflight.current ??= (navigator.locks ? navigator.locks.request("taskmesh.refresh", run) : run()).finally(() => {
+      inflight.current = undefined;
+    });
+    return inflight.current;
+  }, [api, signOut]);
+  refreshRef.current = refresh;
+
+  const logOut = useCallback(async () => {
+    try {
+      await api.users.logout({});
+    } catch {
+      // Signed out here regardless; the session expires on its own at the server.
+    }
+    signOut();
+  }, [api, signOut]);
+
+  // Renew the access token a minute before it expires; retried by the same timer after a failure.
   useEffect(() => {
     if (!session) return;
-    const ms = session.expiresAt - Date.now();
-    const t = setTimeout(() => signOut("Your session expired. Sign in again."), Math.max(0, Math.min(ms, 2 ** 31 - 1)));
+    const t = setTimeout(() => void refresh(), Math.min(refreshDelayMs(session), 2 ** 31 - 1));
     return () => clearTimeout(t);
-  }, [session, signOut]);
+  }, [session, refresh]);
 
   // Another tab signing in or out.
   useEffect(() => {
     const onStorage = (e: StorageEvent) => {
-      if (e.key === "taskmesh.session") setSession(loadSession());
+      if (e.key === SESSION_STORAGE_KEY) setSession(loadSession());
     };
     window.addEventListener("storage", onStorage);
     return () => window.removeEventListener("storage", onStorage);
   }, []);
 
   const value = useMemo(
-    () => ({ session, signedOutReason, signIn, signOut, reachable, api, transport }),
-    [session, signedOutReason, signIn, signOut, reachable, api, transport],
+    () => ({ session, signedOutReason, signIn, signOut, logOut, reachable, api, transport }),
+    [session, signedOutReason, signIn, signOut, logOut, reachable, api, transport],
   );
   return (
     <Ctx.Provider value={value}>

@@ -6,6 +6,7 @@ export const ROUTES = {
   "/dashboard": "Dashboard",
   "/search": "Search",
   "/notifications": "Notifications",
+  "/activity": "Activity",
   "/settings": "Settings",
 } as const;
 export type Route = keyof typeof ROUTES;

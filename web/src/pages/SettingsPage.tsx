@@ -10,7 +10,8 @@ import { useEffect, useState } from "react";
 import { FieldError, ProblemMessage } from "../components/FieldError";
 import { useApp } from "../lib/app-context";
 import { describeError, type Problem } from "../lib/errors";
-import { BROWSER_ZONE } from "../lib/time";
+import { BROWSER_ZONE, formatInstant, tsMs } from "../lib/time";
+import { useZone } from "../lib/use-zone";
 
 const CHANNELS = [
   { value: NotificationChannel.IN_APP, label: "In the app" },
@@ -32,7 +33,58 @@ export function SettingsPage() {
         Settings
       </h1>
       <Preferences />
+      <Sessions />
       <DeleteAccount />
+    </section>
+  );
+}
+
+/** The caller's signed-in devices (ListSessions), each revocable; this device signs out with "Sign out". */
+function Sessions() {
+  const { api } = useApp();
+  const queryClient = useQueryClient();
+  const zone = useZone();
+  const list = useQuery(UserService.method.listSessions, {});
+  const [problem, setProblem] = useState<string | undefined>();
+  const revoke = async (id: string) => {
+    setProblem(undefined);
+    try {
+      await api.users.revokeSession({ sessionId: id });
+    } catch (err) {
+      setProblem(`Could not sign that device out: ${describeError(err).message}`);
+    }
+    await queryClient.invalidateQueries({
+      queryKey: createConnectQueryKey({ schema: UserService.method.listSessions, cardinality: "finite" }),
+    });
+  };
+  return (
+    <section aria-labelledby="sessions-h">
+      <h2 id="sessions-h">Signed-in devices</h2>
+      {list.isPending && <p role="status">Loading…</p>}
+      {list.error && <ProblemMessage message={`Could not load your sessions: ${describeError(list.error).message}`} />}
+      <ProblemMessage message={problem} />
+      <ul className="sessions" aria-label="Signed-in devices">
+        {(list.data?.sessions ?? []).map((s) => {
+          const used = tsMs(s.lastUseTime);
+          return (
+            <li key={s.id} data-session-id={s.id}>
+              <div>
+                <strong>{s.userAgent || "Unknown device"}</strong>
+                {s.current && <span className="tag">this device</span>}
+                <p className="hint">
+                  {s.ipAddress || "unknown address"}
+                  {used !== undefined && ` · last active ${formatInstant(used, zone)}`}
+                </p>
+              </div>
+              {!s.current && (
+                <button type="button" className="secondary" onClick={() => revoke(s.id)}>
+                  Sign out<span className="sr-only"> {s.userAgent || "this device"}</span>
+                </button>
+              )}
+            </li>
+          );
+        })}
+      </ul>
     </section>
   );
 }

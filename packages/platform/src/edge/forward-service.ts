@@ -5,6 +5,7 @@ import { bearerToken } from "../auth/identity.js";
 import type { UserTokenVerifier } from "../auth/tokens.js";
 import { verifyInCall } from "../auth/verified-in-call.js";
 import type { DependencyPolicy } from "../resilience/dependency-policy.js";
+import { CLIENT_AGENT_HEADER, CLIENT_IP_HEADER } from "../rpc/client-info.js";
 import type { CallOptions, GrpcClient } from "../rpc/grpc-client.js";
 import { type GuardOptions, guardClient } from "./guarded-client.js";
 
@@ -27,6 +28,11 @@ export interface ForwardOptions {
    * dependency, e.g. the dashboard), with its call budget. Default: none (calls go straight to the client).
    */
   policy?: { policy: DependencyPolicy } & GuardOptions;
+  /**
+   * The caller's address as the edge trusts it (peer, or behind proxies an x-forwarded-for entry),
+   * sent to the backend in x-taskmesh-client-ip for its audit events. Default: not sent.
+   */
+  clientAddress?: (ctx: HandlerContext) => string;
 }
 
 /**
@@ -34,7 +40,8 @@ export interface ForwardOptions {
  * grpc-js channel), built with one loop over the descriptor's methods rather than by hand.
  *
  * Per call: the user JWT is verified here (anonymous methods aside), so a bad token never costs
- * a backend hop; only `authorization` and a request id go to the backend, never other client
+ * a backend hop; only `authorization`, a request id and the client's address and User-Agent
+ * (x-taskmesh-client-ip/-agent, set here) go to the backend, never other client
  * headers (a client-set `x-user-id` reaches nobody), and the backend verifies the token again
  * itself — it never trusts the edge for identity. The deadline is the caller's remaining time
  * capped at `maxTimeoutMs`; cancellation by the caller cancels the backend call; the backend's
@@ -60,6 +67,11 @@ export function forwardService<S extends DescService>(
       const requestId = incoming !== null && REQUEST_ID.test(incoming) ? incoming : randomUUID();
       ctx.responseHeader.set(REQUEST_ID_HEADER, requestId);
       const headers: Record<string, string> = { [REQUEST_ID_HEADER]: requestId };
+      // Set by the edge only: a client's own x-taskmesh-client-* headers are not forwarded (see above).
+      const agent = ctx.requestHeader.get("user-agent");
+      if (agent) headers[CLIENT_AGENT_HEADER] = agent.slice(0, 256);
+      const address = opts.clientAddress?.(ctx);
+      if (address) headers[CLIENT_IP_HEADER] = address;
       if (!anonymous) {
         const token = bearerToken(ctx.requestHeader);
         if (!token) throw new ConnectError("authorization: Bearer <token> is required", Code.Unauthenticated);

@@ -2,8 +2,8 @@
 // @generated from file taskmesh/analytics/v1/analytics.proto (package taskmesh.analytics.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import { file_buf_validate_validate } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
@@ -15,7 +15,112 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file taskmesh/analytics/v1/analytics.proto.
  */
 export const file_taskmesh_analytics_v1_analytics: GenFile = /*@__PURE__*/
-  fileDesc("CiV0YXNrbWVzaC9hbmFseXRpY3MvdjEvYW5hbHl0aWNzLnByb3RvEhV0YXNrbWVzaC5hbmFseXRpY3MudjEihwIKBVN0YXRzEhUKDWNyZWF0ZWRfY291bnQYASABKAMSFwoPY29tcGxldGVkX2NvdW50GAIgASgDEhUKDW92ZXJkdWVfY291bnQYAyABKAMSEgoKb3Blbl9jb3VudBgEIAEoAxIXCg9jb21wbGV0aW9uX3JhdGUYBSABKAESGwoTY3VycmVudF9zdHJlYWtfZGF5cxgGIAEoBRIuCgphc19vZl90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI9Cg9wcmlvcml0eV9jb3VudHMYCCADKAsyJC50YXNrbWVzaC5hbmFseXRpY3MudjEuUHJpb3JpdHlDb3VudCJrCg1Qcmlvcml0eUNvdW50Ei0KCHByaW9yaXR5GAEgASgOMhsudGFza21lc2gudGFza3MudjEuUHJpb3JpdHkSEgoKb3Blbl9jb3VudBgCIAEoAxIXCg9jb21wbGV0ZWRfY291bnQYAyABKAMiEQoPR2V0U3RhdHNSZXF1ZXN0Ij8KEEdldFN0YXRzUmVzcG9uc2USKwoFc3RhdHMYASABKAsyHC50YXNrbWVzaC5hbmFseXRpY3MudjEuU3RhdHMiTwoJU2VhcmNoSGl0Eg8KB3Rhc2tfaWQYASABKAkSDQoFdGl0bGUYAiABKAkSDwoHc25pcHBldBgDIAEoCRIRCgljb21wbGV0ZWQYBCABKAgiSQoSU2VhcmNoVGFza3NSZXF1ZXN0EhkKBXF1ZXJ5GAEgASgJQgq6SAdyBRABGMgBEhgKBWxpbWl0GAIgASgFQgm6SAYaBBgyKAAiRQoTU2VhcmNoVGFza3NSZXNwb25zZRIuCgRoaXRzGAEgAygLMiAudGFza21lc2guYW5hbHl0aWNzLnYxLlNlYXJjaEhpdDLfAQoQQW5hbHl0aWNzU2VydmljZRJgCghHZXRTdGF0cxImLnRhc2ttZXNoLmFuYWx5dGljcy52MS5HZXRTdGF0c1JlcXVlc3QaJy50YXNrbWVzaC5hbmFseXRpY3MudjEuR2V0U3RhdHNSZXNwb25zZSIDkAIBEmkKC1NlYXJjaFRhc2tzEikudGFza21lc2guYW5hbHl0aWNzLnYxLlNlYXJjaFRhc2tzUmVxdWVzdBoqLnRhc2ttZXNoLmFuYWx5dGljcy52MS5TZWFyY2hUYXNrc1Jlc3BvbnNlIgOQAgFiBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_timestamp, file_taskmesh_tasks_v1_task]);
+  fileDesc("CiV0YXNrbWVzaC9hbmFseXRpY3MvdjEvYW5hbHl0aWNzLnByb3RvEhV0YXNrbWVzaC5hbmFseXRpY3MudjEizQEKCkF1ZGl0RXZlbnQSCgoCaWQYASABKAkSMgoGYWN0aW9uGAIgASgOMiIudGFza21lc2guYW5hbHl0aWNzLnYxLkF1ZGl0QWN0aW9uEi4KCm9jY3VyX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCmlwX2FkZHJlc3MYBCABKAkSEgoKdXNlcl9hZ2VudBgFIAEoCRISCgpzZXNzaW9uX2lkGAYgASgJEhMKC3Jlc291cmNlX2lkGAcgASgJIlQKFkxpc3RBdWRpdEV2ZW50c1JlcXVlc3QSHAoJcGFnZV9zaXplGAEgASgFQgm6SAYaBBhkKAASHAoKcGFnZV90b2tlbhgCIAEoCUIIukgFcgMYyAEiZQoXTGlzdEF1ZGl0RXZlbnRzUmVzcG9uc2USMQoGZXZlbnRzGAEgAygLMiEudGFza21lc2guYW5hbHl0aWNzLnYxLkF1ZGl0RXZlbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIocCCgVTdGF0cxIVCg1jcmVhdGVkX2NvdW50GAEgASgDEhcKD2NvbXBsZXRlZF9jb3VudBgCIAEoAxIVCg1vdmVyZHVlX2NvdW50GAMgASgDEhIKCm9wZW5fY291bnQYBCABKAMSFwoPY29tcGxldGlvbl9yYXRlGAUgASgBEhsKE2N1cnJlbnRfc3RyZWFrX2RheXMYBiABKAUSLgoKYXNfb2ZfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASPQoPcHJpb3JpdHlfY291bnRzGAggAygLMiQudGFza21lc2guYW5hbHl0aWNzLnYxLlByaW9yaXR5Q291bnQiawoNUHJpb3JpdHlDb3VudBItCghwcmlvcml0eRgBIAEoDjIbLnRhc2ttZXNoLnRhc2tzLnYxLlByaW9yaXR5EhIKCm9wZW5fY291bnQYAiABKAMSFwoPY29tcGxldGVkX2NvdW50GAMgASgDIhEKD0dldFN0YXRzUmVxdWVzdCI/ChBHZXRTdGF0c1Jlc3BvbnNlEisKBXN0YXRzGAEgASgLMhwudGFza21lc2guYW5hbHl0aWNzLnYxLlN0YXRzIk8KCVNlYXJjaEhpdBIPCgd0YXNrX2lkGAEgASgJEg0KBXRpdGxlGAIgASgJEg8KB3NuaXBwZXQYAyABKAkSEQoJY29tcGxldGVkGAQgASgIIkkKElNlYXJjaFRhc2tzUmVxdWVzdBIZCgVxdWVyeRgBIAEoCUIKukgHcgUQARjIARIYCgVsaW1pdBgCIAEoBUIJukgGGgQYMigAIkUKE1NlYXJjaFRhc2tzUmVzcG9uc2USLgoEaGl0cxgBIAMoCzIgLnRhc2ttZXNoLmFuYWx5dGljcy52MS5TZWFyY2hIaXQqtgIKC0F1ZGl0QWN0aW9uEhwKGEFVRElUX0FDVElPTl9VTlNQRUNJRklFRBAAEhYKEkFVRElUX0FDVElPTl9MT0dJThABEh0KGUFVRElUX0FDVElPTl9MT0dJTl9GQUlMRUQQAhIXChNBVURJVF9BQ1RJT05fTE9HT1VUEAMSIAocQVVESVRfQUNUSU9OX1NFU1NJT05fUkVWT0tFRBAEEiUKIUFVRElUX0FDVElPTl9SRUZSRVNIX1RPS0VOX1JFVVNFRBAFEiQKIEFVRElUX0FDVElPTl9QUkVGRVJFTkNFU19DSEFOR0VEEAYSHQoZQVVESVRfQUNUSU9OX1RBU0tfREVMRVRFRBAHEisKJ0FVRElUX0FDVElPTl9BQ0NPVU5UX0RFTEVUSU9OX1JFUVVFU1RFRBAIMtYCChBBbmFseXRpY3NTZXJ2aWNlEmAKCEdldFN0YXRzEiYudGFza21lc2guYW5hbHl0aWNzLnYxLkdldFN0YXRzUmVxdWVzdBonLnRhc2ttZXNoLmFuYWx5dGljcy52MS5HZXRTdGF0c1Jlc3BvbnNlIgOQAgESaQoLU2VhcmNoVGFza3MSKS50YXNrbWVzaC5hbmFseXRpY3MudjEuU2VhcmNoVGFza3NSZXF1ZXN0GioudGFza21lc2guYW5hbHl0aWNzLnYxLlNlYXJjaFRhc2tzUmVzcG9uc2UiA5ACARJ1Cg9MaXN0QXVkaXRFdmVudHMSLS50YXNrbWVzaC5hbmFseXRpY3MudjEuTGlzdEF1ZGl0RXZlbnRzUmVxdWVzdBouLnRhc2ttZXNoLmFuYWx5dGljcy52MS5MaXN0QXVkaXRFdmVudHNSZXNwb25zZSIDkAIBYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_timestamp, file_taskmesh_tasks_v1_task]);
+
+/**
+ * @generated from message taskmesh.analytics.v1.AuditEvent
+ */
+export type AuditEvent = Message<"taskmesh.analytics.v1.AuditEvent"> & {
+  /**
+   * The id of the domain event it was recorded from.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: taskmesh.analytics.v1.AuditAction action = 2;
+   */
+  action: AuditAction;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp occur_time = 3;
+   */
+  occurTime?: Timestamp | undefined;
+
+  /**
+   * Client address and User-Agent, where the event knows them.
+   *
+   * @generated from field: string ip_address = 4;
+   */
+  ipAddress: string;
+
+  /**
+   * @generated from field: string user_agent = 5;
+   */
+  userAgent: string;
+
+  /**
+   * The session concerned, where there is one.
+   *
+   * @generated from field: string session_id = 6;
+   */
+  sessionId: string;
+
+  /**
+   * The object acted on (e.g. the deleted task's id), where there is one.
+   *
+   * @generated from field: string resource_id = 7;
+   */
+  resourceId: string;
+};
+
+/**
+ * Describes the message taskmesh.analytics.v1.AuditEvent.
+ * Use `create(AuditEventSchema)` to create a new message.
+ */
+export const AuditEventSchema: GenMessage<AuditEvent> = /*@__PURE__*/
+  messageDesc(file_taskmesh_analytics_v1_analytics, 0);
+
+/**
+ * @generated from message taskmesh.analytics.v1.ListAuditEventsRequest
+ */
+export type ListAuditEventsRequest = Message<"taskmesh.analytics.v1.ListAuditEventsRequest"> & {
+  /**
+   * 1–100; 0 means 50.
+   *
+   * @generated from field: int32 page_size = 1;
+   */
+  pageSize: number;
+
+  /**
+   * next_page_token of the previous page; "" for the first.
+   *
+   * @generated from field: string page_token = 2;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message taskmesh.analytics.v1.ListAuditEventsRequest.
+ * Use `create(ListAuditEventsRequestSchema)` to create a new message.
+ */
+export const ListAuditEventsRequestSchema: GenMessage<ListAuditEventsRequest> = /*@__PURE__*/
+  messageDesc(file_taskmesh_analytics_v1_analytics, 1);
+
+/**
+ * @generated from message taskmesh.analytics.v1.ListAuditEventsResponse
+ */
+export type ListAuditEventsResponse = Message<"taskmesh.analytics.v1.ListAuditEventsResponse"> & {
+  /**
+   * @generated from field: repeated taskmesh.analytics.v1.AuditEvent events = 1;
+   */
+  events: AuditEvent[];
+
+  /**
+   * "" on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message taskmesh.analytics.v1.ListAuditEventsResponse.
+ * Use `create(ListAuditEventsResponseSchema)` to create a new message.
+ */
+export const ListAuditEventsResponseSchema: GenMessage<ListAuditEventsResponse> = /*@__PURE__*/
+  messageDesc(file_taskmesh_analytics_v1_analytics, 2);
 
 /**
  * @generated from message taskmesh.analytics.v1.Stats
@@ -77,7 +182,7 @@ export type Stats = Message<"taskmesh.analytics.v1.Stats"> & {
  * Use `create(StatsSchema)` to create a new message.
  */
 export const StatsSchema: GenMessage<Stats> = /*@__PURE__*/
-  messageDesc(file_taskmesh_analytics_v1_analytics, 0);
+  messageDesc(file_taskmesh_analytics_v1_analytics, 3);
 
 /**
  * @generated from message taskmesh.analytics.v1.PriorityCount
@@ -104,7 +209,7 @@ export type PriorityCount = Message<"taskmesh.analytics.v1.PriorityCount"> & {
  * Use `create(PriorityCountSchema)` to create a new message.
  */
 export const PriorityCountSchema: GenMessage<PriorityCount> = /*@__PURE__*/
-  messageDesc(file_taskmesh_analytics_v1_analytics, 1);
+  messageDesc(file_taskmesh_analytics_v1_analytics, 4);
 
 /**
  * @generated from message taskmesh.analytics.v1.GetStatsRequest
@@ -117,7 +222,7 @@ export type GetStatsRequest = Message<"taskmesh.analytics.v1.GetStatsRequest"> &
  * Use `create(GetStatsRequestSchema)` to create a new message.
  */
 export const GetStatsRequestSchema: GenMessage<GetStatsRequest> = /*@__PURE__*/
-  messageDesc(file_taskmesh_analytics_v1_analytics, 2);
+  messageDesc(file_taskmesh_analytics_v1_analytics, 5);
 
 /**
  * @generated from message taskmesh.analytics.v1.GetStatsResponse
@@ -134,7 +239,7 @@ export type GetStatsResponse = Message<"taskmesh.analytics.v1.GetStatsResponse">
  * Use `create(GetStatsResponseSchema)` to create a new message.
  */
 export const GetStatsResponseSchema: GenMessage<GetStatsResponse> = /*@__PURE__*/
-  messageDesc(file_taskmesh_analytics_v1_analytics, 3);
+  messageDesc(file_taskmesh_analytics_v1_analytics, 6);
 
 /**
  * @generated from message taskmesh.analytics.v1.SearchHit
@@ -168,7 +273,7 @@ export type SearchHit = Message<"taskmesh.analytics.v1.SearchHit"> & {
  * Use `create(SearchHitSchema)` to create a new message.
  */
 export const SearchHitSchema: GenMessage<SearchHit> = /*@__PURE__*/
-  messageDesc(file_taskmesh_analytics_v1_analytics, 4);
+  messageDesc(file_taskmesh_analytics_v1_analytics, 7);
 
 /**
  * @generated from message taskmesh.analytics.v1.SearchTasksRequest
@@ -194,7 +299,7 @@ export type SearchTasksRequest = Message<"taskmesh.analytics.v1.SearchTasksReque
  * Use `create(SearchTasksRequestSchema)` to create a new message.
  */
 export const SearchTasksRequestSchema: GenMessage<SearchTasksRequest> = /*@__PURE__*/
-  messageDesc(file_taskmesh_analytics_v1_analytics, 5);
+  messageDesc(file_taskmesh_analytics_v1_analytics, 8);
 
 /**
  * @generated from message taskmesh.analytics.v1.SearchTasksResponse
@@ -211,7 +316,63 @@ export type SearchTasksResponse = Message<"taskmesh.analytics.v1.SearchTasksResp
  * Use `create(SearchTasksResponseSchema)` to create a new message.
  */
 export const SearchTasksResponseSchema: GenMessage<SearchTasksResponse> = /*@__PURE__*/
-  messageDesc(file_taskmesh_analytics_v1_analytics, 6);
+  messageDesc(file_taskmesh_analytics_v1_analytics, 9);
+
+/**
+ * @generated from enum taskmesh.analytics.v1.AuditAction
+ */
+export enum AuditAction {
+  /**
+   * @generated from enum value: AUDIT_ACTION_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: AUDIT_ACTION_LOGIN = 1;
+   */
+  LOGIN = 1,
+
+  /**
+   * @generated from enum value: AUDIT_ACTION_LOGIN_FAILED = 2;
+   */
+  LOGIN_FAILED = 2,
+
+  /**
+   * @generated from enum value: AUDIT_ACTION_LOGOUT = 3;
+   */
+  LOGOUT = 3,
+
+  /**
+   * @generated from enum value: AUDIT_ACTION_SESSION_REVOKED = 4;
+   */
+  SESSION_REVOKED = 4,
+
+  /**
+   * @generated from enum value: AUDIT_ACTION_REFRESH_TOKEN_REUSED = 5;
+   */
+  REFRESH_TOKEN_REUSED = 5,
+
+  /**
+   * @generated from enum value: AUDIT_ACTION_PREFERENCES_CHANGED = 6;
+   */
+  PREFERENCES_CHANGED = 6,
+
+  /**
+   * @generated from enum value: AUDIT_ACTION_TASK_DELETED = 7;
+   */
+  TASK_DELETED = 7,
+
+  /**
+   * @generated from enum value: AUDIT_ACTION_ACCOUNT_DELETION_REQUESTED = 8;
+   */
+  ACCOUNT_DELETION_REQUESTED = 8,
+}
+
+/**
+ * Describes the enum taskmesh.analytics.v1.AuditAction.
+ */
+export const AuditActionSchema: GenEnum<AuditAction> = /*@__PURE__*/
+  enumDesc(file_taskmesh_analytics_v1_analytics, 0);
 
 /**
  * AnalyticsService is public: read models (CQRS) built only from domain events, scoped to the caller.
@@ -236,6 +397,17 @@ export const AnalyticsService: GenService<{
     methodKind: "unary";
     input: typeof SearchTasksRequestSchema;
     output: typeof SearchTasksResponseSchema;
+  },
+  /**
+   * The caller's audit log (security-relevant and data-changing events), newest first. Read-only:
+   * entries are appended from the event streams and removed only with the account.
+   *
+   * @generated from rpc taskmesh.analytics.v1.AnalyticsService.ListAuditEvents
+   */
+  listAuditEvents: {
+    methodKind: "unary";
+    input: typeof ListAuditEventsRequestSchema;
+    output: typeof ListAuditEventsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_taskmesh_analytics_v1_analytics, 0);

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file taskmesh/events/v1/events.proto.
  */
 export const file_taskmesh_events_v1_events: GenFile = /*@__PURE__*/
-  fileDesc("Ch90YXNrbWVzaC9ldmVudHMvdjEvZXZlbnRzLnByb3RvEhJ0YXNrbWVzaC5ldmVudHMudjEilAUKCEVudmVsb3BlEgoKAmlkGAEgASgJEgwKBHR5cGUYAiABKAkSLwoLb2NjdXJyZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3VzZXJfaWQYBCABKAkSFAoMYWdncmVnYXRlX2lkGAUgASgJEj0KD3VzZXJfcmVnaXN0ZXJlZBgKIAEoCzIiLnRhc2ttZXNoLmV2ZW50cy52MS5Vc2VyUmVnaXN0ZXJlZEgAEjcKDHVzZXJfZGVsZXRlZBgLIAEoCzIfLnRhc2ttZXNoLmV2ZW50cy52MS5Vc2VyRGVsZXRlZEgAEjcKDHRhc2tfY3JlYXRlZBgUIAEoCzIfLnRhc2ttZXNoLmV2ZW50cy52MS5UYXNrQ3JlYXRlZEgAEjcKDHRhc2tfdXBkYXRlZBgVIAEoCzIfLnRhc2ttZXNoLmV2ZW50cy52MS5UYXNrVXBkYXRlZEgAEjsKDnRhc2tfY29tcGxldGVkGBYgASgLMiEudGFza21lc2guZXZlbnRzLnYxLlRhc2tDb21wbGV0ZWRIABI3Cgx0YXNrX2RlbGV0ZWQYFyABKAsyHy50YXNrbWVzaC5ldmVudHMudjEuVGFza0RlbGV0ZWRIABI3CgxyZW1pbmRlcl9kdWUYHiABKAsyHy50YXNrbWVzaC5ldmVudHMudjEuUmVtaW5kZXJEdWVIABIvCgh0YXNrX2R1ZRgfIAEoCzIbLnRhc2ttZXNoLmV2ZW50cy52MS5UYXNrRHVlSAASQQoRbm90aWZpY2F0aW9uX3NlbnQYKCABKAsyJC50YXNrbWVzaC5ldmVudHMudjEuTm90aWZpY2F0aW9uU2VudEgAQgkKB3BheWxvYWQiQwoOVXNlclJlZ2lzdGVyZWQSDwoHdXNlcl9pZBgBIAEoCRINCgVlbWFpbBgCIAEoCRIRCgl0aW1lX3pvbmUYAyABKAkiHgoLVXNlckRlbGV0ZWQSDwoHdXNlcl9pZBgBIAEoCSI0CgtUYXNrQ3JlYXRlZBIlCgR0YXNrGAEgASgLMhcudGFza21lc2gudGFza3MudjEuVGFzayJMCgtUYXNrVXBkYXRlZBIlCgR0YXNrGAEgASgLMhcudGFza21lc2gudGFza3MudjEuVGFzaxIWCg5jaGFuZ2VkX2ZpZWxkcxgCIAMoCSI2Cg1UYXNrQ29tcGxldGVkEiUKBHRhc2sYASABKAsyFy50YXNrbWVzaC50YXNrcy52MS5UYXNrIi8KC1Rhc2tEZWxldGVkEg8KB3Rhc2tfaWQYASABKAkSDwoHdmVyc2lvbhgCIAEoAyK1AQoLUmVtaW5kZXJEdWUSDwoHdGFza19pZBgBIAEoCRINCgV0aXRsZRgCIAEoCRIsCghkdWVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOb2Zmc2V0X3NlY29uZHMYBCABKAMSLQoJZmlyZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCgl0aW1lX3pvbmUYBiABKAkiagoHVGFza0R1ZRIPCgd0YXNrX2lkGAEgASgJEg0KBXRpdGxlGAIgASgJEiwKCGR1ZV90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCgl0aW1lX3pvbmUYBCABKAkigwEKEE5vdGlmaWNhdGlvblNlbnQSFwoPbm90aWZpY2F0aW9uX2lkGAEgASgJEg8KB3Rhc2tfaWQYAiABKAkSLAoHY2hhbm5lbBgDIAEoDjIbLnRhc2ttZXNoLmV2ZW50cy52MS5DaGFubmVsEhcKD3NvdXJjZV9ldmVudF9pZBgEIAEoCSpeCgdDaGFubmVsEhcKE0NIQU5ORUxfVU5TUEVDSUZJRUQQABISCg5DSEFOTkVMX0lOX0FQUBABEhEKDUNIQU5ORUxfRU1BSUwQAhITCg9DSEFOTkVMX1dFQkhPT0sQA2IGcHJvdG8z", [file_google_protobuf_timestamp, file_taskmesh_tasks_v1_task]);
+  fileDesc("Ch90YXNrbWVzaC9ldmVudHMvdjEvZXZlbnRzLnByb3RvEhJ0YXNrbWVzaC5ldmVudHMudjEi/AgKCEVudmVsb3BlEgoKAmlkGAEgASgJEgwKBHR5cGUYAiABKAkSLwoLb2NjdXJyZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3VzZXJfaWQYBCABKAkSFAoMYWdncmVnYXRlX2lkGAUgASgJEj0KD3VzZXJfcmVnaXN0ZXJlZBgKIAEoCzIiLnRhc2ttZXNoLmV2ZW50cy52MS5Vc2VyUmVnaXN0ZXJlZEgAEjcKDHVzZXJfZGVsZXRlZBgLIAEoCzIfLnRhc2ttZXNoLmV2ZW50cy52MS5Vc2VyRGVsZXRlZEgAEjoKDnVzZXJfbG9nZ2VkX2luGAwgASgLMiAudGFza21lc2guZXZlbnRzLnYxLlVzZXJMb2dnZWRJbkgAEkAKEXVzZXJfbG9naW5fZmFpbGVkGA0gASgLMiMudGFza21lc2guZXZlbnRzLnYxLlVzZXJMb2dpbkZhaWxlZEgAEjwKD3VzZXJfbG9nZ2VkX291dBgOIAEoCzIhLnRhc2ttZXNoLmV2ZW50cy52MS5Vc2VyTG9nZ2VkT3V0SAASRgoUdXNlcl9zZXNzaW9uX3Jldm9rZWQYDyABKAsyJi50YXNrbWVzaC5ldmVudHMudjEuVXNlclNlc3Npb25SZXZva2VkSAASRAoTdXNlcl9yZWZyZXNoX3JldXNlZBgQIAEoCzIlLnRhc2ttZXNoLmV2ZW50cy52MS5Vc2VyUmVmcmVzaFJldXNlZEgAEk4KGHVzZXJfcHJlZmVyZW5jZXNfdXBkYXRlZBgRIAEoCzIqLnRhc2ttZXNoLmV2ZW50cy52MS5Vc2VyUHJlZmVyZW5jZXNVcGRhdGVkSAASTAoXdXNlcl9kZWxldGlvbl9yZXF1ZXN0ZWQYEiABKAsyKS50YXNrbWVzaC5ldmVudHMudjEuVXNlckRlbGV0aW9uUmVxdWVzdGVkSAASNwoMdGFza19jcmVhdGVkGBQgASgLMh8udGFza21lc2guZXZlbnRzLnYxLlRhc2tDcmVhdGVkSAASNwoMdGFza191cGRhdGVkGBUgASgLMh8udGFza21lc2guZXZlbnRzLnYxLlRhc2tVcGRhdGVkSAASOwoOdGFza19jb21wbGV0ZWQYFiABKAsyIS50YXNrbWVzaC5ldmVudHMudjEuVGFza0NvbXBsZXRlZEgAEjcKDHRhc2tfZGVsZXRlZBgXIAEoCzIfLnRhc2ttZXNoLmV2ZW50cy52MS5UYXNrRGVsZXRlZEgAEjcKDHJlbWluZGVyX2R1ZRgeIAEoCzIfLnRhc2ttZXNoLmV2ZW50cy52MS5SZW1pbmRlckR1ZUgAEi8KCHRhc2tfZHVlGB8gASgLMhsudGFza21lc2guZXZlbnRzLnYxLlRhc2tEdWVIABJBChFub3RpZmljYXRpb25fc2VudBgoIAEoCzIkLnRhc2ttZXNoLmV2ZW50cy52MS5Ob3RpZmljYXRpb25TZW50SABCCQoHcGF5bG9hZCJDCg5Vc2VyUmVnaXN0ZXJlZBIPCgd1c2VyX2lkGAEgASgJEg0KBWVtYWlsGAIgASgJEhEKCXRpbWVfem9uZRgDIAEoCSIeCgtVc2VyRGVsZXRlZBIPCgd1c2VyX2lkGAEgASgJIjQKCkNsaWVudEluZm8SEgoKaXBfYWRkcmVzcxgBIAEoCRISCgp1c2VyX2FnZW50GAIgASgJIlIKDFVzZXJMb2dnZWRJbhISCgpzZXNzaW9uX2lkGAEgASgJEi4KBmNsaWVudBgCIAEoCzIeLnRhc2ttZXNoLmV2ZW50cy52MS5DbGllbnRJbmZvIkEKD1VzZXJMb2dpbkZhaWxlZBIuCgZjbGllbnQYASABKAsyHi50YXNrbWVzaC5ldmVudHMudjEuQ2xpZW50SW5mbyJTCg1Vc2VyTG9nZ2VkT3V0EhIKCnNlc3Npb25faWQYASABKAkSLgoGY2xpZW50GAIgASgLMh4udGFza21lc2guZXZlbnRzLnYxLkNsaWVudEluZm8iWAoSVXNlclNlc3Npb25SZXZva2VkEhIKCnNlc3Npb25faWQYASABKAkSLgoGY2xpZW50GAIgASgLMh4udGFza21lc2guZXZlbnRzLnYxLkNsaWVudEluZm8iVwoRVXNlclJlZnJlc2hSZXVzZWQSEgoKc2Vzc2lvbl9pZBgBIAEoCRIuCgZjbGllbnQYAiABKAsyHi50YXNrbWVzaC5ldmVudHMudjEuQ2xpZW50SW5mbyJIChZVc2VyUHJlZmVyZW5jZXNVcGRhdGVkEi4KBmNsaWVudBgBIAEoCzIeLnRhc2ttZXNoLmV2ZW50cy52MS5DbGllbnRJbmZvIlwKFVVzZXJEZWxldGlvblJlcXVlc3RlZBITCgtkZWxldGlvbl9pZBgBIAEoCRIuCgZjbGllbnQYAiABKAsyHi50YXNrbWVzaC5ldmVudHMudjEuQ2xpZW50SW5mbyI0CgtUYXNrQ3JlYXRlZBIlCgR0YXNrGAEgASgLMhcudGFza21lc2gudGFza3MudjEuVGFzayJMCgtUYXNrVXBkYXRlZBIlCgR0YXNrGAEgASgLMhcudGFza21lc2gudGFza3MudjEuVGFzaxIWCg5jaGFuZ2VkX2ZpZWxkcxgCIAMoCSI2Cg1UYXNrQ29tcGxldGVkEiUKBHRhc2sYASABKAsyFy50YXNrbWVzaC50YXNrcy52MS5UYXNrIi8KC1Rhc2tEZWxldGVkEg8KB3Rhc2tfaWQYASABKAkSDwoHdmVyc2lvbhgCIAEoAyK1AQoLUmVtaW5kZXJEdWUSDwoHdGFza19pZBgBIAEoCRINCgV0aXRsZRgCIAEoCRIsCghkdWVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOb2Zmc2V0X3NlY29uZHMYBCABKAMSLQoJZmlyZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCgl0aW1lX3pvbmUYBiABKAkiagoHVGFza0R1ZRIPCgd0YXNrX2lkGAEgASgJEg0KBXRpdGxlGAIgASgJEiwKCGR1ZV90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCgl0aW1lX3pvbmUYBCABKAkigwEKEE5vdGlmaWNhdGlvblNlbnQSFwoPbm90aWZpY2F0aW9uX2lkGAEgASgJEg8KB3Rhc2tfaWQYAiABKAkSLAoHY2hhbm5lbBgDIAEoDjIbLnRhc2ttZXNoLmV2ZW50cy52MS5DaGFubmVsEhcKD3NvdXJjZV9ldmVudF9pZBgEIAEoCSpeCgdDaGFubmVsEhcKE0NIQU5ORUxfVU5TUEVDSUZJRUQQABISCg5DSEFOTkVMX0lOX0FQUBABEhEKDUNIQU5ORUxfRU1BSUwQAhITCg9DSEFOTkVMX1dFQkhPT0sQA2IGcHJvdG8z", [file_google_protobuf_timestamp, file_taskmesh_tasks_v1_task]);
 
 /**
  * Every domain event travels in one envelope on subject `taskmesh.<aggregate>.<event>`, with the
@@ -71,6 +71,48 @@ export type Envelope = Message<"taskmesh.events.v1.Envelope"> & {
      */
     value: UserDeleted;
     case: "userDeleted";
+  } | {
+    /**
+     * @generated from field: taskmesh.events.v1.UserLoggedIn user_logged_in = 12;
+     */
+    value: UserLoggedIn;
+    case: "userLoggedIn";
+  } | {
+    /**
+     * @generated from field: taskmesh.events.v1.UserLoginFailed user_login_failed = 13;
+     */
+    value: UserLoginFailed;
+    case: "userLoginFailed";
+  } | {
+    /**
+     * @generated from field: taskmesh.events.v1.UserLoggedOut user_logged_out = 14;
+     */
+    value: UserLoggedOut;
+    case: "userLoggedOut";
+  } | {
+    /**
+     * @generated from field: taskmesh.events.v1.UserSessionRevoked user_session_revoked = 15;
+     */
+    value: UserSessionRevoked;
+    case: "userSessionRevoked";
+  } | {
+    /**
+     * @generated from field: taskmesh.events.v1.UserRefreshReused user_refresh_reused = 16;
+     */
+    value: UserRefreshReused;
+    case: "userRefreshReused";
+  } | {
+    /**
+     * @generated from field: taskmesh.events.v1.UserPreferencesUpdated user_preferences_updated = 17;
+     */
+    value: UserPreferencesUpdated;
+    case: "userPreferencesUpdated";
+  } | {
+    /**
+     * @generated from field: taskmesh.events.v1.UserDeletionRequested user_deletion_requested = 18;
+     */
+    value: UserDeletionRequested;
+    case: "userDeletionRequested";
   } | {
     /**
      * @generated from field: taskmesh.events.v1.TaskCreated task_created = 20;
@@ -168,6 +210,188 @@ export const UserDeletedSchema: GenMessage<UserDeleted> = /*@__PURE__*/
   messageDesc(file_taskmesh_events_v1_events, 2);
 
 /**
+ * Where a user's request came from, as the gateway saw it ("" when not known).
+ *
+ * @generated from message taskmesh.events.v1.ClientInfo
+ */
+export type ClientInfo = Message<"taskmesh.events.v1.ClientInfo"> & {
+  /**
+   * @generated from field: string ip_address = 1;
+   */
+  ipAddress: string;
+
+  /**
+   * @generated from field: string user_agent = 2;
+   */
+  userAgent: string;
+};
+
+/**
+ * Describes the message taskmesh.events.v1.ClientInfo.
+ * Use `create(ClientInfoSchema)` to create a new message.
+ */
+export const ClientInfoSchema: GenMessage<ClientInfo> = /*@__PURE__*/
+  messageDesc(file_taskmesh_events_v1_events, 3);
+
+/**
+ * A successful login (user.logged_in): a new session.
+ *
+ * @generated from message taskmesh.events.v1.UserLoggedIn
+ */
+export type UserLoggedIn = Message<"taskmesh.events.v1.UserLoggedIn"> & {
+  /**
+   * @generated from field: string session_id = 1;
+   */
+  sessionId: string;
+
+  /**
+   * @generated from field: taskmesh.events.v1.ClientInfo client = 2;
+   */
+  client?: ClientInfo | undefined;
+};
+
+/**
+ * Describes the message taskmesh.events.v1.UserLoggedIn.
+ * Use `create(UserLoggedInSchema)` to create a new message.
+ */
+export const UserLoggedInSchema: GenMessage<UserLoggedIn> = /*@__PURE__*/
+  messageDesc(file_taskmesh_events_v1_events, 4);
+
+/**
+ * A login with a wrong password for an existing account (user.login_failed).
+ *
+ * @generated from message taskmesh.events.v1.UserLoginFailed
+ */
+export type UserLoginFailed = Message<"taskmesh.events.v1.UserLoginFailed"> & {
+  /**
+   * @generated from field: taskmesh.events.v1.ClientInfo client = 1;
+   */
+  client?: ClientInfo | undefined;
+};
+
+/**
+ * Describes the message taskmesh.events.v1.UserLoginFailed.
+ * Use `create(UserLoginFailedSchema)` to create a new message.
+ */
+export const UserLoginFailedSchema: GenMessage<UserLoginFailed> = /*@__PURE__*/
+  messageDesc(file_taskmesh_events_v1_events, 5);
+
+/**
+ * The user signed a session out (user.logged_out).
+ *
+ * @generated from message taskmesh.events.v1.UserLoggedOut
+ */
+export type UserLoggedOut = Message<"taskmesh.events.v1.UserLoggedOut"> & {
+  /**
+   * @generated from field: string session_id = 1;
+   */
+  sessionId: string;
+
+  /**
+   * @generated from field: taskmesh.events.v1.ClientInfo client = 2;
+   */
+  client?: ClientInfo | undefined;
+};
+
+/**
+ * Describes the message taskmesh.events.v1.UserLoggedOut.
+ * Use `create(UserLoggedOutSchema)` to create a new message.
+ */
+export const UserLoggedOutSchema: GenMessage<UserLoggedOut> = /*@__PURE__*/
+  messageDesc(file_taskmesh_events_v1_events, 6);
+
+/**
+ * The user revoked one of their sessions (user.session_revoked).
+ *
+ * @generated from message taskmesh.events.v1.UserSessionRevoked
+ */
+export type UserSessionRevoked = Message<"taskmesh.events.v1.UserSessionRevoked"> & {
+  /**
+   * @generated from field: string session_id = 1;
+   */
+  sessionId: string;
+
+  /**
+   * @generated from field: taskmesh.events.v1.ClientInfo client = 2;
+   */
+  client?: ClientInfo | undefined;
+};
+
+/**
+ * Describes the message taskmesh.events.v1.UserSessionRevoked.
+ * Use `create(UserSessionRevokedSchema)` to create a new message.
+ */
+export const UserSessionRevokedSchema: GenMessage<UserSessionRevoked> = /*@__PURE__*/
+  messageDesc(file_taskmesh_events_v1_events, 7);
+
+/**
+ * A spent refresh token was presented again (user.refresh_reused): the session was revoked.
+ *
+ * @generated from message taskmesh.events.v1.UserRefreshReused
+ */
+export type UserRefreshReused = Message<"taskmesh.events.v1.UserRefreshReused"> & {
+  /**
+   * @generated from field: string session_id = 1;
+   */
+  sessionId: string;
+
+  /**
+   * @generated from field: taskmesh.events.v1.ClientInfo client = 2;
+   */
+  client?: ClientInfo | undefined;
+};
+
+/**
+ * Describes the message taskmesh.events.v1.UserRefreshReused.
+ * Use `create(UserRefreshReusedSchema)` to create a new message.
+ */
+export const UserRefreshReusedSchema: GenMessage<UserRefreshReused> = /*@__PURE__*/
+  messageDesc(file_taskmesh_events_v1_events, 8);
+
+/**
+ * The user replaced their preferences (user.preferences_updated).
+ *
+ * @generated from message taskmesh.events.v1.UserPreferencesUpdated
+ */
+export type UserPreferencesUpdated = Message<"taskmesh.events.v1.UserPreferencesUpdated"> & {
+  /**
+   * @generated from field: taskmesh.events.v1.ClientInfo client = 1;
+   */
+  client?: ClientInfo | undefined;
+};
+
+/**
+ * Describes the message taskmesh.events.v1.UserPreferencesUpdated.
+ * Use `create(UserPreferencesUpdatedSchema)` to create a new message.
+ */
+export const UserPreferencesUpdatedSchema: GenMessage<UserPreferencesUpdated> = /*@__PURE__*/
+  messageDesc(file_taskmesh_events_v1_events, 9);
+
+/**
+ * The user asked for their account to be deleted (user.deletion_requested): the saga started.
+ *
+ * @generated from message taskmesh.events.v1.UserDeletionRequested
+ */
+export type UserDeletionRequested = Message<"taskmesh.events.v1.UserDeletionRequested"> & {
+  /**
+   * @generated from field: string deletion_id = 1;
+   */
+  deletionId: string;
+
+  /**
+   * @generated from field: taskmesh.events.v1.ClientInfo client = 2;
+   */
+  client?: ClientInfo | undefined;
+};
+
+/**
+ * Describes the message taskmesh.events.v1.UserDeletionRequested.
+ * Use `create(UserDeletionRequestedSchema)` to create a new message.
+ */
+export const UserDeletionRequestedSchema: GenMessage<UserDeletionRequested> = /*@__PURE__*/
+  messageDesc(file_taskmesh_events_v1_events, 10);
+
+/**
  * @generated from message taskmesh.events.v1.TaskCreated
  */
 export type TaskCreated = Message<"taskmesh.events.v1.TaskCreated"> & {
@@ -182,7 +406,7 @@ export type TaskCreated = Message<"taskmesh.events.v1.TaskCreated"> & {
  * Use `create(TaskCreatedSchema)` to create a new message.
  */
 export const TaskCreatedSchema: GenMessage<TaskCreated> = /*@__PURE__*/
-  messageDesc(file_taskmesh_events_v1_events, 3);
+  messageDesc(file_taskmesh_events_v1_events, 11);
 
 /**
  * @generated from message taskmesh.events.v1.TaskUpdated
@@ -208,7 +432,7 @@ export type TaskUpdated = Message<"taskmesh.events.v1.TaskUpdated"> & {
  * Use `create(TaskUpdatedSchema)` to create a new message.
  */
 export const TaskUpdatedSchema: GenMessage<TaskUpdated> = /*@__PURE__*/
-  messageDesc(file_taskmesh_events_v1_events, 4);
+  messageDesc(file_taskmesh_events_v1_events, 12);
 
 /**
  * @generated from message taskmesh.events.v1.TaskCompleted
@@ -227,7 +451,7 @@ export type TaskCompleted = Message<"taskmesh.events.v1.TaskCompleted"> & {
  * Use `create(TaskCompletedSchema)` to create a new message.
  */
 export const TaskCompletedSchema: GenMessage<TaskCompleted> = /*@__PURE__*/
-  messageDesc(file_taskmesh_events_v1_events, 5);
+  messageDesc(file_taskmesh_events_v1_events, 13);
 
 /**
  * @generated from message taskmesh.events.v1.TaskDeleted
@@ -249,7 +473,7 @@ export type TaskDeleted = Message<"taskmesh.events.v1.TaskDeleted"> & {
  * Use `create(TaskDeletedSchema)` to create a new message.
  */
 export const TaskDeletedSchema: GenMessage<TaskDeleted> = /*@__PURE__*/
-  messageDesc(file_taskmesh_events_v1_events, 6);
+  messageDesc(file_taskmesh_events_v1_events, 14);
 
 /**
  * @generated from message taskmesh.events.v1.ReminderDue
@@ -291,7 +515,7 @@ export type ReminderDue = Message<"taskmesh.events.v1.ReminderDue"> & {
  * Use `create(ReminderDueSchema)` to create a new message.
  */
 export const ReminderDueSchema: GenMessage<ReminderDue> = /*@__PURE__*/
-  messageDesc(file_taskmesh_events_v1_events, 7);
+  messageDesc(file_taskmesh_events_v1_events, 15);
 
 /**
  * @generated from message taskmesh.events.v1.TaskDue
@@ -323,7 +547,7 @@ export type TaskDue = Message<"taskmesh.events.v1.TaskDue"> & {
  * Use `create(TaskDueSchema)` to create a new message.
  */
 export const TaskDueSchema: GenMessage<TaskDue> = /*@__PURE__*/
-  messageDesc(file_taskmesh_events_v1_events, 8);
+  messageDesc(file_taskmesh_events_v1_events, 16);
 
 /**
  * @generated from message taskmesh.events.v1.NotificationSent
@@ -357,7 +581,7 @@ export type NotificationSent = Message<"taskmesh.events.v1.NotificationSent"> & 
  * Use `create(NotificationSentSchema)` to create a new message.
  */
 export const NotificationSentSchema: GenMessage<NotificationSent> = /*@__PURE__*/
-  messageDesc(file_taskmesh_events_v1_events, 9);
+  messageDesc(file_taskmesh_events_v1_events, 17);
 
 /**
  * @generated from enum taskmesh.events.v1.Channel

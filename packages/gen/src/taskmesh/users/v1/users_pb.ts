@@ -13,7 +13,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file taskmesh/users/v1/users.proto.
  */
 export const file_taskmesh_users_v1_users: GenFile = /*@__PURE__*/
-  fileDesc("Ch10YXNrbWVzaC91c2Vycy92MS91c2Vycy5wcm90bxIRdGFza21lc2gudXNlcnMudjEihwEKBFVzZXISCgoCaWQYASABKAkSDQoFZW1haWwYAiABKAkSLwoLY3JlYXRlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKC3ByZWZlcmVuY2VzGAQgASgLMh4udGFza21lc2gudXNlcnMudjEuUHJlZmVyZW5jZXMiSgoKUXVpZXRIb3VycxIeCgxzdGFydF9taW51dGUYASABKA1CCLpIBSoDGJ8LEhwKCmVuZF9taW51dGUYAiABKA1CCLpIBSoDGJ8LIqkFCgtQcmVmZXJlbmNlcxIaCgl0aW1lX3pvbmUYASABKAlCB7pIBHICGEASTQoIY2hhbm5lbHMYAiADKA4yJi50YXNrbWVzaC51c2Vycy52MS5Ob3RpZmljYXRpb25DaGFubmVsQhO6SBCSAQ0QAxgBIgeCAQQQASAAEjIKC3F1aWV0X2hvdXJzGAMgASgLMh0udGFza21lc2gudXNlcnMudjEuUXVpZXRIb3VycxIdCgt3ZWJob29rX3VybBgEIAEoCUIIukgFcgMYgBA62wO6SNcDGvYBChdwcmVmZXJlbmNlcy53ZWJob29rX3VybBJOd2ViaG9va191cmwgbXVzdCBiZSBhbiBhYnNvbHV0ZSBodHRwKHMpIFVSTCB3aGVuIHRoZSBXRUJIT09LIGNoYW5uZWwgaXMgY2hvc2VuGooBISgzIGluIHRoaXMuY2hhbm5lbHMpIHx8ICh0aGlzLndlYmhvb2tfdXJsLmlzVXJpKCkgJiYgKHRoaXMud2ViaG9va191cmwuc3RhcnRzV2l0aCgnaHR0cDovLycpIHx8IHRoaXMud2ViaG9va191cmwuc3RhcnRzV2l0aCgnaHR0cHM6Ly8nKSkpGtsBCh5wcmVmZXJlbmNlcy53ZWJob29rX3VybF9mb3JtYXQSK3dlYmhvb2tfdXJsIG11c3QgYmUgYW4gYWJzb2x1dGUgaHR0cChzKSBVUkwaiwF0aGlzLndlYmhvb2tfdXJsID09ICcnIHx8ICh0aGlzLndlYmhvb2tfdXJsLmlzVXJpKCkgJiYgKHRoaXMud2ViaG9va191cmwuc3RhcnRzV2l0aCgnaHR0cDovLycpIHx8IHRoaXMud2ViaG9va191cmwuc3RhcnRzV2l0aCgnaHR0cHM6Ly8nKSkpIkoKD1JlZ2lzdGVyUmVxdWVzdBIZCgVlbWFpbBgBIAEoCUIKukgHcgUY/gFgARIcCghwYXNzd29yZBgCIAEoCUIKukgHcgUQCBiAASI5ChBSZWdpc3RlclJlc3BvbnNlEiUKBHVzZXIYASABKAsyFy50YXNrbWVzaC51c2Vycy52MS5Vc2VyIkcKDExvZ2luUmVxdWVzdBIZCgVlbWFpbBgBIAEoCUIKukgHcgUQARj+ARIcCghwYXNzd29yZBgCIAEoCUIKukgHcgUQARiAASKRAQoNTG9naW5SZXNwb25zZRIUCgxhY2Nlc3NfdG9rZW4YASABKAkSLwoLZXhwaXJlX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCnRva2VuX3R5cGUYAyABKAkSJQoEdXNlchgEIAEoCzIXLnRhc2ttZXNoLnVzZXJzLnYxLlVzZXIiDgoMR2V0TWVSZXF1ZXN0IjYKDUdldE1lUmVzcG9uc2USJQoEdXNlchgBIAEoCzIXLnRhc2ttZXNoLnVzZXJzLnYxLlVzZXIiVwoYVXBkYXRlUHJlZmVyZW5jZXNSZXF1ZXN0EjsKC3ByZWZlcmVuY2VzGAEgASgLMh4udGFza21lc2gudXNlcnMudjEuUHJlZmVyZW5jZXNCBrpIA8gBASJQChlVcGRhdGVQcmVmZXJlbmNlc1Jlc3BvbnNlEjMKC3ByZWZlcmVuY2VzGAEgASgLMh4udGFza21lc2gudXNlcnMudjEuUHJlZmVyZW5jZXMiNAoURGVsZXRlQWNjb3VudFJlcXVlc3QSHAoIcGFzc3dvcmQYASABKAlCCrpIB3IFEAEYgAEinQEKD0FjY291bnREZWxldGlvbhIKCgJpZBgBIAEoCRIvCgVzdGF0ZRgCIAEoDjIgLnRhc2ttZXNoLnVzZXJzLnYxLkRlbGV0aW9uU3RhdGUSDAoEc3RlcBgDIAEoCRIOCgZyZWFzb24YBCABKAkSLwoLdXBkYXRlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIk0KFURlbGV0ZUFjY291bnRSZXNwb25zZRI0CghkZWxldGlvbhgBIAEoCzIiLnRhc2ttZXNoLnVzZXJzLnYxLkFjY291bnREZWxldGlvbiI6ChlHZXRBY2NvdW50RGVsZXRpb25SZXF1ZXN0Eh0KC2RlbGV0aW9uX2lkGAEgASgJQgi6SAVyA7ABASJSChpHZXRBY2NvdW50RGVsZXRpb25SZXNwb25zZRI0CghkZWxldGlvbhgBIAEoCzIiLnRhc2ttZXNoLnVzZXJzLnYxLkFjY291bnREZWxldGlvbiI2ChlHZXRVc2VyUHJlZmVyZW5jZXNSZXF1ZXN0EhkKB3VzZXJfaWQYASABKAlCCLpIBXIDsAEBImAKGkdldFVzZXJQcmVmZXJlbmNlc1Jlc3BvbnNlEg0KBWVtYWlsGAEgASgJEjMKC3ByZWZlcmVuY2VzGAIgASgLMh4udGFza21lc2gudXNlcnMudjEuUHJlZmVyZW5jZXMqngEKE05vdGlmaWNhdGlvbkNoYW5uZWwSJAogTk9USUZJQ0FUSU9OX0NIQU5ORUxfVU5TUEVDSUZJRUQQABIfChtOT1RJRklDQVRJT05fQ0hBTk5FTF9JTl9BUFAQARIeChpOT1RJRklDQVRJT05fQ0hBTk5FTF9FTUFJTBACEiAKHE5PVElGSUNBVElPTl9DSEFOTkVMX1dFQkhPT0sQAyqJAQoNRGVsZXRpb25TdGF0ZRIeChpERUxFVElPTl9TVEFURV9VTlNQRUNJRklFRBAAEhoKFkRFTEVUSU9OX1NUQVRFX1JVTk5JTkcQARIcChhERUxFVElPTl9TVEFURV9DT01QTEVURUQQAhIeChpERUxFVElPTl9TVEFURV9DT01QRU5TQVRFRBADMtAECgtVc2VyU2VydmljZRJTCghSZWdpc3RlchIiLnRhc2ttZXNoLnVzZXJzLnYxLlJlZ2lzdGVyUmVxdWVzdBojLnRhc2ttZXNoLnVzZXJzLnYxLlJlZ2lzdGVyUmVzcG9uc2USSgoFTG9naW4SHy50YXNrbWVzaC51c2Vycy52MS5Mb2dpblJlcXVlc3QaIC50YXNrbWVzaC51c2Vycy52MS5Mb2dpblJlc3BvbnNlEk8KBUdldE1lEh8udGFza21lc2gudXNlcnMudjEuR2V0TWVSZXF1ZXN0GiAudGFza21lc2gudXNlcnMudjEuR2V0TWVSZXNwb25zZSIDkAIBEnMKEVVwZGF0ZVByZWZlcmVuY2VzEisudGFza21lc2gudXNlcnMudjEuVXBkYXRlUHJlZmVyZW5jZXNSZXF1ZXN0GiwudGFza21lc2gudXNlcnMudjEuVXBkYXRlUHJlZmVyZW5jZXNSZXNwb25zZSIDkAICEmIKDURlbGV0ZUFjY291bnQSJy50YXNrbWVzaC51c2Vycy52MS5EZWxldGVBY2NvdW50UmVxdWVzdBooLnRhc2ttZXNoLnVzZXJzLnYxLkRlbGV0ZUFjY291bnRSZXNwb25zZRJ2ChJHZXRBY2NvdW50RGVsZXRpb24SLC50YXNrbWVzaC51c2Vycy52MS5HZXRBY2NvdW50RGVsZXRpb25SZXF1ZXN0Gi0udGFza21lc2gudXNlcnMudjEuR2V0QWNjb3VudERlbGV0aW9uUmVzcG9uc2UiA5ACATKNAQoTVXNlckludGVybmFsU2VydmljZRJ2ChJHZXRVc2VyUHJlZmVyZW5jZXMSLC50YXNrbWVzaC51c2Vycy52MS5HZXRVc2VyUHJlZmVyZW5jZXNSZXF1ZXN0Gi0udGFza21lc2gudXNlcnMudjEuR2V0VXNlclByZWZlcmVuY2VzUmVzcG9uc2UiA5ACAWIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_timestamp]);
+  fileDesc("Ch10YXNrbWVzaC91c2Vycy92MS91c2Vycy5wcm90bxIRdGFza21lc2gudXNlcnMudjEihwEKBFVzZXISCgoCaWQYASABKAkSDQoFZW1haWwYAiABKAkSLwoLY3JlYXRlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKC3ByZWZlcmVuY2VzGAQgASgLMh4udGFza21lc2gudXNlcnMudjEuUHJlZmVyZW5jZXMiSgoKUXVpZXRIb3VycxIeCgxzdGFydF9taW51dGUYASABKA1CCLpIBSoDGJ8LEhwKCmVuZF9taW51dGUYAiABKA1CCLpIBSoDGJ8LIqkFCgtQcmVmZXJlbmNlcxIaCgl0aW1lX3pvbmUYASABKAlCB7pIBHICGEASTQoIY2hhbm5lbHMYAiADKA4yJi50YXNrbWVzaC51c2Vycy52MS5Ob3RpZmljYXRpb25DaGFubmVsQhO6SBCSAQ0QAxgBIgeCAQQQASAAEjIKC3F1aWV0X2hvdXJzGAMgASgLMh0udGFza21lc2gudXNlcnMudjEuUXVpZXRIb3VycxIdCgt3ZWJob29rX3VybBgEIAEoCUIIukgFcgMYgBA62wO6SNcDGvYBChdwcmVmZXJlbmNlcy53ZWJob29rX3VybBJOd2ViaG9va191cmwgbXVzdCBiZSBhbiBhYnNvbHV0ZSBodHRwKHMpIFVSTCB3aGVuIHRoZSBXRUJIT09LIGNoYW5uZWwgaXMgY2hvc2VuGooBISgzIGluIHRoaXMuY2hhbm5lbHMpIHx8ICh0aGlzLndlYmhvb2tfdXJsLmlzVXJpKCkgJiYgKHRoaXMud2ViaG9va191cmwuc3RhcnRzV2l0aCgnaHR0cDovLycpIHx8IHRoaXMud2ViaG9va191cmwuc3RhcnRzV2l0aCgnaHR0cHM6Ly8nKSkpGtsBCh5wcmVmZXJlbmNlcy53ZWJob29rX3VybF9mb3JtYXQSK3dlYmhvb2tfdXJsIG11c3QgYmUgYW4gYWJzb2x1dGUgaHR0cChzKSBVUkwaiwF0aGlzLndlYmhvb2tfdXJsID09ICcnIHx8ICh0aGlzLndlYmhvb2tfdXJsLmlzVXJpKCkgJiYgKHRoaXMud2ViaG9va191cmwuc3RhcnRzV2l0aCgnaHR0cDovLycpIHx8IHRoaXMud2ViaG9va191cmwuc3RhcnRzV2l0aCgnaHR0cHM6Ly8nKSkpIkoKD1JlZ2lzdGVyUmVxdWVzdBIZCgVlbWFpbBgBIAEoCUIKukgHcgUY/gFgARIcCghwYXNzd29yZBgCIAEoCUIKukgHcgUQCBiAASI5ChBSZWdpc3RlclJlc3BvbnNlEiUKBHVzZXIYASABKAsyFy50YXNrbWVzaC51c2Vycy52MS5Vc2VyIkcKDExvZ2luUmVxdWVzdBIZCgVlbWFpbBgBIAEoCUIKukgHcgUQARj+ARIcCghwYXNzd29yZBgCIAEoCUIKukgHcgUQARiAASL1AQoNTG9naW5SZXNwb25zZRIUCgxhY2Nlc3NfdG9rZW4YASABKAkSLwoLZXhwaXJlX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCnRva2VuX3R5cGUYAyABKAkSJQoEdXNlchgEIAEoCzIXLnRhc2ttZXNoLnVzZXJzLnYxLlVzZXISFQoNcmVmcmVzaF90b2tlbhgFIAEoCRI3ChNyZWZyZXNoX2V4cGlyZV90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgpzZXNzaW9uX2lkGAcgASgJIjoKFVJlZnJlc2hTZXNzaW9uUmVxdWVzdBIhCg1yZWZyZXNoX3Rva2VuGAEgASgJQgq6SAdyBRABGIAEItcBChZSZWZyZXNoU2Vzc2lvblJlc3BvbnNlEhQKDGFjY2Vzc190b2tlbhgBIAEoCRIvCgtleHBpcmVfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKdG9rZW5fdHlwZRgDIAEoCRIVCg1yZWZyZXNoX3Rva2VuGAQgASgJEjcKE3JlZnJlc2hfZXhwaXJlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCnNlc3Npb25faWQYBiABKAkiDwoNTG9nb3V0UmVxdWVzdCIQCg5Mb2dvdXRSZXNwb25zZSLjAQoHU2Vzc2lvbhIKCgJpZBgBIAEoCRISCgp1c2VyX2FnZW50GAIgASgJEhIKCmlwX2FkZHJlc3MYAyABKAkSLwoLY3JlYXRlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjEKDWxhc3RfdXNlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2V4cGlyZV90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdjdXJyZW50GAcgASgIIhUKE0xpc3RTZXNzaW9uc1JlcXVlc3QiRAoUTGlzdFNlc3Npb25zUmVzcG9uc2USLAoIc2Vzc2lvbnMYASADKAsyGi50YXNrbWVzaC51c2Vycy52MS5TZXNzaW9uIjQKFFJldm9rZVNlc3Npb25SZXF1ZXN0EhwKCnNlc3Npb25faWQYASABKAlCCLpIBXIDsAEBIhcKFVJldm9rZVNlc3Npb25SZXNwb25zZSIOCgxHZXRNZVJlcXVlc3QiNgoNR2V0TWVSZXNwb25zZRIlCgR1c2VyGAEgASgLMhcudGFza21lc2gudXNlcnMudjEuVXNlciJXChhVcGRhdGVQcmVmZXJlbmNlc1JlcXVlc3QSOwoLcHJlZmVyZW5jZXMYASABKAsyHi50YXNrbWVzaC51c2Vycy52MS5QcmVmZXJlbmNlc0IGukgDyAEBIlAKGVVwZGF0ZVByZWZlcmVuY2VzUmVzcG9uc2USMwoLcHJlZmVyZW5jZXMYASABKAsyHi50YXNrbWVzaC51c2Vycy52MS5QcmVmZXJlbmNlcyI0ChREZWxldGVBY2NvdW50UmVxdWVzdBIcCghwYXNzd29yZBgBIAEoCUIKukgHcgUQARiAASKdAQoPQWNjb3VudERlbGV0aW9uEgoKAmlkGAEgASgJEi8KBXN0YXRlGAIgASgOMiAudGFza21lc2gudXNlcnMudjEuRGVsZXRpb25TdGF0ZRIMCgRzdGVwGAMgASgJEg4KBnJlYXNvbhgEIAEoCRIvCgt1cGRhdGVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiTQoVRGVsZXRlQWNjb3VudFJlc3BvbnNlEjQKCGRlbGV0aW9uGAEgASgLMiIudGFza21lc2gudXNlcnMudjEuQWNjb3VudERlbGV0aW9uIjoKGUdldEFjY291bnREZWxldGlvblJlcXVlc3QSHQoLZGVsZXRpb25faWQYASABKAlCCLpIBXIDsAEBIlIKGkdldEFjY291bnREZWxldGlvblJlc3BvbnNlEjQKCGRlbGV0aW9uGAEgASgLMiIudGFza21lc2gudXNlcnMudjEuQWNjb3VudERlbGV0aW9uIjYKGUdldFVzZXJQcmVmZXJlbmNlc1JlcXVlc3QSGQoHdXNlcl9pZBgBIAEoCUIIukgFcgOwAQEiYAoaR2V0VXNlclByZWZlcmVuY2VzUmVzcG9uc2USDQoFZW1haWwYASABKAkSMwoLcHJlZmVyZW5jZXMYAiABKAsyHi50YXNrbWVzaC51c2Vycy52MS5QcmVmZXJlbmNlcyqeAQoTTm90aWZpY2F0aW9uQ2hhbm5lbBIkCiBOT1RJRklDQVRJT05fQ0hBTk5FTF9VTlNQRUNJRklFRBAAEh8KG05PVElGSUNBVElPTl9DSEFOTkVMX0lOX0FQUBABEh4KGk5PVElGSUNBVElPTl9DSEFOTkVMX0VNQUlMEAISIAocTk9USUZJQ0FUSU9OX0NIQU5ORUxfV0VCSE9PSxADKokBCg1EZWxldGlvblN0YXRlEh4KGkRFTEVUSU9OX1NUQVRFX1VOU1BFQ0lGSUVEEAASGgoWREVMRVRJT05fU1RBVEVfUlVOTklORxABEhwKGERFTEVUSU9OX1NUQVRFX0NPTVBMRVRFRBACEh4KGkRFTEVUSU9OX1NUQVRFX0NPTVBFTlNBVEVEEAMy2gcKC1VzZXJTZXJ2aWNlElMKCFJlZ2lzdGVyEiIudGFza21lc2gudXNlcnMudjEuUmVnaXN0ZXJSZXF1ZXN0GiMudGFza21lc2gudXNlcnMudjEuUmVnaXN0ZXJSZXNwb25zZRJKCgVMb2dpbhIfLnRhc2ttZXNoLnVzZXJzLnYxLkxvZ2luUmVxdWVzdBogLnRhc2ttZXNoLnVzZXJzLnYxLkxvZ2luUmVzcG9uc2USZQoOUmVmcmVzaFNlc3Npb24SKC50YXNrbWVzaC51c2Vycy52MS5SZWZyZXNoU2Vzc2lvblJlcXVlc3QaKS50YXNrbWVzaC51c2Vycy52MS5SZWZyZXNoU2Vzc2lvblJlc3BvbnNlElIKBkxvZ291dBIgLnRhc2ttZXNoLnVzZXJzLnYxLkxvZ291dFJlcXVlc3QaIS50YXNrbWVzaC51c2Vycy52MS5Mb2dvdXRSZXNwb25zZSIDkAICEmQKDExpc3RTZXNzaW9ucxImLnRhc2ttZXNoLnVzZXJzLnYxLkxpc3RTZXNzaW9uc1JlcXVlc3QaJy50YXNrbWVzaC51c2Vycy52MS5MaXN0U2Vzc2lvbnNSZXNwb25zZSIDkAIBEmcKDVJldm9rZVNlc3Npb24SJy50YXNrbWVzaC51c2Vycy52MS5SZXZva2VTZXNzaW9uUmVxdWVzdBooLnRhc2ttZXNoLnVzZXJzLnYxLlJldm9rZVNlc3Npb25SZXNwb25zZSIDkAICEk8KBUdldE1lEh8udGFza21lc2gudXNlcnMudjEuR2V0TWVSZXF1ZXN0GiAudGFza21lc2gudXNlcnMudjEuR2V0TWVSZXNwb25zZSIDkAIBEnMKEVVwZGF0ZVByZWZlcmVuY2VzEisudGFza21lc2gudXNlcnMudjEuVXBkYXRlUHJlZmVyZW5jZXNSZXF1ZXN0GiwudGFza21lc2gudXNlcnMudjEuVXBkYXRlUHJlZmVyZW5jZXNSZXNwb25zZSIDkAICEmIKDURlbGV0ZUFjY291bnQSJy50YXNrbWVzaC51c2Vycy52MS5EZWxldGVBY2NvdW50UmVxdWVzdBooLnRhc2ttZXNoLnVzZXJzLnYxLkRlbGV0ZUFjY291bnRSZXNwb25zZRJ2ChJHZXRBY2NvdW50RGVsZXRpb24SLC50YXNrbWVzaC51c2Vycy52MS5HZXRBY2NvdW50RGVsZXRpb25SZXF1ZXN0Gi0udGFza21lc2gudXNlcnMudjEuR2V0QWNjb3VudERlbGV0aW9uUmVzcG9uc2UiA5ACATKNAQoTVXNlckludGVybmFsU2VydmljZRJ2ChJHZXRVc2VyUHJlZmVyZW5jZXMSLC50YXNrbWVzaC51c2Vycy52MS5HZXRVc2VyUHJlZmVyZW5jZXNSZXF1ZXN0Gi0udGFza21lc2gudXNlcnMudjEuR2V0VXNlclByZWZlcmVuY2VzUmVzcG9uc2UiA5ACAWIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message taskmesh.users.v1.User
@@ -200,6 +200,27 @@ export type LoginResponse = Message<"taskmesh.users.v1.LoginResponse"> & {
    * @generated from field: taskmesh.users.v1.User user = 4;
    */
   user?: User | undefined;
+
+  /**
+   * Opaque, single use: send it to RefreshSession before expire_time to get a new access token.
+   *
+   * @generated from field: string refresh_token = 5;
+   */
+  refreshToken: string;
+
+  /**
+   * When the refresh token (and so the session, unless refreshed) expires.
+   *
+   * @generated from field: google.protobuf.Timestamp refresh_expire_time = 6;
+   */
+  refreshExpireTime?: Timestamp | undefined;
+
+  /**
+   * The session this login started (also the `sid` claim of the access token).
+   *
+   * @generated from field: string session_id = 7;
+   */
+  sessionId: string;
 };
 
 /**
@@ -208,6 +229,210 @@ export type LoginResponse = Message<"taskmesh.users.v1.LoginResponse"> & {
  */
 export const LoginResponseSchema: GenMessage<LoginResponse> = /*@__PURE__*/
   messageDesc(file_taskmesh_users_v1_users, 6);
+
+/**
+ * @generated from message taskmesh.users.v1.RefreshSessionRequest
+ */
+export type RefreshSessionRequest = Message<"taskmesh.users.v1.RefreshSessionRequest"> & {
+  /**
+   * @generated from field: string refresh_token = 1;
+   */
+  refreshToken: string;
+};
+
+/**
+ * Describes the message taskmesh.users.v1.RefreshSessionRequest.
+ * Use `create(RefreshSessionRequestSchema)` to create a new message.
+ */
+export const RefreshSessionRequestSchema: GenMessage<RefreshSessionRequest> = /*@__PURE__*/
+  messageDesc(file_taskmesh_users_v1_users, 7);
+
+/**
+ * @generated from message taskmesh.users.v1.RefreshSessionResponse
+ */
+export type RefreshSessionResponse = Message<"taskmesh.users.v1.RefreshSessionResponse"> & {
+  /**
+   * @generated from field: string access_token = 1;
+   */
+  accessToken: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp expire_time = 2;
+   */
+  expireTime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: string token_type = 3;
+   */
+  tokenType: string;
+
+  /**
+   * The rotated refresh token: the one presented is spent.
+   *
+   * @generated from field: string refresh_token = 4;
+   */
+  refreshToken: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp refresh_expire_time = 5;
+   */
+  refreshExpireTime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: string session_id = 6;
+   */
+  sessionId: string;
+};
+
+/**
+ * Describes the message taskmesh.users.v1.RefreshSessionResponse.
+ * Use `create(RefreshSessionResponseSchema)` to create a new message.
+ */
+export const RefreshSessionResponseSchema: GenMessage<RefreshSessionResponse> = /*@__PURE__*/
+  messageDesc(file_taskmesh_users_v1_users, 8);
+
+/**
+ * @generated from message taskmesh.users.v1.LogoutRequest
+ */
+export type LogoutRequest = Message<"taskmesh.users.v1.LogoutRequest"> & {
+};
+
+/**
+ * Describes the message taskmesh.users.v1.LogoutRequest.
+ * Use `create(LogoutRequestSchema)` to create a new message.
+ */
+export const LogoutRequestSchema: GenMessage<LogoutRequest> = /*@__PURE__*/
+  messageDesc(file_taskmesh_users_v1_users, 9);
+
+/**
+ * @generated from message taskmesh.users.v1.LogoutResponse
+ */
+export type LogoutResponse = Message<"taskmesh.users.v1.LogoutResponse"> & {
+};
+
+/**
+ * Describes the message taskmesh.users.v1.LogoutResponse.
+ * Use `create(LogoutResponseSchema)` to create a new message.
+ */
+export const LogoutResponseSchema: GenMessage<LogoutResponse> = /*@__PURE__*/
+  messageDesc(file_taskmesh_users_v1_users, 10);
+
+/**
+ * A signed-in device: one login, kept alive by refreshes until it expires or is revoked.
+ *
+ * @generated from message taskmesh.users.v1.Session
+ */
+export type Session = Message<"taskmesh.users.v1.Session"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * The client's User-Agent at login (e.g. a browser), as a device label.
+   *
+   * @generated from field: string user_agent = 2;
+   */
+  userAgent: string;
+
+  /**
+   * The client's address at login.
+   *
+   * @generated from field: string ip_address = 3;
+   */
+  ipAddress: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp create_time = 4;
+   */
+  createTime?: Timestamp | undefined;
+
+  /**
+   * The last login or refresh.
+   *
+   * @generated from field: google.protobuf.Timestamp last_use_time = 5;
+   */
+  lastUseTime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp expire_time = 6;
+   */
+  expireTime?: Timestamp | undefined;
+
+  /**
+   * True for the session of the access token that asked.
+   *
+   * @generated from field: bool current = 7;
+   */
+  current: boolean;
+};
+
+/**
+ * Describes the message taskmesh.users.v1.Session.
+ * Use `create(SessionSchema)` to create a new message.
+ */
+export const SessionSchema: GenMessage<Session> = /*@__PURE__*/
+  messageDesc(file_taskmesh_users_v1_users, 11);
+
+/**
+ * @generated from message taskmesh.users.v1.ListSessionsRequest
+ */
+export type ListSessionsRequest = Message<"taskmesh.users.v1.ListSessionsRequest"> & {
+};
+
+/**
+ * Describes the message taskmesh.users.v1.ListSessionsRequest.
+ * Use `create(ListSessionsRequestSchema)` to create a new message.
+ */
+export const ListSessionsRequestSchema: GenMessage<ListSessionsRequest> = /*@__PURE__*/
+  messageDesc(file_taskmesh_users_v1_users, 12);
+
+/**
+ * @generated from message taskmesh.users.v1.ListSessionsResponse
+ */
+export type ListSessionsResponse = Message<"taskmesh.users.v1.ListSessionsResponse"> & {
+  /**
+   * @generated from field: repeated taskmesh.users.v1.Session sessions = 1;
+   */
+  sessions: Session[];
+};
+
+/**
+ * Describes the message taskmesh.users.v1.ListSessionsResponse.
+ * Use `create(ListSessionsResponseSchema)` to create a new message.
+ */
+export const ListSessionsResponseSchema: GenMessage<ListSessionsResponse> = /*@__PURE__*/
+  messageDesc(file_taskmesh_users_v1_users, 13);
+
+/**
+ * @generated from message taskmesh.users.v1.RevokeSessionRequest
+ */
+export type RevokeSessionRequest = Message<"taskmesh.users.v1.RevokeSessionRequest"> & {
+  /**
+   * @generated from field: string session_id = 1;
+   */
+  sessionId: string;
+};
+
+/**
+ * Describes the message taskmesh.users.v1.RevokeSessionRequest.
+ * Use `create(RevokeSessionRequestSchema)` to create a new message.
+ */
+export const RevokeSessionRequestSchema: GenMessage<RevokeSessionRequest> = /*@__PURE__*/
+  messageDesc(file_taskmesh_users_v1_users, 14);
+
+/**
+ * @generated from message taskmesh.users.v1.RevokeSessionResponse
+ */
+export type RevokeSessionResponse = Message<"taskmesh.users.v1.RevokeSessionResponse"> & {
+};
+
+/**
+ * Describes the message taskmesh.users.v1.RevokeSessionResponse.
+ * Use `create(RevokeSessionResponseSchema)` to create a new message.
+ */
+export const RevokeSessionResponseSchema: GenMessage<RevokeSessionResponse> = /*@__PURE__*/
+  messageDesc(file_taskmesh_users_v1_users, 15);
 
 /**
  * @generated from message taskmesh.users.v1.GetMeRequest
@@ -220,7 +445,7 @@ export type GetMeRequest = Message<"taskmesh.users.v1.GetMeRequest"> & {
  * Use `create(GetMeRequestSchema)` to create a new message.
  */
 export const GetMeRequestSchema: GenMessage<GetMeRequest> = /*@__PURE__*/
-  messageDesc(file_taskmesh_users_v1_users, 7);
+  messageDesc(file_taskmesh_users_v1_users, 16);
 
 /**
  * @generated from message taskmesh.users.v1.GetMeResponse
@@ -237,7 +462,7 @@ export type GetMeResponse = Message<"taskmesh.users.v1.GetMeResponse"> & {
  * Use `create(GetMeResponseSchema)` to create a new message.
  */
 export const GetMeResponseSchema: GenMessage<GetMeResponse> = /*@__PURE__*/
-  messageDesc(file_taskmesh_users_v1_users, 8);
+  messageDesc(file_taskmesh_users_v1_users, 17);
 
 /**
  * @generated from message taskmesh.users.v1.UpdatePreferencesRequest
@@ -254,7 +479,7 @@ export type UpdatePreferencesRequest = Message<"taskmesh.users.v1.UpdatePreferen
  * Use `create(UpdatePreferencesRequestSchema)` to create a new message.
  */
 export const UpdatePreferencesRequestSchema: GenMessage<UpdatePreferencesRequest> = /*@__PURE__*/
-  messageDesc(file_taskmesh_users_v1_users, 9);
+  messageDesc(file_taskmesh_users_v1_users, 18);
 
 /**
  * @generated from message taskmesh.users.v1.UpdatePreferencesResponse
@@ -271,7 +496,7 @@ export type UpdatePreferencesResponse = Message<"taskmesh.users.v1.UpdatePrefere
  * Use `create(UpdatePreferencesResponseSchema)` to create a new message.
  */
 export const UpdatePreferencesResponseSchema: GenMessage<UpdatePreferencesResponse> = /*@__PURE__*/
-  messageDesc(file_taskmesh_users_v1_users, 10);
+  messageDesc(file_taskmesh_users_v1_users, 19);
 
 /**
  * @generated from message taskmesh.users.v1.DeleteAccountRequest
@@ -290,7 +515,7 @@ export type DeleteAccountRequest = Message<"taskmesh.users.v1.DeleteAccountReque
  * Use `create(DeleteAccountRequestSchema)` to create a new message.
  */
 export const DeleteAccountRequestSchema: GenMessage<DeleteAccountRequest> = /*@__PURE__*/
-  messageDesc(file_taskmesh_users_v1_users, 11);
+  messageDesc(file_taskmesh_users_v1_users, 20);
 
 /**
  * @generated from message taskmesh.users.v1.AccountDeletion
@@ -331,7 +556,7 @@ export type AccountDeletion = Message<"taskmesh.users.v1.AccountDeletion"> & {
  * Use `create(AccountDeletionSchema)` to create a new message.
  */
 export const AccountDeletionSchema: GenMessage<AccountDeletion> = /*@__PURE__*/
-  messageDesc(file_taskmesh_users_v1_users, 12);
+  messageDesc(file_taskmesh_users_v1_users, 21);
 
 /**
  * @generated from message taskmesh.users.v1.DeleteAccountResponse
@@ -348,7 +573,7 @@ export type DeleteAccountResponse = Message<"taskmesh.users.v1.DeleteAccountResp
  * Use `create(DeleteAccountResponseSchema)` to create a new message.
  */
 export const DeleteAccountResponseSchema: GenMessage<DeleteAccountResponse> = /*@__PURE__*/
-  messageDesc(file_taskmesh_users_v1_users, 13);
+  messageDesc(file_taskmesh_users_v1_users, 22);
 
 /**
  * @generated from message taskmesh.users.v1.GetAccountDeletionRequest
@@ -365,7 +590,7 @@ export type GetAccountDeletionRequest = Message<"taskmesh.users.v1.GetAccountDel
  * Use `create(GetAccountDeletionRequestSchema)` to create a new message.
  */
 export const GetAccountDeletionRequestSchema: GenMessage<GetAccountDeletionRequest> = /*@__PURE__*/
-  messageDesc(file_taskmesh_users_v1_users, 14);
+  messageDesc(file_taskmesh_users_v1_users, 23);
 
 /**
  * @generated from message taskmesh.users.v1.GetAccountDeletionResponse
@@ -382,7 +607,7 @@ export type GetAccountDeletionResponse = Message<"taskmesh.users.v1.GetAccountDe
  * Use `create(GetAccountDeletionResponseSchema)` to create a new message.
  */
 export const GetAccountDeletionResponseSchema: GenMessage<GetAccountDeletionResponse> = /*@__PURE__*/
-  messageDesc(file_taskmesh_users_v1_users, 15);
+  messageDesc(file_taskmesh_users_v1_users, 24);
 
 /**
  * @generated from message taskmesh.users.v1.GetUserPreferencesRequest
@@ -399,7 +624,7 @@ export type GetUserPreferencesRequest = Message<"taskmesh.users.v1.GetUserPrefer
  * Use `create(GetUserPreferencesRequestSchema)` to create a new message.
  */
 export const GetUserPreferencesRequestSchema: GenMessage<GetUserPreferencesRequest> = /*@__PURE__*/
-  messageDesc(file_taskmesh_users_v1_users, 16);
+  messageDesc(file_taskmesh_users_v1_users, 25);
 
 /**
  * @generated from message taskmesh.users.v1.GetUserPreferencesResponse
@@ -421,7 +646,7 @@ export type GetUserPreferencesResponse = Message<"taskmesh.users.v1.GetUserPrefe
  * Use `create(GetUserPreferencesResponseSchema)` to create a new message.
  */
 export const GetUserPreferencesResponseSchema: GenMessage<GetUserPreferencesResponse> = /*@__PURE__*/
-  messageDesc(file_taskmesh_users_v1_users, 17);
+  messageDesc(file_taskmesh_users_v1_users, 26);
 
 /**
  * @generated from enum taskmesh.users.v1.NotificationChannel
@@ -486,9 +711,9 @@ export const DeletionStateSchema: GenEnum<DeletionState> = /*@__PURE__*/
   enumDesc(file_taskmesh_users_v1_users, 1);
 
 /**
- * UserService is public: the gateway exposes it at the edge. Register and Login are the
- * only methods callable without a token; every other method acts on the caller named by
- * the verified token, never on a user id taken from the request.
+ * UserService is public: the gateway exposes it at the edge. Register, Login and
+ * RefreshSession are the only methods callable without a token; every other method acts on
+ * the caller named by the verified token, never on a user id taken from the request.
  *
  * @generated from service taskmesh.users.v1.UserService
  */
@@ -504,7 +729,8 @@ export const UserService: GenService<{
     output: typeof RegisterResponseSchema;
   },
   /**
-   * Exchanges email + password for a signed JWT (EdDSA, `kid` set; keys at /.well-known/jwks.json).
+   * Exchanges email + password for a signed JWT (EdDSA, `kid` set; keys at /.well-known/jwks.json)
+   * and a refresh token bound to a new session.
    *
    * @generated from rpc taskmesh.users.v1.UserService.Login
    */
@@ -512,6 +738,50 @@ export const UserService: GenService<{
     methodKind: "unary";
     input: typeof LoginRequestSchema;
     output: typeof LoginResponseSchema;
+  },
+  /**
+   * Exchanges a refresh token for a new access token and a new (rotated) refresh token. Callable
+   * without an access token. Not idempotent: the presented token is spent, and presenting a spent
+   * token again revokes its whole session (reuse detection). Revoked, expired, reused or unknown
+   * tokens are UNAUTHENTICATED.
+   *
+   * @generated from rpc taskmesh.users.v1.UserService.RefreshSession
+   */
+  refreshSession: {
+    methodKind: "unary";
+    input: typeof RefreshSessionRequestSchema;
+    output: typeof RefreshSessionResponseSchema;
+  },
+  /**
+   * Revokes the caller's current session (the `sid` of the access token). Repeating it is harmless.
+   *
+   * @generated from rpc taskmesh.users.v1.UserService.Logout
+   */
+  logout: {
+    methodKind: "unary";
+    input: typeof LogoutRequestSchema;
+    output: typeof LogoutResponseSchema;
+  },
+  /**
+   * The caller's active sessions, most recently used first; the one of this call is marked current.
+   *
+   * @generated from rpc taskmesh.users.v1.UserService.ListSessions
+   */
+  listSessions: {
+    methodKind: "unary";
+    input: typeof ListSessionsRequestSchema;
+    output: typeof ListSessionsResponseSchema;
+  },
+  /**
+   * Revokes one of the caller's sessions (its refresh token stops working). Another user's or an
+   * unknown session id is NOT_FOUND.
+   *
+   * @generated from rpc taskmesh.users.v1.UserService.RevokeSession
+   */
+  revokeSession: {
+    methodKind: "unary";
+    input: typeof RevokeSessionRequestSchema;
+    output: typeof RevokeSessionResponseSchema;
   },
   /**
    * The caller's account and preferences.
