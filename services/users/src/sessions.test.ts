@@ -42,6 +42,7 @@ function config(dataDir: string): UsersConfig {
     deletionRetryBudgetMs: 10_000,
     deletionCallTimeoutMs: 1000,
     reconcileIntervalMs: 10_000,
+    inboxRetentionMs: 7 * 86_400_000,
     mesh: "none",
     logLevel: "silent",
   };
