@@ -13,7 +13,7 @@ describe("loadUsersConfig", () => {
       host: "127.0.0.1",
       dbPath: "/var/lib/taskmesh/users.db",
       keyPath: "/var/lib/taskmesh/users-signing-key.json",
-      tokenTtlSeconds: 3600,
+      tokenTtlSeconds: 900,
       mesh: "none",
       natsServers: ["nats://127.0.0.1:4222"],
     });

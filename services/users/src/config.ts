@@ -22,8 +22,11 @@ const spec = {
   JWKS_PORT: env.port(TOPOLOGY.users.httpPort),
   /** Signing key file (JWKs, mode 0600). Default: $TASKMESH_DATA_DIR/users-signing-key.json */
   KEY_PATH: env.string(""),
-  /** Lifetime of a user access token: 1 minute to 1 day, default 1 hour. */
-  TOKEN_TTL_SECONDS: env.int({ fallback: 3600, min: 60, max: 86_400 }),
+  /**
+   * Lifetime of a user access token: 1 minute to 1 day, default 15 minutes. Short, since a refresh
+   * token renews it and a revoked session's access token is only refused by users before it ends.
+   */
+  TOKEN_TTL_SECONDS: env.int({ fallback: 900, min: 60, max: 86_400 }),
   /**
    * A session (its refresh token) not refreshed for this long expires: 5 minutes to 90 days,
    * default 14 days. Each refresh extends it, never past SESSION_MAX_AGE_SECONDS after the login.
