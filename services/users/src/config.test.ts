@@ -71,6 +71,7 @@ describe("loadUsersConfig sessions", () => {
       TASKMESH_SERVICE_SECRET: secret,
       SESSION_IDLE_SECONDS: "600",
       SESSION_MAX_AGE_SECONDS: "7200",
+      TOKEN_TTL_SECONDS: "300",
     });
     expect(c.sessions).toEqual({ idleMs: 600_000, maxAgeMs: 7_200_000 });
   });
@@ -89,5 +90,22 @@ describe("loadUsersConfig sessions", () => {
         SESSION_MAX_AGE_SECONDS: "3600",
       }),
     ).toThrow(/SESSION_IDLE_SECONDS \(86400\) must not exceed SESSION_MAX_AGE_SECONDS/);
+  });
+
+  it("refuses an idle life no longer than the access token's, which no client could refresh in time", () => {
+    // Idle 5 minutes, access tokens 15: the session would end before a client refreshes at the
+    // access token's expiry, so every sign-in would last one access token.
+    expect(() => loadUsersConfig({ TASKMESH_SERVICE_SECRET: secret, SESSION_IDLE_SECONDS: "300" })).toThrow(
+      /SESSION_IDLE_SECONDS \(300\) must be longer than TOKEN_TTL_SECONDS \(900\)/,
+    );
+    expect(() =>
+      loadUsersConfig({ TASKMESH_SERVICE_SECRET: secret, SESSION_IDLE_SECONDS: "900", TOKEN_TTL_SECONDS: "900" }),
+    ).toThrow(/SESSION_IDLE_SECONDS \(900\) must be longer than TOKEN_TTL_SECONDS \(900\)/);
+    const c = loadUsersConfig({
+      TASKMESH_SERVICE_SECRET: secret,
+      SESSION_IDLE_SECONDS: "300",
+      TOKEN_TTL_SECONDS: "120",
+    });
+    expect(c.sessions?.idleMs).toBe(300_000);
   });
 });

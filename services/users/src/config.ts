@@ -29,7 +29,8 @@ const spec = {
   TOKEN_TTL_SECONDS: env.int({ fallback: 900, min: 60, max: 86_400 }),
   /**
    * A session (its refresh token) not refreshed for this long expires: 5 minutes to 90 days,
-   * default 14 days. Each refresh extends it, never past SESSION_MAX_AGE_SECONDS after the login.
+   * default 14 days, and longer than TOKEN_TTL_SECONDS. Each refresh extends it, never past
+   * SESSION_MAX_AGE_SECONDS after the login.
    */
   SESSION_IDLE_SECONDS: env.int({ fallback: 14 * 86_400, min: 300, max: 90 * 86_400 }),
   /** Longest life of a session from its login, however often refreshed: 1 hour to 365 days, default 30 days. */
@@ -77,6 +78,13 @@ export function loadUsersConfig(source: Record<string, string | undefined> = pro
   if (c.SESSION_IDLE_SECONDS > c.SESSION_MAX_AGE_SECONDS) {
     throw new ConfigError(
       `SESSION_IDLE_SECONDS (${c.SESSION_IDLE_SECONDS}) must not exceed SESSION_MAX_AGE_SECONDS (${c.SESSION_MAX_AGE_SECONDS})`,
+    );
+  }
+  // A client refreshes when (or just before) its access token expires; a session idle for less
+  // than that is over by then, so no session would outlive its first access token.
+  if (c.SESSION_IDLE_SECONDS <= c.TOKEN_TTL_SECONDS) {
+    throw new ConfigError(
+      `SESSION_IDLE_SECONDS (${c.SESSION_IDLE_SECONDS}) must be longer than TOKEN_TTL_SECONDS (${c.TOKEN_TTL_SECONDS}): a session must outlive the access token it is refreshed at`,
     );
   }
   return {
