@@ -425,6 +425,45 @@ describe("web client in Chromium against the running system", () => {
     await page.screenshot({ path: join(shots, "web-client-activity.png"), fullPage: true });
   });
 
+  it("keeps the session when a refresh fails for a passing reason (users down), and renews it once users is back", async () => {
+    const tab = await newPage();
+    await signUp(tab, `refresh-${Date.now()}@example.com`);
+    const stored = () =>
+      tab.evaluate(
+        () => JSON.parse(localStorage.getItem("taskmesh.session") ?? "null") as { refreshToken: string } | null,
+      );
+    const before = (await stored())?.refreshToken;
+    expect(before).toBeTruthy();
+    await e2e.system.kill("users");
+    try {
+      // The access token is due for renewal now (the client renews a minute before expiry; at
+      // least 5 s after loading): the refresh reaches a gateway whose users backend is down.
+      await tab.evaluate(() => {
+        const s = JSON.parse(localStorage.getItem("taskmesh.session") ?? "{}");
+        localStorage.setItem("taskmesh.session", JSON.stringify({ ...s, expiresAt: Date.now() + 30_000 }));
+      });
+      const refresh = tab.waitForRequest((q) => q.url().endsWith(".UserService/RefreshSession"), { timeout: 30_000 });
+      await tab.reload();
+      const answer = await (await refresh).response();
+      expect(answer?.ok()).toBe(false);
+      // A failure that says nothing about the session must not end it: still signed in, same token.
+      await tab.getByRole("heading", { name: "Tasks", level: 1 }).waitFor();
+      expect((await stored())?.refreshToken).toBe(before);
+    } finally {
+      await e2e.system.restart("users");
+    }
+    // Retried on its own once users answers again.
+    await tab.waitForFunction(
+      (old) => {
+        const s = JSON.parse(localStorage.getItem("taskmesh.session") ?? "null");
+        return s !== null && s.refreshToken !== old;
+      },
+      before,
+      { timeout: 30_000 },
+    );
+    expect(await tab.getByRole("heading", { name: "Sign in" }).count()).toBe(0);
+  }, 60_000);
+
   it("shows a banner while the gateway is unreachable, and the live stream reconnects after its restart", async () => {
     await go(page, "Notifications");
     await page.getByTestId("stream-state").getByText(/Live/).waitFor();

@@ -16,6 +16,17 @@ import {
 } from "./session";
 import { tsMs } from "./time";
 
+/** Refusals of a refresh that say nothing about the session itself: it is tried again, not ended. */
+const PASSING = new Set([
+  Code.Unavailable,
+  Code.ResourceExhausted,
+  Code.DeadlineExceeded,
+  Code.Aborted,
+  Code.Canceled,
+  Code.Internal,
+  Code.Unknown,
+]);
+
 interface AppState {
   session: Session | undefined;
   /** Why the user was signed out (token expired, refused), shown on the sign-in screen. */
@@ -105,6 +116,8 @@ export function AppProvider({ children }: { children: ReactNode }) {
   );
   const api = useMemo(() => clients(transport), [transport]);
 
+  // Refreshes failed in a row for a passing reason; each failure schedules the next try (below).
+  const [refreshFailures, setRefreshFailures] = useState(0);
   const inflight = useRef<Promise<boolean> | undefined>(undefined);
   const refresh = useCallback((): Promise<boolean> => {
     const run = async (): Promise<boolean> => {
@@ -122,6 +135,7 @@ export function AppProvider({ children }: { children: ReactNode }) {
       // would look like a stolen token and end the session everywhere).
       if (stored.refreshToken !== sessionRef.current?.refreshToken) {
         setSession(stored);
+        setRefreshFailures(0);
         return true;
       }
       try {
@@ -135,15 +149,19 @@ export function AppProvider({ children }: { children: ReactNode }) {
         };
         saveSession(next);
         setSession(next);
+        setRefreshFailures(0);
         return true;
       } catch (err) {
         const e = ConnectError.from(err);
         if (e.code === Code.Unauthenticated) {
           signOut(`You were signed out: ${e.rawMessage.replace(/: sign in again$/, "")}. Sign in again.`);
-        } else if (!isNetworkFailure(e)) {
+        } else if (isNetworkFailure(e) || PASSING.has(e.code)) {
+          // Unreachable, users down or restarting, rate limited: the refresh token is still good
+          // (an answer that spent it would have arrived), so keep it and try again later.
+          setRefreshFailures((n) => n + 1);
+        } else {
           signOut("You were signed out (your session could not be renewed). Sign in again.");
         }
-        // Unreachable: keep the session; the next attempt (timer or call) tries again.
         return false;
       }
     };
@@ -164,12 +182,14 @@ export function AppProvider({ children }: { children: ReactNode }) {
     signOut();
   }, [api, signOut]);
 
-  // Renew the access token a minute before it expires; retried by the same timer after a failure.
+  // Renew the access token a minute before it expires; after a failure for a passing reason, again
+  // in 5 s, 10 s, 20 s … (at most a minute apart).
   useEffect(() => {
     if (!session) return;
-    const t = setTimeout(() => void refresh(), Math.min(refreshDelayMs(session), 2 ** 31 - 1));
+    const backoff = refreshFailures === 0 ? 0 : Math.min(60_000, 5_000 * 2 ** (refreshFailures - 1));
+    const t = setTimeout(() => void refresh(), Math.min(Math.max(refreshDelayMs(session), backoff), 2 ** 31 - 1));
     return () => clearTimeout(t);
-  }, [session, refresh]);
+  }, [session, refresh, refreshFailures]);
 
   // Another tab signing in or out.
   useEffect(() => {
