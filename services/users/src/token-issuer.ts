@@ -27,7 +27,7 @@ export class TokenIssuer {
 
   /**
    * @param signingKey read per token, so a rotation takes effect on the next login.
-   * @param ttlSeconds lifetime of a token (TOKEN_TTL_SECONDS, default 3600).
+   * @param ttlSeconds lifetime of a token (TOKEN_TTL_SECONDS, default 900).
    * @param now clock in ms; default Date.now.
    */
   constructor(signingKey: () => SigningKey, ttlSeconds: number, now: () => number = Date.now) {
