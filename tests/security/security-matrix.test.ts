@@ -214,6 +214,7 @@ describe("BOLA: user b with user a's resource ids", () => {
     "taskmesh.analytics.v1.AnalyticsService/GetStats": {},
     "taskmesh.analytics.v1.AnalyticsService/SearchTasks": { query: secretWord },
     "taskmesh.gateway.v1.DashboardService/GetDashboard": {},
+    "taskmesh.tasks.v1.TaskService/GetCalendarFeed": {},
   };
   /** Methods that act on the caller alone and take no id (or are anonymous). */
   const SELF_ACTIONS = new Set([
@@ -222,6 +223,9 @@ describe("BOLA: user b with user a's resource ids", () => {
     "taskmesh.users.v1.UserService/UpdatePreferences",
     "taskmesh.users.v1.UserService/DeleteAccount",
     "taskmesh.tasks.v1.TaskService/CreateTask",
+    // The caller's own feed (no id in the request); checked below against a's feed.
+    "taskmesh.tasks.v1.TaskService/RotateCalendarFeed",
+    "taskmesh.tasks.v1.TaskService/RevokeCalendarFeed",
     // Checked below on a stream b held open while a's notification was delivered.
     "taskmesh.notifications.v1.NotificationService/WatchNotifications",
   ]);
@@ -357,6 +361,25 @@ describe("BOLA: user b with user a's resource ids", () => {
     expect(Number((stats.stats as JsonObject | undefined)?.createdCount ?? 0)).toBe(0);
   });
 
+  it("leaves a's calendar feed working whatever b rotates or revokes, and b's feed shows nothing of a's", async () => {
+    const aFeed = must(await call(gateway, "grpc", TaskService.method.rotateCalendarFeed, {}, { token: a.token }))
+      .urlPath as string;
+    const aText = await (await fetch(`${gateway}${aFeed}`)).text();
+    expect(aText).toContain(secretWord);
+    must(await call(gateway, "grpc", TaskService.method.revokeCalendarFeed, {}, { token: b.token }));
+    const bFeed = must(await call(gateway, "grpc", TaskService.method.rotateCalendarFeed, {}, { token: b.token }))
+      .urlPath as string;
+    must(await call(gateway, "grpc", TaskService.method.revokeCalendarFeed, {}, { token: b.token }));
+    const again = await fetch(`${gateway}${aFeed}`);
+    expect(again.status).toBe(200);
+    expect(await again.text()).toBe(aText);
+    expect((await fetch(`${gateway}${bFeed}`)).status).toBe(404);
+    expect(must(await call(gateway, "grpc", TaskService.method.getCalendarFeed, {}, { token: a.token })).active).toBe(
+      true,
+    );
+    must(await call(gateway, "grpc", TaskService.method.revokeCalendarFeed, {}, { token: a.token }));
+  });
+
   it("delivered a's notification on no stream of b's", async () => {
     const watched = await bWatch;
     expect(watched.code).toBe("OK");
@@ -452,6 +475,26 @@ describe("forged identity", () => {
     }
   });
 
+  /**
+   * Internal methods whose request carries their own credential instead of a token: the calendar
+   * feed's secret (the only thing a calendar app holds). Without it (strangerIds sends none) they
+   * answer INVALID_ARGUMENT, with a well-formed but unissued one NOT_FOUND, whatever token comes.
+   */
+  const SECRET_IS_CREDENTIAL = new Set(["taskmesh.tasks.v1.CalendarFeedInternalService/RenderCalendarFeed"]);
+  const refusal = (path: string) => (SECRET_IS_CREDENTIAL.has(path) ? "InvalidArgument" : "Unauthenticated");
+
+  it("answers NOT_FOUND, never data, to an unissued secret at each secret-bearing method, with any token or none", async () => {
+    const forged = await new ServiceTokens(`wrong-${"x".repeat(40)}`, "recurrence").token();
+    const methods = internalServices.flatMap((s) => s.methods.map((m) => [s, m] as const));
+    const bearing = methods.filter(([, m]) => SECRET_IS_CREDENTIAL.has(pathOf(m)));
+    expect(bearing.map(([, m]) => pathOf(m))).toEqual([...SECRET_IS_CREDENTIAL]);
+    for (const [s, m] of bearing)
+      for (const token of [undefined, forged, a.token]) {
+        const o = await call(backend(s), "grpc", m, { secret: "z".repeat(43) }, token ? { token } : {});
+        expect([pathOf(m), codeOf(o)]).toEqual([pathOf(m), "NotFound"]);
+      }
+  });
+
   it("refuses a service token minted with the wrong secret at every internal method, and a's data survives", async () => {
     const forged = await new ServiceTokens(`wrong-${"x".repeat(40)}`, "recurrence").token();
     for (const s of internalServices)
@@ -463,7 +506,7 @@ describe("forged identity", () => {
         };
         expect([pathOf(m), codeOf(await call(backend(s), "grpc", m, body, { token: forged }))]).toEqual([
           pathOf(m),
-          "Unauthenticated",
+          refusal(pathOf(m)),
         ]);
       }
     const mine = must(await call(gateway, "grpc", TaskService.method.listTasks, {}, { token: a.token }));
@@ -478,7 +521,8 @@ describe("forged identity", () => {
           ...(m.input.fields.some((f) => f.name === "user_id") ? { userId: a.userId } : {}),
         };
         const o = await call(backend(s), "grpc", m, body, { token: a.token });
-        expect([pathOf(m), refusedAuth(o), o.code]).toEqual([pathOf(m), true, o.code]);
+        if (SECRET_IS_CREDENTIAL.has(pathOf(m))) expect([pathOf(m), codeOf(o)]).toEqual([pathOf(m), "InvalidArgument"]);
+        else expect([pathOf(m), refusedAuth(o), o.code]).toEqual([pathOf(m), true, o.code]);
       }
   });
 
@@ -493,13 +537,13 @@ describe("forged identity", () => {
     ).toBe("Unauthenticated");
   });
 
-  it("answers UNAUTHENTICATED to every backend method called directly without a token (Register and Login aside)", async () => {
+  it("answers UNAUTHENTICATED to every backend method called directly without a token (Register, Login and secret-bearing methods aside)", async () => {
     for (const s of services.filter((x) => ownerOf(x) !== "gateway"))
       for (const m of s.methods) {
         if (s.typeName === UserService.typeName && ["Register", "Login"].includes(m.name)) continue;
         expect([pathOf(m), codeOf(await call(backend(s), "grpc", m, strangerIds(m)))]).toEqual([
           pathOf(m),
-          "Unauthenticated",
+          refusal(pathOf(m)),
         ]);
       }
   });
