@@ -8,7 +8,7 @@
 // Key rotation is not here: users has no operator path from outside the process (no command,
 // signal or RPC calls SigningKeys.rotate()), so it cannot be driven against the running system;
 // services/users/src/server.test.ts rotates in-process and checks old and new tokens verify.
-import { randomUUID } from "node:crypto";
+import { createECDH, randomBytes, randomUUID } from "node:crypto";
 import type { DescMethod, DescService, JsonObject } from "@bufbuild/protobuf";
 import { AnalyticsService } from "@taskmesh/gen/taskmesh/analytics/v1/analytics_pb";
 import { NotificationService } from "@taskmesh/gen/taskmesh/notifications/v1/notifications_pb";
@@ -187,6 +187,7 @@ describe("BOLA: user b with user a's resource ids", () => {
   let dueTaskId: string;
   let notificationId: string;
   let deletionId: string;
+  let subscriptionId: string;
   let c: Account;
   const secretWord = `zebracorn${randomUUID().replace(/-/g, "").slice(0, 10)}`;
   const title = `a's private ${secretWord} plans`;
@@ -194,7 +195,9 @@ describe("BOLA: user b with user a's resource ids", () => {
   let bWatch: Promise<Outcome>;
 
   /** Every value of a's that b must never see. */
-  const secrets = () => [a.userId, a.email, taskId, dueTaskId, notificationId, deletionId, secretWord];
+  const secrets = () => [a.userId, a.email, taskId, dueTaskId, notificationId, deletionId, subscriptionId, secretWord];
+  /** a's device: an https endpoint (registration does not contact it) carrying the secret word. */
+  const pushEndpoint = `https://push.example.com/send/${secretWord}`;
 
   /** Per public method: how b calls it with a's ids, or why it takes none. */
   const RESOURCE_ID_CASES: Record<string, () => JsonObject> = {
@@ -205,6 +208,7 @@ describe("BOLA: user b with user a's resource ids", () => {
     "taskmesh.tasks.v1.TaskService/DeleteTask": () => ({ taskId }),
     "taskmesh.notifications.v1.NotificationService/MarkRead": () => ({ notificationIds: [notificationId] }),
     "taskmesh.users.v1.UserService/GetAccountDeletion": () => ({ deletionId }),
+    "taskmesh.notifications.v1.NotificationService/DeletePushSubscription": () => ({ subscriptionId }),
   };
   /** Methods that read only the caller's own data: b's answer must hold nothing of a's. */
   const OWN_DATA_READS: Record<string, JsonObject> = {
@@ -215,6 +219,8 @@ describe("BOLA: user b with user a's resource ids", () => {
     "taskmesh.analytics.v1.AnalyticsService/SearchTasks": { query: secretWord },
     "taskmesh.gateway.v1.DashboardService/GetDashboard": {},
     "taskmesh.tasks.v1.TaskService/GetCalendarFeed": {},
+    "taskmesh.notifications.v1.NotificationService/GetPushConfig": {},
+    "taskmesh.notifications.v1.NotificationService/ListPushSubscriptions": {},
   };
   /** Methods that act on the caller alone and take no id (or are anonymous). */
   const SELF_ACTIONS = new Set([
@@ -226,6 +232,8 @@ describe("BOLA: user b with user a's resource ids", () => {
     // The caller's own feed (no id in the request); checked below against a's feed.
     "taskmesh.tasks.v1.TaskService/RotateCalendarFeed",
     "taskmesh.tasks.v1.TaskService/RevokeCalendarFeed",
+    // Registers for the caller; an endpoint another user registered stays theirs (one row per user).
+    "taskmesh.notifications.v1.NotificationService/RegisterPushSubscription",
     // Checked below on a stream b held open while a's notification was delivered.
     "taskmesh.notifications.v1.NotificationService/WatchNotifications",
   ]);
@@ -277,6 +285,22 @@ describe("BOLA: user b with user a's resource ids", () => {
       );
       return ((hits.hits as JsonObject[] | undefined) ?? []).length === 2;
     });
+    subscriptionId = (
+      must(
+        await call(
+          gateway,
+          "grpc",
+          NotificationService.method.registerPushSubscription,
+          {
+            endpoint: pushEndpoint,
+            p256dh: createECDH("prime256v1").generateKeys().toString("base64url"),
+            auth: randomBytes(16).toString("base64url"),
+            deviceName: "a's phone",
+          },
+          { token: a.token },
+        ),
+      ).subscription as JsonObject
+    ).id as string;
     // A third user's account deletion (a must keep its account for the rest of the matrix).
     c = await signUp();
     deletionId = (
@@ -348,6 +372,12 @@ describe("BOLA: user b with user a's resource ids", () => {
       await call(gateway, "grpc", UserService.method.getAccountDeletion, { deletionId }, { token: c.token }),
     );
     expect((deletion.deletion as JsonObject).id).toBe((before.deletion.deletion as JsonObject).id);
+    const subs = must(
+      await call(gateway, "grpc", NotificationService.method.listPushSubscriptions, {}, { token: a.token }),
+    );
+    expect((subs.subscriptions as JsonObject[]).map((x) => [x.id, x.endpoint])).toEqual([
+      [subscriptionId, pushEndpoint],
+    ]);
   });
 
   it.each(PROTOCOLS)("shows b nothing of a's in any of b's own reads over %s", async (protocol) => {

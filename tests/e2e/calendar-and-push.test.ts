@@ -1,17 +1,30 @@
+import { createECDH, randomBytes } from "node:crypto";
 import { connect, constants } from "node:http2";
+import { Code } from "@connectrpc/connect";
+import { NotificationService } from "@taskmesh/gen/taskmesh/notifications/v1/notifications_pb";
 import { TaskService } from "@taskmesh/gen/taskmesh/tasks/v1/tasks_pb";
 import ICAL from "ical.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type Api, connectJsonApi, type E2E, type JsonObject, ok, signUp, startE2E } from "./harness.js";
+import {
+  type Api,
+  connectJsonApi,
+  type E2E,
+  fails,
+  grpcApi,
+  type JsonObject,
+  ok,
+  signUp,
+  startE2E,
+} from "./harness.js";
 
 let e2e: E2E;
 let api: Api;
 let gateway: string;
 beforeAll(async () => {
-  // Only what the feed needs. A small per-address allowance, so the last test can run into it
+  // Only what the feed and the push API need. A small per-address allowance, so the last test can run into it
   // without hundreds of requests.
   e2e = await startE2E({
-    services: ["users", "tasks", "gateway"],
+    services: ["users", "tasks", "notifications", "gateway"],
     env: { CALENDAR_RATE_LIMIT_PER_MINUTE: "600", CALENDAR_RATE_LIMIT_BURST: "10" },
   });
   gateway = e2e.system.endpoints.gateway;
@@ -143,5 +156,47 @@ describe("calendar feed through the gateway", () => {
     expect(limited.length).toBeGreaterThan(0);
     expect(Number(limited[0]?.retryAfter)).toBeGreaterThanOrEqual(1);
     expect(statuses.filter((s) => s.status === 404).length).toBeGreaterThan(0);
+  });
+});
+
+describe.each([
+  ["gRPC over h2c", () => grpcApi(gateway)],
+  ["Connect JSON over HTTP/1.1", () => connectJsonApi(gateway)],
+])("Web Push subscriptions through the gateway with %s", (_, makeApi) => {
+  it("gives the VAPID key, registers a device, lists and deletes it, and refuses a plain-http endpoint", async () => {
+    const client = makeApi();
+    const me = await signUp(client);
+    const { vapidPublicKey } = ok(await client.call(NotificationService.method.getPushConfig, {}, me.token)) as {
+      vapidPublicKey: string;
+    };
+    expect(Buffer.from(vapidPublicKey, "base64url")).toHaveLength(65);
+    const device = {
+      endpoint: `https://push.example.com/send/${me.userId}`,
+      p256dh: createECDH("prime256v1").generateKeys().toString("base64url"),
+      auth: randomBytes(16).toString("base64url"),
+      deviceName: "e2e browser",
+    };
+    const sub = ok(await client.call(NotificationService.method.registerPushSubscription, device, me.token))
+      .subscription as JsonObject;
+    expect(sub).toMatchObject({ endpoint: device.endpoint, deviceName: "e2e browser" });
+    const listed = ok(await client.call(NotificationService.method.listPushSubscriptions, {}, me.token));
+    expect((listed.subscriptions as JsonObject[]).map((x) => x.id)).toEqual([sub.id]);
+    ok(
+      await client.call(
+        NotificationService.method.deletePushSubscription,
+        { subscriptionId: sub.id as string },
+        me.token,
+      ),
+    );
+    expect(ok(await client.call(NotificationService.method.listPushSubscriptions, {}, me.token))).toEqual({});
+    fails(
+      await client.call(
+        NotificationService.method.registerPushSubscription,
+        { ...device, endpoint: "http://push.example.com/x" },
+        me.token,
+      ),
+      Code.InvalidArgument,
+      /endpoint must be an https URL/,
+    );
   });
 });
