@@ -14,6 +14,7 @@ import {
   JWKS_PATH,
   NatsLink,
   newEvent,
+  openDatabase,
   STREAMS,
 } from "@taskmesh/platform";
 import { freePort, type NatsServer, startNats, tempDir } from "@taskmesh/platform/testing";
@@ -22,6 +23,7 @@ import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { notificationIdFor } from "./due-events.js";
 import { pushDevice, startPushReceiver, waitFor } from "./notifications.test-util.js";
+import { MIGRATIONS, NotificationsStore } from "./notifications-store.js";
 import { build, loadNotificationsConfig, type NotificationsApp } from "./server.js";
 import { VAPID_FILE } from "./vapid-keys.js";
 
@@ -281,5 +283,46 @@ describe("Web Push (real nats-server, users, and a local push service checking V
       "Reminder: device gone",
     );
     expect((await inbox.listPushSubscriptions({}, u.auth)).subscriptions).toEqual([]);
+  });
+});
+
+describe("notifications database migration to push subscriptions", () => {
+  it("adds push_subscriptions to a database of the previous schema, keeping the inbox", () => {
+    const d = tempDir("push-migration-");
+    try {
+      const path = join(d.path, "notifications.db");
+      const old = openDatabase(
+        path,
+        MIGRATIONS.filter((m) => m.version <= 4),
+      );
+      old
+        .prepare(`INSERT INTO notifications (id, user_id, source_event_id, kind, task_id, title, body, create_time)
+          VALUES ('n1', 'u1', 'e1', 1, 't1', 'kept', 'body', 1)`)
+        .run();
+      old.close();
+      const store = NotificationsStore.open(path);
+      try {
+        expect(store.byId("n1")?.title).toBe("kept");
+        const saved = store.savePushSubscription(
+          {
+            id: "s1",
+            userId: "u1",
+            endpoint: "https://push.example.com/1",
+            p256dh: "k",
+            auth: "a",
+            deviceName: "",
+            createTime: 2,
+          },
+          20,
+        );
+        expect(saved).toMatchObject({ id: "s1", userId: "u1" });
+        store.purgeUser("u1");
+        expect(store.pushSubscriptions("u1")).toEqual([]);
+      } finally {
+        store.close();
+      }
+    } finally {
+      d.remove();
+    }
   });
 });
