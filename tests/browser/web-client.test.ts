@@ -520,6 +520,27 @@ describe("web client in Chromium against the running system", () => {
     expect((await axeViolations(page)).join("\n")).toBe("");
   });
 
+  it("registers the push service worker, and says clearly why push cannot be turned on here", async () => {
+    // Headless Chromium reaches no push service (no network here), so PushManager.subscribe
+    // fails: the page must say so, and nothing is registered with notifications. Receiving a real
+    // push in the browser is not tested (services/notifications/src/push.test.ts covers the
+    // sending side against a local push service).
+    await page.context().grantPermissions(["notifications"], { origin: base });
+    await page.reload();
+    await page.getByRole("heading", { name: "Settings", level: 1 }).waitFor();
+    const worker = await page.evaluate(async () => (await navigator.serviceWorker.ready).active?.scriptURL);
+    expect(worker).toBe(`${base}/push-sw.js`);
+    const served = await page.request.get(`${base}/push-sw.js`);
+    expect(served.headers()["content-type"]).toBe("text/javascript; charset=utf-8");
+    expect(await served.text()).toContain('addEventListener("push"');
+    await page.getByRole("checkbox", { name: "Push to my devices" }).waitFor();
+    await page.getByRole("button", { name: "Enable push on this device" }).click();
+    const alert = page.getByRole("alert").filter({ hasText: "Could not turn on push on this device" });
+    await alert.waitFor();
+    expect(await alert.textContent()).toMatch(/push service refused the subscription \(.+\)/);
+    expect(await page.getByRole("button", { name: "Enable push on this device" }).isEnabled()).toBe(true);
+  }, 30_000);
+
   it("deletes the account, showing the saga's progress, and signs out", async () => {
     await page.getByLabel("Your password", { exact: true }).fill(PASSWORD);
     await page.getByRole("button", { name: "Delete my account" }).click();

@@ -8,7 +8,7 @@
 // Key rotation is not here: users has no operator path from outside the process (no command,
 // signal or RPC calls SigningKeys.rotate()), so it cannot be driven against the running system;
 // services/users/src/server.test.ts rotates in-process and checks old and new tokens verify.
-import { randomUUID } from "node:crypto";
+import { createECDH, randomBytes, randomUUID } from "node:crypto";
 import type { DescMethod, DescService, JsonObject } from "@bufbuild/protobuf";
 import { AnalyticsService } from "@taskmesh/gen/taskmesh/analytics/v1/analytics_pb";
 import { NotificationService } from "@taskmesh/gen/taskmesh/notifications/v1/notifications_pb";
@@ -196,6 +196,7 @@ describe("BOLA: user b with user a's resource ids", () => {
   let dueTaskId: string;
   let notificationId: string;
   let deletionId: string;
+  let subscriptionId: string;
   let c: Account;
   const secretWord = `zebracorn${randomUUID().replace(/-/g, "").slice(0, 10)}`;
   const title = `a's private ${secretWord} plans`;
@@ -213,7 +214,10 @@ describe("BOLA: user b with user a's resource ids", () => {
     notificationId,
     deletionId,
     secretWord,
+    subscriptionId,
   ];
+  /** a's device: an https endpoint (registration does not contact it) carrying the secret word. */
+  const pushEndpoint = `https://push.example.com/send/${secretWord}`;
 
   /** Per public method: how b calls it with a's ids, or why it takes none. */
   const RESOURCE_ID_CASES: Record<string, () => JsonObject> = {
@@ -225,6 +229,7 @@ describe("BOLA: user b with user a's resource ids", () => {
     "taskmesh.notifications.v1.NotificationService/MarkRead": () => ({ notificationIds: [notificationId] }),
     "taskmesh.users.v1.UserService/GetAccountDeletion": () => ({ deletionId }),
     "taskmesh.users.v1.UserService/RevokeSession": () => ({ sessionId: a.sessionId }),
+    "taskmesh.notifications.v1.NotificationService/DeletePushSubscription": () => ({ subscriptionId }),
   };
   /** Methods that read only the caller's own data: b's answer must hold nothing of a's. */
   const OWN_DATA_READS: Record<string, JsonObject> = {
@@ -236,6 +241,9 @@ describe("BOLA: user b with user a's resource ids", () => {
     "taskmesh.users.v1.UserService/ListSessions": {},
     "taskmesh.analytics.v1.AnalyticsService/ListAuditEvents": { pageSize: 100 },
     "taskmesh.gateway.v1.DashboardService/GetDashboard": {},
+    "taskmesh.tasks.v1.TaskService/GetCalendarFeed": {},
+    "taskmesh.notifications.v1.NotificationService/GetPushConfig": {},
+    "taskmesh.notifications.v1.NotificationService/ListPushSubscriptions": {},
   };
   /** Methods that act on the caller alone and take no id (or are anonymous). */
   const SELF_ACTIONS = new Set([
@@ -247,6 +255,11 @@ describe("BOLA: user b with user a's resource ids", () => {
     "taskmesh.users.v1.UserService/UpdatePreferences",
     "taskmesh.users.v1.UserService/DeleteAccount",
     "taskmesh.tasks.v1.TaskService/CreateTask",
+    // The caller's own feed (no id in the request); checked below against a's feed.
+    "taskmesh.tasks.v1.TaskService/RotateCalendarFeed",
+    "taskmesh.tasks.v1.TaskService/RevokeCalendarFeed",
+    // Registers for the caller; an endpoint another user registered stays theirs (one row per user).
+    "taskmesh.notifications.v1.NotificationService/RegisterPushSubscription",
     // Checked below on a stream b held open while a's notification was delivered.
     "taskmesh.notifications.v1.NotificationService/WatchNotifications",
   ]);
@@ -298,6 +311,22 @@ describe("BOLA: user b with user a's resource ids", () => {
       );
       return ((hits.hits as JsonObject[] | undefined) ?? []).length === 2;
     });
+    subscriptionId = (
+      must(
+        await call(
+          gateway,
+          "grpc",
+          NotificationService.method.registerPushSubscription,
+          {
+            endpoint: pushEndpoint,
+            p256dh: createECDH("prime256v1").generateKeys().toString("base64url"),
+            auth: randomBytes(16).toString("base64url"),
+            deviceName: "a's phone",
+          },
+          { token: a.token },
+        ),
+      ).subscription as JsonObject
+    ).id as string;
     // A third user's account deletion (a must keep its account for the rest of the matrix).
     c = await signUp();
     deletionId = (
@@ -369,6 +398,12 @@ describe("BOLA: user b with user a's resource ids", () => {
       await call(gateway, "grpc", UserService.method.getAccountDeletion, { deletionId }, { token: c.token }),
     );
     expect((deletion.deletion as JsonObject).id).toBe((before.deletion.deletion as JsonObject).id);
+    const subs = must(
+      await call(gateway, "grpc", NotificationService.method.listPushSubscriptions, {}, { token: a.token }),
+    );
+    expect((subs.subscriptions as JsonObject[]).map((x) => [x.id, x.endpoint])).toEqual([
+      [subscriptionId, pushEndpoint],
+    ]);
     // b's RevokeSession with a's session id revoked nothing: a's session is listed and refreshes.
     const sessions = must(await call(gateway, "grpc", UserService.method.listSessions, {}, { token: a.token }));
     expect(((sessions.sessions as JsonObject[] | undefined) ?? []).map((x) => x.id)).toContain(a.sessionId);
@@ -398,6 +433,25 @@ describe("BOLA: user b with user a's resource ids", () => {
     }
     const stats = must(await call(gateway, protocol, AnalyticsService.method.getStats, {}, { token: b.token }));
     expect(Number((stats.stats as JsonObject | undefined)?.createdCount ?? 0)).toBe(0);
+  });
+
+  it("leaves a's calendar feed working whatever b rotates or revokes, and b's feed shows nothing of a's", async () => {
+    const aFeed = must(await call(gateway, "grpc", TaskService.method.rotateCalendarFeed, {}, { token: a.token }))
+      .urlPath as string;
+    const aText = await (await fetch(`${gateway}${aFeed}`)).text();
+    expect(aText).toContain(secretWord);
+    must(await call(gateway, "grpc", TaskService.method.revokeCalendarFeed, {}, { token: b.token }));
+    const bFeed = must(await call(gateway, "grpc", TaskService.method.rotateCalendarFeed, {}, { token: b.token }))
+      .urlPath as string;
+    must(await call(gateway, "grpc", TaskService.method.revokeCalendarFeed, {}, { token: b.token }));
+    const again = await fetch(`${gateway}${aFeed}`);
+    expect(again.status).toBe(200);
+    expect(await again.text()).toBe(aText);
+    expect((await fetch(`${gateway}${bFeed}`)).status).toBe(404);
+    expect(must(await call(gateway, "grpc", TaskService.method.getCalendarFeed, {}, { token: a.token })).active).toBe(
+      true,
+    );
+    must(await call(gateway, "grpc", TaskService.method.revokeCalendarFeed, {}, { token: a.token }));
   });
 
   it("delivered a's notification on no stream of b's", async () => {
@@ -495,6 +549,26 @@ describe("forged identity", () => {
     }
   });
 
+  /**
+   * Internal methods whose request carries their own credential instead of a token: the calendar
+   * feed's secret (the only thing a calendar app holds). Without it (strangerIds sends none) they
+   * answer INVALID_ARGUMENT, with a well-formed but unissued one NOT_FOUND, whatever token comes.
+   */
+  const SECRET_IS_CREDENTIAL = new Set(["taskmesh.tasks.v1.CalendarFeedInternalService/RenderCalendarFeed"]);
+  const refusal = (path: string) => (SECRET_IS_CREDENTIAL.has(path) ? "InvalidArgument" : "Unauthenticated");
+
+  it("answers NOT_FOUND, never data, to an unissued secret at each secret-bearing method, with any token or none", async () => {
+    const forged = await new ServiceTokens(`wrong-${"x".repeat(40)}`, "recurrence").token();
+    const methods = internalServices.flatMap((s) => s.methods.map((m) => [s, m] as const));
+    const bearing = methods.filter(([, m]) => SECRET_IS_CREDENTIAL.has(pathOf(m)));
+    expect(bearing.map(([, m]) => pathOf(m))).toEqual([...SECRET_IS_CREDENTIAL]);
+    for (const [s, m] of bearing)
+      for (const token of [undefined, forged, a.token]) {
+        const o = await call(backend(s), "grpc", m, { secret: "z".repeat(43) }, token ? { token } : {});
+        expect([pathOf(m), codeOf(o)]).toEqual([pathOf(m), "NotFound"]);
+      }
+  });
+
   it("refuses a service token minted with the wrong secret at every internal method, and a's data survives", async () => {
     const forged = await new ServiceTokens(`wrong-${"x".repeat(40)}`, "recurrence").token();
     for (const s of internalServices)
@@ -506,7 +580,7 @@ describe("forged identity", () => {
         };
         expect([pathOf(m), codeOf(await call(backend(s), "grpc", m, body, { token: forged }))]).toEqual([
           pathOf(m),
-          "Unauthenticated",
+          refusal(pathOf(m)),
         ]);
       }
     const mine = must(await call(gateway, "grpc", TaskService.method.listTasks, {}, { token: a.token }));
@@ -521,7 +595,8 @@ describe("forged identity", () => {
           ...(m.input.fields.some((f) => f.name === "user_id") ? { userId: a.userId } : {}),
         };
         const o = await call(backend(s), "grpc", m, body, { token: a.token });
-        expect([pathOf(m), refusedAuth(o), o.code]).toEqual([pathOf(m), true, o.code]);
+        if (SECRET_IS_CREDENTIAL.has(pathOf(m))) expect([pathOf(m), codeOf(o)]).toEqual([pathOf(m), "InvalidArgument"]);
+        else expect([pathOf(m), refusedAuth(o), o.code]).toEqual([pathOf(m), true, o.code]);
       }
   });
 
@@ -536,13 +611,13 @@ describe("forged identity", () => {
     ).toBe("Unauthenticated");
   });
 
-  it("answers UNAUTHENTICATED to every backend method called directly without a token (Register, Login and RefreshSession aside)", async () => {
+  it("answers UNAUTHENTICATED to every backend method called directly without a token (Register, Login, RefreshSession and secret-bearing methods aside)", async () => {
     for (const s of services.filter((x) => ownerOf(x) !== "gateway"))
       for (const m of s.methods) {
         if (s.typeName === UserService.typeName && ["Register", "Login", "RefreshSession"].includes(m.name)) continue;
         expect([pathOf(m), codeOf(await call(backend(s), "grpc", m, strangerIds(m)))]).toEqual([
           pathOf(m),
-          "Unauthenticated",
+          refusal(pathOf(m)),
         ]);
       }
   });

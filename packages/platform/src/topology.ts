@@ -63,7 +63,11 @@ export const TOPOLOGY = {
     calls: [],
     jwks: true,
     built: true,
-    serves: ["taskmesh.tasks.v1.TaskService", "taskmesh.tasks.v1.TaskInternalService"],
+    serves: [
+      "taskmesh.tasks.v1.TaskService",
+      "taskmesh.tasks.v1.TaskInternalService",
+      "taskmesh.tasks.v1.CalendarFeedInternalService",
+    ],
     uses: {},
     nats: true,
     sqlite: true,
@@ -82,10 +86,15 @@ export const TOPOLOGY = {
       "taskmesh.analytics.v1.AnalyticsService",
       "taskmesh.gateway.v1.DashboardService",
     ],
-    // Besides the public API, its readiness asks each backend's grpc.health.v1 Check (backendReady).
+    // Besides the public API, its readiness asks each backend's grpc.health.v1 Check (backendReady),
+    // and GET /calendar/<secret>.ics asks tasks to render the feed.
     uses: {
       users: ["taskmesh.users.v1.UserService", "grpc.health.v1.Health/Check"],
-      tasks: ["taskmesh.tasks.v1.TaskService", "grpc.health.v1.Health/Check"],
+      tasks: [
+        "taskmesh.tasks.v1.TaskService",
+        "grpc.health.v1.Health/Check",
+        "taskmesh.tasks.v1.CalendarFeedInternalService/RenderCalendarFeed",
+      ],
       notifications: ["taskmesh.notifications.v1.NotificationService", "grpc.health.v1.Health/Check"],
       analytics: ["taskmesh.analytics.v1.AnalyticsService", "grpc.health.v1.Health/Check"],
     },

@@ -2,6 +2,7 @@ import { statSync } from "node:fs";
 import { ConfigError, env, jwksUrlField, loadConfig, serverConfigSpec, TOPOLOGY } from "@taskmesh/platform";
 import type { OnePortServerOptions } from "@taskmesh/platform/edge";
 import type { RateLimits } from "./rate-limit.js";
+import type { BucketSpec } from "./token-buckets.js";
 
 /**
  * GRPC_PORT (the one public port: gRPC (h2c), Connect (HTTP/1.1 and h2c) and gRPC-Web; default
@@ -55,6 +56,28 @@ const spec = {
   LOGIN_BACKOFF_MAX_SECONDS: env.int({ fallback: 900, min: 1, max: 86_400 }),
   /** Rate-limit keys (users, addresses, emails) kept per limit; least recently used dropped beyond. 100..10000000. Default 100000. */
   RATE_LIMIT_MAX_KEYS: env.int({ fallback: 100_000, min: 100, max: 10_000_000 }),
+  /** GET /calendar/<secret>.ics per client address, per minute; 0 = no limit, ..1000000. Default 60. */
+  CALENDAR_RATE_LIMIT_PER_MINUTE: env.int({ fallback: 60, min: 0, max: 1_000_000 }),
+  /** Calendar feed requests at once per client address, 1..100000. Default 20. */
+  CALENDAR_RATE_LIMIT_BURST: env.int({ fallback: 20, min: 1, max: 100_000 }),
+  /**
+   * Origin of the web app as users reach it (e.g. https://todo.example.com), for the links in
+   * calendar feeds. Default "": http:// plus the request's Host header.
+   */
+  PUBLIC_ORIGIN: {
+    parse(name: string, raw: string | undefined): string {
+      if (!raw) return "";
+      let origin = "";
+      try {
+        origin = new URL(raw).origin;
+      } catch {}
+      if (origin !== raw || !/^https?:/.test(raw))
+        throw new ConfigError(
+          `${name} must be an origin like https://todo.example.com (no path or trailing slash), got "${raw}"`,
+        );
+      return raw;
+    },
+  },
   /** Proxies in front that append to x-forwarded-for (client = that entry from the right); 0 = TCP peer. 0..10. Default 0. */
   TRUSTED_PROXY_HOPS: env.int({ fallback: 0, min: 0, max: 10 }),
   /**
@@ -130,6 +153,10 @@ export interface GatewayConfig {
     halfOpenAfterMs: number;
   };
   rateLimits: RateLimits;
+  /** GET /calendar/<secret>.ics per client address (CALENDAR_RATE_LIMIT_*); undefined: none. */
+  calendarRateLimit: BucketSpec | undefined;
+  /** PUBLIC_ORIGIN; "" derives it from the Host header. */
+  publicOrigin: string;
   /** Slow-client timeouts and the per-address connection cap of the edge (EDGE_*). */
   http: OnePortServerOptions;
   /** Server streams per user (WATCH_STREAMS_PER_USER); ~74 KB of gateway memory per idle stream (npm run bench:watch-memory). */
@@ -183,6 +210,11 @@ export function loadGatewayConfig(source: Record<string, string | undefined> = p
       maxKeys: c.RATE_LIMIT_MAX_KEYS,
       trustedProxyHops: c.TRUSTED_PROXY_HOPS,
     },
+    calendarRateLimit:
+      c.CALENDAR_RATE_LIMIT_PER_MINUTE > 0
+        ? { ratePerSecond: c.CALENDAR_RATE_LIMIT_PER_MINUTE / 60, burst: c.CALENDAR_RATE_LIMIT_BURST }
+        : undefined,
+    publicOrigin: c.PUBLIC_ORIGIN,
     streamsPerUser: c.WATCH_STREAMS_PER_USER,
     http: {
       sniffTimeoutMs: c.EDGE_SNIFF_TIMEOUT_MS,

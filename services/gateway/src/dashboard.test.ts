@@ -105,6 +105,10 @@ async function startNotifications() {
       unreadCount: 1n,
     }),
     markRead: async () => ({ unreadCount: 0n }),
+    getPushConfig: async () => ({ vapidPublicKey: "" }),
+    registerPushSubscription: async () => ({}),
+    listPushSubscriptions: async () => ({ subscriptions: [] }),
+    deletePushSubscription: async () => ({}),
     // biome-ignore lint/correctness/useYield: not called by the dashboard.
     watchNotifications: async function* () {
       throw new ConnectError("not in this test", Code.Unimplemented);

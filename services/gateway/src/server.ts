@@ -4,7 +4,7 @@ import { Health, HealthCheckResponse_ServingStatus } from "@taskmesh/gen/grpc/he
 import { AnalyticsService } from "@taskmesh/gen/taskmesh/analytics/v1/analytics_pb";
 import { DashboardService } from "@taskmesh/gen/taskmesh/gateway/v1/dashboard_pb";
 import { NotificationService } from "@taskmesh/gen/taskmesh/notifications/v1/notifications_pb";
-import { TaskService } from "@taskmesh/gen/taskmesh/tasks/v1/tasks_pb";
+import { CalendarFeedInternalService, TaskService } from "@taskmesh/gen/taskmesh/tasks/v1/tasks_pb";
 import { UserService } from "@taskmesh/gen/taskmesh/users/v1/users_pb";
 import {
   createGrpcClient,
@@ -18,6 +18,7 @@ import {
 } from "@taskmesh/platform";
 import { EdgeServer, type EdgeService, forwardService, guardClient, peerAddressKey } from "@taskmesh/platform/edge";
 import { errors, type JWTVerifyGetKey } from "jose";
+import { calendarRoute } from "./calendar-route.js";
 import type { GatewayConfig } from "./config.js";
 import { dashboardService } from "./dashboard-service.js";
 import { clientIp, rateLimitInterceptor } from "./rate-limit.js";
@@ -99,9 +100,27 @@ export function build(config: GatewayConfig, deps: GatewayDeps = {}): GatewayApp
       clientIp(ctx.values.get(peerAddressKey), ctx.requestHeader, config.rateLimits.trustedProxyHops),
   };
 
+  // The calendar feed renderer on the tasks channel (no token: the feed secret is the credential).
+  const calendarFeeds = createGrpcClient(CalendarFeedInternalService, {
+    address: "unused",
+    channelOptions: { channelOverride: tasks.channel.getChannel() },
+  });
+
   const edge = new EdgeServer({
     logger,
     web: { root: config.webRoot },
+    // GET /calendar/<secret>.ics, through the tasks policy like any call to tasks.
+    httpRoutes: [
+      calendarRoute({
+        feeds: guardClient(CalendarFeedInternalService, calendarFeeds, policy("tasks"), forwarded),
+        limit: config.calendarRateLimit,
+        maxKeys: config.rateLimits.maxKeys,
+        trustedProxyHops: config.rateLimits.trustedProxyHops,
+        publicOrigin: config.publicOrigin,
+        logger,
+        ...(deps.now ? { now: deps.now } : {}),
+      }),
+    ],
     corsOrigins: config.corsOrigins,
     http: config.http,
     // Per user (and per address for Register/Login), before any backend is called.

@@ -39,6 +39,10 @@ beforeAll(async () => {
     {
       listNotifications: async () => ({ notifications: [], unreadCount: 0n }),
       markRead: async () => ({ unreadCount: 0n }),
+      getPushConfig: async () => ({ vapidPublicKey: "" }),
+      registerPushSubscription: async () => ({}),
+      listPushSubscriptions: async () => ({ subscriptions: [] }),
+      deletePushSubscription: async () => ({}),
       watchNotifications: async function* (_req, ctx) {
         yield { notification: { id: crypto.randomUUID(), kind: Kind.REMINDER, title: "first" } };
         await new Promise((r) => ctx.signal.addEventListener("abort", r, { once: true }));

@@ -57,6 +57,10 @@ async function startWatchBackend() {
   const impl: ServiceImpl<typeof NotificationService> = {
     listNotifications: async () => ({ notifications: [], unreadCount: 3n }),
     markRead: async () => ({ unreadCount: 0n }),
+    getPushConfig: async () => ({ vapidPublicKey: "" }),
+    registerPushSubscription: async () => ({}),
+    listPushSubscriptions: async () => ({ subscriptions: [] }),
+    deletePushSubscription: async () => ({}),
     watchNotifications: async function* (_req, ctx) {
       state.received++;
       if (state.failWith) throw state.failWith;

@@ -54,6 +54,27 @@ const spec = {
   DELIVERY_TIMEOUT_MS: env.int({ fallback: 10_000, min: 100, max: 60_000 }),
   /** Non-public CIDRs a webhook may connect to (on-premises receivers), comma-separated. Default none. */
   WEBHOOK_ALLOWED_NETWORKS: outboundAllowField(),
+  /**
+   * VAPID public key (base64url, uncompressed P-256) of Web Push. Set together with
+   * VAPID_PRIVATE_KEY; unset, a pair is generated once and kept in vapid-keys.json beside the database.
+   */
+  VAPID_PUBLIC_KEY: env.string(""),
+  /** VAPID private key (base64url). Default: see VAPID_PUBLIC_KEY. */
+  VAPID_PRIVATE_KEY: env.secret(16, ""),
+  /** Contact the push services may use, `mailto:` or `https:` (the VAPID JWT's sub). Default mailto:notifications@taskmesh.local. */
+  VAPID_SUBJECT: {
+    parse(name: string, raw: string | undefined): string {
+      const v = raw || "mailto:notifications@taskmesh.local";
+      if (!/^(mailto:\S+@\S+|https:\/\/\S+)$/.test(v))
+        throw new ConfigError(`${name} must be a mailto: or https: URL, got "${v}"`);
+      return v;
+    },
+  },
+  /**
+   * Non-public CIDRs a push endpoint may connect to, comma-separated; a plain-http endpoint is
+   * accepted only at an IP inside them (a test's local receiver). Default none: public https only.
+   */
+  PUSH_ALLOWED_NETWORKS: outboundAllowField(),
 };
 
 export interface NotificationsConfig extends ServiceBaseConfig {
@@ -73,11 +94,19 @@ export interface NotificationsConfig extends ServiceBaseConfig {
   deliveryTimeoutMs: number;
   /** Where a webhook may connect: public addresses, plus WEBHOOK_ALLOWED_NETWORKS. Default public only. */
   webhookPolicy?: OutboundPolicy;
+  /** VAPID_PUBLIC_KEY / VAPID_PRIVATE_KEY, "" when generated and kept beside the database. */
+  vapidPublicKey: string;
+  vapidPrivateKey: string;
+  vapidSubject: string;
+  /** Where a push endpoint may connect: public addresses, plus PUSH_ALLOWED_NETWORKS. */
+  pushPolicy?: OutboundPolicy;
 }
 
 /** Reads and checks the notifications service's environment; a ConfigError names every bad variable. */
 export function loadNotificationsConfig(source: Record<string, string | undefined> = process.env): NotificationsConfig {
   const c = loadConfig(spec, source);
+  if (!c.VAPID_PUBLIC_KEY !== !c.VAPID_PRIVATE_KEY)
+    throw new ConfigError("VAPID_PUBLIC_KEY and VAPID_PRIVATE_KEY must be set together (or neither: generated once)");
   return {
     ...serviceBaseConfig(c, "notifications"),
     natsServers: c.NATS_URL,
@@ -92,5 +121,9 @@ export function loadNotificationsConfig(source: Record<string, string | undefine
     deliveryAttempts: c.DELIVERY_ATTEMPTS,
     deliveryTimeoutMs: c.DELIVERY_TIMEOUT_MS,
     webhookPolicy: c.WEBHOOK_ALLOWED_NETWORKS,
+    vapidPublicKey: c.VAPID_PUBLIC_KEY,
+    vapidPrivateKey: c.VAPID_PRIVATE_KEY,
+    vapidSubject: c.VAPID_SUBJECT,
+    pushPolicy: c.PUSH_ALLOWED_NETWORKS,
   };
 }

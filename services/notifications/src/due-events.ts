@@ -8,6 +8,7 @@ import { notificationSent } from "./events.js";
 import type { LiveFeed } from "./live-feed.js";
 import type { DeliveryChannel, NotificationsStore } from "./notifications-store.js";
 import type { PreferencesSource, Routing } from "./preferences.js";
+import type { PushSender } from "./push-sender.js";
 import { isQuietAt } from "./quiet-hours.js";
 import type { WebhookSender } from "./webhook-sender.js";
 
@@ -20,7 +21,7 @@ export type DuePlan =
       /** Whether an in-app notification is stored. */
       inApp: boolean;
       /** Outcome of each external channel the user chose. */
-      external: { channel: "email" | "webhook"; status: "sent" | "failed" | "skipped"; detail?: string }[];
+      external: { channel: "email" | "webhook" | "push"; status: "sent" | "failed" | "skipped"; detail?: string }[];
     };
 
 interface Composed {
@@ -41,6 +42,8 @@ export interface DueEventDeps {
   email: EmailSender | undefined;
   /** Absent when WEBHOOK_SECRET is unset: webhooks are skipped ("webhooks disabled"). */
   webhook: WebhookSender | undefined;
+  /** Web Push to the user's registered devices (always configured: VAPID keys are generated if unset). */
+  push: PushSender;
   feed: LiveFeed;
   clock: () => number;
   logger: Logger;
@@ -52,6 +55,7 @@ const CHANNEL: Record<DeliveryChannel, Channel> = {
   in_app: Channel.IN_APP,
   email: Channel.EMAIL,
   webhook: Channel.WEBHOOK,
+  push: Channel.PUSH,
 };
 
 /**
@@ -92,7 +96,7 @@ export function dueEventHandler(deps: DueEventDeps): EventHandler<DuePlan> {
 
   async function deliverOnce(
     eventId: string,
-    channel: "email" | "webhook",
+    channel: "email" | "webhook" | "push",
     userId: string,
     send: (onAttempt: () => void) => Promise<unknown>,
   ): Promise<{ status: "sent" | "failed"; detail?: string }> {
@@ -171,6 +175,32 @@ export function dueEventHandler(deps: DueEventDeps): EventHandler<DuePlan> {
             }),
           );
           external.push({ channel: "webhook", ...r });
+        }
+      }
+
+      if (routing.channels.push) {
+        const devices = store.pushSubscriptions(n.userId);
+        if (quiet) external.push({ channel: "push", status: "skipped", detail: "quiet hours" });
+        else if (devices.length === 0 && store.delivery(ctx.eventId, "push") === undefined)
+          external.push({ channel: "push", status: "skipped", detail: "no push subscription" });
+        else {
+          const r = await deliverOnce(ctx.eventId, "push", n.userId, async (onAttempt) => {
+            const out = await deps.push.send({
+              subscriptions: devices,
+              payload: pushPayload(n, ctx.eventId),
+              topic: pushTopic(n.id),
+              signal: deps.stopping,
+              onAttempt,
+            });
+            // Gone at the push service (unsubscribed, expired): never sent to again.
+            for (const id of out.expired) store.expirePushSubscription(id);
+            if (out.expired.length > 0)
+              logger.info({ userId: n.userId, expired: out.expired }, "expired push subscriptions removed");
+            if (out.delivered.length > 0) return out;
+            const why = [...out.failed.map((f) => f.detail), ...out.expired.map(() => "subscription expired")];
+            throw new Error(`no device took the push: ${why.join("; ") || "no subscription"}`);
+          });
+          external.push({ channel: "push", ...r });
         }
       }
 
@@ -305,6 +335,24 @@ function formatTime(ms: number, zone: string): string {
   } catch {
     return new Intl.DateTimeFormat("en-GB", { ...opts, timeZone: "UTC" }).format(ms);
   }
+}
+
+/** What the service worker shows (web/public/push-sw.js): small, the same on every attempt. */
+function pushPayload(n: Composed, eventId: string) {
+  return {
+    type: n.kind === Kind.REMINDER ? "reminder.due" : "task.due",
+    notification_id: n.id,
+    event_id: eventId,
+    task_id: n.taskId,
+    title: n.title,
+    body: n.body,
+    url: "/notifications",
+  };
+}
+
+/** RFC 8030 Topic: ≤ 32 base64url characters, one per notification. */
+function pushTopic(notificationId: string): string {
+  return createHash("sha256").update(notificationId).digest("base64url").slice(0, 32);
 }
 
 /**

@@ -39,13 +39,14 @@ function decodeCursor(token: string): Cursor {
 /**
  * NotificationService: the caller's own inbox. The user id comes only from the verified token
  * (requireUser); no request field names a user, so one user can never read or change another's.
+ * The Web Push methods are in push-service.ts.
  */
 export function notificationService(deps: {
   store: NotificationsStore;
   feed: LiveFeed;
   clock: () => number;
   logger: Logger;
-}): ServiceImpl<typeof NotificationService> {
+}): Pick<ServiceImpl<typeof NotificationService>, "listNotifications" | "markRead" | "watchNotifications"> {
   const { store, feed, clock, logger } = deps;
   return {
     listNotifications(req, ctx) {

@@ -49,7 +49,36 @@ export const MIGRATIONS: Migration[] = [
   inboxMigration(2),
   outboxMigration(3),
   outboxStreamSeqMigration(4),
+  {
+    version: 5,
+    name: "push subscriptions",
+    // A device's Web Push subscription, per user: the same browser signed in as two users holds
+    // one row for each, so no user's registration touches another's.
+    sql: `
+      CREATE TABLE push_subscriptions (
+        id          TEXT PRIMARY KEY,
+        user_id     TEXT NOT NULL,
+        endpoint    TEXT NOT NULL,
+        p256dh      TEXT NOT NULL,
+        auth        TEXT NOT NULL,
+        device_name TEXT NOT NULL DEFAULT '',
+        create_time INTEGER NOT NULL,
+        UNIQUE (user_id, endpoint)
+      ) STRICT;
+    `,
+  },
 ];
+
+/** A device's Web Push subscription as stored (keys base64url, as the browser gives them). */
+export interface StoredPushSubscription {
+  id: string;
+  userId: string;
+  endpoint: string;
+  p256dh: string;
+  auth: string;
+  deviceName: string;
+  createTime: number;
+}
 
 /** A notification as stored; times in ms since the epoch. */
 export interface StoredNotification {
@@ -64,7 +93,7 @@ export interface StoredNotification {
   readTime: number | null;
 }
 
-export type DeliveryChannel = "in_app" | "email" | "webhook";
+export type DeliveryChannel = "in_app" | "email" | "webhook" | "push";
 
 /**
  * sending: an attempt is (or was, when the process died) under way; a redelivery sends again with
@@ -112,6 +141,26 @@ const toNotification = (r: Row): StoredNotification => ({
   readTime: r.read_time,
 });
 
+interface PushRow {
+  id: string;
+  user_id: string;
+  endpoint: string;
+  p256dh: string;
+  auth: string;
+  device_name: string;
+  create_time: number;
+}
+
+const toPush = (r: PushRow): StoredPushSubscription => ({
+  id: r.id,
+  userId: r.user_id,
+  endpoint: r.endpoint,
+  p256dh: r.p256dh,
+  auth: r.auth,
+  deviceName: r.device_name,
+  createTime: r.create_time,
+});
+
 /** SQL of the notifications database; every query is scoped to one user. */
 export class NotificationsStore {
   readonly db: Db;
@@ -127,6 +176,13 @@ export class NotificationsStore {
   readonly #upsertDelivery: Statement;
   readonly #attempt: Statement;
   readonly #ping: Statement;
+  readonly #pushUpsert: Statement;
+  readonly #pushByEndpoint: Statement;
+  readonly #pushList: Statement;
+  readonly #pushCount: Statement;
+  readonly #pushDelete: Statement;
+  readonly #pushDeleteById: Statement;
+  readonly #purgePush: Statement;
 
   static open(path: string): NotificationsStore {
     return new NotificationsStore(openDatabase(path, MIGRATIONS));
@@ -170,6 +226,46 @@ export class NotificationsStore {
        RETURNING attempts`,
     );
     this.#ping = db.prepare("SELECT 1").pluck();
+    this.#pushUpsert = db.prepare(
+      `INSERT INTO push_subscriptions (id, user_id, endpoint, p256dh, auth, device_name, create_time)
+       VALUES (@id, @userId, @endpoint, @p256dh, @auth, @deviceName, @createTime)
+       ON CONFLICT (user_id, endpoint) DO UPDATE SET p256dh = excluded.p256dh, auth = excluded.auth,
+         device_name = excluded.device_name`,
+    );
+    this.#pushByEndpoint = db.prepare("SELECT * FROM push_subscriptions WHERE user_id = ? AND endpoint = ?");
+    this.#pushList = db.prepare("SELECT * FROM push_subscriptions WHERE user_id = ? ORDER BY create_time DESC, id");
+    this.#pushCount = db.prepare("SELECT count(*) FROM push_subscriptions WHERE user_id = ?").pluck();
+    this.#pushDelete = db.prepare("DELETE FROM push_subscriptions WHERE id = ? AND user_id = ?");
+    this.#pushDeleteById = db.prepare("DELETE FROM push_subscriptions WHERE id = ?");
+    this.#purgePush = db.prepare("DELETE FROM push_subscriptions WHERE user_id = ?");
+  }
+
+  /**
+   * Adds a device's subscription, or replaces the keys and name of the user's subscription with
+   * the same endpoint (the browser re-subscribed). "limit" when the user already has `max` others.
+   */
+  savePushSubscription(s: StoredPushSubscription, max: number): StoredPushSubscription | "limit" {
+    return this.db.transaction(() => {
+      const existing = this.#pushByEndpoint.get(s.userId, s.endpoint) as PushRow | undefined;
+      if (!existing && (this.#pushCount.get(s.userId) as number) >= max) return "limit" as const;
+      this.#pushUpsert.run(s);
+      return toPush(this.#pushByEndpoint.get(s.userId, s.endpoint) as PushRow);
+    })();
+  }
+
+  /** The user's subscriptions, newest first. */
+  pushSubscriptions(userId: string): StoredPushSubscription[] {
+    return (this.#pushList.all(userId) as PushRow[]).map(toPush);
+  }
+
+  /** True when the user's subscription `id` existed and is gone. */
+  deletePushSubscription(userId: string, id: string): boolean {
+    return this.#pushDelete.run(id, userId).changes > 0;
+  }
+
+  /** Removes a subscription the push service says is gone (404/410). */
+  expirePushSubscription(id: string): void {
+    this.#pushDeleteById.run(id);
   }
 
   /** Inserts the in-app notification of a source event; false when that event already has one. */
@@ -212,11 +308,12 @@ export class NotificationsStore {
     })();
   }
 
-  /** Drops a user's inbox and delivery log; returns the number of notifications deleted. */
+  /** Drops a user's inbox, delivery log and push subscriptions; returns the number of notifications deleted. */
   purgeUser(userId: string): number {
     return this.db.transaction(() => {
       const n = this.#purgeNotifications.run(userId).changes;
       this.#purgeDeliveries.run(userId);
+      this.#purgePush.run(userId);
       return n;
     })();
   }

@@ -41,12 +41,14 @@ import { freePort, type NatsServer, startNats, tempDir } from "@taskmesh/platfor
 import { build as buildUsers, loadUsersConfig, type UsersApp } from "@taskmesh/users/server";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import webpush from "web-push";
 import { dueEventHandler, notificationIdFor } from "./due-events.js";
 import { EmailSender } from "./email-sender.js";
 import { LiveFeed } from "./live-feed.js";
 import { startSmtp, startWebhookReceiver, waitFor } from "./notifications.test-util.js";
 import { MIGRATIONS, NotificationsStore } from "./notifications-store.js";
 import { PreferencesSource } from "./preferences.js";
+import { PushSender } from "./push-sender.js";
 import { build, emailMessageId, loadNotificationsConfig, type NotificationsApp } from "./server.js";
 import { WebhookSender } from "./webhook-sender.js";
 
@@ -373,6 +375,8 @@ describe("notifications service (real nats-server, users, SMTP server and webhoo
       }),
       email,
       webhook: new WebhookSender({ secret: WEBHOOK_SECRET, ...sending, policy: outboundPolicy("127.0.0.1/32") }),
+      // Not chosen by this test's users: never called.
+      push: new PushSender({ vapid: { ...webpush.generateVAPIDKeys(), subject: "mailto:t@example.com" }, ...sending }),
       feed: new LiveFeed(),
       clock: Date.now,
       logger,

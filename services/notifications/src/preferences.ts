@@ -10,7 +10,7 @@ export interface Routing {
   /** IANA zone ("" = UTC). */
   timeZone: string;
   /** The channels the user chose. */
-  channels: { inApp: boolean; email: boolean; webhook: boolean };
+  channels: { inApp: boolean; email: boolean; webhook: boolean; push: boolean };
   quietHours: QuietWindow | undefined;
   webhookUrl: string;
 }
@@ -18,12 +18,13 @@ export interface Routing {
 /**
  * What notifications does when users cannot answer: in-app only, UTC, no quiet hours. In-app
  * needs nothing from users and is always safe; email and webhook need an address users holds,
- * and guessing one would send to the wrong place.
+ * and guessing one would send to the wrong place. Push is off too: whether the user wants it is
+ * what users did not say.
  */
 export const FALLBACK_ROUTING: Readonly<Routing> = Object.freeze({
   email: "",
   timeZone: "",
-  channels: Object.freeze({ inApp: true, email: false, webhook: false }),
+  channels: Object.freeze({ inApp: true, email: false, webhook: false, push: false }),
   quietHours: undefined,
   webhookUrl: "",
 });
@@ -101,6 +102,7 @@ export class PreferencesSource {
             inApp: none || channels.has(NotificationChannel.IN_APP),
             email: channels.has(NotificationChannel.EMAIL),
             webhook: channels.has(NotificationChannel.WEBHOOK),
+            push: channels.has(NotificationChannel.PUSH),
           },
           quietHours: p?.quietHours
             ? { startMinute: p.quietHours.startMinute, endMinute: p.quietHours.endMinute }

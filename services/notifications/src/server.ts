@@ -1,3 +1,4 @@
+import { dirname } from "node:path";
 import {
   NotificationInternalService,
   NotificationService,
@@ -27,6 +28,9 @@ import { LiveFeed } from "./live-feed.js";
 import { notificationInternalService, notificationService } from "./notification-service.js";
 import { NotificationsStore } from "./notifications-store.js";
 import { PreferencesSource, type PreferencesStats } from "./preferences.js";
+import { PushSender } from "./push-sender.js";
+import { pushMethods } from "./push-service.js";
+import { loadVapidKeys } from "./vapid-keys.js";
 import { WebhookSender } from "./webhook-sender.js";
 
 export type { NotificationsConfig } from "./config.js";
@@ -117,6 +121,19 @@ export function build(config: NotificationsConfig, deps: NotificationsDeps = {})
       })
     : undefined;
   if (!webhook) logger.warn("WEBHOOK_SECRET is not set: webhook notifications are disabled");
+  const vapid = loadVapidKeys({
+    publicKey: config.vapidPublicKey,
+    privateKey: config.vapidPrivateKey,
+    subject: config.vapidSubject,
+    dataDir: dirname(config.dbPath),
+  });
+  if (vapid.source === "generated")
+    logger.info({ dir: dirname(config.dbPath) }, "generated a VAPID key pair for Web Push");
+  const push = new PushSender({
+    vapid,
+    ...sending,
+    ...(config.pushPolicy ? { policy: config.pushPolicy } : {}),
+  });
   const feed = new LiveFeed();
   const stopping = new AbortController();
 
@@ -124,7 +141,14 @@ export function build(config: NotificationsConfig, deps: NotificationsDeps = {})
     name: "notifications",
     logger,
     services: [
-      register(NotificationService, notificationService({ store, feed, clock, logger }), { kind: "user" }),
+      register(
+        NotificationService,
+        {
+          ...notificationService({ store, feed, clock, logger }),
+          ...pushMethods({ store, vapidPublicKey: vapid.publicKey, policy: config.pushPolicy, clock }),
+        },
+        { kind: "user" },
+      ),
       register(NotificationInternalService, notificationInternalService({ store, logger }), { kind: "internal" }),
     ],
     userTokens: deps.userTokens ?? createUserTokenVerifier(remoteUserKeys(config.jwksUrl)),
@@ -142,7 +166,17 @@ export function build(config: NotificationsConfig, deps: NotificationsDeps = {})
     health: grpc.health,
     publishes: PUBLISHES,
     consumers: consumers({
-      due: dueEventHandler({ store, preferences, email, webhook, feed, clock, logger, stopping: stopping.signal }),
+      due: dueEventHandler({
+        store,
+        preferences,
+        email,
+        webhook,
+        push,
+        feed,
+        clock,
+        logger,
+        stopping: stopping.signal,
+      }),
       purgeUser: (userId) => store.purgeUser(userId),
       logger,
     }),

@@ -1,4 +1,8 @@
-import { TaskInternalService, TaskService } from "@taskmesh/gen/taskmesh/tasks/v1/tasks_pb";
+import {
+  CalendarFeedInternalService,
+  TaskInternalService,
+  TaskService,
+} from "@taskmesh/gen/taskmesh/tasks/v1/tasks_pb";
 import {
   type ConsumerStats,
   createLogger,
@@ -15,6 +19,7 @@ import {
   ServiceTokens,
   type UserTokenVerifier,
 } from "@taskmesh/platform";
+import { calendarFeedInternalService, calendarFeedMethods } from "./calendar-feed.js";
 import type { TasksConfig } from "./config.js";
 import { consumers, PUBLISHES } from "./events.js";
 import { taskInternalService } from "./task-internal-service.js";
@@ -88,8 +93,14 @@ export function build(config: TasksConfig, deps: TasksDeps = {}): TasksApp {
     name: "tasks",
     logger,
     services: [
-      register(TaskService, taskService(serviceDeps), { kind: "user" }),
+      register(TaskService, { ...taskService(serviceDeps), ...calendarFeedMethods(serviceDeps) }, { kind: "user" }),
       register(TaskInternalService, taskInternalService(serviceDeps), { kind: "internal" }),
+      // No token: the feed secret in the request is the credential (the calendar app that holds
+      // the URL has nothing else). Only the gateway may reach it in the mesh (AuthorizationPolicy).
+      register(CalendarFeedInternalService, calendarFeedInternalService(serviceDeps), {
+        kind: "user",
+        anonymous: ["renderCalendarFeed"],
+      }),
     ],
     userTokens: deps.userTokens ?? createUserTokenVerifier(remoteUserKeys(config.jwksUrl)),
     serviceTokens: new ServiceTokens(config.serviceSecret, "tasks"),

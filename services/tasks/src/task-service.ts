@@ -23,9 +23,12 @@ export const DEFAULT_PAGE_SIZE = 50;
 /**
  * The public TaskService. The user is always `requireUser(ctx).userId` (from the verified
  * token) and every store call is scoped by it; a task of another user is NOT_FOUND, exactly
- * like a task that does not exist, so ids of other users' tasks cannot be probed.
+ * like a task that does not exist, so ids of other users' tasks cannot be probed. The calendar
+ * feed methods are in calendar-feed.ts.
  */
-export function taskService(deps: TaskServiceDeps): ServiceImpl<typeof TaskService> {
+export function taskService(
+  deps: TaskServiceDeps,
+): Omit<ServiceImpl<typeof TaskService>, "rotateCalendarFeed" | "revokeCalendarFeed" | "getCalendarFeed"> {
   const { store } = deps;
   const now = deps.clock ?? Date.now;
   return {
@@ -210,7 +213,7 @@ function sameFields(a: TaskFields, b: TaskFields): boolean {
  * are stateless and outlive the account by up to their TTL, and a task written with one then
  * would belong to nobody and never be purged.
  */
-function liveUser(store: TasksStore, ctx: HandlerContext): string {
+export function liveUser(store: TasksStore, ctx: HandlerContext): string {
   const { userId } = requireUser(ctx);
   if (store.isDeletedUser(userId)) {
     throw new ConnectError("the account of this token has been deleted", Code.Unauthenticated);

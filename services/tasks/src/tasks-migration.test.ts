@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { Priority, TaskStatus } from "@taskmesh/gen/taskmesh/tasks/v1/task_pb";
-import { openDatabase } from "@taskmesh/platform";
+import { CalendarFeedInternalService } from "@taskmesh/gen/taskmesh/tasks/v1/tasks_pb";
+import { createGrpcClient, openDatabase } from "@taskmesh/platform";
 import { tempDir } from "@taskmesh/platform/testing";
 import Database from "better-sqlite3";
 import { afterAll, describe, expect, it } from "vitest";
@@ -81,6 +82,40 @@ describe("tasks database migration", () => {
       );
     } finally {
       db.close();
+    }
+  });
+
+  it("adds calendar feeds to a database of the schema before them, and the stored tasks show in a new feed", async () => {
+    const before = tempDir("tasks-migration-feeds-");
+    try {
+      const userId = randomUUID();
+      const id = randomUUID();
+      const old = openDatabase(
+        dbFile(before.path),
+        MIGRATIONS.filter((m) => m.version < 20),
+      );
+      old
+        .prepare(`INSERT INTO tasks (id, user_id, title, status, due_time, create_time, update_time, version)
+          VALUES (?, ?, 'stored before feeds', 'open', ?, 1, 1, 1)`)
+        .run(id, userId, Date.UTC(2031, 0, 1, 9));
+      old.close();
+      const h = await startTasks({ dir: before.path });
+      try {
+        const { urlPath } = await (await h.as(userId)).rotateCalendarFeed({});
+        const secret = urlPath.slice("/calendar/".length, -".ics".length);
+        const feeds = createGrpcClient(CalendarFeedInternalService, { address: h.address });
+        try {
+          const { calendar } = await feeds.renderCalendarFeed({ secret });
+          expect(calendar).toContain(`UID:${id}@taskmesh`);
+          expect(calendar).toContain("DTSTART:20310101T090000Z");
+        } finally {
+          feeds.close();
+        }
+      } finally {
+        await h.stop({ remove: false });
+      }
+    } finally {
+      before.remove();
     }
   });
 });

@@ -78,6 +78,20 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX tasks_by_user_priority_due ON tasks (user_id, priority, due_sort, id);
     `,
   },
+  // 7–19 are taken by another branch of issue 14 (projects, labels, subtasks).
+  {
+    version: 20,
+    name: "calendar feeds",
+    // One feed per user; only the SHA-256 of its secret is kept (calendar-feed.ts), looked up by
+    // equality on the hash, so a database leak does not leak working feed URLs.
+    sql: `
+      CREATE TABLE calendar_feeds (
+        user_id     TEXT PRIMARY KEY,
+        secret_hash BLOB NOT NULL UNIQUE,
+        create_time INTEGER NOT NULL
+      ) STRICT;
+    `,
+  },
 ];
 
 export type { TaskFields, TaskRecord, TaskStatusName } from "./task-record.js";
@@ -156,6 +170,11 @@ export class TasksStore {
   readonly #tombstone: Database.Statement<[string, number]>;
   readonly #isDeleted: Database.Statement<[string]>;
   readonly #unpublished: Database.Statement;
+  readonly #feedUpsert: Database.Statement;
+  readonly #feedDelete: Database.Statement<[string]>;
+  readonly #feedGet: Database.Statement<[string], { create_time: number }>;
+  readonly #feedUser: Database.Statement<[Buffer], { user_id: string }>;
+  readonly #calendarTasks: Database.Statement<[string], Row>;
   readonly #lists = new Map<string, Database.Statement<Record<string, unknown>, Row>>();
 
   constructor(db: Db) {
@@ -187,6 +206,40 @@ export class TasksStore {
     this.#tombstone = db.prepare("INSERT OR IGNORE INTO deleted_users (user_id, deleted_at) VALUES (?, ?)");
     this.#isDeleted = db.prepare("SELECT 1 FROM deleted_users WHERE user_id = ?").pluck();
     this.#unpublished = db.prepare("SELECT count(*) FROM outbox WHERE published_at IS NULL").pluck();
+    this.#feedUpsert = db.prepare(`INSERT INTO calendar_feeds (user_id, secret_hash, create_time) VALUES (?, ?, ?)
+      ON CONFLICT (user_id) DO UPDATE SET secret_hash = excluded.secret_hash, create_time = excluded.create_time`);
+    this.#feedDelete = db.prepare("DELETE FROM calendar_feeds WHERE user_id = ?");
+    this.#feedGet = db.prepare("SELECT create_time FROM calendar_feeds WHERE user_id = ?");
+    this.#feedUser = db.prepare("SELECT user_id FROM calendar_feeds WHERE secret_hash = ?");
+    this.#calendarTasks = db.prepare(
+      `SELECT ${COLUMNS} FROM tasks WHERE user_id = ? AND status = 'open' AND due_time IS NOT NULL ORDER BY due_sort, id`,
+    );
+  }
+
+  /** Sets the user's feed secret hash (replacing any previous one, whose URL then stops working). */
+  setCalendarFeed(userId: string, secretHash: Buffer, now: number): void {
+    this.#feedUpsert.run(userId, secretHash, now);
+  }
+
+  /** True when the user had a feed, now removed. */
+  deleteCalendarFeed(userId: string): boolean {
+    return this.#feedDelete.run(userId).changes > 0;
+  }
+
+  /** When the user's current feed secret was made, or undefined without a feed. */
+  calendarFeed(userId: string): { createTime: number } | undefined {
+    const row = this.#feedGet.get(userId);
+    return row && { createTime: row.create_time };
+  }
+
+  /** The user whose feed secret hashes to `secretHash`, if any. */
+  calendarFeedUser(secretHash: Buffer): string | undefined {
+    return this.#feedUser.get(secretHash)?.user_id;
+  }
+
+  /** The user's open tasks that have a due time, in due order: what the calendar feed shows. */
+  calendarTasks(userId: string): TaskRecord[] {
+    return this.#calendarTasks.all(userId).map(fromRow);
   }
 
   get(userId: string, id: string): TaskRecord | undefined {
@@ -299,7 +352,7 @@ export class TasksStore {
   }
 
   /**
-   * Deletes every task and idempotency key of the user; the number of tasks deleted. No event:
+   * Deletes every task, idempotency key and the calendar feed of the user; the number of tasks deleted. No event:
    * the user.deleted that causes a purge is the fact consumers act on. Inside another transaction
    * (the user.deleted consumer's inbox transaction) it runs as a savepoint of that transaction.
    */
@@ -308,6 +361,7 @@ export class TasksStore {
       .transaction(() => {
         const n = this.#purgeTasks.run(userId).changes;
         this.#purgeKeys.run(userId);
+        this.#feedDelete.run(userId);
         return n;
       })
       .immediate();

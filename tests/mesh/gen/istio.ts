@@ -135,7 +135,8 @@ function edgeRules(services: Map<string, DescService>, s: MeshService): Rule[] {
       to: [{ operation: { ports, paths: authenticated } }],
     },
     { from: [{ source: { principals: [INGRESS.principal] } }], to: [{ operation: { ports, paths: open } }] },
-    // The web client's static files: GET only, and never an RPC path (Connect can GET a side-effect-free method).
+    // The web client's static files and the calendar feed (GET /calendar/<secret>.ics, the secret is its
+    // credential): GET only, and never an RPC path (Connect can GET a side-effect-free method).
     {
       from: [{ source: { principals: [INGRESS.principal] } }],
       to: [{ operation: { ports, methods: ["GET", "HEAD"], notPaths: ["/taskmesh.*", "/grpc.*"] } }],

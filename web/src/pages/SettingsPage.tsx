@@ -10,6 +10,7 @@ import { useEffect, useState } from "react";
 import { FieldError, ProblemMessage } from "../components/FieldError";
 import { useApp } from "../lib/app-context";
 import { describeError, type Problem } from "../lib/errors";
+import { base64UrlBytes, deviceName, pushSupported, registerPushWorker } from "../lib/push";
 import { BROWSER_ZONE, formatInstant, tsMs } from "../lib/time";
 import { useZone } from "../lib/use-zone";
 
@@ -17,6 +18,7 @@ const CHANNELS = [
   { value: NotificationChannel.IN_APP, label: "In the app" },
   { value: NotificationChannel.EMAIL, label: "Email" },
   { value: NotificationChannel.WEBHOOK, label: "Webhook" },
+  { value: NotificationChannel.PUSH, label: "Push to my devices" },
 ];
 
 const pad = (n: number) => String(n).padStart(2, "0");
@@ -34,6 +36,7 @@ export function SettingsPage() {
       </h1>
       <Preferences />
       <Sessions />
+      <PushOnThisDevice />
       <DeleteAccount />
     </section>
   );
@@ -200,6 +203,114 @@ function Preferences() {
       {saved && <p role="status">Preferences saved.</p>}
       <button type="submit">Save preferences</button>
     </form>
+  );
+}
+
+/**
+ * "Enable push on this device": subscribes this browser with the VAPID key and registers the
+ * subscription with notifications (and the reverse). Reminders arrive by push once "Push to my
+ * devices" is also chosen above.
+ */
+function PushOnThisDevice() {
+  const { api } = useApp();
+  const supported = pushSupported();
+  const [endpoint, setEndpoint] = useState<string | undefined>();
+  const [busy, setBusy] = useState(false);
+  const [problem, setProblem] = useState<string | undefined>();
+  const [done, setDone] = useState<string | undefined>();
+
+  useEffect(() => {
+    if (!supported) return;
+    registerPushWorker()
+      .then((reg) => reg?.pushManager.getSubscription())
+      .then((sub) => setEndpoint(sub?.endpoint))
+      .catch(() => {});
+  }, [supported]);
+
+  const enable = async () => {
+    setBusy(true);
+    setProblem(undefined);
+    setDone(undefined);
+    try {
+      const permission = await Notification.requestPermission();
+      if (permission !== "granted")
+        throw new Error("notifications are blocked for this site; allow them in the browser's site settings");
+      const reg = await registerPushWorker();
+      if (!reg) throw new Error("this browser cannot receive push notifications");
+      const { vapidPublicKey } = await api.notifications.getPushConfig({});
+      let sub: PushSubscription;
+      try {
+        sub = await reg.pushManager.subscribe({
+          userVisibleOnly: true,
+          applicationServerKey: base64UrlBytes(vapidPublicKey),
+        });
+      } catch (err) {
+        // e.g. AbortError "push service error" when the browser's push service is unreachable.
+        throw new Error(`the browser's push service refused the subscription (${(err as Error).message})`);
+      }
+      const json = sub.toJSON();
+      await api.notifications.registerPushSubscription({
+        endpoint: sub.endpoint,
+        p256dh: json.keys?.p256dh ?? "",
+        auth: json.keys?.auth ?? "",
+        deviceName: deviceName(),
+      });
+      setEndpoint(sub.endpoint);
+      setDone("Push is on for this device.");
+    } catch (err) {
+      const message = err instanceof Error && !("code" in err) ? err.message : describeError(err).message;
+      setProblem(`Could not turn on push on this device: ${message}.`);
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  const disable = async () => {
+    setBusy(true);
+    setProblem(undefined);
+    setDone(undefined);
+    try {
+      const reg = await registerPushWorker();
+      const sub = await reg?.pushManager.getSubscription();
+      const mine = (await api.notifications.listPushSubscriptions({})).subscriptions.find(
+        (s) => s.endpoint === (sub?.endpoint ?? endpoint),
+      );
+      if (mine) await api.notifications.deletePushSubscription({ subscriptionId: mine.id });
+      await sub?.unsubscribe();
+      setEndpoint(undefined);
+      setDone("Push is off for this device.");
+    } catch (err) {
+      setProblem(`Could not turn off push on this device: ${describeError(err).message}.`);
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  return (
+    <section aria-labelledby="push-h">
+      <h2 id="push-h">Push notifications</h2>
+      {!supported ? (
+        <p className="hint">This browser cannot receive push notifications here (it needs HTTPS or localhost).</p>
+      ) : (
+        <>
+          <p className="hint">
+            {endpoint ? "This device receives push notifications." : "This device does not receive push notifications."}{" "}
+            Choose "Push to my devices" above for reminders to arrive by push.
+          </p>
+          {endpoint ? (
+            <button type="button" className="secondary" onClick={disable} disabled={busy}>
+              Disable push on this device
+            </button>
+          ) : (
+            <button type="button" onClick={enable} disabled={busy}>
+              Enable push on this device
+            </button>
+          )}
+        </>
+      )}
+      <ProblemMessage message={problem} />
+      {done && <p role="status">{done}</p>}
+    </section>
   );
 }
 

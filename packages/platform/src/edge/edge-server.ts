@@ -1,3 +1,5 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import type { DescService } from "@bufbuild/protobuf";
 import {
   Code,
@@ -23,6 +25,15 @@ export interface EdgeService {
   /** Readiness of this service for grpc.health.v1 (e.g. its backend's health). Default: ready. */
   ready?: (signal: AbortSignal) => Promise<boolean>;
 }
+
+/**
+ * A plain HTTP endpoint served on the edge's port besides the RPCs (HTTP/1.1 and h2c alike):
+ * resolves true when it answered the request, false when the request is not its own.
+ */
+export type EdgeHttpRoute = (
+  req: IncomingMessage | Http2ServerRequest,
+  res: ServerResponse | Http2ServerResponse,
+) => Promise<boolean>;
 
 export interface EdgeServerOptions {
   logger: Logger;
@@ -50,6 +61,8 @@ export interface EdgeServerOptions {
    * none, and `/` says that no client is served here.
    */
   web?: StaticFilesOptions;
+  /** Plain HTTP endpoints (e.g. the calendar feed), tried in order before the web client's files. Default none. */
+  httpRoutes?: readonly EdgeHttpRoute[];
   /**
    * Origins (e.g. `https://app.example.com`) whose scripts may call the edge cross-origin. Default
    * none: same origin only (no CORS headers are sent).
@@ -90,7 +103,10 @@ export class EdgeServer {
       fallback: (req, res) => {
         // Not an RPC: maybe the web client (GET/HEAD); anything else is an unknown path.
         // connect-node's response type narrows `write`; it is the http/http2 response object.
-        web(req, res as never).then(
+        (async () => {
+          for (const route of httpRoutes) if (await route(req, res as never)) return true;
+          return web(req, res as never);
+        })().then(
           (served) => served || unknownPath(req, res),
           () => unknownPath(req, res),
         );
@@ -114,6 +130,7 @@ export class EdgeServer {
       },
     });
     const web = staticFiles(opts.web ?? {});
+    const httpRoutes = opts.httpRoutes ?? [];
     const cors = opts.corsOrigins?.length ? edgeCors(opts.corsOrigins) : undefined;
     this.#http = new OnePortServer(
       cors ? (req, res) => cors(req as never, res as never, () => handler(req as never, res as never)) : handler,

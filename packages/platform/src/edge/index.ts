@@ -4,7 +4,13 @@
  */
 export { addHealth, type EdgeHealthOptions } from "./edge-health.js";
 export { addReflection } from "./edge-reflection.js";
-export { EdgeServer, type EdgeServerOptions, type EdgeService, peerAddressKey } from "./edge-server.js";
+export {
+  type EdgeHttpRoute,
+  EdgeServer,
+  type EdgeServerOptions,
+  type EdgeService,
+  peerAddressKey,
+} from "./edge-server.js";
 export { type ForwardOptions, forwardService, REQUEST_ID_HEADER } from "./forward-service.js";
 export { type GuardOptions, guardClient } from "./guarded-client.js";
 export { OnePortServer, type OnePortServerOptions } from "./one-port-server.js";

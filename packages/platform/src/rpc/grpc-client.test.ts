@@ -41,6 +41,9 @@ describe("createGrpcClient", () => {
             completeTask: unused,
             deleteTask: unused,
             reopenTask: unused,
+            rotateCalendarFeed: unused,
+            revokeCalendarFeed: unused,
+            getCalendarFeed: unused,
           },
           { kind: "user", anonymous: ["getTask", "createTask"] },
         ),
@@ -143,6 +146,15 @@ describe("createGrpcClient", () => {
     const cfg = serviceConfig(TaskService, {});
     const names = cfg.methodConfig[0]?.name.map((n) => n.method).sort();
     // ReopenTask is IDEMPOTENT (reopening an open task returns it unchanged); CreateTask and UpdateTask are not.
-    expect(names).toEqual(["CompleteTask", "DeleteTask", "GetTask", "ListTasks", "ReopenTask"]);
+    // RevokeCalendarFeed is IDEMPOTENT, GetCalendarFeed a read; RotateCalendarFeed (a new secret each time) is not.
+    expect(names).toEqual([
+      "CompleteTask",
+      "DeleteTask",
+      "GetCalendarFeed",
+      "GetTask",
+      "ListTasks",
+      "ReopenTask",
+      "RevokeCalendarFeed",
+    ]);
   });
 });

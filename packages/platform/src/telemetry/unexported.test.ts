@@ -87,6 +87,9 @@ async function startChain() {
         completeTask: () => ({}),
         deleteTask: () => ({}),
         reopenTask: () => ({}),
+        rotateCalendarFeed: () => ({}),
+        revokeCalendarFeed: () => ({}),
+        getCalendarFeed: () => ({}),
       },
       { kind: "user", anonymous: ALL_METHODS },
     );

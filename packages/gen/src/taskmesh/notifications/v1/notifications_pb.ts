@@ -13,7 +13,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file taskmesh/notifications/v1/notifications.proto.
  */
 export const file_taskmesh_notifications_v1_notifications: GenFile = /*@__PURE__*/
-  fileDesc("Ci10YXNrbWVzaC9ub3RpZmljYXRpb25zL3YxL25vdGlmaWNhdGlvbnMucHJvdG8SGXRhc2ttZXNoLm5vdGlmaWNhdGlvbnMudjEi1wEKDE5vdGlmaWNhdGlvbhIKCgJpZBgBIAEoCRItCgRraW5kGAIgASgOMh8udGFza21lc2gubm90aWZpY2F0aW9ucy52MS5LaW5kEg8KB3Rhc2tfaWQYAyABKAkSDQoFdGl0bGUYBCABKAkSDAoEYm9keRgFIAEoCRIvCgtjcmVhdGVfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLQoJcmVhZF90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJrChhMaXN0Tm90aWZpY2F0aW9uc1JlcXVlc3QSEwoLdW5yZWFkX29ubHkYASABKAgSHAoJcGFnZV9zaXplGAIgASgFQgm6SAYaBBhkKAASHAoKcGFnZV90b2tlbhgDIAEoCUIIukgFcgMYgAQiigEKGUxpc3ROb3RpZmljYXRpb25zUmVzcG9uc2USPgoNbm90aWZpY2F0aW9ucxgBIAMoCzInLnRhc2ttZXNoLm5vdGlmaWNhdGlvbnMudjEuTm90aWZpY2F0aW9uEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRIUCgx1bnJlYWRfY291bnQYAyABKAMiQAoPTWFya1JlYWRSZXF1ZXN0Ei0KEG5vdGlmaWNhdGlvbl9pZHMYASADKAlCE7pIEJIBDQgBEGQYASIFcgOwAQEiKAoQTWFya1JlYWRSZXNwb25zZRIUCgx1bnJlYWRfY291bnQYASABKAMiGwoZV2F0Y2hOb3RpZmljYXRpb25zUmVxdWVzdCJbChpXYXRjaE5vdGlmaWNhdGlvbnNSZXNwb25zZRI9Cgxub3RpZmljYXRpb24YASABKAsyJy50YXNrbWVzaC5ub3RpZmljYXRpb25zLnYxLk5vdGlmaWNhdGlvbiItChBQdXJnZVVzZXJSZXF1ZXN0EhkKB3VzZXJfaWQYASABKAlCCLpIBXIDsAEBIioKEVB1cmdlVXNlclJlc3BvbnNlEhUKDWRlbGV0ZWRfY291bnQYASABKAMqPQoES2luZBIUChBLSU5EX1VOU1BFQ0lGSUVEEAASEQoNS0lORF9SRU1JTkRFUhABEgwKCEtJTkRfRFVFEAIyiwMKE05vdGlmaWNhdGlvblNlcnZpY2USgwEKEUxpc3ROb3RpZmljYXRpb25zEjMudGFza21lc2gubm90aWZpY2F0aW9ucy52MS5MaXN0Tm90aWZpY2F0aW9uc1JlcXVlc3QaNC50YXNrbWVzaC5ub3RpZmljYXRpb25zLnYxLkxpc3ROb3RpZmljYXRpb25zUmVzcG9uc2UiA5ACARJoCghNYXJrUmVhZBIqLnRhc2ttZXNoLm5vdGlmaWNhdGlvbnMudjEuTWFya1JlYWRSZXF1ZXN0GisudGFza21lc2gubm90aWZpY2F0aW9ucy52MS5NYXJrUmVhZFJlc3BvbnNlIgOQAgISgwEKEldhdGNoTm90aWZpY2F0aW9ucxI0LnRhc2ttZXNoLm5vdGlmaWNhdGlvbnMudjEuV2F0Y2hOb3RpZmljYXRpb25zUmVxdWVzdBo1LnRhc2ttZXNoLm5vdGlmaWNhdGlvbnMudjEuV2F0Y2hOb3RpZmljYXRpb25zUmVzcG9uc2UwATKKAQobTm90aWZpY2F0aW9uSW50ZXJuYWxTZXJ2aWNlEmsKCVB1cmdlVXNlchIrLnRhc2ttZXNoLm5vdGlmaWNhdGlvbnMudjEuUHVyZ2VVc2VyUmVxdWVzdBosLnRhc2ttZXNoLm5vdGlmaWNhdGlvbnMudjEuUHVyZ2VVc2VyUmVzcG9uc2UiA5ACAmIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_timestamp]);
+  fileDesc("Ci10YXNrbWVzaC9ub3RpZmljYXRpb25zL3YxL25vdGlmaWNhdGlvbnMucHJvdG8SGXRhc2ttZXNoLm5vdGlmaWNhdGlvbnMudjEi1wEKDE5vdGlmaWNhdGlvbhIKCgJpZBgBIAEoCRItCgRraW5kGAIgASgOMh8udGFza21lc2gubm90aWZpY2F0aW9ucy52MS5LaW5kEg8KB3Rhc2tfaWQYAyABKAkSDQoFdGl0bGUYBCABKAkSDAoEYm9keRgFIAEoCRIvCgtjcmVhdGVfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLQoJcmVhZF90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJrChhMaXN0Tm90aWZpY2F0aW9uc1JlcXVlc3QSEwoLdW5yZWFkX29ubHkYASABKAgSHAoJcGFnZV9zaXplGAIgASgFQgm6SAYaBBhkKAASHAoKcGFnZV90b2tlbhgDIAEoCUIIukgFcgMYgAQiigEKGUxpc3ROb3RpZmljYXRpb25zUmVzcG9uc2USPgoNbm90aWZpY2F0aW9ucxgBIAMoCzInLnRhc2ttZXNoLm5vdGlmaWNhdGlvbnMudjEuTm90aWZpY2F0aW9uEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRIUCgx1bnJlYWRfY291bnQYAyABKAMiQAoPTWFya1JlYWRSZXF1ZXN0Ei0KEG5vdGlmaWNhdGlvbl9pZHMYASADKAlCE7pIEJIBDQgBEGQYASIFcgOwAQEiKAoQTWFya1JlYWRSZXNwb25zZRIUCgx1bnJlYWRfY291bnQYASABKAMiGwoZV2F0Y2hOb3RpZmljYXRpb25zUmVxdWVzdCJbChpXYXRjaE5vdGlmaWNhdGlvbnNSZXNwb25zZRI9Cgxub3RpZmljYXRpb24YASABKAsyJy50YXNrbWVzaC5ub3RpZmljYXRpb25zLnYxLk5vdGlmaWNhdGlvbiItChBQdXJnZVVzZXJSZXF1ZXN0EhkKB3VzZXJfaWQYASABKAlCCLpIBXIDsAEBIioKEVB1cmdlVXNlclJlc3BvbnNlEhUKDWRlbGV0ZWRfY291bnQYASABKAMiFgoUR2V0UHVzaENvbmZpZ1JlcXVlc3QiMQoVR2V0UHVzaENvbmZpZ1Jlc3BvbnNlEhgKEHZhcGlkX3B1YmxpY19rZXkYASABKAkidgoQUHVzaFN1YnNjcmlwdGlvbhIKCgJpZBgBIAEoCRIQCghlbmRwb2ludBgCIAEoCRITCgtkZXZpY2VfbmFtZRgDIAEoCRIvCgtjcmVhdGVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAixgEKH1JlZ2lzdGVyUHVzaFN1YnNjcmlwdGlvblJlcXVlc3QSHQoIZW5kcG9pbnQYASABKAlCC7pICHIGGIAQiAEBEjMKBnAyNTZkaBgCIAEoCUIjukggch4yHF5bQS1aYS16MC05Xy1dezg2LDg4fT17MCwyfSQSMQoEYXV0aBgDIAEoCUIjukggch4yHF5bQS1aYS16MC05Xy1dezIyLDI0fT17MCwyfSQSHAoLZGV2aWNlX25hbWUYBCABKAlCB7pIBHICGGQiZQogUmVnaXN0ZXJQdXNoU3Vic2NyaXB0aW9uUmVzcG9uc2USQQoMc3Vic2NyaXB0aW9uGAEgASgLMisudGFza21lc2gubm90aWZpY2F0aW9ucy52MS5QdXNoU3Vic2NyaXB0aW9uIh4KHExpc3RQdXNoU3Vic2NyaXB0aW9uc1JlcXVlc3QiYwodTGlzdFB1c2hTdWJzY3JpcHRpb25zUmVzcG9uc2USQgoNc3Vic2NyaXB0aW9ucxgBIAMoCzIrLnRhc2ttZXNoLm5vdGlmaWNhdGlvbnMudjEuUHVzaFN1YnNjcmlwdGlvbiJCCh1EZWxldGVQdXNoU3Vic2NyaXB0aW9uUmVxdWVzdBIhCg9zdWJzY3JpcHRpb25faWQYASABKAlCCLpIBXIDsAEBIiAKHkRlbGV0ZVB1c2hTdWJzY3JpcHRpb25SZXNwb25zZSo9CgRLaW5kEhQKEEtJTkRfVU5TUEVDSUZJRUQQABIRCg1LSU5EX1JFTUlOREVSEAESDAoIS0lORF9EVUUQAjLGBwoTTm90aWZpY2F0aW9uU2VydmljZRKDAQoRTGlzdE5vdGlmaWNhdGlvbnMSMy50YXNrbWVzaC5ub3RpZmljYXRpb25zLnYxLkxpc3ROb3RpZmljYXRpb25zUmVxdWVzdBo0LnRhc2ttZXNoLm5vdGlmaWNhdGlvbnMudjEuTGlzdE5vdGlmaWNhdGlvbnNSZXNwb25zZSIDkAIBEmgKCE1hcmtSZWFkEioudGFza21lc2gubm90aWZpY2F0aW9ucy52MS5NYXJrUmVhZFJlcXVlc3QaKy50YXNrbWVzaC5ub3RpZmljYXRpb25zLnYxLk1hcmtSZWFkUmVzcG9uc2UiA5ACAhKDAQoSV2F0Y2hOb3RpZmljYXRpb25zEjQudGFza21lc2gubm90aWZpY2F0aW9ucy52MS5XYXRjaE5vdGlmaWNhdGlvbnNSZXF1ZXN0GjUudGFza21lc2gubm90aWZpY2F0aW9ucy52MS5XYXRjaE5vdGlmaWNhdGlvbnNSZXNwb25zZTABEncKDUdldFB1c2hDb25maWcSLy50YXNrbWVzaC5ub3RpZmljYXRpb25zLnYxLkdldFB1c2hDb25maWdSZXF1ZXN0GjAudGFza21lc2gubm90aWZpY2F0aW9ucy52MS5HZXRQdXNoQ29uZmlnUmVzcG9uc2UiA5ACARKYAQoYUmVnaXN0ZXJQdXNoU3Vic2NyaXB0aW9uEjoudGFza21lc2gubm90aWZpY2F0aW9ucy52MS5SZWdpc3RlclB1c2hTdWJzY3JpcHRpb25SZXF1ZXN0GjsudGFza21lc2gubm90aWZpY2F0aW9ucy52MS5SZWdpc3RlclB1c2hTdWJzY3JpcHRpb25SZXNwb25zZSIDkAICEo8BChVMaXN0UHVzaFN1YnNjcmlwdGlvbnMSNy50YXNrbWVzaC5ub3RpZmljYXRpb25zLnYxLkxpc3RQdXNoU3Vic2NyaXB0aW9uc1JlcXVlc3QaOC50YXNrbWVzaC5ub3RpZmljYXRpb25zLnYxLkxpc3RQdXNoU3Vic2NyaXB0aW9uc1Jlc3BvbnNlIgOQAgESkgEKFkRlbGV0ZVB1c2hTdWJzY3JpcHRpb24SOC50YXNrbWVzaC5ub3RpZmljYXRpb25zLnYxLkRlbGV0ZVB1c2hTdWJzY3JpcHRpb25SZXF1ZXN0GjkudGFza21lc2gubm90aWZpY2F0aW9ucy52MS5EZWxldGVQdXNoU3Vic2NyaXB0aW9uUmVzcG9uc2UiA5ACAjKKAQobTm90aWZpY2F0aW9uSW50ZXJuYWxTZXJ2aWNlEmsKCVB1cmdlVXNlchIrLnRhc2ttZXNoLm5vdGlmaWNhdGlvbnMudjEuUHVyZ2VVc2VyUmVxdWVzdBosLnRhc2ttZXNoLm5vdGlmaWNhdGlvbnMudjEuUHVyZ2VVc2VyUmVzcG9uc2UiA5ACAmIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message taskmesh.notifications.v1.Notification
@@ -221,6 +221,189 @@ export const PurgeUserResponseSchema: GenMessage<PurgeUserResponse> = /*@__PURE_
   messageDesc(file_taskmesh_notifications_v1_notifications, 8);
 
 /**
+ * @generated from message taskmesh.notifications.v1.GetPushConfigRequest
+ */
+export type GetPushConfigRequest = Message<"taskmesh.notifications.v1.GetPushConfigRequest"> & {
+};
+
+/**
+ * Describes the message taskmesh.notifications.v1.GetPushConfigRequest.
+ * Use `create(GetPushConfigRequestSchema)` to create a new message.
+ */
+export const GetPushConfigRequestSchema: GenMessage<GetPushConfigRequest> = /*@__PURE__*/
+  messageDesc(file_taskmesh_notifications_v1_notifications, 9);
+
+/**
+ * @generated from message taskmesh.notifications.v1.GetPushConfigResponse
+ */
+export type GetPushConfigResponse = Message<"taskmesh.notifications.v1.GetPushConfigResponse"> & {
+  /**
+   * The VAPID (RFC 8292) public key: an uncompressed P-256 point, base64url without padding.
+   *
+   * @generated from field: string vapid_public_key = 1;
+   */
+  vapidPublicKey: string;
+};
+
+/**
+ * Describes the message taskmesh.notifications.v1.GetPushConfigResponse.
+ * Use `create(GetPushConfigResponseSchema)` to create a new message.
+ */
+export const GetPushConfigResponseSchema: GenMessage<GetPushConfigResponse> = /*@__PURE__*/
+  messageDesc(file_taskmesh_notifications_v1_notifications, 10);
+
+/**
+ * @generated from message taskmesh.notifications.v1.PushSubscription
+ */
+export type PushSubscription = Message<"taskmesh.notifications.v1.PushSubscription"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * The push service's URL for this device (a capability URL: shown only to its owner).
+   *
+   * @generated from field: string endpoint = 2;
+   */
+  endpoint: string;
+
+  /**
+   * @generated from field: string device_name = 3;
+   */
+  deviceName: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp create_time = 4;
+   */
+  createTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message taskmesh.notifications.v1.PushSubscription.
+ * Use `create(PushSubscriptionSchema)` to create a new message.
+ */
+export const PushSubscriptionSchema: GenMessage<PushSubscription> = /*@__PURE__*/
+  messageDesc(file_taskmesh_notifications_v1_notifications, 11);
+
+/**
+ * @generated from message taskmesh.notifications.v1.RegisterPushSubscriptionRequest
+ */
+export type RegisterPushSubscriptionRequest = Message<"taskmesh.notifications.v1.RegisterPushSubscriptionRequest"> & {
+  /**
+   * PushSubscription.endpoint: https (a plain-http endpoint only inside PUSH_ALLOWED_NETWORKS).
+   *
+   * @generated from field: string endpoint = 1;
+   */
+  endpoint: string;
+
+  /**
+   * PushSubscription.getKey("p256dh"): the device's P-256 public key, base64url (65 bytes).
+   *
+   * @generated from field: string p256dh = 2;
+   */
+  p256dh: string;
+
+  /**
+   * PushSubscription.getKey("auth"): the 16-byte auth secret, base64url.
+   *
+   * @generated from field: string auth = 3;
+   */
+  auth: string;
+
+  /**
+   * A label for the user's list, e.g. "Firefox on laptop".
+   *
+   * @generated from field: string device_name = 4;
+   */
+  deviceName: string;
+};
+
+/**
+ * Describes the message taskmesh.notifications.v1.RegisterPushSubscriptionRequest.
+ * Use `create(RegisterPushSubscriptionRequestSchema)` to create a new message.
+ */
+export const RegisterPushSubscriptionRequestSchema: GenMessage<RegisterPushSubscriptionRequest> = /*@__PURE__*/
+  messageDesc(file_taskmesh_notifications_v1_notifications, 12);
+
+/**
+ * @generated from message taskmesh.notifications.v1.RegisterPushSubscriptionResponse
+ */
+export type RegisterPushSubscriptionResponse = Message<"taskmesh.notifications.v1.RegisterPushSubscriptionResponse"> & {
+  /**
+   * @generated from field: taskmesh.notifications.v1.PushSubscription subscription = 1;
+   */
+  subscription?: PushSubscription | undefined;
+};
+
+/**
+ * Describes the message taskmesh.notifications.v1.RegisterPushSubscriptionResponse.
+ * Use `create(RegisterPushSubscriptionResponseSchema)` to create a new message.
+ */
+export const RegisterPushSubscriptionResponseSchema: GenMessage<RegisterPushSubscriptionResponse> = /*@__PURE__*/
+  messageDesc(file_taskmesh_notifications_v1_notifications, 13);
+
+/**
+ * @generated from message taskmesh.notifications.v1.ListPushSubscriptionsRequest
+ */
+export type ListPushSubscriptionsRequest = Message<"taskmesh.notifications.v1.ListPushSubscriptionsRequest"> & {
+};
+
+/**
+ * Describes the message taskmesh.notifications.v1.ListPushSubscriptionsRequest.
+ * Use `create(ListPushSubscriptionsRequestSchema)` to create a new message.
+ */
+export const ListPushSubscriptionsRequestSchema: GenMessage<ListPushSubscriptionsRequest> = /*@__PURE__*/
+  messageDesc(file_taskmesh_notifications_v1_notifications, 14);
+
+/**
+ * @generated from message taskmesh.notifications.v1.ListPushSubscriptionsResponse
+ */
+export type ListPushSubscriptionsResponse = Message<"taskmesh.notifications.v1.ListPushSubscriptionsResponse"> & {
+  /**
+   * @generated from field: repeated taskmesh.notifications.v1.PushSubscription subscriptions = 1;
+   */
+  subscriptions: PushSubscription[];
+};
+
+/**
+ * Describes the message taskmesh.notifications.v1.ListPushSubscriptionsResponse.
+ * Use `create(ListPushSubscriptionsResponseSchema)` to create a new message.
+ */
+export const ListPushSubscriptionsResponseSchema: GenMessage<ListPushSubscriptionsResponse> = /*@__PURE__*/
+  messageDesc(file_taskmesh_notifications_v1_notifications, 15);
+
+/**
+ * @generated from message taskmesh.notifications.v1.DeletePushSubscriptionRequest
+ */
+export type DeletePushSubscriptionRequest = Message<"taskmesh.notifications.v1.DeletePushSubscriptionRequest"> & {
+  /**
+   * @generated from field: string subscription_id = 1;
+   */
+  subscriptionId: string;
+};
+
+/**
+ * Describes the message taskmesh.notifications.v1.DeletePushSubscriptionRequest.
+ * Use `create(DeletePushSubscriptionRequestSchema)` to create a new message.
+ */
+export const DeletePushSubscriptionRequestSchema: GenMessage<DeletePushSubscriptionRequest> = /*@__PURE__*/
+  messageDesc(file_taskmesh_notifications_v1_notifications, 16);
+
+/**
+ * @generated from message taskmesh.notifications.v1.DeletePushSubscriptionResponse
+ */
+export type DeletePushSubscriptionResponse = Message<"taskmesh.notifications.v1.DeletePushSubscriptionResponse"> & {
+};
+
+/**
+ * Describes the message taskmesh.notifications.v1.DeletePushSubscriptionResponse.
+ * Use `create(DeletePushSubscriptionResponseSchema)` to create a new message.
+ */
+export const DeletePushSubscriptionResponseSchema: GenMessage<DeletePushSubscriptionResponse> = /*@__PURE__*/
+  messageDesc(file_taskmesh_notifications_v1_notifications, 17);
+
+/**
  * @generated from enum taskmesh.notifications.v1.Kind
  */
 export enum Kind {
@@ -279,6 +462,47 @@ export const NotificationService: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchNotificationsRequestSchema;
     output: typeof WatchNotificationsResponseSchema;
+  },
+  /**
+   * The VAPID public key a browser subscribes with (PushManager.subscribe's applicationServerKey).
+   *
+   * @generated from rpc taskmesh.notifications.v1.NotificationService.GetPushConfig
+   */
+  getPushConfig: {
+    methodKind: "unary";
+    input: typeof GetPushConfigRequestSchema;
+    output: typeof GetPushConfigResponseSchema;
+  },
+  /**
+   * Registers a device's Web Push subscription for the caller (the push channel of the user's
+   * preferences sends to each). Registering the same endpoint again replaces its keys.
+   *
+   * @generated from rpc taskmesh.notifications.v1.NotificationService.RegisterPushSubscription
+   */
+  registerPushSubscription: {
+    methodKind: "unary";
+    input: typeof RegisterPushSubscriptionRequestSchema;
+    output: typeof RegisterPushSubscriptionResponseSchema;
+  },
+  /**
+   * The caller's push subscriptions, newest first (without their keys).
+   *
+   * @generated from rpc taskmesh.notifications.v1.NotificationService.ListPushSubscriptions
+   */
+  listPushSubscriptions: {
+    methodKind: "unary";
+    input: typeof ListPushSubscriptionsRequestSchema;
+    output: typeof ListPushSubscriptionsResponseSchema;
+  },
+  /**
+   * Removes one of the caller's push subscriptions; another user's or a missing one is NOT_FOUND.
+   *
+   * @generated from rpc taskmesh.notifications.v1.NotificationService.DeletePushSubscription
+   */
+  deletePushSubscription: {
+    methodKind: "unary";
+    input: typeof DeletePushSubscriptionRequestSchema;
+    output: typeof DeletePushSubscriptionResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_taskmesh_notifications_v1_notifications, 0);

@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file taskmesh/tasks/v1/tasks.proto.
  */
 export const file_taskmesh_tasks_v1_tasks: GenFile = /*@__PURE__*/
-  fileDesc("Ch10YXNrbWVzaC90YXNrcy92MS90YXNrcy5wcm90bxIRdGFza21lc2gudGFza3MudjEisgIKCVRhc2tJbnB1dBIZCgV0aXRsZRgBIAEoCUIKukgHcgUQARj0AxIXCgVub3RlcxgCIAEoCUIIukgFcgMYkE4SLAoIZHVlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhoKCXRpbWVfem9uZRgEIAEoCUIHukgEcgIYQBIhCg9yZWN1cnJlbmNlX3J1bGUYBSABKAlCCLpIBXIDGOgHEksKEHJlbWluZGVyX29mZnNldHMYBiADKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CFrpIE5IBEBAKIgyqAQkiBQiAmp4BMgASNwoIcHJpb3JpdHkYByABKA4yGy50YXNrbWVzaC50YXNrcy52MS5Qcmlvcml0eUIIukgFggECEAEiagoRQ3JlYXRlVGFza1JlcXVlc3QSMgoEdGFzaxgBIAEoCzIcLnRhc2ttZXNoLnRhc2tzLnYxLlRhc2tJbnB1dEIGukgDyAEBEiEKD2lkZW1wb3RlbmN5X2tleRgCIAEoCUIIukgFcgMYgAEiOwoSQ3JlYXRlVGFza1Jlc3BvbnNlEiUKBHRhc2sYASABKAsyFy50YXNrbWVzaC50YXNrcy52MS5UYXNrIisKDkdldFRhc2tSZXF1ZXN0EhkKB3Rhc2tfaWQYASABKAlCCLpIBXIDsAEBIjgKD0dldFRhc2tSZXNwb25zZRIlCgR0YXNrGAEgASgLMhcudGFza21lc2gudGFza3MudjEuVGFzayKfAgoQTGlzdFRhc2tzUmVxdWVzdBI3CgZzdGF0dXMYASABKA4yHS50YXNrbWVzaC50YXNrcy52MS5UYXNrU3RhdHVzQgi6SAWCAQIQARItCglkdWVfYWZ0ZXIYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmR1ZV9iZWZvcmUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhwKCXBhZ2Vfc2l6ZRgEIAEoBUIJukgGGgQYZCgAEhwKCnBhZ2VfdG9rZW4YBSABKAlCCLpIBXIDGIAEEjcKCHByaW9yaXR5GAYgASgOMhsudGFza21lc2gudGFza3MudjEuUHJpb3JpdHlCCLpIBYIBAhABIlQKEUxpc3RUYXNrc1Jlc3BvbnNlEiYKBXRhc2tzGAEgAygLMhcudGFza21lc2gudGFza3MudjEuVGFzaxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiVQoPUmVtaW5kZXJPZmZzZXRzEkIKB29mZnNldHMYASADKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CFrpIE5IBEBAKIgyqAQkiBQiAmp4BMgAivgQKEVVwZGF0ZVRhc2tSZXF1ZXN0EhkKB3Rhc2tfaWQYASABKAlCCLpIBXIDsAEBEh4KBXRpdGxlGAIgASgJQgq6SAdyBRABGPQDSACIAQESHAoFbm90ZXMYAyABKAlCCLpIBXIDGJBOSAGIAQESLAoIZHVlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDmNsZWFyX2R1ZV90aW1lGAUgASgIEh8KCXRpbWVfem9uZRgGIAEoCUIHukgEcgIYQEgCiAEBEiYKD3JlY3VycmVuY2VfcnVsZRgHIAEoCUIIukgFcgMY6AdIA4gBARI8ChByZW1pbmRlcl9vZmZzZXRzGAggASgLMiIudGFza21lc2gudGFza3MudjEuUmVtaW5kZXJPZmZzZXRzEjwKCHByaW9yaXR5GAkgASgOMhsudGFza21lc2gudGFza3MudjEuUHJpb3JpdHlCCLpIBYIBAhABSASIAQE6gQG6SH4afAoYdXBkYXRlLmR1ZV90aW1lX2NvbmZsaWN0EjJkdWVfdGltZSBhbmQgY2xlYXJfZHVlX3RpbWUgYXJlIG11dHVhbGx5IGV4Y2x1c2l2ZRosIShoYXModGhpcy5kdWVfdGltZSkgJiYgdGhpcy5jbGVhcl9kdWVfdGltZSlCCAoGX3RpdGxlQggKBl9ub3Rlc0IMCgpfdGltZV96b25lQhIKEF9yZWN1cnJlbmNlX3J1bGVCCwoJX3ByaW9yaXR5IjsKElVwZGF0ZVRhc2tSZXNwb25zZRIlCgR0YXNrGAEgASgLMhcudGFza21lc2gudGFza3MudjEuVGFzayIwChNDb21wbGV0ZVRhc2tSZXF1ZXN0EhkKB3Rhc2tfaWQYASABKAlCCLpIBXIDsAEBIj0KFENvbXBsZXRlVGFza1Jlc3BvbnNlEiUKBHRhc2sYASABKAsyFy50YXNrbWVzaC50YXNrcy52MS5UYXNrIi4KEVJlb3BlblRhc2tSZXF1ZXN0EhkKB3Rhc2tfaWQYASABKAlCCLpIBXIDsAEBIjsKElJlb3BlblRhc2tSZXNwb25zZRIlCgR0YXNrGAEgASgLMhcudGFza21lc2gudGFza3MudjEuVGFzayIuChFEZWxldGVUYXNrUmVxdWVzdBIZCgd0YXNrX2lkGAEgASgJQgi6SAVyA7ABASIUChJEZWxldGVUYXNrUmVzcG9uc2UisQEKF0NyZWF0ZU9jY3VycmVuY2VSZXF1ZXN0EhkKB3VzZXJfaWQYASABKAlCCLpIBXIDsAEBEiAKDnBhcmVudF90YXNrX2lkGAIgASgJQgi6SAVyA7ABARI0CghkdWVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBrpIA8gBARIjCg9pZGVtcG90ZW5jeV9rZXkYBCABKAlCCrpIB3IFEAEYgAEiUgoYQ3JlYXRlT2NjdXJyZW5jZVJlc3BvbnNlEiUKBHRhc2sYASABKAsyFy50YXNrbWVzaC50YXNrcy52MS5UYXNrEg8KB2NyZWF0ZWQYAiABKAgiLQoQUHVyZ2VVc2VyUmVxdWVzdBIZCgd1c2VyX2lkGAEgASgJQgi6SAVyA7ABASIqChFQdXJnZVVzZXJSZXNwb25zZRIVCg1kZWxldGVkX2NvdW50GAEgASgDMp0FCgtUYXNrU2VydmljZRJZCgpDcmVhdGVUYXNrEiQudGFza21lc2gudGFza3MudjEuQ3JlYXRlVGFza1JlcXVlc3QaJS50YXNrbWVzaC50YXNrcy52MS5DcmVhdGVUYXNrUmVzcG9uc2USVQoHR2V0VGFzaxIhLnRhc2ttZXNoLnRhc2tzLnYxLkdldFRhc2tSZXF1ZXN0GiIudGFza21lc2gudGFza3MudjEuR2V0VGFza1Jlc3BvbnNlIgOQAgESWwoJTGlzdFRhc2tzEiMudGFza21lc2gudGFza3MudjEuTGlzdFRhc2tzUmVxdWVzdBokLnRhc2ttZXNoLnRhc2tzLnYxLkxpc3RUYXNrc1Jlc3BvbnNlIgOQAgESWQoKVXBkYXRlVGFzaxIkLnRhc2ttZXNoLnRhc2tzLnYxLlVwZGF0ZVRhc2tSZXF1ZXN0GiUudGFza21lc2gudGFza3MudjEuVXBkYXRlVGFza1Jlc3BvbnNlEmQKDENvbXBsZXRlVGFzaxImLnRhc2ttZXNoLnRhc2tzLnYxLkNvbXBsZXRlVGFza1JlcXVlc3QaJy50YXNrbWVzaC50YXNrcy52MS5Db21wbGV0ZVRhc2tSZXNwb25zZSIDkAICEl4KClJlb3BlblRhc2sSJC50YXNrbWVzaC50YXNrcy52MS5SZW9wZW5UYXNrUmVxdWVzdBolLnRhc2ttZXNoLnRhc2tzLnYxLlJlb3BlblRhc2tSZXNwb25zZSIDkAICEl4KCkRlbGV0ZVRhc2sSJC50YXNrbWVzaC50YXNrcy52MS5EZWxldGVUYXNrUmVxdWVzdBolLnRhc2ttZXNoLnRhc2tzLnYxLkRlbGV0ZVRhc2tSZXNwb25zZSIDkAICMt8BChNUYXNrSW50ZXJuYWxTZXJ2aWNlEmsKEENyZWF0ZU9jY3VycmVuY2USKi50YXNrbWVzaC50YXNrcy52MS5DcmVhdGVPY2N1cnJlbmNlUmVxdWVzdBorLnRhc2ttZXNoLnRhc2tzLnYxLkNyZWF0ZU9jY3VycmVuY2VSZXNwb25zZRJbCglQdXJnZVVzZXISIy50YXNrbWVzaC50YXNrcy52MS5QdXJnZVVzZXJSZXF1ZXN0GiQudGFza21lc2gudGFza3MudjEuUHVyZ2VVc2VyUmVzcG9uc2UiA5ACAmIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_duration, file_google_protobuf_timestamp, file_taskmesh_tasks_v1_task]);
+  fileDesc("Ch10YXNrbWVzaC90YXNrcy92MS90YXNrcy5wcm90bxIRdGFza21lc2gudGFza3MudjEisgIKCVRhc2tJbnB1dBIZCgV0aXRsZRgBIAEoCUIKukgHcgUQARj0AxIXCgVub3RlcxgCIAEoCUIIukgFcgMYkE4SLAoIZHVlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhoKCXRpbWVfem9uZRgEIAEoCUIHukgEcgIYQBIhCg9yZWN1cnJlbmNlX3J1bGUYBSABKAlCCLpIBXIDGOgHEksKEHJlbWluZGVyX29mZnNldHMYBiADKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CFrpIE5IBEBAKIgyqAQkiBQiAmp4BMgASNwoIcHJpb3JpdHkYByABKA4yGy50YXNrbWVzaC50YXNrcy52MS5Qcmlvcml0eUIIukgFggECEAEiagoRQ3JlYXRlVGFza1JlcXVlc3QSMgoEdGFzaxgBIAEoCzIcLnRhc2ttZXNoLnRhc2tzLnYxLlRhc2tJbnB1dEIGukgDyAEBEiEKD2lkZW1wb3RlbmN5X2tleRgCIAEoCUIIukgFcgMYgAEiOwoSQ3JlYXRlVGFza1Jlc3BvbnNlEiUKBHRhc2sYASABKAsyFy50YXNrbWVzaC50YXNrcy52MS5UYXNrIisKDkdldFRhc2tSZXF1ZXN0EhkKB3Rhc2tfaWQYASABKAlCCLpIBXIDsAEBIjgKD0dldFRhc2tSZXNwb25zZRIlCgR0YXNrGAEgASgLMhcudGFza21lc2gudGFza3MudjEuVGFzayKfAgoQTGlzdFRhc2tzUmVxdWVzdBI3CgZzdGF0dXMYASABKA4yHS50YXNrbWVzaC50YXNrcy52MS5UYXNrU3RhdHVzQgi6SAWCAQIQARItCglkdWVfYWZ0ZXIYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmR1ZV9iZWZvcmUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhwKCXBhZ2Vfc2l6ZRgEIAEoBUIJukgGGgQYZCgAEhwKCnBhZ2VfdG9rZW4YBSABKAlCCLpIBXIDGIAEEjcKCHByaW9yaXR5GAYgASgOMhsudGFza21lc2gudGFza3MudjEuUHJpb3JpdHlCCLpIBYIBAhABIlQKEUxpc3RUYXNrc1Jlc3BvbnNlEiYKBXRhc2tzGAEgAygLMhcudGFza21lc2gudGFza3MudjEuVGFzaxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiVQoPUmVtaW5kZXJPZmZzZXRzEkIKB29mZnNldHMYASADKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CFrpIE5IBEBAKIgyqAQkiBQiAmp4BMgAivgQKEVVwZGF0ZVRhc2tSZXF1ZXN0EhkKB3Rhc2tfaWQYASABKAlCCLpIBXIDsAEBEh4KBXRpdGxlGAIgASgJQgq6SAdyBRABGPQDSACIAQESHAoFbm90ZXMYAyABKAlCCLpIBXIDGJBOSAGIAQESLAoIZHVlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDmNsZWFyX2R1ZV90aW1lGAUgASgIEh8KCXRpbWVfem9uZRgGIAEoCUIHukgEcgIYQEgCiAEBEiYKD3JlY3VycmVuY2VfcnVsZRgHIAEoCUIIukgFcgMY6AdIA4gBARI8ChByZW1pbmRlcl9vZmZzZXRzGAggASgLMiIudGFza21lc2gudGFza3MudjEuUmVtaW5kZXJPZmZzZXRzEjwKCHByaW9yaXR5GAkgASgOMhsudGFza21lc2gudGFza3MudjEuUHJpb3JpdHlCCLpIBYIBAhABSASIAQE6gQG6SH4afAoYdXBkYXRlLmR1ZV90aW1lX2NvbmZsaWN0EjJkdWVfdGltZSBhbmQgY2xlYXJfZHVlX3RpbWUgYXJlIG11dHVhbGx5IGV4Y2x1c2l2ZRosIShoYXModGhpcy5kdWVfdGltZSkgJiYgdGhpcy5jbGVhcl9kdWVfdGltZSlCCAoGX3RpdGxlQggKBl9ub3Rlc0IMCgpfdGltZV96b25lQhIKEF9yZWN1cnJlbmNlX3J1bGVCCwoJX3ByaW9yaXR5IjsKElVwZGF0ZVRhc2tSZXNwb25zZRIlCgR0YXNrGAEgASgLMhcudGFza21lc2gudGFza3MudjEuVGFzayIwChNDb21wbGV0ZVRhc2tSZXF1ZXN0EhkKB3Rhc2tfaWQYASABKAlCCLpIBXIDsAEBIj0KFENvbXBsZXRlVGFza1Jlc3BvbnNlEiUKBHRhc2sYASABKAsyFy50YXNrbWVzaC50YXNrcy52MS5UYXNrIi4KEVJlb3BlblRhc2tSZXF1ZXN0EhkKB3Rhc2tfaWQYASABKAlCCLpIBXIDsAEBIjsKElJlb3BlblRhc2tSZXNwb25zZRIlCgR0YXNrGAEgASgLMhcudGFza21lc2gudGFza3MudjEuVGFzayIuChFEZWxldGVUYXNrUmVxdWVzdBIZCgd0YXNrX2lkGAEgASgJQgi6SAVyA7ABASIUChJEZWxldGVUYXNrUmVzcG9uc2UisQEKF0NyZWF0ZU9jY3VycmVuY2VSZXF1ZXN0EhkKB3VzZXJfaWQYASABKAlCCLpIBXIDsAEBEiAKDnBhcmVudF90YXNrX2lkGAIgASgJQgi6SAVyA7ABARI0CghkdWVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBrpIA8gBARIjCg9pZGVtcG90ZW5jeV9rZXkYBCABKAlCCrpIB3IFEAEYgAEiUgoYQ3JlYXRlT2NjdXJyZW5jZVJlc3BvbnNlEiUKBHRhc2sYASABKAsyFy50YXNrbWVzaC50YXNrcy52MS5UYXNrEg8KB2NyZWF0ZWQYAiABKAgiLQoQUHVyZ2VVc2VyUmVxdWVzdBIZCgd1c2VyX2lkGAEgASgJQgi6SAVyA7ABASIqChFQdXJnZVVzZXJSZXNwb25zZRIVCg1kZWxldGVkX2NvdW50GAEgASgDIhsKGVJvdGF0ZUNhbGVuZGFyRmVlZFJlcXVlc3QiXwoaUm90YXRlQ2FsZW5kYXJGZWVkUmVzcG9uc2USEAoIdXJsX3BhdGgYASABKAkSLwoLY3JlYXRlX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIhsKGVJldm9rZUNhbGVuZGFyRmVlZFJlcXVlc3QiLQoaUmV2b2tlQ2FsZW5kYXJGZWVkUmVzcG9uc2USDwoHcmV2b2tlZBgBIAEoCCIYChZHZXRDYWxlbmRhckZlZWRSZXF1ZXN0IloKF0dldENhbGVuZGFyRmVlZFJlc3BvbnNlEg4KBmFjdGl2ZRgBIAEoCBIvCgtjcmVhdGVfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiZQoZUmVuZGVyQ2FsZW5kYXJGZWVkUmVxdWVzdBIqCgZzZWNyZXQYASABKAlCGrpIF3IVMhNeW0EtWmEtejAtOV8tXXs0M30kEhwKCmFwcF9vcmlnaW4YAiABKAlCCLpIBXIDGIAEIi4KGlJlbmRlckNhbGVuZGFyRmVlZFJlc3BvbnNlEhAKCGNhbGVuZGFyGAEgASgJMvcHCgtUYXNrU2VydmljZRJZCgpDcmVhdGVUYXNrEiQudGFza21lc2gudGFza3MudjEuQ3JlYXRlVGFza1JlcXVlc3QaJS50YXNrbWVzaC50YXNrcy52MS5DcmVhdGVUYXNrUmVzcG9uc2USVQoHR2V0VGFzaxIhLnRhc2ttZXNoLnRhc2tzLnYxLkdldFRhc2tSZXF1ZXN0GiIudGFza21lc2gudGFza3MudjEuR2V0VGFza1Jlc3BvbnNlIgOQAgESWwoJTGlzdFRhc2tzEiMudGFza21lc2gudGFza3MudjEuTGlzdFRhc2tzUmVxdWVzdBokLnRhc2ttZXNoLnRhc2tzLnYxLkxpc3RUYXNrc1Jlc3BvbnNlIgOQAgESWQoKVXBkYXRlVGFzaxIkLnRhc2ttZXNoLnRhc2tzLnYxLlVwZGF0ZVRhc2tSZXF1ZXN0GiUudGFza21lc2gudGFza3MudjEuVXBkYXRlVGFza1Jlc3BvbnNlEmQKDENvbXBsZXRlVGFzaxImLnRhc2ttZXNoLnRhc2tzLnYxLkNvbXBsZXRlVGFza1JlcXVlc3QaJy50YXNrbWVzaC50YXNrcy52MS5Db21wbGV0ZVRhc2tSZXNwb25zZSIDkAICEl4KClJlb3BlblRhc2sSJC50YXNrbWVzaC50YXNrcy52MS5SZW9wZW5UYXNrUmVxdWVzdBolLnRhc2ttZXNoLnRhc2tzLnYxLlJlb3BlblRhc2tSZXNwb25zZSIDkAICEl4KCkRlbGV0ZVRhc2sSJC50YXNrbWVzaC50YXNrcy52MS5EZWxldGVUYXNrUmVxdWVzdBolLnRhc2ttZXNoLnRhc2tzLnYxLkRlbGV0ZVRhc2tSZXNwb25zZSIDkAICEnEKElJvdGF0ZUNhbGVuZGFyRmVlZBIsLnRhc2ttZXNoLnRhc2tzLnYxLlJvdGF0ZUNhbGVuZGFyRmVlZFJlcXVlc3QaLS50YXNrbWVzaC50YXNrcy52MS5Sb3RhdGVDYWxlbmRhckZlZWRSZXNwb25zZRJ2ChJSZXZva2VDYWxlbmRhckZlZWQSLC50YXNrbWVzaC50YXNrcy52MS5SZXZva2VDYWxlbmRhckZlZWRSZXF1ZXN0Gi0udGFza21lc2gudGFza3MudjEuUmV2b2tlQ2FsZW5kYXJGZWVkUmVzcG9uc2UiA5ACAhJtCg9HZXRDYWxlbmRhckZlZWQSKS50YXNrbWVzaC50YXNrcy52MS5HZXRDYWxlbmRhckZlZWRSZXF1ZXN0GioudGFza21lc2gudGFza3MudjEuR2V0Q2FsZW5kYXJGZWVkUmVzcG9uc2UiA5ACATLfAQoTVGFza0ludGVybmFsU2VydmljZRJrChBDcmVhdGVPY2N1cnJlbmNlEioudGFza21lc2gudGFza3MudjEuQ3JlYXRlT2NjdXJyZW5jZVJlcXVlc3QaKy50YXNrbWVzaC50YXNrcy52MS5DcmVhdGVPY2N1cnJlbmNlUmVzcG9uc2USWwoJUHVyZ2VVc2VyEiMudGFza21lc2gudGFza3MudjEuUHVyZ2VVc2VyUmVxdWVzdBokLnRhc2ttZXNoLnRhc2tzLnYxLlB1cmdlVXNlclJlc3BvbnNlIgOQAgIylQEKG0NhbGVuZGFyRmVlZEludGVybmFsU2VydmljZRJ2ChJSZW5kZXJDYWxlbmRhckZlZWQSLC50YXNrbWVzaC50YXNrcy52MS5SZW5kZXJDYWxlbmRhckZlZWRSZXF1ZXN0Gi0udGFza21lc2gudGFza3MudjEuUmVuZGVyQ2FsZW5kYXJGZWVkUmVzcG9uc2UiA5ACAWIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_duration, file_google_protobuf_timestamp, file_taskmesh_tasks_v1_task]);
 
 /**
  * Fields shared by create and update; the rules live here once.
@@ -521,6 +521,159 @@ export const PurgeUserResponseSchema: GenMessage<PurgeUserResponse> = /*@__PURE_
   messageDesc(file_taskmesh_tasks_v1_tasks, 19);
 
 /**
+ * @generated from message taskmesh.tasks.v1.RotateCalendarFeedRequest
+ */
+export type RotateCalendarFeedRequest = Message<"taskmesh.tasks.v1.RotateCalendarFeedRequest"> & {
+};
+
+/**
+ * Describes the message taskmesh.tasks.v1.RotateCalendarFeedRequest.
+ * Use `create(RotateCalendarFeedRequestSchema)` to create a new message.
+ */
+export const RotateCalendarFeedRequestSchema: GenMessage<RotateCalendarFeedRequest> = /*@__PURE__*/
+  messageDesc(file_taskmesh_tasks_v1_tasks, 20);
+
+/**
+ * @generated from message taskmesh.tasks.v1.RotateCalendarFeedResponse
+ */
+export type RotateCalendarFeedResponse = Message<"taskmesh.tasks.v1.RotateCalendarFeedResponse"> & {
+  /**
+   * Path of the feed at the gateway, "/calendar/<secret>.ics"; the secret is 43 base64url
+   * characters (32 random bytes).
+   *
+   * @generated from field: string url_path = 1;
+   */
+  urlPath: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp create_time = 2;
+   */
+  createTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message taskmesh.tasks.v1.RotateCalendarFeedResponse.
+ * Use `create(RotateCalendarFeedResponseSchema)` to create a new message.
+ */
+export const RotateCalendarFeedResponseSchema: GenMessage<RotateCalendarFeedResponse> = /*@__PURE__*/
+  messageDesc(file_taskmesh_tasks_v1_tasks, 21);
+
+/**
+ * @generated from message taskmesh.tasks.v1.RevokeCalendarFeedRequest
+ */
+export type RevokeCalendarFeedRequest = Message<"taskmesh.tasks.v1.RevokeCalendarFeedRequest"> & {
+};
+
+/**
+ * Describes the message taskmesh.tasks.v1.RevokeCalendarFeedRequest.
+ * Use `create(RevokeCalendarFeedRequestSchema)` to create a new message.
+ */
+export const RevokeCalendarFeedRequestSchema: GenMessage<RevokeCalendarFeedRequest> = /*@__PURE__*/
+  messageDesc(file_taskmesh_tasks_v1_tasks, 22);
+
+/**
+ * @generated from message taskmesh.tasks.v1.RevokeCalendarFeedResponse
+ */
+export type RevokeCalendarFeedResponse = Message<"taskmesh.tasks.v1.RevokeCalendarFeedResponse"> & {
+  /**
+   * False when there was no feed to revoke.
+   *
+   * @generated from field: bool revoked = 1;
+   */
+  revoked: boolean;
+};
+
+/**
+ * Describes the message taskmesh.tasks.v1.RevokeCalendarFeedResponse.
+ * Use `create(RevokeCalendarFeedResponseSchema)` to create a new message.
+ */
+export const RevokeCalendarFeedResponseSchema: GenMessage<RevokeCalendarFeedResponse> = /*@__PURE__*/
+  messageDesc(file_taskmesh_tasks_v1_tasks, 23);
+
+/**
+ * @generated from message taskmesh.tasks.v1.GetCalendarFeedRequest
+ */
+export type GetCalendarFeedRequest = Message<"taskmesh.tasks.v1.GetCalendarFeedRequest"> & {
+};
+
+/**
+ * Describes the message taskmesh.tasks.v1.GetCalendarFeedRequest.
+ * Use `create(GetCalendarFeedRequestSchema)` to create a new message.
+ */
+export const GetCalendarFeedRequestSchema: GenMessage<GetCalendarFeedRequest> = /*@__PURE__*/
+  messageDesc(file_taskmesh_tasks_v1_tasks, 24);
+
+/**
+ * @generated from message taskmesh.tasks.v1.GetCalendarFeedResponse
+ */
+export type GetCalendarFeedResponse = Message<"taskmesh.tasks.v1.GetCalendarFeedResponse"> & {
+  /**
+   * @generated from field: bool active = 1;
+   */
+  active: boolean;
+
+  /**
+   * When the current secret was made; unset without a feed.
+   *
+   * @generated from field: google.protobuf.Timestamp create_time = 2;
+   */
+  createTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message taskmesh.tasks.v1.GetCalendarFeedResponse.
+ * Use `create(GetCalendarFeedResponseSchema)` to create a new message.
+ */
+export const GetCalendarFeedResponseSchema: GenMessage<GetCalendarFeedResponse> = /*@__PURE__*/
+  messageDesc(file_taskmesh_tasks_v1_tasks, 25);
+
+/**
+ * @generated from message taskmesh.tasks.v1.RenderCalendarFeedRequest
+ */
+export type RenderCalendarFeedRequest = Message<"taskmesh.tasks.v1.RenderCalendarFeedRequest"> & {
+  /**
+   * The secret from the feed's URL.
+   *
+   * @generated from field: string secret = 1;
+   */
+  secret: string;
+
+  /**
+   * Origin of the web app for the events' URL property (e.g. "https://todo.example.com"); empty
+   * leaves URL out.
+   *
+   * @generated from field: string app_origin = 2;
+   */
+  appOrigin: string;
+};
+
+/**
+ * Describes the message taskmesh.tasks.v1.RenderCalendarFeedRequest.
+ * Use `create(RenderCalendarFeedRequestSchema)` to create a new message.
+ */
+export const RenderCalendarFeedRequestSchema: GenMessage<RenderCalendarFeedRequest> = /*@__PURE__*/
+  messageDesc(file_taskmesh_tasks_v1_tasks, 26);
+
+/**
+ * @generated from message taskmesh.tasks.v1.RenderCalendarFeedResponse
+ */
+export type RenderCalendarFeedResponse = Message<"taskmesh.tasks.v1.RenderCalendarFeedResponse"> & {
+  /**
+   * text/calendar (RFC 5545), UTF-8.
+   *
+   * @generated from field: string calendar = 1;
+   */
+  calendar: string;
+};
+
+/**
+ * Describes the message taskmesh.tasks.v1.RenderCalendarFeedResponse.
+ * Use `create(RenderCalendarFeedResponseSchema)` to create a new message.
+ */
+export const RenderCalendarFeedResponseSchema: GenMessage<RenderCalendarFeedResponse> = /*@__PURE__*/
+  messageDesc(file_taskmesh_tasks_v1_tasks, 27);
+
+/**
  * TaskService is public. Every method acts on the caller's own tasks only: a task of another
  * user is NOT_FOUND, never PERMISSION_DENIED, so its existence is not revealed.
  *
@@ -597,6 +750,38 @@ export const TaskService: GenService<{
     input: typeof DeleteTaskRequestSchema;
     output: typeof DeleteTaskResponseSchema;
   },
+  /**
+   * Creates the caller's calendar feed (an iCalendar URL with a secret in it, for calendar apps
+   * to subscribe to), or gives it a new secret: the previous URL stops working at once. The
+   * secret is shown only here; the service keeps its hash.
+   *
+   * @generated from rpc taskmesh.tasks.v1.TaskService.RotateCalendarFeed
+   */
+  rotateCalendarFeed: {
+    methodKind: "unary";
+    input: typeof RotateCalendarFeedRequestSchema;
+    output: typeof RotateCalendarFeedResponseSchema;
+  },
+  /**
+   * Turns the caller's calendar feed off: its URL answers 404 from then on. Safe to repeat.
+   *
+   * @generated from rpc taskmesh.tasks.v1.TaskService.RevokeCalendarFeed
+   */
+  revokeCalendarFeed: {
+    methodKind: "unary";
+    input: typeof RevokeCalendarFeedRequestSchema;
+    output: typeof RevokeCalendarFeedResponseSchema;
+  },
+  /**
+   * Whether the caller has a calendar feed, and since when (not its URL: only its hash is kept).
+   *
+   * @generated from rpc taskmesh.tasks.v1.TaskService.GetCalendarFeed
+   */
+  getCalendarFeed: {
+    methodKind: "unary";
+    input: typeof GetCalendarFeedRequestSchema;
+    output: typeof GetCalendarFeedResponseSchema;
+  },
 }> = /*@__PURE__*/
   serviceDesc(file_taskmesh_tasks_v1_tasks, 0);
 
@@ -628,4 +813,25 @@ export const TaskInternalService: GenService<{
   },
 }> = /*@__PURE__*/
   serviceDesc(file_taskmesh_tasks_v1_tasks, 1);
+
+/**
+ * CalendarFeedInternalService is mesh-only (the gateway serves GET /calendar/<secret>.ics with
+ * it). It takes no token: the feed secret in the request is the credential, as in the URL.
+ *
+ * @generated from service taskmesh.tasks.v1.CalendarFeedInternalService
+ */
+export const CalendarFeedInternalService: GenService<{
+  /**
+   * The iCalendar document of the feed whose secret this is; NOT_FOUND for an unknown or revoked
+   * secret.
+   *
+   * @generated from rpc taskmesh.tasks.v1.CalendarFeedInternalService.RenderCalendarFeed
+   */
+  renderCalendarFeed: {
+    methodKind: "unary";
+    input: typeof RenderCalendarFeedRequestSchema;
+    output: typeof RenderCalendarFeedResponseSchema;
+  },
+}> = /*@__PURE__*/
+  serviceDesc(file_taskmesh_tasks_v1_tasks, 2);
 
