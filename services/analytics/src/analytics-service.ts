@@ -41,6 +41,16 @@ export function analyticsService(deps: AnalyticsServiceDeps): ServiceImpl<typeof
             openCount: BigInt(p.open),
             completedCount: BigInt(p.completed),
           })),
+          projectCounts: s.byProject.map((p) => ({
+            projectId: p.id,
+            openCount: BigInt(p.open),
+            completedCount: BigInt(p.completed),
+          })),
+          labelCounts: s.byLabel.map((l) => ({
+            labelId: l.id,
+            openCount: BigInt(l.open),
+            completedCount: BigInt(l.completed),
+          })),
         },
       };
     },
@@ -49,7 +59,11 @@ export function analyticsService(deps: AnalyticsServiceDeps): ServiceImpl<typeof
       const { userId } = requireUser(ctx);
       const match = ftsQuery(req.query);
       if (!match) return { hits: [] };
-      return { hits: store.search(userId, match, req.limit || DEFAULT_SEARCH_LIMIT) };
+      const filter = {
+        ...(req.projectId ? { projectId: req.projectId.toLowerCase() } : {}),
+        ...(req.labelId ? { labelId: req.labelId.toLowerCase() } : {}),
+      };
+      return { hits: store.search(userId, match, req.limit || DEFAULT_SEARCH_LIMIT, filter) };
     },
   };
 }

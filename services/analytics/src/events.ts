@@ -15,8 +15,11 @@ import type { AnalyticsStore, FoldResult, TaskFacts } from "./analytics-store.js
  * What analytics consumes (it publishes nothing). One consumer per stream, each over the whole
  * stream (nats-server 2.9 allows one filter subject per consumer; everything in these two streams
  * is folded or deliberately skipped):
- * - TASKS: task.created / task.updated / task.completed (each carries the whole Task) and
- *   task.deleted (task id + version) → the per-task rows, stats and the search index;
+ * - TASKS: task.created / task.updated / task.completed (each carries the whole Task, its project
+ *   and label ids too) and task.deleted (task id + version) → the per-task rows, stats (per
+ *   priority, project and label) and the search index; label.deleted drops the label from every
+ *   task (no task event is sent per task); project.* and label.created/updated are not folded
+ *   (counts are by id; the client names them from ListProjects/ListLabels);
  * - USERS: user.registered (the time zone streaks are counted in) and user.deleted (drop the user).
  * REMINDERS and NOTIFICATIONS carry nothing the read models show, so they are not consumed.
  */
@@ -69,6 +72,8 @@ function taskFacts(task: Task, event: Envelope): TaskFacts {
     version: Number(task.version),
     // UNSPECIFIED (an event from before priorities existed) is P4, as tasks stores it.
     priority: task.priority === Priority.UNSPECIFIED ? 4 : task.priority,
+    projectId: task.projectId,
+    labelIds: task.labelIds,
   };
 }
 
@@ -88,6 +93,8 @@ export function foldEvent(store: AnalyticsStore, event: Envelope): FoldResult | 
       return store.upsertTask(taskFacts(p.value.task, event), at);
     case "taskDeleted":
       return store.deleteTask(p.value.taskId || event.aggregateId, event.userId, Number(p.value.version), at);
+    case "labelDeleted":
+      return store.deleteLabel(p.value.labelId || event.aggregateId, event.userId, eventMs(event));
     case "userRegistered":
       return store.registerUser(p.value.userId || event.userId, p.value.timeZone, at);
     case "userDeleted":

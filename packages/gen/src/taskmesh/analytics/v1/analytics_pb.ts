@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file taskmesh/analytics/v1/analytics.proto.
  */
 export const file_taskmesh_analytics_v1_analytics: GenFile = /*@__PURE__*/
-  fileDesc("CiV0YXNrbWVzaC9hbmFseXRpY3MvdjEvYW5hbHl0aWNzLnByb3RvEhV0YXNrbWVzaC5hbmFseXRpY3MudjEihwIKBVN0YXRzEhUKDWNyZWF0ZWRfY291bnQYASABKAMSFwoPY29tcGxldGVkX2NvdW50GAIgASgDEhUKDW92ZXJkdWVfY291bnQYAyABKAMSEgoKb3Blbl9jb3VudBgEIAEoAxIXCg9jb21wbGV0aW9uX3JhdGUYBSABKAESGwoTY3VycmVudF9zdHJlYWtfZGF5cxgGIAEoBRIuCgphc19vZl90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI9Cg9wcmlvcml0eV9jb3VudHMYCCADKAsyJC50YXNrbWVzaC5hbmFseXRpY3MudjEuUHJpb3JpdHlDb3VudCJrCg1Qcmlvcml0eUNvdW50Ei0KCHByaW9yaXR5GAEgASgOMhsudGFza21lc2gudGFza3MudjEuUHJpb3JpdHkSEgoKb3Blbl9jb3VudBgCIAEoAxIXCg9jb21wbGV0ZWRfY291bnQYAyABKAMiEQoPR2V0U3RhdHNSZXF1ZXN0Ij8KEEdldFN0YXRzUmVzcG9uc2USKwoFc3RhdHMYASABKAsyHC50YXNrbWVzaC5hbmFseXRpY3MudjEuU3RhdHMiTwoJU2VhcmNoSGl0Eg8KB3Rhc2tfaWQYASABKAkSDQoFdGl0bGUYAiABKAkSDwoHc25pcHBldBgDIAEoCRIRCgljb21wbGV0ZWQYBCABKAgiSQoSU2VhcmNoVGFza3NSZXF1ZXN0EhkKBXF1ZXJ5GAEgASgJQgq6SAdyBRABGMgBEhgKBWxpbWl0GAIgASgFQgm6SAYaBBgyKAAiRQoTU2VhcmNoVGFza3NSZXNwb25zZRIuCgRoaXRzGAEgAygLMiAudGFza21lc2guYW5hbHl0aWNzLnYxLlNlYXJjaEhpdDLfAQoQQW5hbHl0aWNzU2VydmljZRJgCghHZXRTdGF0cxImLnRhc2ttZXNoLmFuYWx5dGljcy52MS5HZXRTdGF0c1JlcXVlc3QaJy50YXNrbWVzaC5hbmFseXRpY3MudjEuR2V0U3RhdHNSZXNwb25zZSIDkAIBEmkKC1NlYXJjaFRhc2tzEikudGFza21lc2guYW5hbHl0aWNzLnYxLlNlYXJjaFRhc2tzUmVxdWVzdBoqLnRhc2ttZXNoLmFuYWx5dGljcy52MS5TZWFyY2hUYXNrc1Jlc3BvbnNlIgOQAgFiBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_timestamp, file_taskmesh_tasks_v1_task]);
+  fileDesc("CiV0YXNrbWVzaC9hbmFseXRpY3MvdjEvYW5hbHl0aWNzLnByb3RvEhV0YXNrbWVzaC5hbmFseXRpY3MudjEi/QIKBVN0YXRzEhUKDWNyZWF0ZWRfY291bnQYASABKAMSFwoPY29tcGxldGVkX2NvdW50GAIgASgDEhUKDW92ZXJkdWVfY291bnQYAyABKAMSEgoKb3Blbl9jb3VudBgEIAEoAxIXCg9jb21wbGV0aW9uX3JhdGUYBSABKAESGwoTY3VycmVudF9zdHJlYWtfZGF5cxgGIAEoBRIuCgphc19vZl90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI9Cg9wcmlvcml0eV9jb3VudHMYCCADKAsyJC50YXNrbWVzaC5hbmFseXRpY3MudjEuUHJpb3JpdHlDb3VudBI7Cg5wcm9qZWN0X2NvdW50cxgJIAMoCzIjLnRhc2ttZXNoLmFuYWx5dGljcy52MS5Qcm9qZWN0Q291bnQSNwoMbGFiZWxfY291bnRzGAogAygLMiEudGFza21lc2guYW5hbHl0aWNzLnYxLkxhYmVsQ291bnQiawoNUHJpb3JpdHlDb3VudBItCghwcmlvcml0eRgBIAEoDjIbLnRhc2ttZXNoLnRhc2tzLnYxLlByaW9yaXR5EhIKCm9wZW5fY291bnQYAiABKAMSFwoPY29tcGxldGVkX2NvdW50GAMgASgDIk8KDFByb2plY3RDb3VudBISCgpwcm9qZWN0X2lkGAEgASgJEhIKCm9wZW5fY291bnQYAiABKAMSFwoPY29tcGxldGVkX2NvdW50GAMgASgDIksKCkxhYmVsQ291bnQSEAoIbGFiZWxfaWQYASABKAkSEgoKb3Blbl9jb3VudBgCIAEoAxIXCg9jb21wbGV0ZWRfY291bnQYAyABKAMiEQoPR2V0U3RhdHNSZXF1ZXN0Ij8KEEdldFN0YXRzUmVzcG9uc2USKwoFc3RhdHMYASABKAsyHC50YXNrbWVzaC5hbmFseXRpY3MudjEuU3RhdHMiTwoJU2VhcmNoSGl0Eg8KB3Rhc2tfaWQYASABKAkSDQoFdGl0bGUYAiABKAkSDwoHc25pcHBldBgDIAEoCRIRCgljb21wbGV0ZWQYBCABKAgiiQEKElNlYXJjaFRhc2tzUmVxdWVzdBIZCgVxdWVyeRgBIAEoCUIKukgHcgUQARjIARIYCgVsaW1pdBgCIAEoBUIJukgGGgQYMigAEh8KCnByb2plY3RfaWQYAyABKAlCC7pICNgBAXIDsAEBEh0KCGxhYmVsX2lkGAQgASgJQgu6SAjYAQFyA7ABASJFChNTZWFyY2hUYXNrc1Jlc3BvbnNlEi4KBGhpdHMYASADKAsyIC50YXNrbWVzaC5hbmFseXRpY3MudjEuU2VhcmNoSGl0Mt8BChBBbmFseXRpY3NTZXJ2aWNlEmAKCEdldFN0YXRzEiYudGFza21lc2guYW5hbHl0aWNzLnYxLkdldFN0YXRzUmVxdWVzdBonLnRhc2ttZXNoLmFuYWx5dGljcy52MS5HZXRTdGF0c1Jlc3BvbnNlIgOQAgESaQoLU2VhcmNoVGFza3MSKS50YXNrbWVzaC5hbmFseXRpY3MudjEuU2VhcmNoVGFza3NSZXF1ZXN0GioudGFza21lc2guYW5hbHl0aWNzLnYxLlNlYXJjaFRhc2tzUmVzcG9uc2UiA5ACAWIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_timestamp, file_taskmesh_tasks_v1_task]);
 
 /**
  * @generated from message taskmesh.analytics.v1.Stats
@@ -70,6 +70,21 @@ export type Stats = Message<"taskmesh.analytics.v1.Stats"> & {
    * @generated from field: repeated taskmesh.analytics.v1.PriorityCount priority_counts = 8;
    */
   priorityCounts: PriorityCount[];
+
+  /**
+   * Live tasks per project (subtasks included), by project id; tasks folded before projects
+   * existed count once their next event (or a rebuild) names their project.
+   *
+   * @generated from field: repeated taskmesh.analytics.v1.ProjectCount project_counts = 9;
+   */
+  projectCounts: ProjectCount[];
+
+  /**
+   * Live tasks per label, by label id; a deleted label is gone from these.
+   *
+   * @generated from field: repeated taskmesh.analytics.v1.LabelCount label_counts = 10;
+   */
+  labelCounts: LabelCount[];
 };
 
 /**
@@ -107,6 +122,60 @@ export const PriorityCountSchema: GenMessage<PriorityCount> = /*@__PURE__*/
   messageDesc(file_taskmesh_analytics_v1_analytics, 1);
 
 /**
+ * @generated from message taskmesh.analytics.v1.ProjectCount
+ */
+export type ProjectCount = Message<"taskmesh.analytics.v1.ProjectCount"> & {
+  /**
+   * @generated from field: string project_id = 1;
+   */
+  projectId: string;
+
+  /**
+   * @generated from field: int64 open_count = 2;
+   */
+  openCount: bigint;
+
+  /**
+   * @generated from field: int64 completed_count = 3;
+   */
+  completedCount: bigint;
+};
+
+/**
+ * Describes the message taskmesh.analytics.v1.ProjectCount.
+ * Use `create(ProjectCountSchema)` to create a new message.
+ */
+export const ProjectCountSchema: GenMessage<ProjectCount> = /*@__PURE__*/
+  messageDesc(file_taskmesh_analytics_v1_analytics, 2);
+
+/**
+ * @generated from message taskmesh.analytics.v1.LabelCount
+ */
+export type LabelCount = Message<"taskmesh.analytics.v1.LabelCount"> & {
+  /**
+   * @generated from field: string label_id = 1;
+   */
+  labelId: string;
+
+  /**
+   * @generated from field: int64 open_count = 2;
+   */
+  openCount: bigint;
+
+  /**
+   * @generated from field: int64 completed_count = 3;
+   */
+  completedCount: bigint;
+};
+
+/**
+ * Describes the message taskmesh.analytics.v1.LabelCount.
+ * Use `create(LabelCountSchema)` to create a new message.
+ */
+export const LabelCountSchema: GenMessage<LabelCount> = /*@__PURE__*/
+  messageDesc(file_taskmesh_analytics_v1_analytics, 3);
+
+/**
  * @generated from message taskmesh.analytics.v1.GetStatsRequest
  */
 export type GetStatsRequest = Message<"taskmesh.analytics.v1.GetStatsRequest"> & {
@@ -117,7 +186,7 @@ export type GetStatsRequest = Message<"taskmesh.analytics.v1.GetStatsRequest"> &
  * Use `create(GetStatsRequestSchema)` to create a new message.
  */
 export const GetStatsRequestSchema: GenMessage<GetStatsRequest> = /*@__PURE__*/
-  messageDesc(file_taskmesh_analytics_v1_analytics, 2);
+  messageDesc(file_taskmesh_analytics_v1_analytics, 4);
 
 /**
  * @generated from message taskmesh.analytics.v1.GetStatsResponse
@@ -134,7 +203,7 @@ export type GetStatsResponse = Message<"taskmesh.analytics.v1.GetStatsResponse">
  * Use `create(GetStatsResponseSchema)` to create a new message.
  */
 export const GetStatsResponseSchema: GenMessage<GetStatsResponse> = /*@__PURE__*/
-  messageDesc(file_taskmesh_analytics_v1_analytics, 3);
+  messageDesc(file_taskmesh_analytics_v1_analytics, 5);
 
 /**
  * @generated from message taskmesh.analytics.v1.SearchHit
@@ -168,7 +237,7 @@ export type SearchHit = Message<"taskmesh.analytics.v1.SearchHit"> & {
  * Use `create(SearchHitSchema)` to create a new message.
  */
 export const SearchHitSchema: GenMessage<SearchHit> = /*@__PURE__*/
-  messageDesc(file_taskmesh_analytics_v1_analytics, 4);
+  messageDesc(file_taskmesh_analytics_v1_analytics, 6);
 
 /**
  * @generated from message taskmesh.analytics.v1.SearchTasksRequest
@@ -187,6 +256,20 @@ export type SearchTasksRequest = Message<"taskmesh.analytics.v1.SearchTasksReque
    * @generated from field: int32 limit = 2;
    */
   limit: number;
+
+  /**
+   * Only tasks of this project.
+   *
+   * @generated from field: string project_id = 3;
+   */
+  projectId: string;
+
+  /**
+   * Only tasks carrying this label.
+   *
+   * @generated from field: string label_id = 4;
+   */
+  labelId: string;
 };
 
 /**
@@ -194,7 +277,7 @@ export type SearchTasksRequest = Message<"taskmesh.analytics.v1.SearchTasksReque
  * Use `create(SearchTasksRequestSchema)` to create a new message.
  */
 export const SearchTasksRequestSchema: GenMessage<SearchTasksRequest> = /*@__PURE__*/
-  messageDesc(file_taskmesh_analytics_v1_analytics, 5);
+  messageDesc(file_taskmesh_analytics_v1_analytics, 7);
 
 /**
  * @generated from message taskmesh.analytics.v1.SearchTasksResponse
@@ -211,7 +294,7 @@ export type SearchTasksResponse = Message<"taskmesh.analytics.v1.SearchTasksResp
  * Use `create(SearchTasksResponseSchema)` to create a new message.
  */
 export const SearchTasksResponseSchema: GenMessage<SearchTasksResponse> = /*@__PURE__*/
-  messageDesc(file_taskmesh_analytics_v1_analytics, 6);
+  messageDesc(file_taskmesh_analytics_v1_analytics, 8);
 
 /**
  * AnalyticsService is public: read models (CQRS) built only from domain events, scoped to the caller.
