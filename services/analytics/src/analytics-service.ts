@@ -1,5 +1,5 @@
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import type { ServiceImpl } from "@connectrpc/connect";
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import type { AnalyticsService } from "@taskmesh/gen/taskmesh/analytics/v1/analytics_pb";
 import { requireUser } from "@taskmesh/platform";
 import type { AnalyticsStore } from "./analytics-store.js";
@@ -57,6 +57,13 @@ export function analyticsService(deps: AnalyticsServiceDeps): ServiceImpl<typeof
 
     async searchTasks(req, ctx) {
       const { userId } = requireUser(ctx);
+      // Another user's project or label is NOT_FOUND, like one that does not exist (BOLA).
+      for (const [kind, id, field] of [
+        ["project", req.projectId, "project_id"],
+        ["label", req.labelId, "label_id"],
+      ] as const)
+        if (id && !store.owns(userId, kind, id.toLowerCase()))
+          throw new ConnectError(`${field}: ${kind} ${id} not found`, Code.NotFound);
       const match = ftsQuery(req.query);
       if (!match) return { hits: [] };
       const filter = {

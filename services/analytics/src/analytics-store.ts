@@ -77,6 +77,14 @@ export const MIGRATIONS: Migration[] = [
         label_id TEXT PRIMARY KEY,
         user_id  TEXT NOT NULL
       ) WITHOUT ROWID;
+      -- Whose project or label an id is (from project/label events, and from task events, which
+      -- name the Inbox too), so SearchTasks answers NOT_FOUND for an id that is not the caller's.
+      CREATE TABLE owned (
+        id      TEXT PRIMARY KEY,
+        kind    TEXT NOT NULL CHECK (kind IN ('project', 'label')),
+        user_id TEXT NOT NULL
+      ) WITHOUT ROWID;
+      CREATE INDEX owned_by_user ON owned (user_id);
     `,
   },
 ];
@@ -172,6 +180,9 @@ export class AnalyticsStore {
   readonly #deleteLabel;
   readonly #forgetLabel;
   readonly #purgeLabels;
+  readonly #own;
+  readonly #disown;
+  readonly #owns;
   readonly #byProject;
   readonly #byLabel;
   readonly #searches = new Map<string, ReturnType<Db["prepare"]>>();
@@ -245,7 +256,11 @@ export class AnalyticsStore {
     this.#purgeLabels = [
       db.prepare("DELETE FROM task_labels WHERE user_id = ?"),
       db.prepare("DELETE FROM deleted_labels WHERE user_id = ?"),
+      db.prepare("DELETE FROM owned WHERE user_id = ?"),
     ];
+    this.#own = db.prepare("INSERT INTO owned (id, kind, user_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING");
+    this.#disown = db.prepare("DELETE FROM owned WHERE id = ? AND user_id = ?");
+    this.#owns = db.prepare("SELECT 1 FROM owned WHERE id = ? AND kind = ? AND user_id = ?").pluck();
     this.#byProject = db.prepare<[string], { id: string; open: number; completed: number }>(
       `SELECT project_id AS id, coalesce(sum(status = 'open'), 0) AS open,
               coalesce(sum(status = 'completed'), 0) AS completed
@@ -301,8 +316,35 @@ export class AnalyticsStore {
     }
     this.#searchInsert.run(rowid, facts.title, facts.notes);
     this.#unlinkTask.run(rowid);
-    for (const l of facts.labelIds ?? []) if (!this.#isDeletedLabel.get(l)) this.#link.run(rowid, l, facts.userId);
+    if (facts.projectId) this.#own.run(facts.projectId, "project", facts.userId);
+    for (const l of facts.labelIds ?? [])
+      if (!this.#isDeletedLabel.get(l)) {
+        this.#link.run(rowid, l, facts.userId);
+        this.#own.run(l, "label", facts.userId);
+      }
     return "applied";
+  }
+
+  /** A project or label created (project.created, label.created): the id is the user's from now on. */
+  recordOwner(kind: "project" | "label", id: string, userId: string, eventMs: number): FoldResult {
+    if (this.#isDeletedUser.get(userId)) return "user-deleted";
+    this.#touchUser.run(userId, eventMs);
+    if (kind === "label" && this.#isDeletedLabel.get(id)) return "stale";
+    this.#own.run(id, kind, userId);
+    return "applied";
+  }
+
+  /** A project deleted (its tasks' deletions came first): its id is no longer the user's. */
+  dropProject(id: string, userId: string, eventMs: number): FoldResult {
+    if (this.#isDeletedUser.get(userId)) return "user-deleted";
+    this.#touchUser.run(userId, eventMs);
+    this.#disown.run(id, userId);
+    return "applied";
+  }
+
+  /** True when `id` is a project (or label) of the user's, as far as the events folded so far tell. */
+  owns(userId: string, kind: "project" | "label", id: string): boolean {
+    return this.#owns.get(id, kind, userId) !== undefined;
   }
 
   /**
@@ -314,6 +356,7 @@ export class AnalyticsStore {
     this.#touchUser.run(userId, eventMs);
     this.#deleteLabel.run(labelId, userId);
     this.#forgetLabel.run(labelId, userId);
+    this.#disown.run(labelId, userId);
     return "applied";
   }
 

@@ -326,7 +326,15 @@ describe("analytics service (real nats-server, events published by the test)", (
     expect(await ids({ projectId: work })).toEqual(["seed peas", "seed report draft"]);
     expect(await ids({ labelId: blue })).toEqual(["seed beans", "seed report draft"]);
     expect(await ids({ projectId: home, labelId: blue })).toEqual(["seed beans"]);
-    expect(await ids({ labelId: red })).toEqual([]);
+    // A deleted label, and another user's project, are NOT_FOUND.
+    const refused = (p: Promise<unknown>) =>
+      p.then(
+        () => "OK",
+        (e: ConnectError) => Code[e.code],
+      );
+    expect(await refused(ids({ labelId: red }))).toBe("NotFound");
+    const stranger = await clientFor(newUser());
+    expect(await refused(stranger.searchTasks({ query: "seed", projectId: home }))).toBe("NotFound");
   });
 
   it("counts open tasks past their due time as overdue, by the injected clock", async () => {

@@ -18,7 +18,8 @@ import type { AnalyticsStore, FoldResult, TaskFacts } from "./analytics-store.js
  * - TASKS: task.created / task.updated / task.completed (each carries the whole Task, its project
  *   and label ids too) and task.deleted (task id + version) → the per-task rows, stats (per
  *   priority, project and label) and the search index; label.deleted drops the label from every
- *   task (no task event is sent per task); project.* and label.created/updated are not folded
+ *   task (no task event is sent per task); project.created/deleted and label.created record whose
+ *   ids they are (SearchTasks' filters answer NOT_FOUND for anyone else's); names are not kept
  *   (counts are by id; the client names them from ListProjects/ListLabels);
  * - USERS: user.registered (the time zone streaks are counted in) and user.deleted (drop the user).
  * REMINDERS and NOTIFICATIONS carry nothing the read models show, so they are not consumed.
@@ -93,6 +94,12 @@ export function foldEvent(store: AnalyticsStore, event: Envelope): FoldResult | 
       return store.upsertTask(taskFacts(p.value.task, event), at);
     case "taskDeleted":
       return store.deleteTask(p.value.taskId || event.aggregateId, event.userId, Number(p.value.version), at);
+    case "projectCreated":
+      return store.recordOwner("project", p.value.project?.id || event.aggregateId, event.userId, at);
+    case "labelCreated":
+      return store.recordOwner("label", p.value.label?.id || event.aggregateId, event.userId, at);
+    case "projectDeleted":
+      return store.dropProject(p.value.projectId || event.aggregateId, event.userId, at);
     case "labelDeleted":
       return store.deleteLabel(p.value.labelId || event.aggregateId, event.userId, eventMs(event));
     case "userRegistered":

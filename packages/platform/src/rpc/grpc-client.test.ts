@@ -153,6 +153,22 @@ describe("createGrpcClient", () => {
     const cfg = serviceConfig(TaskService, {});
     const names = cfg.methodConfig[0]?.name.map((n) => n.method).sort();
     // ReopenTask is IDEMPOTENT (reopening an open task returns it unchanged); CreateTask and UpdateTask are not.
-    expect(names).toEqual(["CompleteTask", "DeleteTask", "GetTask", "ListTasks", "ReopenTask"]);
+    // Of the project/label methods, the creates are not (no idempotency key); moves, renames,
+    // (un)archiving and deletes are, like DeleteTask.
+    expect(names).toEqual([
+      "CompleteTask",
+      "DeleteLabel",
+      "DeleteProject",
+      "DeleteTask",
+      "GetTask",
+      "ListLabels",
+      "ListProjects",
+      "ListTasks",
+      "MoveProject",
+      "MoveTask",
+      "ReopenTask",
+      "UpdateLabel",
+      "UpdateProject",
+    ]);
   });
 });
