@@ -152,7 +152,8 @@ describe("TaskService projects, labels and subtasks", () => {
     expect(a.labelIds).toEqual([home?.id, urgent?.id].sort());
     const updated = (await c.updateTask({ taskId: b.id, labelIds: { labelIds: [urgent?.id ?? ""] } })).task;
     expect(updated).toMatchObject({ labelIds: [urgent?.id], version: 2n });
-    expect(titles(await listAll(c, { labelId: urgent?.id }))).toEqual(["a", "b"]);
+    // Without due times the default order is by id: ask for the manual (creation) order.
+    expect(titles(await listAll(c, { labelId: urgent?.id, order: TaskOrder.MANUAL }))).toEqual(["a", "b"]);
     expect(titles(await listAll(c, { labelId: home?.id }))).toEqual(["a"]);
     await c.updateLabel({ labelId: urgent?.id ?? "", name: "now" });
     expect((await c.listLabels({})).labels.map((l) => l.name)).toEqual(["home", "now", "third"]);
