@@ -45,7 +45,7 @@ export function encodePageToken(cursor: Cursor | ManualCursor, filter: ListFilte
 /** decodePageToken for a manual-order listing: the token must carry a rank (v 2). */
 export function decodeManualPageToken(token: string, filter: ListFilter): ManualCursor {
   const p = parseToken(token) as { v?: unknown; r?: unknown; i?: unknown; f?: unknown };
-  if (p.v !== 2 || typeof p.r !== "string" || !/^[0-9A-Za-z]{1,200}$/.test(p.r) || typeof p.i !== "string")
+  if (p.v !== 2 || typeof p.r !== "string" || !/^[0-9A-Za-z]{1,100}$/.test(p.r) || typeof p.i !== "string")
     throw invalid("page_token", "malformed; pass the next_page_token of the previous page unchanged");
   checkToken(p, filter);
   return { rank: p.r, id: p.i };

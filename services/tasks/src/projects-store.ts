@@ -4,7 +4,7 @@ import { appendEvent, type Db } from "@taskmesh/platform";
 import type Database from "better-sqlite3";
 import { projectCreated, projectUpdated } from "./events.js";
 import { INBOX_NAME, type ProjectRecord } from "./project-record.js";
-import { rankBetween } from "./rank.js";
+import { MAX_RANK_LENGTH, rankBetween, ranksFor } from "./rank.js";
 
 interface Row {
   id: string;
@@ -148,7 +148,17 @@ export class ProjectsStore {
           "after" in neighbour
             ? rankBetween(n.rank, this.#nextRank(userId, n.rank, cur.id))
             : rankBetween(this.#prevRank(userId, n.rank, cur.id), n.rank);
-        return this.#write({ ...cur, rank }, ["rank"], now);
+        const moved = this.#write({ ...cur, rank }, ["rank"], now);
+        if (rank.length <= MAX_RANK_LENGTH) return moved;
+        // Renumbered in their order, without events (as TasksStore does for tasks).
+        const ids = this.#db
+          .prepare<[string], string>("SELECT id FROM projects WHERE user_id = ? AND inbox = 0 ORDER BY rank, id")
+          .pluck()
+          .all(userId);
+        const ranks = ranksFor(ids.length);
+        const set = this.#db.prepare("UPDATE projects SET rank = ? WHERE id = ? AND user_id = ?");
+        for (const [i, pid] of ids.entries()) set.run(ranks[i], pid, userId);
+        return this.require(userId, id);
       })
       .immediate();
   }

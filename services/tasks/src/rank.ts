@@ -1,4 +1,4 @@
-import { generateKeyBetween } from "fractional-indexing";
+import { generateKeyBetween, generateNKeysBetween } from "fractional-indexing";
 
 /**
  * A rank (fractional-indexing key) that sorts strictly between `before` and `after` (null = open
@@ -8,4 +8,16 @@ import { generateKeyBetween } from "fractional-indexing";
  */
 export function rankBetween(before: string | null, after: string | null): string {
   return generateKeyBetween(before || null, after || null);
+}
+
+/**
+ * Longest rank a move may leave behind. Moves that keep landing in the same gap lengthen the key by
+ * about one character per six moves (scripts/bench/organize-bench.mjs measured 169 characters after
+ * 1,000 before this limit existed); past it the siblings are renumbered (ranksFor), order kept.
+ */
+export const MAX_RANK_LENGTH = 48;
+
+/** `n` short ranks in ascending order (a renumbering of siblings). */
+export function ranksFor(n: number): string[] {
+  return generateNKeysBetween(null, null, n);
 }

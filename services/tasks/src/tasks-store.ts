@@ -21,7 +21,7 @@ import { LabelsStore } from "./labels-store.js";
 import type { Cursor, ManualCursor } from "./page-token.js";
 import type { ProjectRecord } from "./project-record.js";
 import { ProjectsStore } from "./projects-store.js";
-import { rankBetween } from "./rank.js";
+import { MAX_RANK_LENGTH, rankBetween, ranksFor } from "./rank.js";
 import type { PriorityLevel, TaskFields, TaskRecord, TaskStatusName } from "./task-record.js";
 
 /**
@@ -255,6 +255,8 @@ export class TasksStore {
   readonly #children: Database.Statement<[string, string], Row>;
   readonly #inProject: Database.Statement<[string, string], Row>;
   readonly #placeTask: Database.Statement;
+  readonly #siblings: Database.Statement<[string, string, string | null], string>;
+  readonly #setRank: Database.Statement<[string, string, string]>;
   readonly #purgeOthers: Database.Statement<[string]>[];
   readonly projects: ProjectsStore;
   readonly labels: LabelsStore;
@@ -291,6 +293,12 @@ export class TasksStore {
     this.#children = db.prepare(`SELECT ${COLUMNS} FROM tasks WHERE user_id = ? AND parent_id = ? ORDER BY rank, id`);
     this.#inProject = db.prepare(`SELECT ${COLUMNS} FROM tasks WHERE user_id = ? AND project_id = ?
       ORDER BY parent_id IS NULL, rank, id`);
+    this.#siblings = db
+      .prepare<[string, string, string | null], string>(
+        "SELECT id FROM tasks WHERE user_id = ? AND project_id = ? AND parent_id IS ? ORDER BY rank, id",
+      )
+      .pluck();
+    this.#setRank = db.prepare("UPDATE tasks SET rank = ? WHERE id = ? AND user_id = ?");
     this.#placeTask = db.prepare(`UPDATE tasks SET project_id = @project_id, rank = @rank, update_time = @now,
       version = version + 1 WHERE id = @id AND user_id = @user_id`);
     this.#purgeOthers = ["task_labels", "labels", "projects"].map((t) =>
@@ -487,7 +495,9 @@ export class TasksStore {
         const moved = this.#place(task, n.projectId, rank, now);
         if (n.projectId !== task.projectId)
           for (const child of this.#children.all(userId, id)) this.#place(fromRow(child), n.projectId, child.rank, now);
-        return moved;
+        if (rank.length <= MAX_RANK_LENGTH) return moved;
+        this.#renumber(userId, n.projectId, n.parentId);
+        return this.get(userId, id) as TaskRecord;
       })
       .immediate();
   }
@@ -525,6 +535,17 @@ export class TasksStore {
     const placed = this.get(task.userId, task.id) as TaskRecord;
     appendEvent(this.#db, taskUpdated(placed, projectId !== task.projectId ? ["project_id", "rank"] : ["rank"]));
     return placed;
+  }
+
+  /**
+   * Gives the siblings short ranks in their current order. No version bump and no event: the order
+   * (what a person sees and set) is unchanged, only its encoding; the next event of each task
+   * carries its new rank. Rare: only after many moves into the same gap (MAX_RANK_LENGTH).
+   */
+  #renumber(userId: string, projectId: string, parentId: string | null): void {
+    const ids = this.#siblings.all(userId, projectId, parentId);
+    const ranks = ranksFor(ids.length);
+    for (const [i, id] of ids.entries()) this.#setRank.run(ranks[i] as string, id, userId);
   }
 
   /** A rank after the last sibling in the project. */
