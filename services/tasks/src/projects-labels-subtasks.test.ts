@@ -251,6 +251,25 @@ describe("TaskService projects, labels and subtasks", () => {
     expect(closed.code).toBe(Code.FailedPrecondition);
   });
 
+  it("purges a user's projects, labels and label links with their tasks (account deletion)", async () => {
+    const userId = randomUUID();
+    const c = await h.as(userId);
+    const p = (await c.createProject({ name: "Gone" })).project?.id ?? "";
+    const l = (await c.createLabel({ name: "gone" })).label?.id ?? "";
+    await task(c, "x", { projectId: p, labelIds: [l] });
+    expect((await h.internal().purgeUser({ userId })).deletedCount).toBe(1n);
+    const db = new Database(h.dbPath, { readonly: true });
+    try {
+      for (const table of ["tasks", "projects", "labels", "task_labels"])
+        expect([table, db.prepare(`SELECT count(*) FROM ${table} WHERE user_id = ?`).pluck().get(userId)]).toEqual([
+          table,
+          0,
+        ]);
+    } finally {
+      db.close();
+    }
+  });
+
   it("answers NOT_FOUND for another user's project, label or parent task", async () => {
     const owner = await h.as(randomUUID());
     const stranger = await h.as(randomUUID());
