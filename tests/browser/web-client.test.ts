@@ -332,6 +332,73 @@ describe("web client in Chromium against the running system", () => {
     await page.locator("li.task:not(.done)").filter({ hasText: "File the tax return" }).waitFor();
   });
 
+  it("organises tasks in a project with a label and a subtask, in manual order, and renames, archives and deletes the project", async () => {
+    // Top-level tasks only (subtasks are listed inside their parent's item).
+    const tasks = () => page.locator("ul.tasks:not(.subtasks) > li.task > .task-main > .task-title").allInnerTexts();
+    const projects = page.getByRole("navigation", { name: "Projects" });
+    await expect.poll(() => projects.getByRole("button").first().textContent(), POLL).toBe("All tasks");
+    await projects.getByRole("button", { name: "Inbox", exact: true }).waitFor();
+    expect(await projects.getByRole("button", { name: "Rename “Inbox”" }).count()).toBe(0);
+    await projects.getByLabel("New project").fill("Garden");
+    await projects.getByRole("button", { name: "Add project" }).click();
+    await page.getByRole("heading", { name: "Garden", level: 1 }).waitFor();
+    await page.getByLabel("New label").fill("outside");
+    await page.getByRole("button", { name: "Add label" }).click();
+    await page.getByRole("button", { name: "#outside" }).waitFor();
+
+    for (const [title, label] of [
+      ["Dig beds", true],
+      ["Buy seeds", false],
+    ] as const) {
+      await page.getByRole("button", { name: "New task" }).click();
+      const dialog = page.getByRole("dialog", { name: "New task" });
+      await dialog.getByLabel("Title", { exact: true }).fill(title);
+      if (label) await dialog.getByLabel("outside").check();
+      await dialog.getByRole("button", { name: "Create task" }).click();
+      await dialog.waitFor({ state: "detached" });
+    }
+    await expect.poll(tasks, POLL).toEqual(["Dig beds", "Buy seeds"]);
+    await taskItem(page, "Dig beds").locator(".label-chip").getByText("#outside").waitFor();
+    await page.getByRole("button", { name: "Move “Buy seeds” up" }).click();
+    await expect.poll(tasks, POLL).toEqual(["Buy seeds", "Dig beds"]);
+
+    await page.getByRole("button", { name: "Add a subtask to “Dig beds”" }).click();
+    await page.getByLabel("Subtask of “Dig beds”").fill("Fetch the spade");
+    await page.getByRole("button", { name: "Add", exact: true }).click();
+    const subtasks = page.getByRole("list", { name: "Subtasks of “Dig beds”" });
+    await subtasks.getByText("Fetch the spade").waitFor();
+    // The label filter: only the labelled task (its unlabelled subtask is not listed).
+    await page.getByRole("button", { name: "#outside" }).click();
+    await expect.poll(tasks, POLL).toEqual(["Dig beds"]);
+    await page.getByRole("button", { name: "#outside" }).click();
+    await expect.poll(tasks, POLL).toEqual(["Buy seeds", "Dig beds"]);
+    await subtasks.getByText("Fetch the spade").waitFor();
+    await page.screenshot({ path: join(shots, "web-client-projects.png") });
+    expect((await axeViolations(page)).join("\n")).toBe("");
+
+    await page.getByRole("button", { name: "Complete “Dig beds”" }).click();
+    await page.getByRole("status").getByText("Completed “Dig beds” and 1 subtask.").waitFor();
+
+    await projects.getByRole("button", { name: "Rename “Garden”" }).click();
+    await projects.getByLabel("New name of “Garden”").fill("Allotment");
+    await projects.getByRole("button", { name: "Save" }).click();
+    await page.getByRole("heading", { name: "Allotment", level: 1 }).waitFor();
+    // Archived: out of the list and its tasks out of "All tasks"; shown again on request.
+    await projects.getByRole("button", { name: "Archive “Allotment”" }).click();
+    await page.getByRole("heading", { name: "Tasks", level: 1 }).waitFor();
+    await expect.poll(() => projects.getByRole("button", { name: "Allotment" }).count(), POLL).toBe(0);
+    await taskItem(page, "Renew passport").waitFor();
+    expect(await tasks()).not.toContain("Buy seeds");
+    await projects.getByLabel("Show archived").check();
+    await projects.getByRole("button", { name: "Unarchive “Allotment”" }).click();
+    await projects.getByLabel("Show archived").uncheck();
+    await projects.getByRole("button", { name: "Delete “Allotment”" }).click();
+    await projects.getByRole("button", { name: "Confirm delete of “Allotment” and its tasks" }).click();
+    await page.getByRole("status").getByText("Deleted “Allotment” and its tasks.").waitFor();
+    await expect.poll(() => projects.getByRole("button", { name: "Allotment" }).count(), POLL).toBe(0);
+    expect(await tasks()).not.toContain("Buy seeds");
+  });
+
   it("keeps the session across a reload and is usable at phone width", async () => {
     await page.reload();
     await taskItem(page, "Renew passport").waitFor();

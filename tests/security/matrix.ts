@@ -129,6 +129,8 @@ export async function call(
 export function strangerIds(method: DescMethod): JsonObject {
   const body = toJson(method.input, create(method.input), { alwaysEmitImplicit: false }) as JsonObject;
   for (const f of method.input.fields) {
+    // A message-typed field (UpdateTaskRequest.label_ids: LabelIds) holds its ids inside; left unset.
+    if (f.fieldKind === "message") continue;
     if (f.name.endsWith("_ids")) body[f.jsonName] = [randomUUID()];
     else if (f.name.endsWith("_id")) body[f.jsonName] = randomUUID();
   }

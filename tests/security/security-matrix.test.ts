@@ -197,6 +197,8 @@ describe("BOLA: user b with user a's resource ids", () => {
   let notificationId: string;
   let deletionId: string;
   let subscriptionId: string;
+  let projectId: string;
+  let labelId: string;
   let c: Account;
   const secretWord = `zebracorn${randomUUID().replace(/-/g, "").slice(0, 10)}`;
   const title = `a's private ${secretWord} plans`;
@@ -213,6 +215,8 @@ describe("BOLA: user b with user a's resource ids", () => {
     dueTaskId,
     notificationId,
     deletionId,
+    projectId,
+    labelId,
     secretWord,
     subscriptionId,
   ];
@@ -226,6 +230,14 @@ describe("BOLA: user b with user a's resource ids", () => {
     "taskmesh.tasks.v1.TaskService/CompleteTask": () => ({ taskId }),
     "taskmesh.tasks.v1.TaskService/ReopenTask": () => ({ taskId }),
     "taskmesh.tasks.v1.TaskService/DeleteTask": () => ({ taskId }),
+    "taskmesh.tasks.v1.TaskService/MoveTask": () => ({ taskId, afterTaskId: dueTaskId }),
+    "taskmesh.tasks.v1.TaskService/ListTasks": () => ({ projectId, labelId }),
+    "taskmesh.tasks.v1.TaskService/UpdateProject": () => ({ projectId, name: "b was here", archived: true }),
+    "taskmesh.tasks.v1.TaskService/MoveProject": () => ({ projectId, afterProjectId: projectId }),
+    "taskmesh.tasks.v1.TaskService/DeleteProject": () => ({ projectId }),
+    "taskmesh.tasks.v1.TaskService/UpdateLabel": () => ({ labelId, name: "b was here" }),
+    "taskmesh.tasks.v1.TaskService/DeleteLabel": () => ({ labelId }),
+    "taskmesh.analytics.v1.AnalyticsService/SearchTasks": () => ({ query: secretWord, projectId }),
     "taskmesh.notifications.v1.NotificationService/MarkRead": () => ({ notificationIds: [notificationId] }),
     "taskmesh.users.v1.UserService/GetAccountDeletion": () => ({ deletionId }),
     "taskmesh.users.v1.UserService/RevokeSession": () => ({ sessionId: a.sessionId }),
@@ -235,6 +247,8 @@ describe("BOLA: user b with user a's resource ids", () => {
   const OWN_DATA_READS: Record<string, JsonObject> = {
     "taskmesh.users.v1.UserService/GetMe": {},
     "taskmesh.tasks.v1.TaskService/ListTasks": { pageSize: 100 },
+    "taskmesh.tasks.v1.TaskService/ListProjects": { includeArchived: true },
+    "taskmesh.tasks.v1.TaskService/ListLabels": {},
     "taskmesh.notifications.v1.NotificationService/ListNotifications": { pageSize: 100 },
     "taskmesh.analytics.v1.AnalyticsService/GetStats": {},
     "taskmesh.analytics.v1.AnalyticsService/SearchTasks": { query: secretWord },
@@ -260,6 +274,8 @@ describe("BOLA: user b with user a's resource ids", () => {
     "taskmesh.tasks.v1.TaskService/RevokeCalendarFeed",
     // Registers for the caller; an endpoint another user registered stays theirs (one row per user).
     "taskmesh.notifications.v1.NotificationService/RegisterPushSubscription",
+    "taskmesh.tasks.v1.TaskService/CreateProject",
+    "taskmesh.tasks.v1.TaskService/CreateLabel",
     // Checked below on a stream b held open while a's notification was delivered.
     "taskmesh.notifications.v1.NotificationService/WatchNotifications",
   ]);
@@ -273,13 +289,35 @@ describe("BOLA: user b with user a's resource ids", () => {
       {},
       { token: b.token, streamMs: 12_000 },
     );
+    projectId = (
+      must(
+        await call(
+          gateway,
+          "grpc",
+          TaskService.method.createProject,
+          { name: `a's ${secretWord} project` },
+          { token: a.token },
+        ),
+      ).project as JsonObject
+    ).id as string;
+    labelId = (
+      must(
+        await call(
+          gateway,
+          "grpc",
+          TaskService.method.createLabel,
+          { name: `${secretWord} label` },
+          { token: a.token },
+        ),
+      ).label as JsonObject
+    ).id as string;
     taskId = (
       must(
         await call(
           gateway,
           "grpc",
           TaskService.method.createTask,
-          { task: { title, notes: "only a reads this" } },
+          { task: { title, notes: "only a reads this", projectId, labelIds: [labelId] } },
           { token: a.token },
         ),
       ).task as JsonObject
@@ -372,7 +410,11 @@ describe("BOLA: user b with user a's resource ids", () => {
     for (const path of Object.keys(RESOURCE_ID_CASES)) {
       const method = methods.find((m) => pathOf(m) === path) as DescMethod;
       const theirs = await call(gateway, "connect", method, RESOURCE_ID_CASES[path]?.() ?? {}, { token: b.token });
-      const made = { ...(RESOURCE_ID_CASES[path]?.() ?? {}), ...strangerIds(method) };
+      // b's made-up ids in place of each of a's ids the case sends (only those: MoveTask takes one neighbour).
+      const stranger = strangerIds(method);
+      const made = Object.fromEntries(
+        Object.entries(RESOURCE_ID_CASES[path]?.() ?? {}).map(([k, v]) => [k, k in stranger ? stranger[k] : v]),
+      ) as JsonObject;
       const nobodys = await call(gateway, "connect", method, made, { token: b.token });
       const shape = (o: Outcome, ids: JsonObject) =>
         o.ok
@@ -382,6 +424,17 @@ describe("BOLA: user b with user a's resource ids", () => {
               .reduce<string>((m, id) => m.replaceAll(String(id), "<id>"), o.message)}`;
       expect([path, shape(nobodys, made)]).toEqual([path, shape(theirs, RESOURCE_ID_CASES[path]?.() ?? {})]);
     }
+  });
+
+  it("leaves a's project and label as they were", async () => {
+    const projects = must(
+      await call(gateway, "grpc", TaskService.method.listProjects, { includeArchived: true }, { token: a.token }),
+    ).projects as JsonObject[];
+    expect(projects.find((p) => p.id === projectId)).toMatchObject({ name: `a's ${secretWord} project` });
+    expect(projects.find((p) => p.id === projectId)?.archived).toBeUndefined();
+    const labels = must(await call(gateway, "grpc", TaskService.method.listLabels, {}, { token: a.token }))
+      .labels as JsonObject[];
+    expect(labels.map((l) => [l.id, l.name])).toEqual([[labelId, `${secretWord} label`]]);
   });
 
   it("leaves a's task, notification and c's deletion exactly as they were", async () => {

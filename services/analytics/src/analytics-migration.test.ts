@@ -52,4 +52,48 @@ describe("analytics database migration", () => {
       db.close();
     }
   });
+
+  it("adds projects and labels to a read model of schema 1–3: old rows keep counting and searching, and join a project with their next event", () => {
+    const path = join(dir.path, "analytics-4.db");
+    const before = MIGRATIONS.filter((m) => m.version <= 3);
+    expect(before.map((m) => m.version)).toEqual([1, 2, 3]);
+    const old = openDatabase(path, before);
+    old
+      .prepare(`INSERT INTO tasks (task_id, user_id, title, notes, status, due_ms, completed_ms, version, deleted, priority)
+        VALUES ('t1', 'u1', 'Old task', '', 'open', NULL, NULL, 1, 0, 2)`)
+      .run();
+    old.prepare("INSERT INTO task_search (rowid, title, notes) SELECT id, title, notes FROM tasks").run();
+    old.close();
+
+    const db = openDatabase(path, MIGRATIONS);
+    try {
+      const store = new AnalyticsStore(db);
+      expect(store.stats("u1", 10)).toMatchObject({ created: 1, open: 1, byProject: [], byLabel: [] });
+      expect(store.search("u1", '"old"*', 10).map((h) => h.taskId)).toEqual(["t1"]);
+      const facts = {
+        taskId: "t1",
+        userId: "u1",
+        title: "Old task",
+        notes: "",
+        status: "open" as const,
+        dueMs: undefined,
+        completedMs: undefined,
+        version: 2,
+        priority: 2,
+        projectId: "p1",
+        labelIds: ["l1"],
+      };
+      store.upsertTask(facts, 20);
+      expect(store.stats("u1", 30)).toMatchObject({
+        byProject: [{ id: "p1", open: 1, completed: 0 }],
+        byLabel: [{ id: "l1", open: 1, completed: 0 }],
+      });
+      expect(store.search("u1", '"old"*', 10, { projectId: "p1", labelId: "l1" }).map((h) => h.taskId)).toEqual(["t1"]);
+      expect(store.deleteLabel("l1", "u1", 40)).toBe("applied");
+      store.upsertTask({ ...facts, version: 3 }, 50);
+      expect(store.stats("u1", 60).byLabel).toEqual([]);
+    } finally {
+      db.close();
+    }
+  });
 });

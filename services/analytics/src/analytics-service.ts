@@ -44,15 +44,36 @@ export function analyticsService(deps: AnalyticsServiceDeps): ServiceImpl<typeof
             openCount: BigInt(p.open),
             completedCount: BigInt(p.completed),
           })),
+          projectCounts: s.byProject.map((p) => ({
+            projectId: p.id,
+            openCount: BigInt(p.open),
+            completedCount: BigInt(p.completed),
+          })),
+          labelCounts: s.byLabel.map((l) => ({
+            labelId: l.id,
+            openCount: BigInt(l.open),
+            completedCount: BigInt(l.completed),
+          })),
         },
       };
     },
 
     async searchTasks(req, ctx) {
       const { userId } = requireUser(ctx);
+      // Another user's project or label is NOT_FOUND, like one that does not exist (BOLA).
+      for (const [kind, id, field] of [
+        ["project", req.projectId, "project_id"],
+        ["label", req.labelId, "label_id"],
+      ] as const)
+        if (id && !store.owns(userId, kind, id.toLowerCase()))
+          throw new ConnectError(`${field}: ${kind} ${id} not found`, Code.NotFound);
       const match = ftsQuery(req.query);
       if (!match) return { hits: [] };
-      return { hits: store.search(userId, match, req.limit || DEFAULT_SEARCH_LIMIT) };
+      const filter = {
+        ...(req.projectId ? { projectId: req.projectId.toLowerCase() } : {}),
+        ...(req.labelId ? { labelId: req.labelId.toLowerCase() } : {}),
+      };
+      return { hits: store.search(userId, match, req.limit || DEFAULT_SEARCH_LIMIT, filter) };
     },
 
     async listAuditEvents(req, ctx) {

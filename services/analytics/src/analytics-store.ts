@@ -56,7 +56,39 @@ export const MIGRATIONS: Migration[] = [
     // event, or at once by a rebuild (replay).
     sql: "ALTER TABLE tasks ADD COLUMN priority INTEGER NOT NULL DEFAULT 4;",
   },
-  // Versions 4–9 are reserved for another change in flight; the audit log takes 10.
+  {
+    version: 4,
+    name: "projects and labels",
+    // Rows folded before projects existed have project '' (left out of the per-project counts)
+    // and no labels, until the task's next event or a rebuild. deleted_labels keeps a deleted
+    // label from coming back with a task event folded after its label.deleted (a replay of a
+    // consumer that lags, or an old version of the task).
+    sql: `
+      ALTER TABLE tasks ADD COLUMN project_id TEXT NOT NULL DEFAULT '';
+      CREATE INDEX tasks_by_user_project ON tasks (user_id, project_id) WHERE deleted = 0;
+      CREATE TABLE task_labels (
+        task_row INTEGER NOT NULL,
+        label_id TEXT NOT NULL,
+        user_id  TEXT NOT NULL,
+        PRIMARY KEY (task_row, label_id)
+      ) WITHOUT ROWID;
+      CREATE INDEX task_labels_by_label ON task_labels (label_id, task_row);
+      CREATE INDEX task_labels_by_user ON task_labels (user_id);
+      CREATE TABLE deleted_labels (
+        label_id TEXT PRIMARY KEY,
+        user_id  TEXT NOT NULL
+      ) WITHOUT ROWID;
+      -- Whose project or label an id is (from project/label events, and from task events, which
+      -- name the Inbox too), so SearchTasks answers NOT_FOUND for an id that is not the caller's.
+      CREATE TABLE owned (
+        id      TEXT PRIMARY KEY,
+        kind    TEXT NOT NULL CHECK (kind IN ('project', 'label')),
+        user_id TEXT NOT NULL
+      ) WITHOUT ROWID;
+      CREATE INDEX owned_by_user ON owned (user_id);
+    `,
+  },
+  // 5–9 are free; the audit log took 10 while projects and labels (4) were in flight.
   AUDIT_MIGRATION,
 ];
 
@@ -72,6 +104,17 @@ export interface TaskFacts {
   version: number;
   /** 1 (P1) .. 4 (P4). */
   priority: number;
+  /** Absent or '' for an event from before projects existed. */
+  projectId?: string;
+  /** Absent: none. */
+  labelIds?: string[];
+}
+
+/** Live tasks of one project or label. */
+export interface GroupCount {
+  id: string;
+  open: number;
+  completed: number;
 }
 
 export interface UserStats {
@@ -85,6 +128,16 @@ export interface UserStats {
   asOfMs: number | undefined;
   /** Live tasks per priority (1..4), P1 first; priorities without tasks left out. */
   byPriority: { priority: number; open: number; completed: number }[];
+  /** Live tasks per project id (tasks without a known project left out), by id. */
+  byProject: GroupCount[];
+  /** Live tasks per label id, by id. */
+  byLabel: GroupCount[];
+}
+
+/** What SearchTasks may narrow the hits to. */
+export interface SearchFilter {
+  projectId?: string;
+  labelId?: string;
 }
 
 export interface SearchHitRow {
@@ -124,10 +177,25 @@ export class AnalyticsStore {
   readonly #purgeTasks;
   readonly #purgeUser;
   readonly #tombstoneUser;
+  readonly #unlinkTask;
+  readonly #link;
+  readonly #isDeletedLabel;
+  readonly #deleteLabel;
+  readonly #forgetLabel;
+  readonly #purgeLabels;
+  readonly #own;
+  readonly #disown;
+  readonly #owns;
+  readonly #byProject;
+  readonly #byLabel;
+  readonly #searches = new Map<string, ReturnType<Db["prepare"]>>();
+  readonly #db: Db;
+
   /** The per-user audit log (audit-log.ts). */
   readonly #audit: AuditLog;
 
   constructor(db: Db) {
+    this.#db = db;
     this.#audit = new AuditLog(db);
     db.prepare("INSERT INTO meta (key, value) VALUES ('generation', ?) ON CONFLICT DO NOTHING").run(
       randomBytes(4).toString("hex"),
@@ -135,12 +203,15 @@ export class AnalyticsStore {
     this.#generation = db.prepare("SELECT value FROM meta WHERE key = 'generation'").pluck().get() as string;
     this.#taskRow = db.prepare<[string], TaskRow>("SELECT id, user_id, version, deleted FROM tasks WHERE task_id = ?");
     this.#insertTask = db.prepare(
-      `INSERT INTO tasks (task_id, user_id, title, notes, status, due_ms, completed_ms, version, deleted, priority)
-       VALUES (@taskId, @userId, @title, @notes, @status, @dueMs, @completedMs, @version, @deleted, @priority)`,
+      `INSERT INTO tasks (task_id, user_id, title, notes, status, due_ms, completed_ms, version, deleted, priority,
+         project_id)
+       VALUES (@taskId, @userId, @title, @notes, @status, @dueMs, @completedMs, @version, @deleted, @priority,
+         @projectId)`,
     );
     this.#updateTask = db.prepare(
       `UPDATE tasks SET user_id = @userId, title = @title, notes = @notes, status = @status, due_ms = @dueMs,
-         completed_ms = @completedMs, version = @version, deleted = @deleted, priority = @priority
+         completed_ms = @completedMs, version = @version, deleted = @deleted, priority = @priority,
+         project_id = @projectId
        WHERE task_id = @taskId`,
     );
     this.#searchDelete = db.prepare("DELETE FROM task_search WHERE rowid = ?");
@@ -182,6 +253,32 @@ export class AnalyticsStore {
        ORDER BY task_search.rank, t.task_id
        LIMIT ?`,
     );
+    this.#unlinkTask = db.prepare("DELETE FROM task_labels WHERE task_row = ?");
+    this.#link = db.prepare("INSERT OR IGNORE INTO task_labels (task_row, label_id, user_id) VALUES (?, ?, ?)");
+    this.#isDeletedLabel = db.prepare("SELECT 1 FROM deleted_labels WHERE label_id = ?").pluck();
+    this.#deleteLabel = db.prepare("DELETE FROM task_labels WHERE label_id = ? AND user_id = ?");
+    this.#forgetLabel = db.prepare(
+      "INSERT INTO deleted_labels (label_id, user_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
+    );
+    this.#purgeLabels = [
+      db.prepare("DELETE FROM task_labels WHERE user_id = ?"),
+      db.prepare("DELETE FROM deleted_labels WHERE user_id = ?"),
+      db.prepare("DELETE FROM owned WHERE user_id = ?"),
+    ];
+    this.#own = db.prepare("INSERT INTO owned (id, kind, user_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING");
+    this.#disown = db.prepare("DELETE FROM owned WHERE id = ? AND user_id = ?");
+    this.#owns = db.prepare("SELECT 1 FROM owned WHERE id = ? AND kind = ? AND user_id = ?").pluck();
+    this.#byProject = db.prepare<[string], { id: string; open: number; completed: number }>(
+      `SELECT project_id AS id, coalesce(sum(status = 'open'), 0) AS open,
+              coalesce(sum(status = 'completed'), 0) AS completed
+       FROM tasks WHERE user_id = ? AND deleted = 0 AND project_id != '' GROUP BY project_id ORDER BY project_id`,
+    );
+    this.#byLabel = db.prepare<[string], { id: string; open: number; completed: number }>(
+      `SELECT l.label_id AS id, coalesce(sum(t.status = 'open'), 0) AS open,
+              coalesce(sum(t.status = 'completed'), 0) AS completed
+       FROM task_labels l JOIN tasks t ON t.id = l.task_row
+       WHERE l.user_id = ? AND t.deleted = 0 GROUP BY l.label_id ORDER BY l.label_id`,
+    );
     this.#userRowids = db.prepare("SELECT id FROM tasks WHERE user_id = ?").pluck();
     this.#purgeTasks = db.prepare("DELETE FROM tasks WHERE user_id = ?");
     this.#purgeUser = db.prepare("DELETE FROM users WHERE user_id = ?");
@@ -208,7 +305,14 @@ export class AnalyticsStore {
     this.#touchUser.run(facts.userId, eventMs);
     const row = this.#taskRow.get(facts.taskId);
     if (row && row.version >= facts.version) return "stale";
-    const values = { ...facts, dueMs: facts.dueMs ?? null, completedMs: facts.completedMs ?? null, deleted: 0 };
+    const values = {
+      ...facts,
+      dueMs: facts.dueMs ?? null,
+      completedMs: facts.completedMs ?? null,
+      deleted: 0,
+      projectId: facts.projectId ?? "",
+      labelIds: undefined,
+    };
     let rowid: number;
     if (row) {
       this.#updateTask.run(values);
@@ -218,6 +322,48 @@ export class AnalyticsStore {
       rowid = Number(this.#insertTask.run(values).lastInsertRowid);
     }
     this.#searchInsert.run(rowid, facts.title, facts.notes);
+    this.#unlinkTask.run(rowid);
+    if (facts.projectId) this.#own.run(facts.projectId, "project", facts.userId);
+    for (const l of facts.labelIds ?? [])
+      if (!this.#isDeletedLabel.get(l)) {
+        this.#link.run(rowid, l, facts.userId);
+        this.#own.run(l, "label", facts.userId);
+      }
+    return "applied";
+  }
+
+  /** A project or label created (project.created, label.created): the id is the user's from now on. */
+  recordOwner(kind: "project" | "label", id: string, userId: string, eventMs: number): FoldResult {
+    if (this.#isDeletedUser.get(userId)) return "user-deleted";
+    this.#touchUser.run(userId, eventMs);
+    if (kind === "label" && this.#isDeletedLabel.get(id)) return "stale";
+    this.#own.run(id, kind, userId);
+    return "applied";
+  }
+
+  /** A project deleted (its tasks' deletions came first): its id is no longer the user's. */
+  dropProject(id: string, userId: string, eventMs: number): FoldResult {
+    if (this.#isDeletedUser.get(userId)) return "user-deleted";
+    this.#touchUser.run(userId, eventMs);
+    this.#disown.run(id, userId);
+    return "applied";
+  }
+
+  /** True when `id` is a project (or label) of the user's, as far as the events folded so far tell. */
+  owns(userId: string, kind: "project" | "label", id: string): boolean {
+    return this.#owns.get(id, kind, userId) !== undefined;
+  }
+
+  /**
+   * A label deleted: it leaves every task of the user's at once (tasks send no event per task)
+   * and is remembered, so no later fold brings it back. Repeating it changes nothing.
+   */
+  deleteLabel(labelId: string, userId: string, eventMs: number): FoldResult {
+    if (this.#isDeletedUser.get(userId)) return "user-deleted";
+    this.#touchUser.run(userId, eventMs);
+    this.#deleteLabel.run(labelId, userId);
+    this.#forgetLabel.run(labelId, userId);
+    this.#disown.run(labelId, userId);
     return "applied";
   }
 
@@ -240,10 +386,12 @@ export class AnalyticsStore {
       version,
       deleted: 1,
       priority: 4,
+      projectId: "",
     };
     if (row) {
       this.#updateTask.run(tombstone);
       this.#searchDelete.run(row.id);
+      this.#unlinkTask.run(row.id);
     } else {
       this.#insertTask.run(tombstone);
     }
@@ -274,6 +422,7 @@ export class AnalyticsStore {
   purgeUser(userId: string, eventMs: number): number {
     this.#audit.purgeUser(userId);
     for (const id of this.#userRowids.all(userId)) this.#searchDelete.run(id);
+    for (const stmt of this.#purgeLabels) stmt.run(userId);
     const n = this.#purgeTasks.run(userId).changes;
     this.#purgeUser.run(userId);
     this.#tombstoneUser.run(userId, eventMs);
@@ -293,16 +442,54 @@ export class AnalyticsStore {
       currentStreakDays: currentStreak(this.#completions.all(userId), nowMs, safeTimeZone(user?.time_zone)),
       asOfMs: user?.as_of_ms ?? undefined,
       byPriority: this.#byPriority.all(userId),
+      byProject: this.#byProject.all(userId),
+      byLabel: this.#byLabel.all(userId),
     };
   }
 
-  /** The user's live tasks matching an FTS5 expression (see ftsQuery), best first. */
-  search(userId: string, match: string, limit: number): SearchHitRow[] {
-    return this.#search.all(match, userId, limit).map((r) => ({
+  /** The user's live tasks matching an FTS5 expression (see ftsQuery), best first, optionally of one project/label. */
+  search(userId: string, match: string, limit: number, filter: SearchFilter = {}): SearchHitRow[] {
+    const rows =
+      filter.projectId || filter.labelId
+        ? this.#filteredSearch(userId, match, limit, filter)
+        : this.#search.all(match, userId, limit);
+    return rows.map((r) => ({
       taskId: r.task_id,
       title: r.title,
       snippet: r.snippet,
       completed: r.status === "completed",
     }));
+  }
+
+  /** The search statement with the project and/or label condition, prepared once per shape. */
+  #filteredSearch(userId: string, match: string, limit: number, filter: SearchFilter) {
+    const shape = `${+!!filter.projectId}${+!!filter.labelId}`;
+    let stmt = this.#searches.get(shape);
+    if (!stmt) {
+      const where = [
+        ...(filter.projectId ? ["t.project_id = @project"] : []),
+        ...(filter.labelId ? ["t.id IN (SELECT task_row FROM task_labels WHERE label_id = @label)"] : []),
+      ];
+      stmt = this.#db.prepare(
+        `SELECT t.task_id, t.title, t.status, snippet(task_search, -1, '[', ']', '…', 12) AS snippet
+         FROM task_search JOIN tasks t ON t.id = task_search.rowid
+         WHERE task_search MATCH @match AND t.user_id = @user AND t.deleted = 0 AND ${where.join(" AND ")}
+         ORDER BY task_search.rank, t.task_id
+         LIMIT @limit`,
+      );
+      this.#searches.set(shape, stmt);
+    }
+    return stmt.all({
+      match,
+      user: userId,
+      limit,
+      project: filter.projectId ?? null,
+      label: filter.labelId ?? null,
+    }) as {
+      task_id: string;
+      title: string;
+      status: string;
+      snippet: string;
+    }[];
   }
 }

@@ -9,6 +9,7 @@ import { AnalyticsService, type Stats } from "@taskmesh/gen/taskmesh/analytics/v
 import {
   type Envelope,
   EnvelopeSchema,
+  LabelDeletedSchema,
   TaskCompletedSchema,
   TaskCreatedSchema,
   TaskDeletedSchema,
@@ -286,6 +287,54 @@ describe("analytics service (real nats-server, events published by the test)", (
       [Priority.P3, 1, 0],
       [Priority.P4, 1, 0],
     ]);
+  });
+
+  it("counts live tasks per project and label, drops a deleted label from every task, and searches within a project or label", async () => {
+    const user = newUser(["seed"]);
+    const [home, work, red, blue] = [randomUUID(), randomUUID(), randomUUID(), randomUUID()];
+    const a = task(user, { title: "seed beans", projectId: home, labelIds: [blue, red].sort() });
+    const b = task(user, { title: "seed peas", projectId: home, labelIds: [red] });
+    const c = task(user, { title: "seed report", projectId: work, labelIds: [blue], parentId: a.id });
+    await publish([ev.created(a), ev.created(b), ev.created(c)]);
+    // b moves to work and is completed; the red label is deleted (one event, no task event).
+    await publish([ev.completed({ ...b, projectId: work, version: 2n }, now)]);
+    const labelGone = newEvent({
+      userId: user,
+      aggregateId: red,
+      occurredAt: nextEventTime(),
+      payload: { case: "labelDeleted", value: create(LabelDeletedSchema, { labelId: red }) },
+    });
+    await publish([labelGone]);
+    // A redelivered older event of a (still naming red) does not bring the label back.
+    await publish([ev.created(a)], () => randomUUID());
+    const last = ev.updated({ ...c, title: "seed report draft", version: 2n });
+    await publish([last]);
+    const stats = await statsAfter(user, last);
+    const rows = (xs: { openCount: bigint; completedCount: bigint }[], id: (x: never) => string) =>
+      xs.map((x) => [id(x as never), Number(x.openCount), Number(x.completedCount)]);
+    expect(rows(stats.projectCounts, (p: { projectId: string }) => p.projectId)).toEqual(
+      [
+        [home, 1, 0],
+        [work, 1, 1],
+      ].sort((x, y) => String(x[0]).localeCompare(String(y[0]))),
+    );
+    expect(rows(stats.labelCounts, (l: { labelId: string }) => l.labelId)).toEqual([[blue, 2, 0]]);
+    const client = await clientFor(user);
+    const ids = async (req: { projectId?: string; labelId?: string }) =>
+      (await client.searchTasks({ query: "seed", ...req })).hits.map((h) => h.title).sort();
+    expect(await ids({})).toEqual(["seed beans", "seed peas", "seed report draft"]);
+    expect(await ids({ projectId: work })).toEqual(["seed peas", "seed report draft"]);
+    expect(await ids({ labelId: blue })).toEqual(["seed beans", "seed report draft"]);
+    expect(await ids({ projectId: home, labelId: blue })).toEqual(["seed beans"]);
+    // A deleted label, and another user's project, are NOT_FOUND.
+    const refused = (p: Promise<unknown>) =>
+      p.then(
+        () => "OK",
+        (e: ConnectError) => Code[e.code],
+      );
+    expect(await refused(ids({ labelId: red }))).toBe("NotFound");
+    const stranger = await clientFor(newUser());
+    expect(await refused(stranger.searchTasks({ query: "seed", projectId: home }))).toBe("NotFound");
   });
 
   it("counts open tasks past their due time as overdue, by the injected clock", async () => {

@@ -16,8 +16,12 @@ import type { AnalyticsStore, FoldResult, TaskFacts } from "./analytics-store.js
  * What analytics consumes (it publishes nothing). One consumer per stream, each over the whole
  * stream (nats-server 2.9 allows one filter subject per consumer; everything in these two streams
  * is folded or deliberately skipped):
- * - TASKS: task.created / task.updated / task.completed (each carries the whole Task) and
- *   task.deleted (task id + version) → the per-task rows, stats and the search index;
+ * - TASKS: task.created / task.updated / task.completed (each carries the whole Task, its project
+ *   and label ids too) and task.deleted (task id + version) → the per-task rows, stats (per
+ *   priority, project and label) and the search index; label.deleted drops the label from every
+ *   task (no task event is sent per task); project.created/deleted and label.created record whose
+ *   ids they are (SearchTasks' filters answer NOT_FOUND for anyone else's); names are not kept
+ *   (counts are by id; the client names them from ListProjects/ListLabels);
  * - USERS: user.registered (the time zone streaks are counted in), user.deleted (drop the user,
  *   audit log included) and the audit events (user.logged_in, user.login_failed, …) → the audit
  *   log; task.deleted is audited too.
@@ -72,6 +76,8 @@ function taskFacts(task: Task, event: Envelope): TaskFacts {
     version: Number(task.version),
     // UNSPECIFIED (an event from before priorities existed) is P4, as tasks stores it.
     priority: task.priority === Priority.UNSPECIFIED ? 4 : task.priority,
+    projectId: task.projectId,
+    labelIds: task.labelIds,
   };
 }
 
@@ -111,6 +117,14 @@ export function foldEvent(store: AnalyticsStore, event: Envelope): FoldResult | 
       return store.appendAudit(
         audit(event, AuditAction.ACCOUNT_DELETION_REQUESTED, p.value.client, "", p.value.deletionId),
       );
+    case "projectCreated":
+      return store.recordOwner("project", p.value.project?.id || event.aggregateId, event.userId, at);
+    case "labelCreated":
+      return store.recordOwner("label", p.value.label?.id || event.aggregateId, event.userId, at);
+    case "projectDeleted":
+      return store.dropProject(p.value.projectId || event.aggregateId, event.userId, at);
+    case "labelDeleted":
+      return store.deleteLabel(p.value.labelId || event.aggregateId, event.userId, eventMs(event));
     case "userRegistered":
       return store.registerUser(p.value.userId || event.userId, p.value.timeZone, at);
     case "userDeleted":

@@ -1,6 +1,8 @@
 import { randomUUID } from "node:crypto";
 import { join } from "node:path";
-import { createLogger, type Db, openDatabase } from "@taskmesh/platform";
+import { create } from "@bufbuild/protobuf";
+import { LabelDeletedSchema, ProjectDeletedSchema } from "@taskmesh/gen/taskmesh/events/v1/events_pb";
+import { createLogger, type Db, newEvent, openDatabase } from "@taskmesh/platform";
 import { tempDir } from "@taskmesh/platform/testing";
 import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
 import { consumers } from "./events.js";
@@ -166,5 +168,25 @@ describe("task events → timers", () => {
     const e = events.created(task({ userId: user, due: T0 + 120 * MIN, version: 1 }));
     e.userId = randomUUID();
     expect(() => apply(e)).toThrow(/belongs to/);
+  });
+
+  it("ignores the project and label events tasks publishes to the same stream (no dead letter, timers untouched)", () => {
+    apply(events.created(task({ userId: user, due: T0 + 120 * MIN, offsets: [600], version: 1 })));
+    const before = schedule();
+    const labelId = randomUUID();
+    const gone = newEvent({
+      userId: user,
+      aggregateId: labelId,
+      payload: { case: "labelDeleted", value: create(LabelDeletedSchema, { labelId }) },
+    });
+    const projectId = randomUUID();
+    const deleted = newEvent({
+      userId: user,
+      aggregateId: projectId,
+      payload: { case: "projectDeleted", value: create(ProjectDeletedSchema, { projectId, version: 2n }) },
+    });
+    expect([apply(gone), apply(deleted)]).toEqual([{ kind: "ignored" }, { kind: "ignored" }]);
+    expect(schedule()).toEqual(before);
+    expect(before).toHaveLength(2);
   });
 });

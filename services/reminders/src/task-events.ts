@@ -16,7 +16,8 @@ export type TaskEventOutcome =
   | { kind: "scheduled"; pending: number }
   | { kind: "closed"; dropped: number }
   | { kind: "stale"; have: number; got: number }
-  | { kind: "user-deleted" };
+  | { kind: "user-deleted" }
+  | { kind: "ignored" };
 
 /**
  * Applies one event of the TASKS stream to the timers (synchronous: it runs inside the
@@ -58,6 +59,15 @@ export function applyTaskEvent(deps: TaskEventsDeps, event: Envelope): TaskEvent
       userId = event.userId;
       version = Number(p.value.version);
       break;
+    // Projects and labels (tasks publishes them to TASKS too) change no timer: a project's
+    // deletion arrives as a task.deleted per task first.
+    case "projectCreated":
+    case "projectUpdated":
+    case "projectDeleted":
+    case "labelCreated":
+    case "labelUpdated":
+    case "labelDeleted":
+      return { kind: "ignored" };
     default:
       throw new Error(`unexpected payload "${p.case ?? "none"}" (type "${event.type}") on the TASKS stream`);
   }

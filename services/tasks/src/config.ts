@@ -19,6 +19,10 @@ const spec = {
   JWKS_URL: jwksUrlField(),
   /** Most tasks one user may hold (1..1,000,000). Default 10000. */
   MAX_TASKS_PER_USER: env.int({ fallback: 10_000, min: 1, max: 1_000_000 }),
+  /** Most projects one user may hold, the Inbox included (2..10,000). Default 300. */
+  MAX_PROJECTS_PER_USER: env.int({ fallback: 300, min: 2, max: 10_000 }),
+  /** Most labels one user may hold (1..10,000). Default 500. */
+  MAX_LABELS_PER_USER: env.int({ fallback: 500, min: 1, max: 10_000 }),
   /** NATS server URL(s), comma-separated (`nats://` or `tls://`). Default nats://127.0.0.1:4222. */
   NATS_URL: natsUrlField(),
 };
@@ -26,6 +30,8 @@ const spec = {
 export interface TasksConfig extends ServiceBaseConfig {
   jwksUrl: string;
   maxTasksPerUser: number;
+  maxProjectsPerUser: number;
+  maxLabelsPerUser: number;
   /** NATS_URL split into its servers. */
   natsServers: string[];
 }
@@ -37,6 +43,8 @@ export function loadTasksConfig(source: Record<string, string | undefined> = pro
     ...serviceBaseConfig(c, "tasks"),
     jwksUrl: c.JWKS_URL,
     maxTasksPerUser: c.MAX_TASKS_PER_USER,
+    maxProjectsPerUser: c.MAX_PROJECTS_PER_USER,
+    maxLabelsPerUser: c.MAX_LABELS_PER_USER,
     natsServers: c.NATS_URL,
   };
 }

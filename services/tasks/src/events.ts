@@ -1,6 +1,12 @@
 import { create } from "@bufbuild/protobuf";
 import {
   type Envelope,
+  LabelCreatedSchema,
+  LabelDeletedSchema,
+  LabelUpdatedSchema,
+  ProjectCreatedSchema,
+  ProjectDeletedSchema,
+  ProjectUpdatedSchema,
   TaskCompletedSchema,
   TaskCreatedSchema,
   TaskDeletedSchema,
@@ -14,6 +20,7 @@ import {
   type StreamSpec,
   userDeletedConsumer,
 } from "@taskmesh/platform";
+import { type LabelRecord, type ProjectRecord, toLabel, toProject } from "./project-record.js";
 import { type TaskFields, type TaskRecord, toTask } from "./task-record.js";
 
 /**
@@ -26,7 +33,13 @@ import { type TaskFields, type TaskRecord, toTask } from "./task-record.js";
  *   with changed_fields ["status", "complete_time"]: consumers that fold the whole task (reminders,
  *   analytics) see it open again without knowing a new event type
  * - `task.completed` (TaskCompleted: the task as completed)
- * - `task.deleted`   (TaskDeleted: task_id + version, see taskDeleted)
+ * - `task.deleted`   (TaskDeleted: task_id + version, see taskDeleted); also for each task of a
+ *   deleted project and each subtask of a deleted task, before the deletion that caused it
+ * - `project.created` / `project.updated` / `project.deleted` (none for the Inbox, which every
+ *   user has implicitly: it is made on first need, or by migration 7 for users with tasks)
+ * - `label.created` / `label.updated` (a rename: one event, tasks carry label ids) / `label.deleted`
+ *   (the label leaves every task without a task.updated per task)
+ * Tasks carry project_id, label_ids and parent_id (task.proto), so task events say where a task is.
  * A repeat that changes nothing (same idempotency key, completing a completed task, reopening an
  * open one, an update to
  * the same values) writes no event. PurgeUser writes none either: the user.deleted that caused it
@@ -36,6 +49,64 @@ import { type TaskFields, type TaskRecord, toTask } from "./task-record.js";
  * and idempotency keys are deleted in the transaction that records the event in the inbox.
  */
 export const PUBLISHES: readonly StreamSpec[] = [STREAMS.TASKS];
+
+export function projectCreated(p: ProjectRecord): Envelope {
+  return newEvent({
+    userId: p.userId,
+    aggregateId: p.id,
+    occurredAt: new Date(p.createTime),
+    payload: { case: "projectCreated", value: create(ProjectCreatedSchema, { project: toProject(p) }) },
+  });
+}
+
+export function projectUpdated(p: ProjectRecord, changedFields: string[]): Envelope {
+  return newEvent({
+    userId: p.userId,
+    aggregateId: p.id,
+    occurredAt: new Date(p.updateTime),
+    payload: { case: "projectUpdated", value: create(ProjectUpdatedSchema, { project: toProject(p), changedFields }) },
+  });
+}
+
+/** Version = the project's last version + 1, as for taskDeleted. */
+export function projectDeleted(p: ProjectRecord, at: number): Envelope {
+  return newEvent({
+    userId: p.userId,
+    aggregateId: p.id,
+    occurredAt: new Date(at),
+    payload: {
+      case: "projectDeleted",
+      value: create(ProjectDeletedSchema, { projectId: p.id, version: BigInt(p.version + 1) }),
+    },
+  });
+}
+
+export function labelCreated(l: LabelRecord): Envelope {
+  return newEvent({
+    userId: l.userId,
+    aggregateId: l.id,
+    occurredAt: new Date(l.createTime),
+    payload: { case: "labelCreated", value: create(LabelCreatedSchema, { label: toLabel(l) }) },
+  });
+}
+
+export function labelUpdated(l: LabelRecord): Envelope {
+  return newEvent({
+    userId: l.userId,
+    aggregateId: l.id,
+    occurredAt: new Date(l.updateTime),
+    payload: { case: "labelUpdated", value: create(LabelUpdatedSchema, { label: toLabel(l) }) },
+  });
+}
+
+export function labelDeleted(l: LabelRecord, at: number): Envelope {
+  return newEvent({
+    userId: l.userId,
+    aggregateId: l.id,
+    occurredAt: new Date(at),
+    payload: { case: "labelDeleted", value: create(LabelDeletedSchema, { labelId: l.id }) },
+  });
+}
 
 /** `forgetUser` drops a user's tasks and idempotency keys and remembers the account is gone (TasksStore). */
 export function consumers(deps: { forgetUser: (userId: string) => number; logger: Logger }) {
@@ -96,5 +167,8 @@ export function changedFields(a: TaskFields, b: TaskFields): string[] {
   if (a.recurrenceRule !== b.recurrenceRule) out.push("recurrence_rule");
   if (JSON.stringify(a.reminderOffsets) !== JSON.stringify(b.reminderOffsets)) out.push("reminder_offsets");
   if (a.priority !== b.priority) out.push("priority");
+  if (a.projectId !== b.projectId) out.push("project_id");
+  if (a.labelIds.join() !== b.labelIds.join()) out.push("label_ids");
+  if (a.parentId !== b.parentId) out.push("parent_id");
   return out;
 }

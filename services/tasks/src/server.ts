@@ -87,6 +87,8 @@ export function build(config: TasksConfig, deps: TasksDeps = {}): TasksApp {
   const serviceDeps = {
     store,
     maxTasksPerUser: config.maxTasksPerUser,
+    maxProjectsPerUser: config.maxProjectsPerUser,
+    maxLabelsPerUser: config.maxLabelsPerUser,
     ...(deps.clock ? { clock: deps.clock } : {}),
   };
   const grpc = new GrpcServer({

@@ -231,6 +231,56 @@ describe("tasks events (real nats-server)", () => {
     expect(events[3]?.envelope.occurredAt).toEqual(reopened?.updateTime);
   });
 
+  it("publishes project and label events (one label.updated per rename), tasks with project, labels and parent, and a task.deleted per task of a deleted project before project.deleted", async () => {
+    const userId = randomUUID();
+    const c = await h.as(userId);
+    const project = (await c.createProject({ name: "Garden" })).project;
+    const label = (await c.createLabel({ name: "outside" })).label;
+    const parent = (await c.createTask({ task: { title: "dig", projectId: project?.id, labelIds: [label?.id ?? ""] } }))
+      .task;
+    const child = (await c.createTask({ task: { title: "buy spade", parentId: parent?.id } })).task;
+    await c.updateLabel({ labelId: label?.id ?? "", name: "outdoors" });
+    await c.deleteLabel({ labelId: label?.id ?? "" });
+    await c.completeTask({ taskId: parent?.id, completeChildren: true });
+    await c.deleteProject({ projectId: project?.id ?? "" });
+
+    const events = await taskEventsOf(userId);
+    expect(events.map((e) => e.subject)).toEqual([
+      "taskmesh.project.created",
+      "taskmesh.label.created",
+      "taskmesh.task.created",
+      "taskmesh.task.created",
+      "taskmesh.label.updated",
+      "taskmesh.label.deleted",
+      "taskmesh.task.completed",
+      "taskmesh.task.completed",
+      "taskmesh.task.deleted",
+      "taskmesh.task.deleted",
+      "taskmesh.project.deleted",
+    ]);
+    const payloads = events.map((e) => e.envelope.payload);
+    expect(payloads[2]?.case === "taskCreated" && payloads[2].value.task).toMatchObject({
+      projectId: project?.id,
+      labelIds: [label?.id],
+      parentId: "",
+    });
+    expect(payloads[3]?.case === "taskCreated" && payloads[3].value.task).toMatchObject({
+      projectId: project?.id,
+      parentId: parent?.id,
+    });
+    expect(payloads[4]?.case === "labelUpdated" && payloads[4].value.label?.name).toBe("outdoors");
+    // The subtask completes first, then its parent; deletion: the subtask first (rank order of
+    // the project with top-level tasks last), then the project.
+    const completed = payloads.slice(6, 8).map((p) => (p?.case === "taskCompleted" ? p.value.task?.id : ""));
+    expect(completed).toEqual([child?.id, parent?.id]);
+    const deleted = payloads.slice(8, 10).map((p) => (p?.case === "taskDeleted" ? p.value.taskId : ""));
+    expect(deleted).toEqual([child?.id, parent?.id]);
+    expect(payloads[10]).toEqual({
+      case: "projectDeleted",
+      value: expect.objectContaining({ projectId: project?.id, version: 2n }),
+    });
+  });
+
   it("publishes task.created for an occurrence (once per key), and nothing per task for PurgeUser", async () => {
     const userId = randomUUID();
     const c = await h.as(userId);

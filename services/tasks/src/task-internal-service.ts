@@ -39,6 +39,11 @@ export function taskInternalService(deps: TaskServiceDeps): ServiceImpl<typeof T
             reminderOffsets: parent.reminderOffsets,
             parentTaskId: parent.id,
             priority: parent.priority,
+            // The occurrence stays where its parent was: same project and labels, and a subtask of
+            // the same task while that one exists.
+            projectId: parent.projectId,
+            labelIds: parent.labelIds,
+            parentId: parent.parentId && store.get(userId, parent.parentId) ? parent.parentId : null,
           };
         },
         {

@@ -28,6 +28,14 @@ export interface TaskRecord {
   /** Seconds before dueTime, in the order given. */
   reminderOffsets: number[];
   parentTaskId: string | null;
+  /** The project the task is in (every task has one). */
+  projectId: string;
+  /** Label ids, sorted. */
+  labelIds: string[];
+  /** The task this one is a subtask of (one level deep), or null for a top-level task. */
+  parentId: string | null;
+  /** Manual order within the project among siblings (fractional-indexing key). */
+  rank: string;
   /** 1 (P1, highest) .. 4 (P4, the default); see Priority in task.proto. */
   priority: PriorityLevel;
   createTime: number;
@@ -39,7 +47,17 @@ export interface TaskRecord {
 /** What a caller sets on create and update. */
 export type TaskFields = Pick<
   TaskRecord,
-  "title" | "notes" | "dueTime" | "timeZone" | "recurrenceRule" | "reminderOffsets" | "parentTaskId" | "priority"
+  | "title"
+  | "notes"
+  | "dueTime"
+  | "timeZone"
+  | "recurrenceRule"
+  | "reminderOffsets"
+  | "parentTaskId"
+  | "priority"
+  | "projectId"
+  | "labelIds"
+  | "parentId"
 >;
 
 /** The stored task as the contract's Task message. */
@@ -60,5 +78,9 @@ export function toTask(r: TaskRecord): Task {
     ...(r.completeTime !== null ? { completeTime: timestampFromMs(r.completeTime) } : {}),
     version: BigInt(r.version),
     priority: r.priority as number as Priority,
+    projectId: r.projectId,
+    labelIds: r.labelIds,
+    parentId: r.parentId ?? "",
+    rank: r.rank,
   });
 }

@@ -2,9 +2,10 @@ import { createHash, randomUUID } from "node:crypto";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { Priority, TaskStatus } from "@taskmesh/gen/taskmesh/tasks/v1/task_pb";
-import type { TaskInput, TaskService } from "@taskmesh/gen/taskmesh/tasks/v1/tasks_pb";
+import { type TaskInput, TaskOrder, type TaskService } from "@taskmesh/gen/taskmesh/tasks/v1/tasks_pb";
 import { requireUser } from "@taskmesh/platform";
-import { decodePageToken, encodePageToken, type ListFilter } from "./page-token.js";
+import { decodeManualPageToken, decodePageToken, encodePageToken, type ListFilter } from "./page-token.js";
+import { toLabel, toProject } from "./project-record.js";
 import { priorityLevel, toTask } from "./task-record.js";
 import { checkTimestamp, invalid, normalizeRecurrence, normalizeTimeZone, reminderSeconds } from "./task-rules.js";
 import type { CreateResult, TaskFields, TaskRecord, TaskStatusName, TasksStore } from "./tasks-store.js";
@@ -13,6 +14,10 @@ export interface TaskServiceDeps {
   store: TasksStore;
   /** Most tasks one user may hold; a create beyond it is RESOURCE_EXHAUSTED. */
   maxTasksPerUser: number;
+  /** Most projects one user may hold, the Inbox included; beyond it CreateProject is RESOURCE_EXHAUSTED. */
+  maxProjectsPerUser: number;
+  /** Most labels one user may hold; beyond it CreateLabel is RESOURCE_EXHAUSTED. */
+  maxLabelsPerUser: number;
   /** Current time in epoch ms. Default Date.now. */
   clock?: () => number;
 }
@@ -35,11 +40,13 @@ export function taskService(
     async createTask(req, ctx) {
       const userId = liveUser(store, ctx);
       // required by the contract, so present once validation passed
-      const fields = inputFields("task", req.task as TaskInput);
+      const input = req.task as TaskInput;
+      const fields = inputFields("task", input);
       const key = req.idempotencyKey
         ? { scope: "create" as const, key: req.idempotencyKey, fingerprint: digest(fields) }
         : undefined;
-      const result = store.create(userId, () => fields, {
+      // Resolved inside the create's transaction: the project, labels and parent checked there.
+      const result = store.create(userId, () => ({ ...fields, ...placement(store, userId, input, now()) }), {
         id: randomUUID(),
         now: now(),
         maxTasks: deps.maxTasksPerUser,
@@ -59,19 +66,46 @@ export function taskService(
       const status: TaskStatusName | null =
         req.status === TaskStatus.COMPLETED ? "completed" : req.status === TaskStatus.OPEN ? "open" : null;
       const priority = req.priority === Priority.UNSPECIFIED ? null : priorityLevel(req.priority);
+      // Another user's project or label is NOT_FOUND, like one that does not exist.
+      const projectId = req.projectId ? store.projects.require(userId, req.projectId.toLowerCase()).id : null;
+      const labelId = req.labelId ? store.labels.require(userId, req.labelId.toLowerCase(), "label_id").id : null;
+      const manual = req.order === TaskOrder.MANUAL;
       const filter: ListFilter = {
         userId,
         status,
         priority,
         dueAfterMs: req.dueAfter ? checkTimestamp("due_after", ms(req.dueAfter)) : null,
         dueBeforeMs: req.dueBefore ? checkTimestamp("due_before", ms(req.dueBefore)) : null,
+        projectId,
+        labelId,
+        includeArchived: req.includeArchived,
+        manual,
       };
-      const after = req.pageToken ? decodePageToken(req.pageToken, filter) : null;
-      const rows = store.list({ ...filter, status, priority, after, limit: pageSize + 1 });
+      const after = !req.pageToken
+        ? null
+        : manual
+          ? decodeManualPageToken(req.pageToken, filter)
+          : decodePageToken(req.pageToken, filter);
+      const rows = store.list({
+        ...filter,
+        status,
+        priority,
+        projectId,
+        labelId,
+        hideArchived: !req.includeArchived,
+        order: manual ? "manual" : "due",
+        after,
+        limit: pageSize + 1,
+      });
       const page = rows.slice(0, pageSize);
       const last = page.at(-1);
       const nextPageToken =
-        rows.length > pageSize && last ? encodePageToken({ dueSort: last.dueSort, id: last.task.id }, filter) : "";
+        rows.length > pageSize && last
+          ? encodePageToken(
+              manual ? { rank: last.task.rank, id: last.task.id } : { dueSort: last.dueSort, id: last.task.id },
+              filter,
+            )
+          : "";
       return { tasks: page.map((r) => toTask(r.task)), nextPageToken };
     },
 
@@ -102,6 +136,11 @@ export function taskService(
           reminderOffsets,
           parentTaskId: cur.parentTaskId,
           priority: req.priority !== undefined ? priorityLevel(req.priority) : cur.priority,
+          projectId: req.projectId !== undefined ? targetProject(store, userId, cur, req.projectId) : cur.projectId,
+          labelIds: req.labelIds
+            ? store.labels.check(userId, req.labelIds.labelIds, "label_ids.label_ids")
+            : cur.labelIds,
+          parentId: cur.parentId,
         };
         return sameFields(cur, next) ? null : next;
       });
@@ -110,7 +149,7 @@ export function taskService(
 
     async completeTask(req, ctx) {
       const userId = liveUser(store, ctx);
-      const completed = store.complete(userId, taskId(req.taskId), now());
+      const completed = store.complete(userId, taskId(req.taskId), now(), req.completeChildren);
       return { task: toTask(found(completed, req.taskId)) };
     },
 
@@ -133,7 +172,119 @@ export function taskService(
       }
       return {};
     },
+
+    async moveTask(req, ctx) {
+      const userId = liveUser(store, ctx);
+      const neighbour = req.afterTaskId ? { after: taskId(req.afterTaskId) } : { before: taskId(req.beforeTaskId) };
+      return { task: toTask(store.move(userId, taskId(req.taskId), neighbour, now())) };
+    },
+
+    async listProjects(req, ctx) {
+      const userId = liveUser(store, ctx);
+      return { projects: store.projects.list(userId, req.includeArchived, now()).map(toProject) };
+    },
+
+    async createProject(req, ctx) {
+      const userId = liveUser(store, ctx);
+      const name = checkName("name", req.name);
+      return { project: toProject(store.projects.create(userId, name, now(), deps.maxProjectsPerUser)) };
+    },
+
+    async updateProject(req, ctx) {
+      const userId = liveUser(store, ctx);
+      const change = {
+        ...(req.name !== undefined ? { name: checkName("name", req.name) } : {}),
+        ...(req.archived !== undefined ? { archived: req.archived } : {}),
+      };
+      return { project: toProject(store.projects.update(userId, req.projectId.toLowerCase(), change, now())) };
+    },
+
+    async moveProject(req, ctx) {
+      const userId = liveUser(store, ctx);
+      const neighbour = req.afterProjectId
+        ? { after: req.afterProjectId.toLowerCase() }
+        : { before: req.beforeProjectId.toLowerCase() };
+      return { project: toProject(store.projects.move(userId, req.projectId.toLowerCase(), neighbour, now())) };
+    },
+
+    async deleteProject(req, ctx) {
+      const userId = liveUser(store, ctx);
+      return { deletedTaskCount: BigInt(store.deleteProject(userId, req.projectId.toLowerCase(), now())) };
+    },
+
+    async listLabels(_req, ctx) {
+      const userId = liveUser(store, ctx);
+      return { labels: store.labels.list(userId).map(toLabel) };
+    },
+
+    async createLabel(req, ctx) {
+      const userId = liveUser(store, ctx);
+      return {
+        label: toLabel(store.labels.create(userId, checkName("name", req.name), now(), deps.maxLabelsPerUser)),
+      };
+    },
+
+    async updateLabel(req, ctx) {
+      const userId = liveUser(store, ctx);
+      return {
+        label: toLabel(store.labels.rename(userId, req.labelId.toLowerCase(), checkName("name", req.name), now())),
+      };
+    },
+
+    async deleteLabel(req, ctx) {
+      const userId = liveUser(store, ctx);
+      store.labels.delete(userId, req.labelId.toLowerCase(), now());
+      return {};
+    },
   };
+}
+
+/**
+ * Where a new task goes (called inside the create's transaction): a subtask is in its parent's
+ * project (the parent must be an open top-level task); otherwise the named project or the Inbox,
+ * which must not be archived. Labels must be the caller's.
+ */
+function placement(
+  store: TasksStore,
+  userId: string,
+  input: TaskInput,
+  now: number,
+): Pick<TaskFields, "projectId" | "labelIds" | "parentId"> {
+  let projectId: string;
+  let parentId: string | null = null;
+  if (input.parentId) {
+    const parent = store.get(userId, taskId(input.parentId));
+    if (!parent) throw new ConnectError(`task.parent_id: task ${input.parentId} not found`, Code.NotFound);
+    if (parent.parentId) throw invalid("task.parent_id", "that task is itself a subtask; subtasks are one level deep");
+    if (parent.status === "completed")
+      throw new ConnectError("task.parent_id: the parent task is completed; reopen it first", Code.FailedPrecondition);
+    if (input.projectId && input.projectId.toLowerCase() !== parent.projectId)
+      throw invalid("task.project_id", "a subtask is in its parent's project; leave project_id empty");
+    projectId = parent.projectId;
+    parentId = parent.id;
+  } else {
+    projectId = input.projectId
+      ? store.projects.require(userId, input.projectId.toLowerCase(), "task.project_id").id
+      : store.projects.inbox(userId, now).id;
+  }
+  if (store.projects.get(userId, projectId)?.archived)
+    throw new ConnectError("task.project_id: the project is archived; unarchive it first", Code.FailedPrecondition);
+  return { projectId, parentId, labelIds: store.labels.check(userId, input.labelIds, "task.label_ids") };
+}
+
+/** UpdateTask's project_id: a top-level task may move to any of the caller's unarchived projects. */
+function targetProject(store: TasksStore, userId: string, cur: TaskRecord, projectId: string): string {
+  const p = store.projects.require(userId, projectId.toLowerCase());
+  if (p.id === cur.projectId) return p.id;
+  if (cur.parentId) throw invalid("project_id", "a subtask moves with its parent; move the parent instead");
+  if (p.archived)
+    throw new ConnectError("project_id: the project is archived; unarchive it first", Code.FailedPrecondition);
+  return p.id;
+}
+
+function checkName(field: string, name: string): string {
+  if (name.trim() === "") throw invalid(field, "must not be blank");
+  return name.trim();
 }
 
 /** A validated TaskInput as stored fields; each problem is INVALID_ARGUMENT under `prefix`. */
@@ -149,6 +300,10 @@ export function inputFields(prefix: string, input: TaskInput): TaskFields {
     reminderOffsets: reminderSeconds(`${prefix}.reminder_offsets`, input.reminderOffsets, dueTime),
     parentTaskId: null,
     priority: priorityLevel(input.priority),
+    // placement() resolves these inside the create's transaction; here they are what was asked.
+    projectId: input.projectId.toLowerCase(),
+    labelIds: input.labelIds.map((l) => l.toLowerCase()),
+    parentId: input.parentId ? input.parentId.toLowerCase() : null,
   };
 }
 
@@ -204,6 +359,8 @@ function sameFields(a: TaskFields, b: TaskFields): boolean {
     a.timeZone === b.timeZone &&
     a.recurrenceRule === b.recurrenceRule &&
     a.priority === b.priority &&
+    a.projectId === b.projectId &&
+    a.labelIds.join() === b.labelIds.join() &&
     JSON.stringify(a.reminderOffsets) === JSON.stringify(b.reminderOffsets)
   );
 }

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { Priority, TaskStatus } from "@taskmesh/gen/taskmesh/tasks/v1/task_pb";
-import { CalendarFeedInternalService } from "@taskmesh/gen/taskmesh/tasks/v1/tasks_pb";
+import { CalendarFeedInternalService, TaskOrder } from "@taskmesh/gen/taskmesh/tasks/v1/tasks_pb";
 import { createGrpcClient, openDatabase } from "@taskmesh/platform";
 import { tempDir } from "@taskmesh/platform/testing";
 import Database from "better-sqlite3";
@@ -10,6 +10,8 @@ import { MIGRATIONS } from "./tasks-store.js";
 
 /** The schema before priorities (migrations 1–5), as the previous version created it. */
 const BEFORE_PRIORITY = MIGRATIONS.filter((m) => m.version <= 5);
+/** The schema before projects, labels and subtasks (migrations 1–6). */
+const BEFORE_PROJECTS = MIGRATIONS.filter((m) => m.version <= 6);
 
 describe("tasks database migration", () => {
   const dir = tempDir("tasks-migration-");
@@ -90,10 +92,7 @@ describe("tasks database migration", () => {
     try {
       const userId = randomUUID();
       const id = randomUUID();
-      const old = openDatabase(
-        dbFile(before.path),
-        MIGRATIONS.filter((m) => m.version < 20),
-      );
+      const old = openDatabase(dbFile(before.path), BEFORE_PROJECTS);
       old
         .prepare(`INSERT INTO tasks (id, user_id, title, status, due_time, create_time, update_time, version)
           VALUES (?, ?, 'stored before feeds', 'open', ?, 1, 1, 1)`)
@@ -116,6 +115,51 @@ describe("tasks database migration", () => {
       }
     } finally {
       before.remove();
+    }
+  });
+
+  it("puts every existing task in its user's new Inbox, in the order ListTasks showed them, and keeps them workable", async () => {
+    expect(BEFORE_PROJECTS.map((m) => m.version)).toEqual([1, 2, 3, 4, 5, 6]);
+    const sub = tempDir("tasks-migration-7-");
+    try {
+      const [alice, bob] = [randomUUID(), randomUUID()];
+      const ids = Array.from({ length: 70 }, () => randomUUID());
+      const old = openDatabase(dbFile(sub.path), BEFORE_PROJECTS);
+      const insert = old.prepare(`INSERT INTO tasks (id, user_id, title, status, due_time, create_time, update_time,
+          version, priority) VALUES (?, ?, ?, 'open', ?, 1, 1, 1, ?)`);
+      // 70 tasks (more than 62, so the migrated ranks carry into a second base-62 digit), due in
+      // reverse order of their titles; the last ten without due time.
+      for (const [i, id] of ids.entries())
+        insert.run(id, alice, `a${i}`, i < 60 ? Date.UTC(2031, 0, 1) + (60 - i) * 60_000 : null, 2);
+      insert.run(randomUUID(), bob, "bob's", null, 4);
+      old.close();
+
+      const h = await startTasks({ dir: sub.path });
+      try {
+        const c = await h.as(alice);
+        const before = (await c.listTasks({ pageSize: 100 })).tasks;
+        const { projects } = await c.listProjects({});
+        expect(projects.map((p) => [p.name, p.inbox])).toEqual([["Inbox", true]]);
+        const inbox = projects[0]?.id ?? "";
+        expect(inbox).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+        expect(new Set(before.map((t) => t.projectId))).toEqual(new Set([inbox]));
+        const manual = (await c.listTasks({ pageSize: 100, order: TaskOrder.MANUAL })).tasks;
+        expect(manual.map((t) => t.id)).toEqual(before.map((t) => t.id));
+        // A new task goes after them; a migrated task can be moved and get a subtask.
+        const added = (await c.createTask({ task: { title: "new" } })).task;
+        expect(added?.projectId).toBe(inbox);
+        const first = manual[0]?.id ?? "";
+        await c.moveTask({ taskId: added?.id ?? "", beforeTaskId: first });
+        expect((await c.listTasks({ pageSize: 1, order: TaskOrder.MANUAL })).tasks[0]?.title).toBe("new");
+        expect((await c.createTask({ task: { title: "sub", parentId: first } })).task?.parentId).toBe(first);
+        const bobs = await (await h.as(bob)).listProjects({});
+        expect(bobs.projects).toHaveLength(1);
+        expect(bobs.projects[0]?.id).not.toBe(inbox);
+      } finally {
+        await h.stop({ remove: false });
+      }
+    } finally {
+      sub.remove();
     }
   });
 });

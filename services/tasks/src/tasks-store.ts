@@ -1,3 +1,4 @@
+import { Code, ConnectError } from "@connectrpc/connect";
 import {
   appendEvent,
   type Db,
@@ -7,8 +8,20 @@ import {
   outboxStreamSeqMigration,
 } from "@taskmesh/platform";
 import type Database from "better-sqlite3";
-import { changedFields, taskCompleted, taskCreated, taskDeleted, taskReopened, taskUpdated } from "./events.js";
-import type { Cursor } from "./page-token.js";
+import {
+  changedFields,
+  projectDeleted,
+  taskCompleted,
+  taskCreated,
+  taskDeleted,
+  taskReopened,
+  taskUpdated,
+} from "./events.js";
+import { LabelsStore } from "./labels-store.js";
+import type { Cursor, ManualCursor } from "./page-token.js";
+import type { ProjectRecord } from "./project-record.js";
+import { ProjectsStore } from "./projects-store.js";
+import { MAX_RANK_LENGTH, rankBetween, ranksFor } from "./rank.js";
 import type { PriorityLevel, TaskFields, TaskRecord, TaskStatusName } from "./task-record.js";
 
 /**
@@ -78,7 +91,71 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX tasks_by_user_priority_due ON tasks (user_id, priority, due_sort, id);
     `,
   },
-  // 7–19 are taken by another branch of issue 14 (projects, labels, subtasks).
+  {
+    version: 7,
+    name: "projects, labels and subtasks",
+    // Every user with tasks gets an Inbox (a v4-shaped UUID made in SQL) holding all of them,
+    // ranked in the order ListTasks showed them (due, id): rank "d" + four base-62 digits is a
+    // valid fractional-indexing key for up to 62^4 tasks (MAX_TASKS_PER_USER is at most 10^6).
+    sql: `
+      CREATE TABLE projects (
+        id          TEXT PRIMARY KEY,
+        user_id     TEXT NOT NULL,
+        name        TEXT NOT NULL,
+        inbox       INTEGER NOT NULL CHECK (inbox IN (0, 1)),
+        archived    INTEGER NOT NULL CHECK (archived IN (0, 1)),
+        rank        TEXT NOT NULL,
+        create_time INTEGER NOT NULL,
+        update_time INTEGER NOT NULL,
+        version     INTEGER NOT NULL
+      ) STRICT;
+      CREATE UNIQUE INDEX projects_one_inbox ON projects (user_id) WHERE inbox = 1;
+      CREATE INDEX projects_by_user_rank ON projects (user_id, rank, id);
+
+      CREATE TABLE labels (
+        id          TEXT PRIMARY KEY,
+        user_id     TEXT NOT NULL,
+        name        TEXT NOT NULL,
+        create_time INTEGER NOT NULL,
+        update_time INTEGER NOT NULL,
+        version     INTEGER NOT NULL
+      ) STRICT;
+      CREATE UNIQUE INDEX labels_by_user_name ON labels (user_id, name COLLATE NOCASE);
+
+      CREATE TABLE task_labels (
+        user_id  TEXT NOT NULL,
+        task_id  TEXT NOT NULL,
+        label_id TEXT NOT NULL,
+        PRIMARY KEY (task_id, label_id)
+      ) STRICT, WITHOUT ROWID;
+      CREATE INDEX task_labels_by_label ON task_labels (label_id, task_id);
+
+      ALTER TABLE tasks ADD COLUMN project_id TEXT NOT NULL DEFAULT '';
+      ALTER TABLE tasks ADD COLUMN parent_id TEXT;
+      ALTER TABLE tasks ADD COLUMN rank TEXT NOT NULL DEFAULT '';
+      CREATE INDEX tasks_by_project_rank ON tasks (user_id, project_id, rank, id);
+      CREATE INDEX tasks_by_project_due ON tasks (user_id, project_id, due_sort, id);
+      CREATE INDEX tasks_by_parent ON tasks (parent_id) WHERE parent_id IS NOT NULL;
+
+      INSERT INTO projects (id, user_id, name, inbox, archived, rank, create_time, update_time, version)
+        SELECT lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' || substr(hex(randomblob(2)), 2) || '-'
+                 || substr('89ab', 1 + abs(random()) % 4, 1) || substr(hex(randomblob(2)), 2) || '-' || hex(randomblob(6))),
+               user_id, 'Inbox', 1, 0, 'a0', CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER),
+               CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER), 1
+        FROM (SELECT DISTINCT user_id FROM tasks);
+      UPDATE tasks SET project_id = (SELECT p.id FROM projects p WHERE p.user_id = tasks.user_id AND p.inbox = 1);
+      WITH ordered AS (
+        SELECT id, row_number() OVER (PARTITION BY user_id ORDER BY due_sort, id) - 1 AS n FROM tasks
+      )
+      UPDATE tasks SET rank = (
+        SELECT 'd' || substr(d, n / 238328 % 62 + 1, 1) || substr(d, n / 3844 % 62 + 1, 1)
+                   || substr(d, n / 62 % 62 + 1, 1) || substr(d, n % 62 + 1, 1)
+        FROM ordered, (SELECT '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz' AS d)
+        WHERE ordered.id = tasks.id
+      );
+    `,
+  },
+  // 8–19 are free: the calendar feeds took 20 while projects, labels and subtasks (7) were in flight.
   {
     version: 20,
     name: "calendar feeds",
@@ -111,6 +188,9 @@ export type CreateResult =
   | { kind: "limit"; max: number }
   | { kind: "parent-not-found" };
 
+/** Where MoveTask puts a task: right after or right before a neighbour. */
+export type Neighbour = { after: string } | { before: string };
+
 interface Row {
   id: string;
   user_id: string;
@@ -123,6 +203,11 @@ interface Row {
   reminder_offsets: string;
   parent_task_id: string | null;
   priority: PriorityLevel;
+  project_id: string;
+  parent_id: string | null;
+  rank: string;
+  /** JSON array (COLUMNS' subquery); absent when writing. */
+  label_ids?: string;
   create_time: number;
   update_time: number;
   complete_time: number | null;
@@ -131,7 +216,8 @@ interface Row {
 }
 
 const COLUMNS = `id, user_id, title, notes, status, due_time, time_zone, recurrence_rule, reminder_offsets,
-  parent_task_id, priority, create_time, update_time, complete_time, version, due_sort`;
+  parent_task_id, priority, project_id, parent_id, rank, create_time, update_time, complete_time, version, due_sort,
+  (SELECT json_group_array(label_id) FROM task_labels tl WHERE tl.task_id = tasks.id) AS label_ids`;
 
 export interface ListQuery {
   userId: string;
@@ -139,7 +225,13 @@ export interface ListQuery {
   priority: PriorityLevel | null;
   dueAfterMs: number | null;
   dueBeforeMs: number | null;
-  after: Cursor | null;
+  projectId: string | null;
+  labelId: string | null;
+  /** Leave out tasks of archived projects. */
+  hideArchived: boolean;
+  /** "due": (due_sort, id) with a Cursor; "manual": (rank, id) with a ManualCursor. */
+  order: "due" | "manual";
+  after: Cursor | ManualCursor | null;
   limit: number;
 }
 
@@ -176,13 +268,61 @@ export class TasksStore {
   readonly #feedUser: Database.Statement<[Buffer], { user_id: string }>;
   readonly #calendarTasks: Database.Statement<[string], Row>;
   readonly #lists = new Map<string, Database.Statement<Record<string, unknown>, Row>>();
+  readonly #lastRank: Database.Statement<[string, string, string | null], string | null>;
+  readonly #siblingAfter: Database.Statement<[string, string, string | null, string, string], string>;
+  readonly #siblingBefore: Database.Statement<[string, string, string | null, string, string], string>;
+  readonly #children: Database.Statement<[string, string], Row>;
+  readonly #inProject: Database.Statement<[string, string], Row>;
+  readonly #placeTask: Database.Statement;
+  readonly #siblings: Database.Statement<[string, string, string | null], string>;
+  readonly #setRank: Database.Statement<[string, string, string]>;
+  readonly #purgeOthers: Database.Statement<[string]>[];
+  readonly projects: ProjectsStore;
+  readonly labels: LabelsStore;
 
   constructor(db: Db) {
     this.#db = db;
+    this.projects = new ProjectsStore(db);
+    this.labels = new LabelsStore(db);
     this.#insert = db.prepare(`INSERT INTO tasks (id, user_id, title, notes, status, due_time, time_zone,
-        recurrence_rule, reminder_offsets, parent_task_id, priority, create_time, update_time, complete_time, version)
+        recurrence_rule, reminder_offsets, parent_task_id, priority, project_id, parent_id, rank, create_time,
+        update_time, complete_time, version)
       VALUES (@id, @user_id, @title, @notes, @status, @due_time, @time_zone, @recurrence_rule, @reminder_offsets,
-        @parent_task_id, @priority, @create_time, @update_time, @complete_time, @version)`);
+        @parent_task_id, @priority, @project_id, @parent_id, @rank, @create_time, @update_time, @complete_time, @version)`);
+    // Siblings: the tasks of one project with the same parent (top-level tasks: parent_id IS NULL).
+    this.#lastRank = db
+      .prepare<[string, string, string | null], string | null>(
+        "SELECT max(rank) FROM tasks WHERE user_id = ? AND project_id = ? AND parent_id IS ?",
+      )
+      .pluck();
+    this.#siblingAfter = db
+      .prepare<
+        [string, string, string | null, string, string],
+        string
+      >(`SELECT rank FROM tasks WHERE user_id = ? AND project_id = ? AND parent_id IS ? AND id != ?
+        AND rank > ? ORDER BY rank LIMIT 1`)
+      .pluck();
+    this.#siblingBefore = db
+      .prepare<
+        [string, string, string | null, string, string],
+        string
+      >(`SELECT rank FROM tasks WHERE user_id = ? AND project_id = ? AND parent_id IS ? AND id != ?
+        AND rank < ? ORDER BY rank DESC LIMIT 1`)
+      .pluck();
+    this.#children = db.prepare(`SELECT ${COLUMNS} FROM tasks WHERE user_id = ? AND parent_id = ? ORDER BY rank, id`);
+    this.#inProject = db.prepare(`SELECT ${COLUMNS} FROM tasks WHERE user_id = ? AND project_id = ?
+      ORDER BY parent_id IS NULL, rank, id`);
+    this.#siblings = db
+      .prepare<[string, string, string | null], string>(
+        "SELECT id FROM tasks WHERE user_id = ? AND project_id = ? AND parent_id IS ? ORDER BY rank, id",
+      )
+      .pluck();
+    this.#setRank = db.prepare("UPDATE tasks SET rank = ? WHERE id = ? AND user_id = ?");
+    this.#placeTask = db.prepare(`UPDATE tasks SET project_id = @project_id, rank = @rank, update_time = @now,
+      version = version + 1 WHERE id = @id AND user_id = @user_id`);
+    this.#purgeOthers = ["task_labels", "labels", "projects"].map((t) =>
+      db.prepare<[string]>(`DELETE FROM ${t} WHERE user_id = ?`),
+    );
     this.#get = db.prepare(`SELECT ${COLUMNS} FROM tasks WHERE id = ? AND user_id = ?`);
     this.#count = db.prepare("SELECT count(*) AS n FROM tasks WHERE user_id = ?");
     this.#getKey = db.prepare(
@@ -192,7 +332,8 @@ export class TasksStore {
       VALUES (?, ?, ?, ?, ?, ?)`);
     this.#update = db.prepare(`UPDATE tasks SET title = @title, notes = @notes, due_time = @due_time,
         time_zone = @time_zone, recurrence_rule = @recurrence_rule, reminder_offsets = @reminder_offsets,
-        priority = @priority, update_time = @update_time, version = version + 1
+        priority = @priority, project_id = @project_id, rank = @rank, update_time = @update_time,
+        version = version + 1
       WHERE id = @id AND user_id = @user_id`);
     this.#complete = db.prepare(`UPDATE tasks SET status = 'completed', complete_time = @now, update_time = @now,
         version = version + 1
@@ -276,12 +417,14 @@ export class TasksStore {
           id: opts.id,
           userId,
           status: "open",
+          rank: this.#endRank(userId, f.projectId, f.parentId),
           createTime: opts.now,
           updateTime: opts.now,
           completeTime: null,
           version: 1,
         };
         this.#insert.run(toRow(task));
+        this.labels.setLinks(userId, task.id, task.labelIds);
         if (key) this.#insertKey.run(userId, key.scope, key.key, task.id, key.fingerprint, opts.now);
         appendEvent(this.#db, taskCreated(task));
         return { kind: "created", task };
@@ -306,18 +449,38 @@ export class TasksStore {
         const next = change(current);
         const changed = next === null ? [] : changedFields(current, next);
         if (next === null || changed.length === 0) return current;
-        this.#update.run(toRow({ ...current, ...next, updateTime: now }));
+        const moved = next.projectId !== current.projectId;
+        // A task moved to another project goes to its end; its subtasks follow it there.
+        const rank = moved ? this.#endRank(userId, next.projectId, current.parentId) : current.rank;
+        this.#update.run(toRow({ ...current, ...next, rank, updateTime: now }));
+        if (changed.includes("label_ids")) this.labels.setLinks(userId, id, next.labelIds);
         const updated = this.get(userId, id) as TaskRecord;
-        appendEvent(this.#db, taskUpdated(updated, changed));
+        appendEvent(this.#db, taskUpdated(updated, moved ? [...changed, "rank"] : changed));
+        if (moved)
+          for (const child of this.#children.all(userId, id))
+            this.#place(fromRow(child), next.projectId, child.rank, now);
         return updated;
       })
       .immediate();
   }
 
-  /** Marks the task completed; a completed task is returned unchanged. Undefined when absent. */
-  complete(userId: string, id: string, now: number): TaskRecord | undefined {
+  /**
+   * Marks the task completed; a completed task is returned unchanged. Undefined when absent. Open
+   * subtasks are FAILED_PRECONDITION unless `completeChildren`: then they are completed first, in
+   * this transaction, each with its task.completed.
+   */
+  complete(userId: string, id: string, now: number, completeChildren = false): TaskRecord | undefined {
     return this.#db
       .transaction(() => {
+        const open = this.#children.all(userId, id).filter((c) => c.status === "open");
+        if (open.length > 0 && this.get(userId, id)?.status === "open") {
+          if (!completeChildren)
+            throw new ConnectError(
+              `the task has ${open.length} open subtask${open.length === 1 ? "" : "s"}; complete ${open.length === 1 ? "it" : "them"} first or set complete_children`,
+              Code.FailedPrecondition,
+            );
+          for (const c of open) this.complete(userId, c.id, now);
+        }
         // No row changes when already completed (or absent): then nothing happened, no event.
         const changed = this.#complete.run({ id, user_id: userId, now }).changes > 0;
         const task = this.get(userId, id);
@@ -339,12 +502,18 @@ export class TasksStore {
       .immediate();
   }
 
-  /** True when the task existed (and was the user's) and is now gone. */
+  /**
+   * True when the task existed (and was the user's) and is now gone. Its subtasks are deleted
+   * first, each with its own task.deleted.
+   */
   delete(userId: string, id: string, now: number): boolean {
     return this.#db
       .transaction(() => {
         const task = this.get(userId, id);
-        if (!task || this.#delete.run(id, userId).changes === 0) return false;
+        if (!task) return false;
+        for (const child of this.#children.all(userId, id)) this.delete(userId, child.id, now);
+        if (this.#delete.run(id, userId).changes === 0) return false;
+        this.labels.setLinks(userId, id, []);
         appendEvent(this.#db, taskDeleted(task, now));
         return true;
       })
@@ -352,7 +521,94 @@ export class TasksStore {
   }
 
   /**
-   * Deletes every task, idempotency key and the calendar feed of the user; the number of tasks deleted. No event:
+   * Places the task right after or before a sibling (one row write; subtasks of a task moved to
+   * another project follow it). Refusals are ConnectErrors naming the neighbour's field.
+   */
+  move(userId: string, id: string, neighbour: Neighbour, now: number): TaskRecord {
+    return this.#db
+      .transaction(() => {
+        const task = this.get(userId, id);
+        if (!task) throw new ConnectError(`task ${id} not found`, Code.NotFound);
+        const field = "after" in neighbour ? "after_task_id" : "before_task_id";
+        const n = this.get(userId, "after" in neighbour ? neighbour.after : neighbour.before);
+        if (!n) throw new ConnectError(`${field}: task not found`, Code.NotFound);
+        if (n.id === task.id) throw new ConnectError(`${field}: must name another task`, Code.InvalidArgument);
+        if (n.parentId !== task.parentId)
+          throw new ConnectError(
+            `${field}: ${task.parentId ? "a subtask moves among the subtasks of its parent" : "must name a top-level task (not a subtask)"}`,
+            Code.InvalidArgument,
+          );
+        if (n.projectId !== task.projectId && this.projects.require(userId, n.projectId).archived)
+          throw new ConnectError(`${field}: that task's project is archived`, Code.FailedPrecondition);
+        const key = [userId, n.projectId, n.parentId, task.id, n.rank] as const;
+        const rank =
+          "after" in neighbour
+            ? rankBetween(n.rank, this.#siblingAfter.get(...key) ?? null)
+            : rankBetween(this.#siblingBefore.get(...key) ?? null, n.rank);
+        const moved = this.#place(task, n.projectId, rank, now);
+        if (n.projectId !== task.projectId)
+          for (const child of this.#children.all(userId, id)) this.#place(fromRow(child), n.projectId, child.rank, now);
+        if (rank.length <= MAX_RANK_LENGTH) return moved;
+        this.#renumber(userId, n.projectId, n.parentId);
+        return this.get(userId, id) as TaskRecord;
+      })
+      .immediate();
+  }
+
+  /**
+   * Deletes the project and all its tasks (subtasks first), each with its task.deleted, then the
+   * project with project.deleted. The Inbox is FAILED_PRECONDITION. Returns the tasks deleted.
+   */
+  deleteProject(userId: string, projectId: string, now: number): number {
+    return this.#db
+      .transaction(() => {
+        const p: ProjectRecord = this.projects.require(userId, projectId);
+        if (p.inbox) throw new ConnectError("the Inbox cannot be deleted", Code.FailedPrecondition);
+        const tasks = this.#inProject.all(userId, projectId);
+        for (const t of tasks) {
+          this.#delete.run(t.id, userId);
+          this.labels.setLinks(userId, t.id, []);
+          appendEvent(this.#db, taskDeleted(fromRow(t), now));
+        }
+        this.projects.deleteRow(p);
+        appendEvent(this.#db, projectDeleted(p, now));
+        return tasks.length;
+      })
+      .immediate();
+  }
+
+  /** The subtasks of a task, in their order. */
+  children(userId: string, id: string): TaskRecord[] {
+    return this.#children.all(userId, id).map(fromRow);
+  }
+
+  /** Moves the task to `projectId` at `rank` with its task.updated. */
+  #place(task: TaskRecord, projectId: string, rank: string, now: number): TaskRecord {
+    this.#placeTask.run({ id: task.id, user_id: task.userId, project_id: projectId, rank, now });
+    const placed = this.get(task.userId, task.id) as TaskRecord;
+    appendEvent(this.#db, taskUpdated(placed, projectId !== task.projectId ? ["project_id", "rank"] : ["rank"]));
+    return placed;
+  }
+
+  /**
+   * Gives the siblings short ranks in their current order. No version bump and no event: the order
+   * (what a person sees and set) is unchanged, only its encoding; the next event of each task
+   * carries its new rank. Rare: only after many moves into the same gap (MAX_RANK_LENGTH).
+   */
+  #renumber(userId: string, projectId: string, parentId: string | null): void {
+    const ids = this.#siblings.all(userId, projectId, parentId);
+    const ranks = ranksFor(ids.length);
+    for (const [i, id] of ids.entries()) this.#setRank.run(ranks[i] as string, id, userId);
+  }
+
+  /** A rank after the last sibling in the project. */
+  #endRank(userId: string, projectId: string, parentId: string | null): string {
+    return rankBetween(this.#lastRank.get(userId, projectId, parentId) ?? null, null);
+  }
+
+  /**
+   * Deletes every task, idempotency key, project, label and the calendar feed of the user; the number of tasks
+   * deleted. No event:
    * the user.deleted that causes a purge is the fact consumers act on. Inside another transaction
    * (the user.deleted consumer's inbox transaction) it runs as a savepoint of that transaction.
    */
@@ -362,6 +618,7 @@ export class TasksStore {
         const n = this.#purgeTasks.run(userId).changes;
         this.#purgeKeys.run(userId);
         this.#feedDelete.run(userId);
+        for (const stmt of this.#purgeOthers) stmt.run(userId);
         return n;
       })
       .immediate();
@@ -402,20 +659,27 @@ export class TasksStore {
    * more than the page size to learn whether another page follows.
    */
   list(q: ListQuery): { task: TaskRecord; dueSort: number }[] {
-    const stmt = this.#listStatement(
+    const stmt = this.#listStatement([
       q.status !== null,
       q.priority !== null,
       q.dueAfterMs !== null,
       q.dueBeforeMs !== null,
       q.after !== null,
-    );
+      q.projectId !== null,
+      q.labelId !== null,
+      q.hideArchived && q.projectId === null,
+      q.order === "manual",
+    ]);
     const rows = stmt.all({
       user_id: q.userId,
       status: q.status,
       priority: q.priority,
       due_after: q.dueAfterMs,
       due_before: q.dueBeforeMs,
-      after_sort: q.after?.dueSort ?? null,
+      project_id: q.projectId,
+      label_id: q.labelId,
+      after_sort: q.after && "dueSort" in q.after ? q.after.dueSort : null,
+      after_rank: q.after && "rank" in q.after ? q.after.rank : null,
       after_id: q.after?.id ?? null,
       limit: q.limit,
     });
@@ -424,10 +688,11 @@ export class TasksStore {
 
   /**
    * One statement per combination of filters, so each uses its index fully instead of an
-   * `(? IS NULL OR ...)` that defeats the planner. At most 32, prepared on first use.
+   * `(? IS NULL OR ...)` that defeats the planner. At most 2^9 shapes, prepared on first use.
    */
-  #listStatement(status: boolean, priority: boolean, after: boolean, before: boolean, cursor: boolean) {
-    const shape = `${+status}${+priority}${+after}${+before}${+cursor}`;
+  #listStatement(flags: boolean[]) {
+    const [status, priority, after, before, cursor, project, label, hideArchived, manual] = flags;
+    const shape = flags.map((f) => +f).join("");
     let stmt = this.#lists.get(shape);
     if (!stmt) {
       const where = ["user_id = @user_id"];
@@ -436,9 +701,15 @@ export class TasksStore {
       // due_time (not due_sort) so that tasks without due time are excluded by either bound.
       if (after) where.push("due_time >= @due_after");
       if (before) where.push("due_time < @due_before");
-      if (cursor) where.push("(due_sort, id) > (@after_sort, @after_id)");
+      if (project) where.push("project_id = @project_id");
+      if (label) where.push("id IN (SELECT task_id FROM task_labels WHERE label_id = @label_id)");
+      if (hideArchived)
+        where.push("project_id NOT IN (SELECT id FROM projects WHERE user_id = @user_id AND archived = 1)");
+      const order = manual ? "rank, id" : "due_sort, id";
+      if (cursor)
+        where.push(manual ? "(rank, id) > (@after_rank, @after_id)" : "(due_sort, id) > (@after_sort, @after_id)");
       stmt = this.#db.prepare<Record<string, unknown>, Row>(
-        `SELECT ${COLUMNS} FROM tasks WHERE ${where.join(" AND ")} ORDER BY due_sort, id LIMIT @limit`,
+        `SELECT ${COLUMNS} FROM tasks WHERE ${where.join(" AND ")} ORDER BY ${order} LIMIT @limit`,
       );
       this.#lists.set(shape, stmt);
     }
@@ -459,6 +730,10 @@ function fromRow(r: Row): TaskRecord {
     reminderOffsets: JSON.parse(r.reminder_offsets) as number[],
     parentTaskId: r.parent_task_id,
     priority: r.priority,
+    projectId: r.project_id,
+    parentId: r.parent_id,
+    rank: r.rank,
+    labelIds: (JSON.parse(r.label_ids ?? "[]") as string[]).sort(),
     createTime: r.create_time,
     updateTime: r.update_time,
     completeTime: r.complete_time,
@@ -466,7 +741,7 @@ function fromRow(r: Row): TaskRecord {
   };
 }
 
-function toRow(t: TaskRecord): Omit<Row, "due_sort"> {
+function toRow(t: TaskRecord): Omit<Row, "due_sort" | "label_ids"> {
   return {
     id: t.id,
     user_id: t.userId,
@@ -479,6 +754,9 @@ function toRow(t: TaskRecord): Omit<Row, "due_sort"> {
     reminder_offsets: JSON.stringify(t.reminderOffsets),
     parent_task_id: t.parentTaskId,
     priority: t.priority,
+    project_id: t.projectId,
+    parent_id: t.parentId,
+    rank: t.rank,
     create_time: t.createTime,
     update_time: t.updateTime,
     complete_time: t.completeTime,

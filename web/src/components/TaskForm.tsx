@@ -1,5 +1,5 @@
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
-import { Priority, type Task } from "@taskmesh/gen/taskmesh/tasks/v1/task_pb";
+import { type Label, Priority, type Task } from "@taskmesh/gen/taskmesh/tasks/v1/task_pb";
 import { useEffect, useId, useMemo, useRef, useState } from "react";
 import { useApp } from "../lib/app-context";
 import { describeError, type Problem } from "../lib/errors";
@@ -40,11 +40,15 @@ function parseReminders(text: string): { seconds: number[]; error?: string } {
 interface Props {
   task?: Task;
   zone: string;
+  /** Where a new task goes; "" (or absent) = the Inbox. */
+  projectId?: string;
+  /** The user's labels, offered as checkboxes. */
+  labels?: Label[];
   onDone(task: Task | undefined): void;
 }
 
 /** Create or edit a task, in a modal dialog (focus kept inside; Escape closes; focus returns to the opener). */
-export function TaskForm({ task, zone: userZone, onDone }: Props) {
+export function TaskForm({ task, zone: userZone, projectId = "", labels = [], onDone }: Props) {
   const { api } = useApp();
   const id = useId();
   const dialog = useRef<HTMLDialogElement>(null);
@@ -53,6 +57,7 @@ export function TaskForm({ task, zone: userZone, onDone }: Props) {
   const [title, setTitle] = useState(task?.title ?? "");
   const [notes, setNotes] = useState(task?.notes ?? "");
   const [priority, setPriority] = useState<Priority>(task?.priority || Priority.P4);
+  const [labelIds, setLabelIds] = useState<string[]>(task?.labelIds ?? []);
   const [zone, setZone] = useState(task?.timeZone || userZone);
   const [due, setDue] = useState(() => {
     const ms = tsMs(task?.dueTime);
@@ -109,6 +114,7 @@ export function TaskForm({ task, zone: userZone, onDone }: Props) {
           recurrenceRule: rule,
           reminderOffsets: { offsets },
           priority,
+          labelIds: { labelIds },
         });
         saved = res.task;
       } else {
@@ -121,6 +127,8 @@ export function TaskForm({ task, zone: userZone, onDone }: Props) {
             recurrenceRule: rule,
             reminderOffsets: offsets,
             priority,
+            projectId,
+            labelIds,
           },
           idempotencyKey,
         });
@@ -173,6 +181,24 @@ export function TaskForm({ task, zone: userZone, onDone }: Props) {
           <option value={Priority.P3}>P3</option>
           <option value={Priority.P4}>P4 (none)</option>
         </select>
+
+        {labels.length > 0 && (
+          <fieldset className="label-choices">
+            <legend>Labels</legend>
+            {labels.map((l) => (
+              <label key={l.id} className="check">
+                <input
+                  type="checkbox"
+                  checked={labelIds.includes(l.id)}
+                  onChange={(e) =>
+                    setLabelIds((ids) => (e.target.checked ? [...ids, l.id] : ids.filter((x) => x !== l.id)))
+                  }
+                />{" "}
+                {l.name}
+              </label>
+            ))}
+          </fieldset>
+        )}
 
         <div className="row">
           <div>

@@ -37,7 +37,15 @@ export const STREAMS = {
   USERS: { name: "USERS", subjects: ["taskmesh.user.>"], description: "users service events" },
   TASKS: {
     name: "TASKS",
-    subjects: ["taskmesh.task.created", "taskmesh.task.updated", "taskmesh.task.completed", "taskmesh.task.deleted"],
+    subjects: [
+      "taskmesh.task.created",
+      "taskmesh.task.updated",
+      "taskmesh.task.completed",
+      "taskmesh.task.deleted",
+      // Projects and labels (issue 14) are owned by the tasks service too.
+      "taskmesh.project.>",
+      "taskmesh.label.>",
+    ],
     description: "tasks service events",
   },
   REMINDERS: {

@@ -44,6 +44,16 @@ describe("createGrpcClient", () => {
             rotateCalendarFeed: unused,
             revokeCalendarFeed: unused,
             getCalendarFeed: unused,
+            moveTask: unused,
+            listProjects: unused,
+            createProject: unused,
+            updateProject: unused,
+            moveProject: unused,
+            deleteProject: unused,
+            listLabels: unused,
+            createLabel: unused,
+            updateLabel: unused,
+            deleteLabel: unused,
           },
           { kind: "user", anonymous: ["getTask", "createTask"] },
         ),
@@ -147,14 +157,24 @@ describe("createGrpcClient", () => {
     const names = cfg.methodConfig[0]?.name.map((n) => n.method).sort();
     // ReopenTask is IDEMPOTENT (reopening an open task returns it unchanged); CreateTask and UpdateTask are not.
     // RevokeCalendarFeed is IDEMPOTENT, GetCalendarFeed a read; RotateCalendarFeed (a new secret each time) is not.
+    // Of the project/label methods, the creates are not (no idempotency key); moves, renames,
+    // (un)archiving and deletes are, like DeleteTask.
     expect(names).toEqual([
       "CompleteTask",
+      "DeleteLabel",
+      "DeleteProject",
       "DeleteTask",
       "GetCalendarFeed",
       "GetTask",
+      "ListLabels",
+      "ListProjects",
       "ListTasks",
+      "MoveProject",
+      "MoveTask",
       "ReopenTask",
       "RevokeCalendarFeed",
+      "UpdateLabel",
+      "UpdateProject",
     ]);
   });
 });

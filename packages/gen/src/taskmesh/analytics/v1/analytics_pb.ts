@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file taskmesh/analytics/v1/analytics.proto.
  */
 export const file_taskmesh_analytics_v1_analytics: GenFile = /*@__PURE__*/
-  fileDesc("CiV0YXNrbWVzaC9hbmFseXRpY3MvdjEvYW5hbHl0aWNzLnByb3RvEhV0YXNrbWVzaC5hbmFseXRpY3MudjEizQEKCkF1ZGl0RXZlbnQSCgoCaWQYASABKAkSMgoGYWN0aW9uGAIgASgOMiIudGFza21lc2guYW5hbHl0aWNzLnYxLkF1ZGl0QWN0aW9uEi4KCm9jY3VyX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCmlwX2FkZHJlc3MYBCABKAkSEgoKdXNlcl9hZ2VudBgFIAEoCRISCgpzZXNzaW9uX2lkGAYgASgJEhMKC3Jlc291cmNlX2lkGAcgASgJIlQKFkxpc3RBdWRpdEV2ZW50c1JlcXVlc3QSHAoJcGFnZV9zaXplGAEgASgFQgm6SAYaBBhkKAASHAoKcGFnZV90b2tlbhgCIAEoCUIIukgFcgMYyAEiZQoXTGlzdEF1ZGl0RXZlbnRzUmVzcG9uc2USMQoGZXZlbnRzGAEgAygLMiEudGFza21lc2guYW5hbHl0aWNzLnYxLkF1ZGl0RXZlbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIocCCgVTdGF0cxIVCg1jcmVhdGVkX2NvdW50GAEgASgDEhcKD2NvbXBsZXRlZF9jb3VudBgCIAEoAxIVCg1vdmVyZHVlX2NvdW50GAMgASgDEhIKCm9wZW5fY291bnQYBCABKAMSFwoPY29tcGxldGlvbl9yYXRlGAUgASgBEhsKE2N1cnJlbnRfc3RyZWFrX2RheXMYBiABKAUSLgoKYXNfb2ZfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASPQoPcHJpb3JpdHlfY291bnRzGAggAygLMiQudGFza21lc2guYW5hbHl0aWNzLnYxLlByaW9yaXR5Q291bnQiawoNUHJpb3JpdHlDb3VudBItCghwcmlvcml0eRgBIAEoDjIbLnRhc2ttZXNoLnRhc2tzLnYxLlByaW9yaXR5EhIKCm9wZW5fY291bnQYAiABKAMSFwoPY29tcGxldGVkX2NvdW50GAMgASgDIhEKD0dldFN0YXRzUmVxdWVzdCI/ChBHZXRTdGF0c1Jlc3BvbnNlEisKBXN0YXRzGAEgASgLMhwudGFza21lc2guYW5hbHl0aWNzLnYxLlN0YXRzIk8KCVNlYXJjaEhpdBIPCgd0YXNrX2lkGAEgASgJEg0KBXRpdGxlGAIgASgJEg8KB3NuaXBwZXQYAyABKAkSEQoJY29tcGxldGVkGAQgASgIIkkKElNlYXJjaFRhc2tzUmVxdWVzdBIZCgVxdWVyeRgBIAEoCUIKukgHcgUQARjIARIYCgVsaW1pdBgCIAEoBUIJukgGGgQYMigAIkUKE1NlYXJjaFRhc2tzUmVzcG9uc2USLgoEaGl0cxgBIAMoCzIgLnRhc2ttZXNoLmFuYWx5dGljcy52MS5TZWFyY2hIaXQqtgIKC0F1ZGl0QWN0aW9uEhwKGEFVRElUX0FDVElPTl9VTlNQRUNJRklFRBAAEhYKEkFVRElUX0FDVElPTl9MT0dJThABEh0KGUFVRElUX0FDVElPTl9MT0dJTl9GQUlMRUQQAhIXChNBVURJVF9BQ1RJT05fTE9HT1VUEAMSIAocQVVESVRfQUNUSU9OX1NFU1NJT05fUkVWT0tFRBAEEiUKIUFVRElUX0FDVElPTl9SRUZSRVNIX1RPS0VOX1JFVVNFRBAFEiQKIEFVRElUX0FDVElPTl9QUkVGRVJFTkNFU19DSEFOR0VEEAYSHQoZQVVESVRfQUNUSU9OX1RBU0tfREVMRVRFRBAHEisKJ0FVRElUX0FDVElPTl9BQ0NPVU5UX0RFTEVUSU9OX1JFUVVFU1RFRBAIMtYCChBBbmFseXRpY3NTZXJ2aWNlEmAKCEdldFN0YXRzEiYudGFza21lc2guYW5hbHl0aWNzLnYxLkdldFN0YXRzUmVxdWVzdBonLnRhc2ttZXNoLmFuYWx5dGljcy52MS5HZXRTdGF0c1Jlc3BvbnNlIgOQAgESaQoLU2VhcmNoVGFza3MSKS50YXNrbWVzaC5hbmFseXRpY3MudjEuU2VhcmNoVGFza3NSZXF1ZXN0GioudGFza21lc2guYW5hbHl0aWNzLnYxLlNlYXJjaFRhc2tzUmVzcG9uc2UiA5ACARJ1Cg9MaXN0QXVkaXRFdmVudHMSLS50YXNrbWVzaC5hbmFseXRpY3MudjEuTGlzdEF1ZGl0RXZlbnRzUmVxdWVzdBouLnRhc2ttZXNoLmFuYWx5dGljcy52MS5MaXN0QXVkaXRFdmVudHNSZXNwb25zZSIDkAIBYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_timestamp, file_taskmesh_tasks_v1_task]);
+  fileDesc("CiV0YXNrbWVzaC9hbmFseXRpY3MvdjEvYW5hbHl0aWNzLnByb3RvEhV0YXNrbWVzaC5hbmFseXRpY3MudjEizQEKCkF1ZGl0RXZlbnQSCgoCaWQYASABKAkSMgoGYWN0aW9uGAIgASgOMiIudGFza21lc2guYW5hbHl0aWNzLnYxLkF1ZGl0QWN0aW9uEi4KCm9jY3VyX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCmlwX2FkZHJlc3MYBCABKAkSEgoKdXNlcl9hZ2VudBgFIAEoCRISCgpzZXNzaW9uX2lkGAYgASgJEhMKC3Jlc291cmNlX2lkGAcgASgJIlQKFkxpc3RBdWRpdEV2ZW50c1JlcXVlc3QSHAoJcGFnZV9zaXplGAEgASgFQgm6SAYaBBhkKAASHAoKcGFnZV90b2tlbhgCIAEoCUIIukgFcgMYyAEiZQoXTGlzdEF1ZGl0RXZlbnRzUmVzcG9uc2USMQoGZXZlbnRzGAEgAygLMiEudGFza21lc2guYW5hbHl0aWNzLnYxLkF1ZGl0RXZlbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIv0CCgVTdGF0cxIVCg1jcmVhdGVkX2NvdW50GAEgASgDEhcKD2NvbXBsZXRlZF9jb3VudBgCIAEoAxIVCg1vdmVyZHVlX2NvdW50GAMgASgDEhIKCm9wZW5fY291bnQYBCABKAMSFwoPY29tcGxldGlvbl9yYXRlGAUgASgBEhsKE2N1cnJlbnRfc3RyZWFrX2RheXMYBiABKAUSLgoKYXNfb2ZfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASPQoPcHJpb3JpdHlfY291bnRzGAggAygLMiQudGFza21lc2guYW5hbHl0aWNzLnYxLlByaW9yaXR5Q291bnQSOwoOcHJvamVjdF9jb3VudHMYCSADKAsyIy50YXNrbWVzaC5hbmFseXRpY3MudjEuUHJvamVjdENvdW50EjcKDGxhYmVsX2NvdW50cxgKIAMoCzIhLnRhc2ttZXNoLmFuYWx5dGljcy52MS5MYWJlbENvdW50ImsKDVByaW9yaXR5Q291bnQSLQoIcHJpb3JpdHkYASABKA4yGy50YXNrbWVzaC50YXNrcy52MS5Qcmlvcml0eRISCgpvcGVuX2NvdW50GAIgASgDEhcKD2NvbXBsZXRlZF9jb3VudBgDIAEoAyJPCgxQcm9qZWN0Q291bnQSEgoKcHJvamVjdF9pZBgBIAEoCRISCgpvcGVuX2NvdW50GAIgASgDEhcKD2NvbXBsZXRlZF9jb3VudBgDIAEoAyJLCgpMYWJlbENvdW50EhAKCGxhYmVsX2lkGAEgASgJEhIKCm9wZW5fY291bnQYAiABKAMSFwoPY29tcGxldGVkX2NvdW50GAMgASgDIhEKD0dldFN0YXRzUmVxdWVzdCI/ChBHZXRTdGF0c1Jlc3BvbnNlEisKBXN0YXRzGAEgASgLMhwudGFza21lc2guYW5hbHl0aWNzLnYxLlN0YXRzIk8KCVNlYXJjaEhpdBIPCgd0YXNrX2lkGAEgASgJEg0KBXRpdGxlGAIgASgJEg8KB3NuaXBwZXQYAyABKAkSEQoJY29tcGxldGVkGAQgASgIIokBChJTZWFyY2hUYXNrc1JlcXVlc3QSGQoFcXVlcnkYASABKAlCCrpIB3IFEAEYyAESGAoFbGltaXQYAiABKAVCCbpIBhoEGDIoABIfCgpwcm9qZWN0X2lkGAMgASgJQgu6SAjYAQFyA7ABARIdCghsYWJlbF9pZBgEIAEoCUILukgI2AEBcgOwAQEiRQoTU2VhcmNoVGFza3NSZXNwb25zZRIuCgRoaXRzGAEgAygLMiAudGFza21lc2guYW5hbHl0aWNzLnYxLlNlYXJjaEhpdCq2AgoLQXVkaXRBY3Rpb24SHAoYQVVESVRfQUNUSU9OX1VOU1BFQ0lGSUVEEAASFgoSQVVESVRfQUNUSU9OX0xPR0lOEAESHQoZQVVESVRfQUNUSU9OX0xPR0lOX0ZBSUxFRBACEhcKE0FVRElUX0FDVElPTl9MT0dPVVQQAxIgChxBVURJVF9BQ1RJT05fU0VTU0lPTl9SRVZPS0VEEAQSJQohQVVESVRfQUNUSU9OX1JFRlJFU0hfVE9LRU5fUkVVU0VEEAUSJAogQVVESVRfQUNUSU9OX1BSRUZFUkVOQ0VTX0NIQU5HRUQQBhIdChlBVURJVF9BQ1RJT05fVEFTS19ERUxFVEVEEAcSKwonQVVESVRfQUNUSU9OX0FDQ09VTlRfREVMRVRJT05fUkVRVUVTVEVEEAgy1gIKEEFuYWx5dGljc1NlcnZpY2USYAoIR2V0U3RhdHMSJi50YXNrbWVzaC5hbmFseXRpY3MudjEuR2V0U3RhdHNSZXF1ZXN0GicudGFza21lc2guYW5hbHl0aWNzLnYxLkdldFN0YXRzUmVzcG9uc2UiA5ACARJpCgtTZWFyY2hUYXNrcxIpLnRhc2ttZXNoLmFuYWx5dGljcy52MS5TZWFyY2hUYXNrc1JlcXVlc3QaKi50YXNrbWVzaC5hbmFseXRpY3MudjEuU2VhcmNoVGFza3NSZXNwb25zZSIDkAIBEnUKD0xpc3RBdWRpdEV2ZW50cxItLnRhc2ttZXNoLmFuYWx5dGljcy52MS5MaXN0QXVkaXRFdmVudHNSZXF1ZXN0Gi4udGFza21lc2guYW5hbHl0aWNzLnYxLkxpc3RBdWRpdEV2ZW50c1Jlc3BvbnNlIgOQAgFiBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_timestamp, file_taskmesh_tasks_v1_task]);
 
 /**
  * @generated from message taskmesh.analytics.v1.AuditEvent
@@ -175,6 +175,21 @@ export type Stats = Message<"taskmesh.analytics.v1.Stats"> & {
    * @generated from field: repeated taskmesh.analytics.v1.PriorityCount priority_counts = 8;
    */
   priorityCounts: PriorityCount[];
+
+  /**
+   * Live tasks per project (subtasks included), by project id; tasks folded before projects
+   * existed count once their next event (or a rebuild) names their project.
+   *
+   * @generated from field: repeated taskmesh.analytics.v1.ProjectCount project_counts = 9;
+   */
+  projectCounts: ProjectCount[];
+
+  /**
+   * Live tasks per label, by label id; a deleted label is gone from these.
+   *
+   * @generated from field: repeated taskmesh.analytics.v1.LabelCount label_counts = 10;
+   */
+  labelCounts: LabelCount[];
 };
 
 /**
@@ -212,6 +227,60 @@ export const PriorityCountSchema: GenMessage<PriorityCount> = /*@__PURE__*/
   messageDesc(file_taskmesh_analytics_v1_analytics, 4);
 
 /**
+ * @generated from message taskmesh.analytics.v1.ProjectCount
+ */
+export type ProjectCount = Message<"taskmesh.analytics.v1.ProjectCount"> & {
+  /**
+   * @generated from field: string project_id = 1;
+   */
+  projectId: string;
+
+  /**
+   * @generated from field: int64 open_count = 2;
+   */
+  openCount: bigint;
+
+  /**
+   * @generated from field: int64 completed_count = 3;
+   */
+  completedCount: bigint;
+};
+
+/**
+ * Describes the message taskmesh.analytics.v1.ProjectCount.
+ * Use `create(ProjectCountSchema)` to create a new message.
+ */
+export const ProjectCountSchema: GenMessage<ProjectCount> = /*@__PURE__*/
+  messageDesc(file_taskmesh_analytics_v1_analytics, 5);
+
+/**
+ * @generated from message taskmesh.analytics.v1.LabelCount
+ */
+export type LabelCount = Message<"taskmesh.analytics.v1.LabelCount"> & {
+  /**
+   * @generated from field: string label_id = 1;
+   */
+  labelId: string;
+
+  /**
+   * @generated from field: int64 open_count = 2;
+   */
+  openCount: bigint;
+
+  /**
+   * @generated from field: int64 completed_count = 3;
+   */
+  completedCount: bigint;
+};
+
+/**
+ * Describes the message taskmesh.analytics.v1.LabelCount.
+ * Use `create(LabelCountSchema)` to create a new message.
+ */
+export const LabelCountSchema: GenMessage<LabelCount> = /*@__PURE__*/
+  messageDesc(file_taskmesh_analytics_v1_analytics, 6);
+
+/**
  * @generated from message taskmesh.analytics.v1.GetStatsRequest
  */
 export type GetStatsRequest = Message<"taskmesh.analytics.v1.GetStatsRequest"> & {
@@ -222,7 +291,7 @@ export type GetStatsRequest = Message<"taskmesh.analytics.v1.GetStatsRequest"> &
  * Use `create(GetStatsRequestSchema)` to create a new message.
  */
 export const GetStatsRequestSchema: GenMessage<GetStatsRequest> = /*@__PURE__*/
-  messageDesc(file_taskmesh_analytics_v1_analytics, 5);
+  messageDesc(file_taskmesh_analytics_v1_analytics, 7);
 
 /**
  * @generated from message taskmesh.analytics.v1.GetStatsResponse
@@ -239,7 +308,7 @@ export type GetStatsResponse = Message<"taskmesh.analytics.v1.GetStatsResponse">
  * Use `create(GetStatsResponseSchema)` to create a new message.
  */
 export const GetStatsResponseSchema: GenMessage<GetStatsResponse> = /*@__PURE__*/
-  messageDesc(file_taskmesh_analytics_v1_analytics, 6);
+  messageDesc(file_taskmesh_analytics_v1_analytics, 8);
 
 /**
  * @generated from message taskmesh.analytics.v1.SearchHit
@@ -273,7 +342,7 @@ export type SearchHit = Message<"taskmesh.analytics.v1.SearchHit"> & {
  * Use `create(SearchHitSchema)` to create a new message.
  */
 export const SearchHitSchema: GenMessage<SearchHit> = /*@__PURE__*/
-  messageDesc(file_taskmesh_analytics_v1_analytics, 7);
+  messageDesc(file_taskmesh_analytics_v1_analytics, 9);
 
 /**
  * @generated from message taskmesh.analytics.v1.SearchTasksRequest
@@ -292,6 +361,20 @@ export type SearchTasksRequest = Message<"taskmesh.analytics.v1.SearchTasksReque
    * @generated from field: int32 limit = 2;
    */
   limit: number;
+
+  /**
+   * Only tasks of this project.
+   *
+   * @generated from field: string project_id = 3;
+   */
+  projectId: string;
+
+  /**
+   * Only tasks carrying this label.
+   *
+   * @generated from field: string label_id = 4;
+   */
+  labelId: string;
 };
 
 /**
@@ -299,7 +382,7 @@ export type SearchTasksRequest = Message<"taskmesh.analytics.v1.SearchTasksReque
  * Use `create(SearchTasksRequestSchema)` to create a new message.
  */
 export const SearchTasksRequestSchema: GenMessage<SearchTasksRequest> = /*@__PURE__*/
-  messageDesc(file_taskmesh_analytics_v1_analytics, 8);
+  messageDesc(file_taskmesh_analytics_v1_analytics, 10);
 
 /**
  * @generated from message taskmesh.analytics.v1.SearchTasksResponse
@@ -316,7 +399,7 @@ export type SearchTasksResponse = Message<"taskmesh.analytics.v1.SearchTasksResp
  * Use `create(SearchTasksResponseSchema)` to create a new message.
  */
 export const SearchTasksResponseSchema: GenMessage<SearchTasksResponse> = /*@__PURE__*/
-  messageDesc(file_taskmesh_analytics_v1_analytics, 9);
+  messageDesc(file_taskmesh_analytics_v1_analytics, 11);
 
 /**
  * @generated from enum taskmesh.analytics.v1.AuditAction

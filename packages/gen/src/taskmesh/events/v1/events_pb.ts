@@ -6,7 +6,7 @@ import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2"
 import { enumDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
-import type { Task } from "../../tasks/v1/task_pb.js";
+import type { Label, Project, Task } from "../../tasks/v1/task_pb.js";
 import { file_taskmesh_tasks_v1_task } from "../../tasks/v1/task_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file taskmesh/events/v1/events.proto.
  */
 export const file_taskmesh_events_v1_events: GenFile = /*@__PURE__*/
-  fileDesc("Ch90YXNrbWVzaC9ldmVudHMvdjEvZXZlbnRzLnByb3RvEhJ0YXNrbWVzaC5ldmVudHMudjEi/AgKCEVudmVsb3BlEgoKAmlkGAEgASgJEgwKBHR5cGUYAiABKAkSLwoLb2NjdXJyZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3VzZXJfaWQYBCABKAkSFAoMYWdncmVnYXRlX2lkGAUgASgJEj0KD3VzZXJfcmVnaXN0ZXJlZBgKIAEoCzIiLnRhc2ttZXNoLmV2ZW50cy52MS5Vc2VyUmVnaXN0ZXJlZEgAEjcKDHVzZXJfZGVsZXRlZBgLIAEoCzIfLnRhc2ttZXNoLmV2ZW50cy52MS5Vc2VyRGVsZXRlZEgAEjoKDnVzZXJfbG9nZ2VkX2luGAwgASgLMiAudGFza21lc2guZXZlbnRzLnYxLlVzZXJMb2dnZWRJbkgAEkAKEXVzZXJfbG9naW5fZmFpbGVkGA0gASgLMiMudGFza21lc2guZXZlbnRzLnYxLlVzZXJMb2dpbkZhaWxlZEgAEjwKD3VzZXJfbG9nZ2VkX291dBgOIAEoCzIhLnRhc2ttZXNoLmV2ZW50cy52MS5Vc2VyTG9nZ2VkT3V0SAASRgoUdXNlcl9zZXNzaW9uX3Jldm9rZWQYDyABKAsyJi50YXNrbWVzaC5ldmVudHMudjEuVXNlclNlc3Npb25SZXZva2VkSAASRAoTdXNlcl9yZWZyZXNoX3JldXNlZBgQIAEoCzIlLnRhc2ttZXNoLmV2ZW50cy52MS5Vc2VyUmVmcmVzaFJldXNlZEgAEk4KGHVzZXJfcHJlZmVyZW5jZXNfdXBkYXRlZBgRIAEoCzIqLnRhc2ttZXNoLmV2ZW50cy52MS5Vc2VyUHJlZmVyZW5jZXNVcGRhdGVkSAASTAoXdXNlcl9kZWxldGlvbl9yZXF1ZXN0ZWQYEiABKAsyKS50YXNrbWVzaC5ldmVudHMudjEuVXNlckRlbGV0aW9uUmVxdWVzdGVkSAASNwoMdGFza19jcmVhdGVkGBQgASgLMh8udGFza21lc2guZXZlbnRzLnYxLlRhc2tDcmVhdGVkSAASNwoMdGFza191cGRhdGVkGBUgASgLMh8udGFza21lc2guZXZlbnRzLnYxLlRhc2tVcGRhdGVkSAASOwoOdGFza19jb21wbGV0ZWQYFiABKAsyIS50YXNrbWVzaC5ldmVudHMudjEuVGFza0NvbXBsZXRlZEgAEjcKDHRhc2tfZGVsZXRlZBgXIAEoCzIfLnRhc2ttZXNoLmV2ZW50cy52MS5UYXNrRGVsZXRlZEgAEjcKDHJlbWluZGVyX2R1ZRgeIAEoCzIfLnRhc2ttZXNoLmV2ZW50cy52MS5SZW1pbmRlckR1ZUgAEi8KCHRhc2tfZHVlGB8gASgLMhsudGFza21lc2guZXZlbnRzLnYxLlRhc2tEdWVIABJBChFub3RpZmljYXRpb25fc2VudBgoIAEoCzIkLnRhc2ttZXNoLmV2ZW50cy52MS5Ob3RpZmljYXRpb25TZW50SABCCQoHcGF5bG9hZCJDCg5Vc2VyUmVnaXN0ZXJlZBIPCgd1c2VyX2lkGAEgASgJEg0KBWVtYWlsGAIgASgJEhEKCXRpbWVfem9uZRgDIAEoCSIeCgtVc2VyRGVsZXRlZBIPCgd1c2VyX2lkGAEgASgJIjQKCkNsaWVudEluZm8SEgoKaXBfYWRkcmVzcxgBIAEoCRISCgp1c2VyX2FnZW50GAIgASgJIlIKDFVzZXJMb2dnZWRJbhISCgpzZXNzaW9uX2lkGAEgASgJEi4KBmNsaWVudBgCIAEoCzIeLnRhc2ttZXNoLmV2ZW50cy52MS5DbGllbnRJbmZvIkEKD1VzZXJMb2dpbkZhaWxlZBIuCgZjbGllbnQYASABKAsyHi50YXNrbWVzaC5ldmVudHMudjEuQ2xpZW50SW5mbyJTCg1Vc2VyTG9nZ2VkT3V0EhIKCnNlc3Npb25faWQYASABKAkSLgoGY2xpZW50GAIgASgLMh4udGFza21lc2guZXZlbnRzLnYxLkNsaWVudEluZm8iWAoSVXNlclNlc3Npb25SZXZva2VkEhIKCnNlc3Npb25faWQYASABKAkSLgoGY2xpZW50GAIgASgLMh4udGFza21lc2guZXZlbnRzLnYxLkNsaWVudEluZm8iVwoRVXNlclJlZnJlc2hSZXVzZWQSEgoKc2Vzc2lvbl9pZBgBIAEoCRIuCgZjbGllbnQYAiABKAsyHi50YXNrbWVzaC5ldmVudHMudjEuQ2xpZW50SW5mbyJIChZVc2VyUHJlZmVyZW5jZXNVcGRhdGVkEi4KBmNsaWVudBgBIAEoCzIeLnRhc2ttZXNoLmV2ZW50cy52MS5DbGllbnRJbmZvIlwKFVVzZXJEZWxldGlvblJlcXVlc3RlZBITCgtkZWxldGlvbl9pZBgBIAEoCRIuCgZjbGllbnQYAiABKAsyHi50YXNrbWVzaC5ldmVudHMudjEuQ2xpZW50SW5mbyI0CgtUYXNrQ3JlYXRlZBIlCgR0YXNrGAEgASgLMhcudGFza21lc2gudGFza3MudjEuVGFzayJMCgtUYXNrVXBkYXRlZBIlCgR0YXNrGAEgASgLMhcudGFza21lc2gudGFza3MudjEuVGFzaxIWCg5jaGFuZ2VkX2ZpZWxkcxgCIAMoCSI2Cg1UYXNrQ29tcGxldGVkEiUKBHRhc2sYASABKAsyFy50YXNrbWVzaC50YXNrcy52MS5UYXNrIi8KC1Rhc2tEZWxldGVkEg8KB3Rhc2tfaWQYASABKAkSDwoHdmVyc2lvbhgCIAEoAyK1AQoLUmVtaW5kZXJEdWUSDwoHdGFza19pZBgBIAEoCRINCgV0aXRsZRgCIAEoCRIsCghkdWVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOb2Zmc2V0X3NlY29uZHMYBCABKAMSLQoJZmlyZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCgl0aW1lX3pvbmUYBiABKAkiagoHVGFza0R1ZRIPCgd0YXNrX2lkGAEgASgJEg0KBXRpdGxlGAIgASgJEiwKCGR1ZV90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCgl0aW1lX3pvbmUYBCABKAkigwEKEE5vdGlmaWNhdGlvblNlbnQSFwoPbm90aWZpY2F0aW9uX2lkGAEgASgJEg8KB3Rhc2tfaWQYAiABKAkSLAoHY2hhbm5lbBgDIAEoDjIbLnRhc2ttZXNoLmV2ZW50cy52MS5DaGFubmVsEhcKD3NvdXJjZV9ldmVudF9pZBgEIAEoCSpwCgdDaGFubmVsEhcKE0NIQU5ORUxfVU5TUEVDSUZJRUQQABISCg5DSEFOTkVMX0lOX0FQUBABEhEKDUNIQU5ORUxfRU1BSUwQAhITCg9DSEFOTkVMX1dFQkhPT0sQAxIQCgxDSEFOTkVMX1BVU0gQBGIGcHJvdG8z", [file_google_protobuf_timestamp, file_taskmesh_tasks_v1_task]);
+  fileDesc("Ch90YXNrbWVzaC9ldmVudHMvdjEvZXZlbnRzLnByb3RvEhJ0YXNrbWVzaC5ldmVudHMudjEi6gsKCEVudmVsb3BlEgoKAmlkGAEgASgJEgwKBHR5cGUYAiABKAkSLwoLb2NjdXJyZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3VzZXJfaWQYBCABKAkSFAoMYWdncmVnYXRlX2lkGAUgASgJEj0KD3VzZXJfcmVnaXN0ZXJlZBgKIAEoCzIiLnRhc2ttZXNoLmV2ZW50cy52MS5Vc2VyUmVnaXN0ZXJlZEgAEjcKDHVzZXJfZGVsZXRlZBgLIAEoCzIfLnRhc2ttZXNoLmV2ZW50cy52MS5Vc2VyRGVsZXRlZEgAEjoKDnVzZXJfbG9nZ2VkX2luGAwgASgLMiAudGFza21lc2guZXZlbnRzLnYxLlVzZXJMb2dnZWRJbkgAEkAKEXVzZXJfbG9naW5fZmFpbGVkGA0gASgLMiMudGFza21lc2guZXZlbnRzLnYxLlVzZXJMb2dpbkZhaWxlZEgAEjwKD3VzZXJfbG9nZ2VkX291dBgOIAEoCzIhLnRhc2ttZXNoLmV2ZW50cy52MS5Vc2VyTG9nZ2VkT3V0SAASRgoUdXNlcl9zZXNzaW9uX3Jldm9rZWQYDyABKAsyJi50YXNrbWVzaC5ldmVudHMudjEuVXNlclNlc3Npb25SZXZva2VkSAASRAoTdXNlcl9yZWZyZXNoX3JldXNlZBgQIAEoCzIlLnRhc2ttZXNoLmV2ZW50cy52MS5Vc2VyUmVmcmVzaFJldXNlZEgAEk4KGHVzZXJfcHJlZmVyZW5jZXNfdXBkYXRlZBgRIAEoCzIqLnRhc2ttZXNoLmV2ZW50cy52MS5Vc2VyUHJlZmVyZW5jZXNVcGRhdGVkSAASTAoXdXNlcl9kZWxldGlvbl9yZXF1ZXN0ZWQYEiABKAsyKS50YXNrbWVzaC5ldmVudHMudjEuVXNlckRlbGV0aW9uUmVxdWVzdGVkSAASNwoMdGFza19jcmVhdGVkGBQgASgLMh8udGFza21lc2guZXZlbnRzLnYxLlRhc2tDcmVhdGVkSAASNwoMdGFza191cGRhdGVkGBUgASgLMh8udGFza21lc2guZXZlbnRzLnYxLlRhc2tVcGRhdGVkSAASOwoOdGFza19jb21wbGV0ZWQYFiABKAsyIS50YXNrbWVzaC5ldmVudHMudjEuVGFza0NvbXBsZXRlZEgAEjcKDHRhc2tfZGVsZXRlZBgXIAEoCzIfLnRhc2ttZXNoLmV2ZW50cy52MS5UYXNrRGVsZXRlZEgAEjcKDHJlbWluZGVyX2R1ZRgeIAEoCzIfLnRhc2ttZXNoLmV2ZW50cy52MS5SZW1pbmRlckR1ZUgAEi8KCHRhc2tfZHVlGB8gASgLMhsudGFza21lc2guZXZlbnRzLnYxLlRhc2tEdWVIABJBChFub3RpZmljYXRpb25fc2VudBgoIAEoCzIkLnRhc2ttZXNoLmV2ZW50cy52MS5Ob3RpZmljYXRpb25TZW50SAASPQoPcHJvamVjdF9jcmVhdGVkGDIgASgLMiIudGFza21lc2guZXZlbnRzLnYxLlByb2plY3RDcmVhdGVkSAASPQoPcHJvamVjdF91cGRhdGVkGDMgASgLMiIudGFza21lc2guZXZlbnRzLnYxLlByb2plY3RVcGRhdGVkSAASPQoPcHJvamVjdF9kZWxldGVkGDQgASgLMiIudGFza21lc2guZXZlbnRzLnYxLlByb2plY3REZWxldGVkSAASOQoNbGFiZWxfY3JlYXRlZBg1IAEoCzIgLnRhc2ttZXNoLmV2ZW50cy52MS5MYWJlbENyZWF0ZWRIABI5Cg1sYWJlbF91cGRhdGVkGDYgASgLMiAudGFza21lc2guZXZlbnRzLnYxLkxhYmVsVXBkYXRlZEgAEjkKDWxhYmVsX2RlbGV0ZWQYNyABKAsyIC50YXNrbWVzaC5ldmVudHMudjEuTGFiZWxEZWxldGVkSABCCQoHcGF5bG9hZCJDCg5Vc2VyUmVnaXN0ZXJlZBIPCgd1c2VyX2lkGAEgASgJEg0KBWVtYWlsGAIgASgJEhEKCXRpbWVfem9uZRgDIAEoCSIeCgtVc2VyRGVsZXRlZBIPCgd1c2VyX2lkGAEgASgJIjQKCkNsaWVudEluZm8SEgoKaXBfYWRkcmVzcxgBIAEoCRISCgp1c2VyX2FnZW50GAIgASgJIlIKDFVzZXJMb2dnZWRJbhISCgpzZXNzaW9uX2lkGAEgASgJEi4KBmNsaWVudBgCIAEoCzIeLnRhc2ttZXNoLmV2ZW50cy52MS5DbGllbnRJbmZvIkEKD1VzZXJMb2dpbkZhaWxlZBIuCgZjbGllbnQYASABKAsyHi50YXNrbWVzaC5ldmVudHMudjEuQ2xpZW50SW5mbyJTCg1Vc2VyTG9nZ2VkT3V0EhIKCnNlc3Npb25faWQYASABKAkSLgoGY2xpZW50GAIgASgLMh4udGFza21lc2guZXZlbnRzLnYxLkNsaWVudEluZm8iWAoSVXNlclNlc3Npb25SZXZva2VkEhIKCnNlc3Npb25faWQYASABKAkSLgoGY2xpZW50GAIgASgLMh4udGFza21lc2guZXZlbnRzLnYxLkNsaWVudEluZm8iVwoRVXNlclJlZnJlc2hSZXVzZWQSEgoKc2Vzc2lvbl9pZBgBIAEoCRIuCgZjbGllbnQYAiABKAsyHi50YXNrbWVzaC5ldmVudHMudjEuQ2xpZW50SW5mbyJIChZVc2VyUHJlZmVyZW5jZXNVcGRhdGVkEi4KBmNsaWVudBgBIAEoCzIeLnRhc2ttZXNoLmV2ZW50cy52MS5DbGllbnRJbmZvIlwKFVVzZXJEZWxldGlvblJlcXVlc3RlZBITCgtkZWxldGlvbl9pZBgBIAEoCRIuCgZjbGllbnQYAiABKAsyHi50YXNrbWVzaC5ldmVudHMudjEuQ2xpZW50SW5mbyI0CgtUYXNrQ3JlYXRlZBIlCgR0YXNrGAEgASgLMhcudGFza21lc2gudGFza3MudjEuVGFzayJMCgtUYXNrVXBkYXRlZBIlCgR0YXNrGAEgASgLMhcudGFza21lc2gudGFza3MudjEuVGFzaxIWCg5jaGFuZ2VkX2ZpZWxkcxgCIAMoCSI2Cg1UYXNrQ29tcGxldGVkEiUKBHRhc2sYASABKAsyFy50YXNrbWVzaC50YXNrcy52MS5UYXNrIi8KC1Rhc2tEZWxldGVkEg8KB3Rhc2tfaWQYASABKAkSDwoHdmVyc2lvbhgCIAEoAyK1AQoLUmVtaW5kZXJEdWUSDwoHdGFza19pZBgBIAEoCRINCgV0aXRsZRgCIAEoCRIsCghkdWVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOb2Zmc2V0X3NlY29uZHMYBCABKAMSLQoJZmlyZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCgl0aW1lX3pvbmUYBiABKAkiagoHVGFza0R1ZRIPCgd0YXNrX2lkGAEgASgJEg0KBXRpdGxlGAIgASgJEiwKCGR1ZV90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCgl0aW1lX3pvbmUYBCABKAkigwEKEE5vdGlmaWNhdGlvblNlbnQSFwoPbm90aWZpY2F0aW9uX2lkGAEgASgJEg8KB3Rhc2tfaWQYAiABKAkSLAoHY2hhbm5lbBgDIAEoDjIbLnRhc2ttZXNoLmV2ZW50cy52MS5DaGFubmVsEhcKD3NvdXJjZV9ldmVudF9pZBgEIAEoCSI9Cg5Qcm9qZWN0Q3JlYXRlZBIrCgdwcm9qZWN0GAEgASgLMhoudGFza21lc2gudGFza3MudjEuUHJvamVjdCJVCg5Qcm9qZWN0VXBkYXRlZBIrCgdwcm9qZWN0GAEgASgLMhoudGFza21lc2gudGFza3MudjEuUHJvamVjdBIWCg5jaGFuZ2VkX2ZpZWxkcxgCIAMoCSI1Cg5Qcm9qZWN0RGVsZXRlZBISCgpwcm9qZWN0X2lkGAEgASgJEg8KB3ZlcnNpb24YAiABKAMiNwoMTGFiZWxDcmVhdGVkEicKBWxhYmVsGAEgASgLMhgudGFza21lc2gudGFza3MudjEuTGFiZWwiNwoMTGFiZWxVcGRhdGVkEicKBWxhYmVsGAEgASgLMhgudGFza21lc2gudGFza3MudjEuTGFiZWwiIAoMTGFiZWxEZWxldGVkEhAKCGxhYmVsX2lkGAEgASgJKnAKB0NoYW5uZWwSFwoTQ0hBTk5FTF9VTlNQRUNJRklFRBAAEhIKDkNIQU5ORUxfSU5fQVBQEAESEQoNQ0hBTk5FTF9FTUFJTBACEhMKD0NIQU5ORUxfV0VCSE9PSxADEhAKDENIQU5ORUxfUFVTSBAEYgZwcm90bzM", [file_google_protobuf_timestamp, file_taskmesh_tasks_v1_task]);
 
 /**
  * Every domain event travels in one envelope on subject `taskmesh.<aggregate>.<event>`, with the
@@ -155,6 +155,42 @@ export type Envelope = Message<"taskmesh.events.v1.Envelope"> & {
      */
     value: NotificationSent;
     case: "notificationSent";
+  } | {
+    /**
+     * @generated from field: taskmesh.events.v1.ProjectCreated project_created = 50;
+     */
+    value: ProjectCreated;
+    case: "projectCreated";
+  } | {
+    /**
+     * @generated from field: taskmesh.events.v1.ProjectUpdated project_updated = 51;
+     */
+    value: ProjectUpdated;
+    case: "projectUpdated";
+  } | {
+    /**
+     * @generated from field: taskmesh.events.v1.ProjectDeleted project_deleted = 52;
+     */
+    value: ProjectDeleted;
+    case: "projectDeleted";
+  } | {
+    /**
+     * @generated from field: taskmesh.events.v1.LabelCreated label_created = 53;
+     */
+    value: LabelCreated;
+    case: "labelCreated";
+  } | {
+    /**
+     * @generated from field: taskmesh.events.v1.LabelUpdated label_updated = 54;
+     */
+    value: LabelUpdated;
+    case: "labelUpdated";
+  } | {
+    /**
+     * @generated from field: taskmesh.events.v1.LabelDeleted label_deleted = 55;
+     */
+    value: LabelDeleted;
+    case: "labelDeleted";
   } | { case: undefined; value?: undefined };
 };
 
@@ -582,6 +618,130 @@ export type NotificationSent = Message<"taskmesh.events.v1.NotificationSent"> & 
  */
 export const NotificationSentSchema: GenMessage<NotificationSent> = /*@__PURE__*/
   messageDesc(file_taskmesh_events_v1_events, 17);
+
+/**
+ * A project created (CreateProject, or the Inbox on first need).
+ *
+ * @generated from message taskmesh.events.v1.ProjectCreated
+ */
+export type ProjectCreated = Message<"taskmesh.events.v1.ProjectCreated"> & {
+  /**
+   * @generated from field: taskmesh.tasks.v1.Project project = 1;
+   */
+  project?: Project | undefined;
+};
+
+/**
+ * Describes the message taskmesh.events.v1.ProjectCreated.
+ * Use `create(ProjectCreatedSchema)` to create a new message.
+ */
+export const ProjectCreatedSchema: GenMessage<ProjectCreated> = /*@__PURE__*/
+  messageDesc(file_taskmesh_events_v1_events, 18);
+
+/**
+ * A project renamed, archived, unarchived or moved: the project after the change.
+ *
+ * @generated from message taskmesh.events.v1.ProjectUpdated
+ */
+export type ProjectUpdated = Message<"taskmesh.events.v1.ProjectUpdated"> & {
+  /**
+   * @generated from field: taskmesh.tasks.v1.Project project = 1;
+   */
+  project?: Project | undefined;
+
+  /**
+   * @generated from field: repeated string changed_fields = 2;
+   */
+  changedFields: string[];
+};
+
+/**
+ * Describes the message taskmesh.events.v1.ProjectUpdated.
+ * Use `create(ProjectUpdatedSchema)` to create a new message.
+ */
+export const ProjectUpdatedSchema: GenMessage<ProjectUpdated> = /*@__PURE__*/
+  messageDesc(file_taskmesh_events_v1_events, 19);
+
+/**
+ * A project deleted. Its tasks were deleted in the same transaction, each with a task.deleted
+ * published before this event.
+ *
+ * @generated from message taskmesh.events.v1.ProjectDeleted
+ */
+export type ProjectDeleted = Message<"taskmesh.events.v1.ProjectDeleted"> & {
+  /**
+   * @generated from field: string project_id = 1;
+   */
+  projectId: string;
+
+  /**
+   * @generated from field: int64 version = 2;
+   */
+  version: bigint;
+};
+
+/**
+ * Describes the message taskmesh.events.v1.ProjectDeleted.
+ * Use `create(ProjectDeletedSchema)` to create a new message.
+ */
+export const ProjectDeletedSchema: GenMessage<ProjectDeleted> = /*@__PURE__*/
+  messageDesc(file_taskmesh_events_v1_events, 20);
+
+/**
+ * @generated from message taskmesh.events.v1.LabelCreated
+ */
+export type LabelCreated = Message<"taskmesh.events.v1.LabelCreated"> & {
+  /**
+   * @generated from field: taskmesh.tasks.v1.Label label = 1;
+   */
+  label?: Label | undefined;
+};
+
+/**
+ * Describes the message taskmesh.events.v1.LabelCreated.
+ * Use `create(LabelCreatedSchema)` to create a new message.
+ */
+export const LabelCreatedSchema: GenMessage<LabelCreated> = /*@__PURE__*/
+  messageDesc(file_taskmesh_events_v1_events, 21);
+
+/**
+ * A label renamed: one event, however many tasks carry it (they carry its id, not its name).
+ *
+ * @generated from message taskmesh.events.v1.LabelUpdated
+ */
+export type LabelUpdated = Message<"taskmesh.events.v1.LabelUpdated"> & {
+  /**
+   * @generated from field: taskmesh.tasks.v1.Label label = 1;
+   */
+  label?: Label | undefined;
+};
+
+/**
+ * Describes the message taskmesh.events.v1.LabelUpdated.
+ * Use `create(LabelUpdatedSchema)` to create a new message.
+ */
+export const LabelUpdatedSchema: GenMessage<LabelUpdated> = /*@__PURE__*/
+  messageDesc(file_taskmesh_events_v1_events, 22);
+
+/**
+ * A label deleted: it no longer appears on any task. No task.updated is sent per task; a
+ * consumer holding task→label links drops this label's links.
+ *
+ * @generated from message taskmesh.events.v1.LabelDeleted
+ */
+export type LabelDeleted = Message<"taskmesh.events.v1.LabelDeleted"> & {
+  /**
+   * @generated from field: string label_id = 1;
+   */
+  labelId: string;
+};
+
+/**
+ * Describes the message taskmesh.events.v1.LabelDeleted.
+ * Use `create(LabelDeletedSchema)` to create a new message.
+ */
+export const LabelDeletedSchema: GenMessage<LabelDeleted> = /*@__PURE__*/
+  messageDesc(file_taskmesh_events_v1_events, 23);
 
 /**
  * @generated from enum taskmesh.events.v1.Channel

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file taskmesh/tasks/v1/task.proto.
  */
 export const file_taskmesh_tasks_v1_task: GenFile = /*@__PURE__*/
-  fileDesc("Chx0YXNrbWVzaC90YXNrcy92MS90YXNrLnByb3RvEhF0YXNrbWVzaC50YXNrcy52MSLsAwoEVGFzaxIKCgJpZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEg0KBXRpdGxlGAMgASgJEg0KBW5vdGVzGAQgASgJEi0KBnN0YXR1cxgFIAEoDjIdLnRhc2ttZXNoLnRhc2tzLnYxLlRhc2tTdGF0dXMSLAoIZHVlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXRpbWVfem9uZRgHIAEoCRIXCg9yZWN1cnJlbmNlX3J1bGUYCCABKAkSMwoQcmVtaW5kZXJfb2Zmc2V0cxgJIAMoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIWCg5wYXJlbnRfdGFza19pZBgKIAEoCRIvCgtjcmVhdGVfdGltZRgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjEKDWNvbXBsZXRlX3RpbWUYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3ZlcnNpb24YDiABKAMSLQoIcHJpb3JpdHkYDyABKA4yGy50YXNrbWVzaC50YXNrcy52MS5Qcmlvcml0eSpaCgpUYXNrU3RhdHVzEhsKF1RBU0tfU1RBVFVTX1VOU1BFQ0lGSUVEEAASFAoQVEFTS19TVEFUVVNfT1BFThABEhkKFVRBU0tfU1RBVFVTX0NPTVBMRVRFRBACKmgKCFByaW9yaXR5EhgKFFBSSU9SSVRZX1VOU1BFQ0lGSUVEEAASDwoLUFJJT1JJVFlfUDEQARIPCgtQUklPUklUWV9QMhACEg8KC1BSSU9SSVRZX1AzEAMSDwoLUFJJT1JJVFlfUDQQBGIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("Chx0YXNrbWVzaC90YXNrcy92MS90YXNrLnByb3RvEhF0YXNrbWVzaC50YXNrcy52MSK0BAoEVGFzaxIKCgJpZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEg0KBXRpdGxlGAMgASgJEg0KBW5vdGVzGAQgASgJEi0KBnN0YXR1cxgFIAEoDjIdLnRhc2ttZXNoLnRhc2tzLnYxLlRhc2tTdGF0dXMSLAoIZHVlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXRpbWVfem9uZRgHIAEoCRIXCg9yZWN1cnJlbmNlX3J1bGUYCCABKAkSMwoQcmVtaW5kZXJfb2Zmc2V0cxgJIAMoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIWCg5wYXJlbnRfdGFza19pZBgKIAEoCRIvCgtjcmVhdGVfdGltZRgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjEKDWNvbXBsZXRlX3RpbWUYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3ZlcnNpb24YDiABKAMSLQoIcHJpb3JpdHkYDyABKA4yGy50YXNrbWVzaC50YXNrcy52MS5Qcmlvcml0eRISCgpwcm9qZWN0X2lkGBAgASgJEhEKCWxhYmVsX2lkcxgRIAMoCRIRCglwYXJlbnRfaWQYEiABKAkSDAoEcmFuaxgTIAEoCSLWAQoHUHJvamVjdBIKCgJpZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEgwKBG5hbWUYAyABKAkSDQoFaW5ib3gYBCABKAgSEAoIYXJjaGl2ZWQYBSABKAgSDAoEcmFuaxgGIAEoCRIvCgtjcmVhdGVfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3ZlcnNpb24YCSABKAMipQEKBUxhYmVsEgoKAmlkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSDAoEbmFtZRgDIAEoCRIvCgtjcmVhdGVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3ZlcnNpb24YBiABKAMqWgoKVGFza1N0YXR1cxIbChdUQVNLX1NUQVRVU19VTlNQRUNJRklFRBAAEhQKEFRBU0tfU1RBVFVTX09QRU4QARIZChVUQVNLX1NUQVRVU19DT01QTEVURUQQAipoCghQcmlvcml0eRIYChRQUklPUklUWV9VTlNQRUNJRklFRBAAEg8KC1BSSU9SSVRZX1AxEAESDwoLUFJJT1JJVFlfUDIQAhIPCgtQUklPUklUWV9QMxADEg8KC1BSSU9SSVRZX1A0EARiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * A task as stored by the tasks service and carried in task events.
@@ -108,6 +108,36 @@ export type Task = Message<"taskmesh.tasks.v1.Task"> & {
    * @generated from field: taskmesh.tasks.v1.Priority priority = 15;
    */
   priority: Priority;
+
+  /**
+   * The project (list) the task belongs to. Every task has one: the user's Inbox unless another
+   * was chosen; tasks stored before projects existed are in the Inbox.
+   *
+   * @generated from field: string project_id = 16;
+   */
+  projectId: string;
+
+  /**
+   * The caller's labels on this task, ids sorted.
+   *
+   * @generated from field: repeated string label_ids = 17;
+   */
+  labelIds: string[];
+
+  /**
+   * Set on a subtask: the task it is a subtask of (one level deep, same project). Not to be
+   * confused with parent_task_id, which links a recurrence occurrence to the task it follows.
+   *
+   * @generated from field: string parent_id = 18;
+   */
+  parentId: string;
+
+  /**
+   * Manual order within the project (and among siblings): a fractional-index key, lower first.
+   *
+   * @generated from field: string rank = 19;
+   */
+  rank: string;
 };
 
 /**
@@ -116,6 +146,114 @@ export type Task = Message<"taskmesh.tasks.v1.Task"> & {
  */
 export const TaskSchema: GenMessage<Task> = /*@__PURE__*/
   messageDesc(file_taskmesh_tasks_v1_task, 0);
+
+/**
+ * A project (list) of tasks. Every user has exactly one Inbox project, created on first need;
+ * it cannot be renamed, archived or deleted and is always listed first.
+ *
+ * @generated from message taskmesh.tasks.v1.Project
+ */
+export type Project = Message<"taskmesh.tasks.v1.Project"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: string user_id = 2;
+   */
+  userId: string;
+
+  /**
+   * @generated from field: string name = 3;
+   */
+  name: string;
+
+  /**
+   * @generated from field: bool inbox = 4;
+   */
+  inbox: boolean;
+
+  /**
+   * Archived projects and their tasks are left out of ListProjects and ListTasks unless asked.
+   *
+   * @generated from field: bool archived = 5;
+   */
+  archived: boolean;
+
+  /**
+   * Order of the user's projects (after the Inbox): a fractional-index key, lower first.
+   *
+   * @generated from field: string rank = 6;
+   */
+  rank: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp create_time = 7;
+   */
+  createTime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp update_time = 8;
+   */
+  updateTime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: int64 version = 9;
+   */
+  version: bigint;
+};
+
+/**
+ * Describes the message taskmesh.tasks.v1.Project.
+ * Use `create(ProjectSchema)` to create a new message.
+ */
+export const ProjectSchema: GenMessage<Project> = /*@__PURE__*/
+  messageDesc(file_taskmesh_tasks_v1_task, 1);
+
+/**
+ * A label of one user; tasks carry label ids (Task.label_ids), so a rename changes no task.
+ *
+ * @generated from message taskmesh.tasks.v1.Label
+ */
+export type Label = Message<"taskmesh.tasks.v1.Label"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: string user_id = 2;
+   */
+  userId: string;
+
+  /**
+   * @generated from field: string name = 3;
+   */
+  name: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp create_time = 4;
+   */
+  createTime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp update_time = 5;
+   */
+  updateTime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: int64 version = 6;
+   */
+  version: bigint;
+};
+
+/**
+ * Describes the message taskmesh.tasks.v1.Label.
+ * Use `create(LabelSchema)` to create a new message.
+ */
+export const LabelSchema: GenMessage<Label> = /*@__PURE__*/
+  messageDesc(file_taskmesh_tasks_v1_task, 2);
 
 /**
  * @generated from enum taskmesh.tasks.v1.TaskStatus

@@ -2,12 +2,12 @@
 // @generated from file taskmesh/tasks/v1/tasks.proto (package taskmesh.tasks.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import { file_buf_validate_validate } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
 import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
-import type { Priority, Task, TaskStatus } from "./task_pb.js";
+import type { Label, Priority, Project, Task, TaskStatus } from "./task_pb.js";
 import { file_taskmesh_tasks_v1_task } from "./task_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file taskmesh/tasks/v1/tasks.proto.
  */
 export const file_taskmesh_tasks_v1_tasks: GenFile = /*@__PURE__*/
-  fileDesc("Ch10YXNrbWVzaC90YXNrcy92MS90YXNrcy5wcm90bxIRdGFza21lc2gudGFza3MudjEisgIKCVRhc2tJbnB1dBIZCgV0aXRsZRgBIAEoCUIKukgHcgUQARj0AxIXCgVub3RlcxgCIAEoCUIIukgFcgMYkE4SLAoIZHVlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhoKCXRpbWVfem9uZRgEIAEoCUIHukgEcgIYQBIhCg9yZWN1cnJlbmNlX3J1bGUYBSABKAlCCLpIBXIDGOgHEksKEHJlbWluZGVyX29mZnNldHMYBiADKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CFrpIE5IBEBAKIgyqAQkiBQiAmp4BMgASNwoIcHJpb3JpdHkYByABKA4yGy50YXNrbWVzaC50YXNrcy52MS5Qcmlvcml0eUIIukgFggECEAEiagoRQ3JlYXRlVGFza1JlcXVlc3QSMgoEdGFzaxgBIAEoCzIcLnRhc2ttZXNoLnRhc2tzLnYxLlRhc2tJbnB1dEIGukgDyAEBEiEKD2lkZW1wb3RlbmN5X2tleRgCIAEoCUIIukgFcgMYgAEiOwoSQ3JlYXRlVGFza1Jlc3BvbnNlEiUKBHRhc2sYASABKAsyFy50YXNrbWVzaC50YXNrcy52MS5UYXNrIisKDkdldFRhc2tSZXF1ZXN0EhkKB3Rhc2tfaWQYASABKAlCCLpIBXIDsAEBIjgKD0dldFRhc2tSZXNwb25zZRIlCgR0YXNrGAEgASgLMhcudGFza21lc2gudGFza3MudjEuVGFzayKfAgoQTGlzdFRhc2tzUmVxdWVzdBI3CgZzdGF0dXMYASABKA4yHS50YXNrbWVzaC50YXNrcy52MS5UYXNrU3RhdHVzQgi6SAWCAQIQARItCglkdWVfYWZ0ZXIYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmR1ZV9iZWZvcmUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhwKCXBhZ2Vfc2l6ZRgEIAEoBUIJukgGGgQYZCgAEhwKCnBhZ2VfdG9rZW4YBSABKAlCCLpIBXIDGIAEEjcKCHByaW9yaXR5GAYgASgOMhsudGFza21lc2gudGFza3MudjEuUHJpb3JpdHlCCLpIBYIBAhABIlQKEUxpc3RUYXNrc1Jlc3BvbnNlEiYKBXRhc2tzGAEgAygLMhcudGFza21lc2gudGFza3MudjEuVGFzaxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiVQoPUmVtaW5kZXJPZmZzZXRzEkIKB29mZnNldHMYASADKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CFrpIE5IBEBAKIgyqAQkiBQiAmp4BMgAivgQKEVVwZGF0ZVRhc2tSZXF1ZXN0EhkKB3Rhc2tfaWQYASABKAlCCLpIBXIDsAEBEh4KBXRpdGxlGAIgASgJQgq6SAdyBRABGPQDSACIAQESHAoFbm90ZXMYAyABKAlCCLpIBXIDGJBOSAGIAQESLAoIZHVlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDmNsZWFyX2R1ZV90aW1lGAUgASgIEh8KCXRpbWVfem9uZRgGIAEoCUIHukgEcgIYQEgCiAEBEiYKD3JlY3VycmVuY2VfcnVsZRgHIAEoCUIIukgFcgMY6AdIA4gBARI8ChByZW1pbmRlcl9vZmZzZXRzGAggASgLMiIudGFza21lc2gudGFza3MudjEuUmVtaW5kZXJPZmZzZXRzEjwKCHByaW9yaXR5GAkgASgOMhsudGFza21lc2gudGFza3MudjEuUHJpb3JpdHlCCLpIBYIBAhABSASIAQE6gQG6SH4afAoYdXBkYXRlLmR1ZV90aW1lX2NvbmZsaWN0EjJkdWVfdGltZSBhbmQgY2xlYXJfZHVlX3RpbWUgYXJlIG11dHVhbGx5IGV4Y2x1c2l2ZRosIShoYXModGhpcy5kdWVfdGltZSkgJiYgdGhpcy5jbGVhcl9kdWVfdGltZSlCCAoGX3RpdGxlQggKBl9ub3Rlc0IMCgpfdGltZV96b25lQhIKEF9yZWN1cnJlbmNlX3J1bGVCCwoJX3ByaW9yaXR5IjsKElVwZGF0ZVRhc2tSZXNwb25zZRIlCgR0YXNrGAEgASgLMhcudGFza21lc2gudGFza3MudjEuVGFzayIwChNDb21wbGV0ZVRhc2tSZXF1ZXN0EhkKB3Rhc2tfaWQYASABKAlCCLpIBXIDsAEBIj0KFENvbXBsZXRlVGFza1Jlc3BvbnNlEiUKBHRhc2sYASABKAsyFy50YXNrbWVzaC50YXNrcy52MS5UYXNrIi4KEVJlb3BlblRhc2tSZXF1ZXN0EhkKB3Rhc2tfaWQYASABKAlCCLpIBXIDsAEBIjsKElJlb3BlblRhc2tSZXNwb25zZRIlCgR0YXNrGAEgASgLMhcudGFza21lc2gudGFza3MudjEuVGFzayIuChFEZWxldGVUYXNrUmVxdWVzdBIZCgd0YXNrX2lkGAEgASgJQgi6SAVyA7ABASIUChJEZWxldGVUYXNrUmVzcG9uc2UisQEKF0NyZWF0ZU9jY3VycmVuY2VSZXF1ZXN0EhkKB3VzZXJfaWQYASABKAlCCLpIBXIDsAEBEiAKDnBhcmVudF90YXNrX2lkGAIgASgJQgi6SAVyA7ABARI0CghkdWVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBrpIA8gBARIjCg9pZGVtcG90ZW5jeV9rZXkYBCABKAlCCrpIB3IFEAEYgAEiUgoYQ3JlYXRlT2NjdXJyZW5jZVJlc3BvbnNlEiUKBHRhc2sYASABKAsyFy50YXNrbWVzaC50YXNrcy52MS5UYXNrEg8KB2NyZWF0ZWQYAiABKAgiLQoQUHVyZ2VVc2VyUmVxdWVzdBIZCgd1c2VyX2lkGAEgASgJQgi6SAVyA7ABASIqChFQdXJnZVVzZXJSZXNwb25zZRIVCg1kZWxldGVkX2NvdW50GAEgASgDIhsKGVJvdGF0ZUNhbGVuZGFyRmVlZFJlcXVlc3QiXwoaUm90YXRlQ2FsZW5kYXJGZWVkUmVzcG9uc2USEAoIdXJsX3BhdGgYASABKAkSLwoLY3JlYXRlX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIhsKGVJldm9rZUNhbGVuZGFyRmVlZFJlcXVlc3QiLQoaUmV2b2tlQ2FsZW5kYXJGZWVkUmVzcG9uc2USDwoHcmV2b2tlZBgBIAEoCCIYChZHZXRDYWxlbmRhckZlZWRSZXF1ZXN0IloKF0dldENhbGVuZGFyRmVlZFJlc3BvbnNlEg4KBmFjdGl2ZRgBIAEoCBIvCgtjcmVhdGVfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiZQoZUmVuZGVyQ2FsZW5kYXJGZWVkUmVxdWVzdBIqCgZzZWNyZXQYASABKAlCGrpIF3IVMhNeW0EtWmEtejAtOV8tXXs0M30kEhwKCmFwcF9vcmlnaW4YAiABKAlCCLpIBXIDGIAEIi4KGlJlbmRlckNhbGVuZGFyRmVlZFJlc3BvbnNlEhAKCGNhbGVuZGFyGAEgASgJMvcHCgtUYXNrU2VydmljZRJZCgpDcmVhdGVUYXNrEiQudGFza21lc2gudGFza3MudjEuQ3JlYXRlVGFza1JlcXVlc3QaJS50YXNrbWVzaC50YXNrcy52MS5DcmVhdGVUYXNrUmVzcG9uc2USVQoHR2V0VGFzaxIhLnRhc2ttZXNoLnRhc2tzLnYxLkdldFRhc2tSZXF1ZXN0GiIudGFza21lc2gudGFza3MudjEuR2V0VGFza1Jlc3BvbnNlIgOQAgESWwoJTGlzdFRhc2tzEiMudGFza21lc2gudGFza3MudjEuTGlzdFRhc2tzUmVxdWVzdBokLnRhc2ttZXNoLnRhc2tzLnYxLkxpc3RUYXNrc1Jlc3BvbnNlIgOQAgESWQoKVXBkYXRlVGFzaxIkLnRhc2ttZXNoLnRhc2tzLnYxLlVwZGF0ZVRhc2tSZXF1ZXN0GiUudGFza21lc2gudGFza3MudjEuVXBkYXRlVGFza1Jlc3BvbnNlEmQKDENvbXBsZXRlVGFzaxImLnRhc2ttZXNoLnRhc2tzLnYxLkNvbXBsZXRlVGFza1JlcXVlc3QaJy50YXNrbWVzaC50YXNrcy52MS5Db21wbGV0ZVRhc2tSZXNwb25zZSIDkAICEl4KClJlb3BlblRhc2sSJC50YXNrbWVzaC50YXNrcy52MS5SZW9wZW5UYXNrUmVxdWVzdBolLnRhc2ttZXNoLnRhc2tzLnYxLlJlb3BlblRhc2tSZXNwb25zZSIDkAICEl4KCkRlbGV0ZVRhc2sSJC50YXNrbWVzaC50YXNrcy52MS5EZWxldGVUYXNrUmVxdWVzdBolLnRhc2ttZXNoLnRhc2tzLnYxLkRlbGV0ZVRhc2tSZXNwb25zZSIDkAICEnEKElJvdGF0ZUNhbGVuZGFyRmVlZBIsLnRhc2ttZXNoLnRhc2tzLnYxLlJvdGF0ZUNhbGVuZGFyRmVlZFJlcXVlc3QaLS50YXNrbWVzaC50YXNrcy52MS5Sb3RhdGVDYWxlbmRhckZlZWRSZXNwb25zZRJ2ChJSZXZva2VDYWxlbmRhckZlZWQSLC50YXNrbWVzaC50YXNrcy52MS5SZXZva2VDYWxlbmRhckZlZWRSZXF1ZXN0Gi0udGFza21lc2gudGFza3MudjEuUmV2b2tlQ2FsZW5kYXJGZWVkUmVzcG9uc2UiA5ACAhJtCg9HZXRDYWxlbmRhckZlZWQSKS50YXNrbWVzaC50YXNrcy52MS5HZXRDYWxlbmRhckZlZWRSZXF1ZXN0GioudGFza21lc2gudGFza3MudjEuR2V0Q2FsZW5kYXJGZWVkUmVzcG9uc2UiA5ACATLfAQoTVGFza0ludGVybmFsU2VydmljZRJrChBDcmVhdGVPY2N1cnJlbmNlEioudGFza21lc2gudGFza3MudjEuQ3JlYXRlT2NjdXJyZW5jZVJlcXVlc3QaKy50YXNrbWVzaC50YXNrcy52MS5DcmVhdGVPY2N1cnJlbmNlUmVzcG9uc2USWwoJUHVyZ2VVc2VyEiMudGFza21lc2gudGFza3MudjEuUHVyZ2VVc2VyUmVxdWVzdBokLnRhc2ttZXNoLnRhc2tzLnYxLlB1cmdlVXNlclJlc3BvbnNlIgOQAgIylQEKG0NhbGVuZGFyRmVlZEludGVybmFsU2VydmljZRJ2ChJSZW5kZXJDYWxlbmRhckZlZWQSLC50YXNrbWVzaC50YXNrcy52MS5SZW5kZXJDYWxlbmRhckZlZWRSZXF1ZXN0Gi0udGFza21lc2gudGFza3MudjEuUmVuZGVyQ2FsZW5kYXJGZWVkUmVzcG9uc2UiA5ACAWIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_duration, file_google_protobuf_timestamp, file_taskmesh_tasks_v1_task]);
+  fileDesc("Ch10YXNrbWVzaC90YXNrcy92MS90YXNrcy5wcm90bxIRdGFza21lc2gudGFza3MudjEimQMKCVRhc2tJbnB1dBIZCgV0aXRsZRgBIAEoCUIKukgHcgUQARj0AxIXCgVub3RlcxgCIAEoCUIIukgFcgMYkE4SLAoIZHVlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhoKCXRpbWVfem9uZRgEIAEoCUIHukgEcgIYQBIhCg9yZWN1cnJlbmNlX3J1bGUYBSABKAlCCLpIBXIDGOgHEksKEHJlbWluZGVyX29mZnNldHMYBiADKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CFrpIE5IBEBAKIgyqAQkiBQiAmp4BMgASNwoIcHJpb3JpdHkYByABKA4yGy50YXNrbWVzaC50YXNrcy52MS5Qcmlvcml0eUIIukgFggECEAESHwoKcHJvamVjdF9pZBgIIAEoCUILukgI2AEBcgOwAQESJAoJbGFiZWxfaWRzGAkgAygJQhG6SA6SAQsQFBgBIgVyA7ABARIeCglwYXJlbnRfaWQYCiABKAlCC7pICNgBAXIDsAEBIjAKCExhYmVsSWRzEiQKCWxhYmVsX2lkcxgBIAMoCUIRukgOkgELEBQYASIFcgOwAQEiagoRQ3JlYXRlVGFza1JlcXVlc3QSMgoEdGFzaxgBIAEoCzIcLnRhc2ttZXNoLnRhc2tzLnYxLlRhc2tJbnB1dEIGukgDyAEBEiEKD2lkZW1wb3RlbmN5X2tleRgCIAEoCUIIukgFcgMYgAEiOwoSQ3JlYXRlVGFza1Jlc3BvbnNlEiUKBHRhc2sYASABKAsyFy50YXNrbWVzaC50YXNrcy52MS5UYXNrIisKDkdldFRhc2tSZXF1ZXN0EhkKB3Rhc2tfaWQYASABKAlCCLpIBXIDsAEBIjgKD0dldFRhc2tSZXNwb25zZRIlCgR0YXNrGAEgASgLMhcudGFza21lc2gudGFza3MudjEuVGFzayKwAwoQTGlzdFRhc2tzUmVxdWVzdBI3CgZzdGF0dXMYASABKA4yHS50YXNrbWVzaC50YXNrcy52MS5UYXNrU3RhdHVzQgi6SAWCAQIQARItCglkdWVfYWZ0ZXIYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmR1ZV9iZWZvcmUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhwKCXBhZ2Vfc2l6ZRgEIAEoBUIJukgGGgQYZCgAEhwKCnBhZ2VfdG9rZW4YBSABKAlCCLpIBXIDGIAEEjcKCHByaW9yaXR5GAYgASgOMhsudGFza21lc2gudGFza3MudjEuUHJpb3JpdHlCCLpIBYIBAhABEh8KCnByb2plY3RfaWQYByABKAlCC7pICNgBAXIDsAEBEh0KCGxhYmVsX2lkGAggASgJQgu6SAjYAQFyA7ABARIYChBpbmNsdWRlX2FyY2hpdmVkGAkgASgIEjUKBW9yZGVyGAogASgOMhwudGFza21lc2gudGFza3MudjEuVGFza09yZGVyQgi6SAWCAQIQASJUChFMaXN0VGFza3NSZXNwb25zZRImCgV0YXNrcxgBIAMoCzIXLnRhc2ttZXNoLnRhc2tzLnYxLlRhc2sSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIlUKD1JlbWluZGVyT2Zmc2V0cxJCCgdvZmZzZXRzGAEgAygLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQha6SBOSARAQCiIMqgEJIgUIgJqeATIAIqAFChFVcGRhdGVUYXNrUmVxdWVzdBIZCgd0YXNrX2lkGAEgASgJQgi6SAVyA7ABARIeCgV0aXRsZRgCIAEoCUIKukgHcgUQARj0A0gAiAEBEhwKBW5vdGVzGAMgASgJQgi6SAVyAxiQTkgBiAEBEiwKCGR1ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIWCg5jbGVhcl9kdWVfdGltZRgFIAEoCBIfCgl0aW1lX3pvbmUYBiABKAlCB7pIBHICGEBIAogBARImCg9yZWN1cnJlbmNlX3J1bGUYByABKAlCCLpIBXIDGOgHSAOIAQESPAoQcmVtaW5kZXJfb2Zmc2V0cxgIIAEoCzIiLnRhc2ttZXNoLnRhc2tzLnYxLlJlbWluZGVyT2Zmc2V0cxI8Cghwcmlvcml0eRgJIAEoDjIbLnRhc2ttZXNoLnRhc2tzLnYxLlByaW9yaXR5Qgi6SAWCAQIQAUgEiAEBEiEKCnByb2plY3RfaWQYCiABKAlCCLpIBXIDsAEBSAWIAQESLgoJbGFiZWxfaWRzGAsgASgLMhsudGFza21lc2gudGFza3MudjEuTGFiZWxJZHM6gQG6SH4afAoYdXBkYXRlLmR1ZV90aW1lX2NvbmZsaWN0EjJkdWVfdGltZSBhbmQgY2xlYXJfZHVlX3RpbWUgYXJlIG11dHVhbGx5IGV4Y2x1c2l2ZRosIShoYXModGhpcy5kdWVfdGltZSkgJiYgdGhpcy5jbGVhcl9kdWVfdGltZSlCCAoGX3RpdGxlQggKBl9ub3Rlc0IMCgpfdGltZV96b25lQhIKEF9yZWN1cnJlbmNlX3J1bGVCCwoJX3ByaW9yaXR5Qg0KC19wcm9qZWN0X2lkIjsKElVwZGF0ZVRhc2tSZXNwb25zZRIlCgR0YXNrGAEgASgLMhcudGFza21lc2gudGFza3MudjEuVGFzayJLChNDb21wbGV0ZVRhc2tSZXF1ZXN0EhkKB3Rhc2tfaWQYASABKAlCCLpIBXIDsAEBEhkKEWNvbXBsZXRlX2NoaWxkcmVuGAIgASgIIj0KFENvbXBsZXRlVGFza1Jlc3BvbnNlEiUKBHRhc2sYASABKAsyFy50YXNrbWVzaC50YXNrcy52MS5UYXNrIi4KEVJlb3BlblRhc2tSZXF1ZXN0EhkKB3Rhc2tfaWQYASABKAlCCLpIBXIDsAEBIjsKElJlb3BlblRhc2tSZXNwb25zZRIlCgR0YXNrGAEgASgLMhcudGFza21lc2gudGFza3MudjEuVGFzayIuChFEZWxldGVUYXNrUmVxdWVzdBIZCgd0YXNrX2lkGAEgASgJQgi6SAVyA7ABASIUChJEZWxldGVUYXNrUmVzcG9uc2UigwIKD01vdmVUYXNrUmVxdWVzdBIZCgd0YXNrX2lkGAEgASgJQgi6SAVyA7ABARIiCg1hZnRlcl90YXNrX2lkGAIgASgJQgu6SAjYAQFyA7ABARIjCg5iZWZvcmVfdGFza19pZBgDIAEoCUILukgI2AEBcgOwAQE6iwG6SIcBGoQBChJtb3ZlLm9uZV9uZWlnaGJvdXISM3NldCBleGFjdGx5IG9uZSBvZiBhZnRlcl90YXNrX2lkIGFuZCBiZWZvcmVfdGFza19pZBo5KHRoaXMuYWZ0ZXJfdGFza19pZCA9PSAnJykgIT0gKHRoaXMuYmVmb3JlX3Rhc2tfaWQgPT0gJycpIjkKEE1vdmVUYXNrUmVzcG9uc2USJQoEdGFzaxgBIAEoCzIXLnRhc2ttZXNoLnRhc2tzLnYxLlRhc2siLwoTTGlzdFByb2plY3RzUmVxdWVzdBIYChBpbmNsdWRlX2FyY2hpdmVkGAEgASgIIkQKFExpc3RQcm9qZWN0c1Jlc3BvbnNlEiwKCHByb2plY3RzGAEgAygLMhoudGFza21lc2gudGFza3MudjEuUHJvamVjdCIvChRDcmVhdGVQcm9qZWN0UmVxdWVzdBIXCgRuYW1lGAEgASgJQgm6SAZyBBABGHgiRAoVQ3JlYXRlUHJvamVjdFJlc3BvbnNlEisKB3Byb2plY3QYASABKAsyGi50YXNrbWVzaC50YXNrcy52MS5Qcm9qZWN0In8KFFVwZGF0ZVByb2plY3RSZXF1ZXN0EhwKCnByb2plY3RfaWQYASABKAlCCLpIBXIDsAEBEhwKBG5hbWUYAiABKAlCCbpIBnIEEAEYeEgAiAEBEhUKCGFyY2hpdmVkGAMgASgISAGIAQFCBwoFX25hbWVCCwoJX2FyY2hpdmVkIkQKFVVwZGF0ZVByb2plY3RSZXNwb25zZRIrCgdwcm9qZWN0GAEgASgLMhoudGFza21lc2gudGFza3MudjEuUHJvamVjdCKjAgoSTW92ZVByb2plY3RSZXF1ZXN0EhwKCnByb2plY3RfaWQYASABKAlCCLpIBXIDsAEBEiUKEGFmdGVyX3Byb2plY3RfaWQYAiABKAlCC7pICNgBAXIDsAEBEiYKEWJlZm9yZV9wcm9qZWN0X2lkGAMgASgJQgu6SAjYAQFyA7ABATqfAbpImwEamAEKGm1vdmVfcHJvamVjdC5vbmVfbmVpZ2hib3VyEjlzZXQgZXhhY3RseSBvbmUgb2YgYWZ0ZXJfcHJvamVjdF9pZCBhbmQgYmVmb3JlX3Byb2plY3RfaWQaPyh0aGlzLmFmdGVyX3Byb2plY3RfaWQgPT0gJycpICE9ICh0aGlzLmJlZm9yZV9wcm9qZWN0X2lkID09ICcnKSJCChNNb3ZlUHJvamVjdFJlc3BvbnNlEisKB3Byb2plY3QYASABKAsyGi50YXNrbWVzaC50YXNrcy52MS5Qcm9qZWN0IjQKFERlbGV0ZVByb2plY3RSZXF1ZXN0EhwKCnByb2plY3RfaWQYASABKAlCCLpIBXIDsAEBIjMKFURlbGV0ZVByb2plY3RSZXNwb25zZRIaChJkZWxldGVkX3Rhc2tfY291bnQYASABKAMiEwoRTGlzdExhYmVsc1JlcXVlc3QiPgoSTGlzdExhYmVsc1Jlc3BvbnNlEigKBmxhYmVscxgBIAMoCzIYLnRhc2ttZXNoLnRhc2tzLnYxLkxhYmVsIi0KEkNyZWF0ZUxhYmVsUmVxdWVzdBIXCgRuYW1lGAEgASgJQgm6SAZyBBABGDwiPgoTQ3JlYXRlTGFiZWxSZXNwb25zZRInCgVsYWJlbBgBIAEoCzIYLnRhc2ttZXNoLnRhc2tzLnYxLkxhYmVsIkkKElVwZGF0ZUxhYmVsUmVxdWVzdBIaCghsYWJlbF9pZBgBIAEoCUIIukgFcgOwAQESFwoEbmFtZRgCIAEoCUIJukgGcgQQARg8Ij4KE1VwZGF0ZUxhYmVsUmVzcG9uc2USJwoFbGFiZWwYASABKAsyGC50YXNrbWVzaC50YXNrcy52MS5MYWJlbCIwChJEZWxldGVMYWJlbFJlcXVlc3QSGgoIbGFiZWxfaWQYASABKAlCCLpIBXIDsAEBIhUKE0RlbGV0ZUxhYmVsUmVzcG9uc2UisQEKF0NyZWF0ZU9jY3VycmVuY2VSZXF1ZXN0EhkKB3VzZXJfaWQYASABKAlCCLpIBXIDsAEBEiAKDnBhcmVudF90YXNrX2lkGAIgASgJQgi6SAVyA7ABARI0CghkdWVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBrpIA8gBARIjCg9pZGVtcG90ZW5jeV9rZXkYBCABKAlCCrpIB3IFEAEYgAEiUgoYQ3JlYXRlT2NjdXJyZW5jZVJlc3BvbnNlEiUKBHRhc2sYASABKAsyFy50YXNrbWVzaC50YXNrcy52MS5UYXNrEg8KB2NyZWF0ZWQYAiABKAgiLQoQUHVyZ2VVc2VyUmVxdWVzdBIZCgd1c2VyX2lkGAEgASgJQgi6SAVyA7ABASIqChFQdXJnZVVzZXJSZXNwb25zZRIVCg1kZWxldGVkX2NvdW50GAEgASgDIhsKGVJvdGF0ZUNhbGVuZGFyRmVlZFJlcXVlc3QiXwoaUm90YXRlQ2FsZW5kYXJGZWVkUmVzcG9uc2USEAoIdXJsX3BhdGgYASABKAkSLwoLY3JlYXRlX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIhsKGVJldm9rZUNhbGVuZGFyRmVlZFJlcXVlc3QiLQoaUmV2b2tlQ2FsZW5kYXJGZWVkUmVzcG9uc2USDwoHcmV2b2tlZBgBIAEoCCIYChZHZXRDYWxlbmRhckZlZWRSZXF1ZXN0IloKF0dldENhbGVuZGFyRmVlZFJlc3BvbnNlEg4KBmFjdGl2ZRgBIAEoCBIvCgtjcmVhdGVfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiZQoZUmVuZGVyQ2FsZW5kYXJGZWVkUmVxdWVzdBIqCgZzZWNyZXQYASABKAlCGrpIF3IVMhNeW0EtWmEtejAtOV8tXXs0M30kEhwKCmFwcF9vcmlnaW4YAiABKAlCCLpIBXIDGIAEIi4KGlJlbmRlckNhbGVuZGFyRmVlZFJlc3BvbnNlEhAKCGNhbGVuZGFyGAEgASgJKj4KCVRhc2tPcmRlchIaChZUQVNLX09SREVSX1VOU1BFQ0lGSUVEEAASFQoRVEFTS19PUkRFUl9NQU5VQUwQATLUDwoLVGFza1NlcnZpY2USWQoKQ3JlYXRlVGFzaxIkLnRhc2ttZXNoLnRhc2tzLnYxLkNyZWF0ZVRhc2tSZXF1ZXN0GiUudGFza21lc2gudGFza3MudjEuQ3JlYXRlVGFza1Jlc3BvbnNlElUKB0dldFRhc2sSIS50YXNrbWVzaC50YXNrcy52MS5HZXRUYXNrUmVxdWVzdBoiLnRhc2ttZXNoLnRhc2tzLnYxLkdldFRhc2tSZXNwb25zZSIDkAIBElsKCUxpc3RUYXNrcxIjLnRhc2ttZXNoLnRhc2tzLnYxLkxpc3RUYXNrc1JlcXVlc3QaJC50YXNrbWVzaC50YXNrcy52MS5MaXN0VGFza3NSZXNwb25zZSIDkAIBElkKClVwZGF0ZVRhc2sSJC50YXNrbWVzaC50YXNrcy52MS5VcGRhdGVUYXNrUmVxdWVzdBolLnRhc2ttZXNoLnRhc2tzLnYxLlVwZGF0ZVRhc2tSZXNwb25zZRJkCgxDb21wbGV0ZVRhc2sSJi50YXNrbWVzaC50YXNrcy52MS5Db21wbGV0ZVRhc2tSZXF1ZXN0GicudGFza21lc2gudGFza3MudjEuQ29tcGxldGVUYXNrUmVzcG9uc2UiA5ACAhJeCgpSZW9wZW5UYXNrEiQudGFza21lc2gudGFza3MudjEuUmVvcGVuVGFza1JlcXVlc3QaJS50YXNrbWVzaC50YXNrcy52MS5SZW9wZW5UYXNrUmVzcG9uc2UiA5ACAhJeCgpEZWxldGVUYXNrEiQudGFza21lc2gudGFza3MudjEuRGVsZXRlVGFza1JlcXVlc3QaJS50YXNrbWVzaC50YXNrcy52MS5EZWxldGVUYXNrUmVzcG9uc2UiA5ACAhJxChJSb3RhdGVDYWxlbmRhckZlZWQSLC50YXNrbWVzaC50YXNrcy52MS5Sb3RhdGVDYWxlbmRhckZlZWRSZXF1ZXN0Gi0udGFza21lc2gudGFza3MudjEuUm90YXRlQ2FsZW5kYXJGZWVkUmVzcG9uc2USdgoSUmV2b2tlQ2FsZW5kYXJGZWVkEiwudGFza21lc2gudGFza3MudjEuUmV2b2tlQ2FsZW5kYXJGZWVkUmVxdWVzdBotLnRhc2ttZXNoLnRhc2tzLnYxLlJldm9rZUNhbGVuZGFyRmVlZFJlc3BvbnNlIgOQAgISbQoPR2V0Q2FsZW5kYXJGZWVkEikudGFza21lc2gudGFza3MudjEuR2V0Q2FsZW5kYXJGZWVkUmVxdWVzdBoqLnRhc2ttZXNoLnRhc2tzLnYxLkdldENhbGVuZGFyRmVlZFJlc3BvbnNlIgOQAgESWAoITW92ZVRhc2sSIi50YXNrbWVzaC50YXNrcy52MS5Nb3ZlVGFza1JlcXVlc3QaIy50YXNrbWVzaC50YXNrcy52MS5Nb3ZlVGFza1Jlc3BvbnNlIgOQAgISZAoMTGlzdFByb2plY3RzEiYudGFza21lc2gudGFza3MudjEuTGlzdFByb2plY3RzUmVxdWVzdBonLnRhc2ttZXNoLnRhc2tzLnYxLkxpc3RQcm9qZWN0c1Jlc3BvbnNlIgOQAgESYgoNQ3JlYXRlUHJvamVjdBInLnRhc2ttZXNoLnRhc2tzLnYxLkNyZWF0ZVByb2plY3RSZXF1ZXN0GigudGFza21lc2gudGFza3MudjEuQ3JlYXRlUHJvamVjdFJlc3BvbnNlEmcKDVVwZGF0ZVByb2plY3QSJy50YXNrbWVzaC50YXNrcy52MS5VcGRhdGVQcm9qZWN0UmVxdWVzdBooLnRhc2ttZXNoLnRhc2tzLnYxLlVwZGF0ZVByb2plY3RSZXNwb25zZSIDkAICEmEKC01vdmVQcm9qZWN0EiUudGFza21lc2gudGFza3MudjEuTW92ZVByb2plY3RSZXF1ZXN0GiYudGFza21lc2gudGFza3MudjEuTW92ZVByb2plY3RSZXNwb25zZSIDkAICEmcKDURlbGV0ZVByb2plY3QSJy50YXNrbWVzaC50YXNrcy52MS5EZWxldGVQcm9qZWN0UmVxdWVzdBooLnRhc2ttZXNoLnRhc2tzLnYxLkRlbGV0ZVByb2plY3RSZXNwb25zZSIDkAICEl4KCkxpc3RMYWJlbHMSJC50YXNrbWVzaC50YXNrcy52MS5MaXN0TGFiZWxzUmVxdWVzdBolLnRhc2ttZXNoLnRhc2tzLnYxLkxpc3RMYWJlbHNSZXNwb25zZSIDkAIBElwKC0NyZWF0ZUxhYmVsEiUudGFza21lc2gudGFza3MudjEuQ3JlYXRlTGFiZWxSZXF1ZXN0GiYudGFza21lc2gudGFza3MudjEuQ3JlYXRlTGFiZWxSZXNwb25zZRJhCgtVcGRhdGVMYWJlbBIlLnRhc2ttZXNoLnRhc2tzLnYxLlVwZGF0ZUxhYmVsUmVxdWVzdBomLnRhc2ttZXNoLnRhc2tzLnYxLlVwZGF0ZUxhYmVsUmVzcG9uc2UiA5ACAhJhCgtEZWxldGVMYWJlbBIlLnRhc2ttZXNoLnRhc2tzLnYxLkRlbGV0ZUxhYmVsUmVxdWVzdBomLnRhc2ttZXNoLnRhc2tzLnYxLkRlbGV0ZUxhYmVsUmVzcG9uc2UiA5ACAjLfAQoTVGFza0ludGVybmFsU2VydmljZRJrChBDcmVhdGVPY2N1cnJlbmNlEioudGFza21lc2gudGFza3MudjEuQ3JlYXRlT2NjdXJyZW5jZVJlcXVlc3QaKy50YXNrbWVzaC50YXNrcy52MS5DcmVhdGVPY2N1cnJlbmNlUmVzcG9uc2USWwoJUHVyZ2VVc2VyEiMudGFza21lc2gudGFza3MudjEuUHVyZ2VVc2VyUmVxdWVzdBokLnRhc2ttZXNoLnRhc2tzLnYxLlB1cmdlVXNlclJlc3BvbnNlIgOQAgIylQEKG0NhbGVuZGFyRmVlZEludGVybmFsU2VydmljZRJ2ChJSZW5kZXJDYWxlbmRhckZlZWQSLC50YXNrbWVzaC50YXNrcy52MS5SZW5kZXJDYWxlbmRhckZlZWRSZXF1ZXN0Gi0udGFza21lc2gudGFza3MudjEuUmVuZGVyQ2FsZW5kYXJGZWVkUmVzcG9uc2UiA5ACAWIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_duration, file_google_protobuf_timestamp, file_taskmesh_tasks_v1_task]);
 
 /**
  * Fields shared by create and update; the rules live here once.
@@ -67,6 +67,28 @@ export type TaskInput = Message<"taskmesh.tasks.v1.TaskInput"> & {
    * @generated from field: taskmesh.tasks.v1.Priority priority = 7;
    */
   priority: Priority;
+
+  /**
+   * The project to create the task in; empty means the Inbox. Must not be archived.
+   *
+   * @generated from field: string project_id = 8;
+   */
+  projectId: string;
+
+  /**
+   * Labels of the caller's to put on the task (at most 20).
+   *
+   * @generated from field: repeated string label_ids = 9;
+   */
+  labelIds: string[];
+
+  /**
+   * Makes the task a subtask of this open top-level task (create only; one level deep). The
+   * subtask is in its parent's project; a different project_id is INVALID_ARGUMENT.
+   *
+   * @generated from field: string parent_id = 10;
+   */
+  parentId: string;
 };
 
 /**
@@ -75,6 +97,23 @@ export type TaskInput = Message<"taskmesh.tasks.v1.TaskInput"> & {
  */
 export const TaskInputSchema: GenMessage<TaskInput> = /*@__PURE__*/
   messageDesc(file_taskmesh_tasks_v1_tasks, 0);
+
+/**
+ * @generated from message taskmesh.tasks.v1.LabelIds
+ */
+export type LabelIds = Message<"taskmesh.tasks.v1.LabelIds"> & {
+  /**
+   * @generated from field: repeated string label_ids = 1;
+   */
+  labelIds: string[];
+};
+
+/**
+ * Describes the message taskmesh.tasks.v1.LabelIds.
+ * Use `create(LabelIdsSchema)` to create a new message.
+ */
+export const LabelIdsSchema: GenMessage<LabelIds> = /*@__PURE__*/
+  messageDesc(file_taskmesh_tasks_v1_tasks, 1);
 
 /**
  * @generated from message taskmesh.tasks.v1.CreateTaskRequest
@@ -98,7 +137,7 @@ export type CreateTaskRequest = Message<"taskmesh.tasks.v1.CreateTaskRequest"> &
  * Use `create(CreateTaskRequestSchema)` to create a new message.
  */
 export const CreateTaskRequestSchema: GenMessage<CreateTaskRequest> = /*@__PURE__*/
-  messageDesc(file_taskmesh_tasks_v1_tasks, 1);
+  messageDesc(file_taskmesh_tasks_v1_tasks, 2);
 
 /**
  * @generated from message taskmesh.tasks.v1.CreateTaskResponse
@@ -115,7 +154,7 @@ export type CreateTaskResponse = Message<"taskmesh.tasks.v1.CreateTaskResponse">
  * Use `create(CreateTaskResponseSchema)` to create a new message.
  */
 export const CreateTaskResponseSchema: GenMessage<CreateTaskResponse> = /*@__PURE__*/
-  messageDesc(file_taskmesh_tasks_v1_tasks, 2);
+  messageDesc(file_taskmesh_tasks_v1_tasks, 3);
 
 /**
  * @generated from message taskmesh.tasks.v1.GetTaskRequest
@@ -132,7 +171,7 @@ export type GetTaskRequest = Message<"taskmesh.tasks.v1.GetTaskRequest"> & {
  * Use `create(GetTaskRequestSchema)` to create a new message.
  */
 export const GetTaskRequestSchema: GenMessage<GetTaskRequest> = /*@__PURE__*/
-  messageDesc(file_taskmesh_tasks_v1_tasks, 3);
+  messageDesc(file_taskmesh_tasks_v1_tasks, 4);
 
 /**
  * @generated from message taskmesh.tasks.v1.GetTaskResponse
@@ -149,7 +188,7 @@ export type GetTaskResponse = Message<"taskmesh.tasks.v1.GetTaskResponse"> & {
  * Use `create(GetTaskResponseSchema)` to create a new message.
  */
 export const GetTaskResponseSchema: GenMessage<GetTaskResponse> = /*@__PURE__*/
-  messageDesc(file_taskmesh_tasks_v1_tasks, 4);
+  messageDesc(file_taskmesh_tasks_v1_tasks, 5);
 
 /**
  * @generated from message taskmesh.tasks.v1.ListTasksRequest
@@ -196,6 +235,32 @@ export type ListTasksRequest = Message<"taskmesh.tasks.v1.ListTasksRequest"> & {
    * @generated from field: taskmesh.tasks.v1.Priority priority = 6;
    */
   priority: Priority;
+
+  /**
+   * Only tasks of this project (archived or not).
+   *
+   * @generated from field: string project_id = 7;
+   */
+  projectId: string;
+
+  /**
+   * Only tasks carrying this label.
+   *
+   * @generated from field: string label_id = 8;
+   */
+  labelId: string;
+
+  /**
+   * Without project_id, tasks of archived projects are left out unless this is set.
+   *
+   * @generated from field: bool include_archived = 9;
+   */
+  includeArchived: boolean;
+
+  /**
+   * @generated from field: taskmesh.tasks.v1.TaskOrder order = 10;
+   */
+  order: TaskOrder;
 };
 
 /**
@@ -203,7 +268,7 @@ export type ListTasksRequest = Message<"taskmesh.tasks.v1.ListTasksRequest"> & {
  * Use `create(ListTasksRequestSchema)` to create a new message.
  */
 export const ListTasksRequestSchema: GenMessage<ListTasksRequest> = /*@__PURE__*/
-  messageDesc(file_taskmesh_tasks_v1_tasks, 5);
+  messageDesc(file_taskmesh_tasks_v1_tasks, 6);
 
 /**
  * @generated from message taskmesh.tasks.v1.ListTasksResponse
@@ -227,7 +292,7 @@ export type ListTasksResponse = Message<"taskmesh.tasks.v1.ListTasksResponse"> &
  * Use `create(ListTasksResponseSchema)` to create a new message.
  */
 export const ListTasksResponseSchema: GenMessage<ListTasksResponse> = /*@__PURE__*/
-  messageDesc(file_taskmesh_tasks_v1_tasks, 6);
+  messageDesc(file_taskmesh_tasks_v1_tasks, 7);
 
 /**
  * @generated from message taskmesh.tasks.v1.ReminderOffsets
@@ -244,7 +309,7 @@ export type ReminderOffsets = Message<"taskmesh.tasks.v1.ReminderOffsets"> & {
  * Use `create(ReminderOffsetsSchema)` to create a new message.
  */
 export const ReminderOffsetsSchema: GenMessage<ReminderOffsets> = /*@__PURE__*/
-  messageDesc(file_taskmesh_tasks_v1_tasks, 7);
+  messageDesc(file_taskmesh_tasks_v1_tasks, 8);
 
 /**
  * Fields left unset are not changed.
@@ -304,6 +369,21 @@ export type UpdateTaskRequest = Message<"taskmesh.tasks.v1.UpdateTaskRequest"> &
    * @generated from field: optional taskmesh.tasks.v1.Priority priority = 9;
    */
   priority?: Priority | undefined;
+
+  /**
+   * Moves the task (with its subtasks) to the end of this project; a subtask moves only with its
+   * parent (INVALID_ARGUMENT). The project must not be archived.
+   *
+   * @generated from field: optional string project_id = 10;
+   */
+  projectId?: string | undefined;
+
+  /**
+   * Replaces the task's labels when present (an empty list removes them all).
+   *
+   * @generated from field: taskmesh.tasks.v1.LabelIds label_ids = 11;
+   */
+  labelIds?: LabelIds | undefined;
 };
 
 /**
@@ -311,7 +391,7 @@ export type UpdateTaskRequest = Message<"taskmesh.tasks.v1.UpdateTaskRequest"> &
  * Use `create(UpdateTaskRequestSchema)` to create a new message.
  */
 export const UpdateTaskRequestSchema: GenMessage<UpdateTaskRequest> = /*@__PURE__*/
-  messageDesc(file_taskmesh_tasks_v1_tasks, 8);
+  messageDesc(file_taskmesh_tasks_v1_tasks, 9);
 
 /**
  * @generated from message taskmesh.tasks.v1.UpdateTaskResponse
@@ -328,7 +408,7 @@ export type UpdateTaskResponse = Message<"taskmesh.tasks.v1.UpdateTaskResponse">
  * Use `create(UpdateTaskResponseSchema)` to create a new message.
  */
 export const UpdateTaskResponseSchema: GenMessage<UpdateTaskResponse> = /*@__PURE__*/
-  messageDesc(file_taskmesh_tasks_v1_tasks, 9);
+  messageDesc(file_taskmesh_tasks_v1_tasks, 10);
 
 /**
  * @generated from message taskmesh.tasks.v1.CompleteTaskRequest
@@ -338,6 +418,14 @@ export type CompleteTaskRequest = Message<"taskmesh.tasks.v1.CompleteTaskRequest
    * @generated from field: string task_id = 1;
    */
   taskId: string;
+
+  /**
+   * A task with open subtasks is FAILED_PRECONDITION (naming how many) unless this is set: then
+   * the subtasks are completed in the same transaction, each with its task.completed event.
+   *
+   * @generated from field: bool complete_children = 2;
+   */
+  completeChildren: boolean;
 };
 
 /**
@@ -345,7 +433,7 @@ export type CompleteTaskRequest = Message<"taskmesh.tasks.v1.CompleteTaskRequest
  * Use `create(CompleteTaskRequestSchema)` to create a new message.
  */
 export const CompleteTaskRequestSchema: GenMessage<CompleteTaskRequest> = /*@__PURE__*/
-  messageDesc(file_taskmesh_tasks_v1_tasks, 10);
+  messageDesc(file_taskmesh_tasks_v1_tasks, 11);
 
 /**
  * @generated from message taskmesh.tasks.v1.CompleteTaskResponse
@@ -362,7 +450,7 @@ export type CompleteTaskResponse = Message<"taskmesh.tasks.v1.CompleteTaskRespon
  * Use `create(CompleteTaskResponseSchema)` to create a new message.
  */
 export const CompleteTaskResponseSchema: GenMessage<CompleteTaskResponse> = /*@__PURE__*/
-  messageDesc(file_taskmesh_tasks_v1_tasks, 11);
+  messageDesc(file_taskmesh_tasks_v1_tasks, 12);
 
 /**
  * @generated from message taskmesh.tasks.v1.ReopenTaskRequest
@@ -379,7 +467,7 @@ export type ReopenTaskRequest = Message<"taskmesh.tasks.v1.ReopenTaskRequest"> &
  * Use `create(ReopenTaskRequestSchema)` to create a new message.
  */
 export const ReopenTaskRequestSchema: GenMessage<ReopenTaskRequest> = /*@__PURE__*/
-  messageDesc(file_taskmesh_tasks_v1_tasks, 12);
+  messageDesc(file_taskmesh_tasks_v1_tasks, 13);
 
 /**
  * @generated from message taskmesh.tasks.v1.ReopenTaskResponse
@@ -396,7 +484,7 @@ export type ReopenTaskResponse = Message<"taskmesh.tasks.v1.ReopenTaskResponse">
  * Use `create(ReopenTaskResponseSchema)` to create a new message.
  */
 export const ReopenTaskResponseSchema: GenMessage<ReopenTaskResponse> = /*@__PURE__*/
-  messageDesc(file_taskmesh_tasks_v1_tasks, 13);
+  messageDesc(file_taskmesh_tasks_v1_tasks, 14);
 
 /**
  * @generated from message taskmesh.tasks.v1.DeleteTaskRequest
@@ -413,7 +501,7 @@ export type DeleteTaskRequest = Message<"taskmesh.tasks.v1.DeleteTaskRequest"> &
  * Use `create(DeleteTaskRequestSchema)` to create a new message.
  */
 export const DeleteTaskRequestSchema: GenMessage<DeleteTaskRequest> = /*@__PURE__*/
-  messageDesc(file_taskmesh_tasks_v1_tasks, 14);
+  messageDesc(file_taskmesh_tasks_v1_tasks, 15);
 
 /**
  * @generated from message taskmesh.tasks.v1.DeleteTaskResponse
@@ -426,7 +514,388 @@ export type DeleteTaskResponse = Message<"taskmesh.tasks.v1.DeleteTaskResponse">
  * Use `create(DeleteTaskResponseSchema)` to create a new message.
  */
 export const DeleteTaskResponseSchema: GenMessage<DeleteTaskResponse> = /*@__PURE__*/
-  messageDesc(file_taskmesh_tasks_v1_tasks, 15);
+  messageDesc(file_taskmesh_tasks_v1_tasks, 16);
+
+/**
+ * Exactly one of after_task_id and before_task_id.
+ *
+ * @generated from message taskmesh.tasks.v1.MoveTaskRequest
+ */
+export type MoveTaskRequest = Message<"taskmesh.tasks.v1.MoveTaskRequest"> & {
+  /**
+   * @generated from field: string task_id = 1;
+   */
+  taskId: string;
+
+  /**
+   * @generated from field: string after_task_id = 2;
+   */
+  afterTaskId: string;
+
+  /**
+   * @generated from field: string before_task_id = 3;
+   */
+  beforeTaskId: string;
+};
+
+/**
+ * Describes the message taskmesh.tasks.v1.MoveTaskRequest.
+ * Use `create(MoveTaskRequestSchema)` to create a new message.
+ */
+export const MoveTaskRequestSchema: GenMessage<MoveTaskRequest> = /*@__PURE__*/
+  messageDesc(file_taskmesh_tasks_v1_tasks, 17);
+
+/**
+ * @generated from message taskmesh.tasks.v1.MoveTaskResponse
+ */
+export type MoveTaskResponse = Message<"taskmesh.tasks.v1.MoveTaskResponse"> & {
+  /**
+   * @generated from field: taskmesh.tasks.v1.Task task = 1;
+   */
+  task?: Task | undefined;
+};
+
+/**
+ * Describes the message taskmesh.tasks.v1.MoveTaskResponse.
+ * Use `create(MoveTaskResponseSchema)` to create a new message.
+ */
+export const MoveTaskResponseSchema: GenMessage<MoveTaskResponse> = /*@__PURE__*/
+  messageDesc(file_taskmesh_tasks_v1_tasks, 18);
+
+/**
+ * @generated from message taskmesh.tasks.v1.ListProjectsRequest
+ */
+export type ListProjectsRequest = Message<"taskmesh.tasks.v1.ListProjectsRequest"> & {
+  /**
+   * Also list archived projects.
+   *
+   * @generated from field: bool include_archived = 1;
+   */
+  includeArchived: boolean;
+};
+
+/**
+ * Describes the message taskmesh.tasks.v1.ListProjectsRequest.
+ * Use `create(ListProjectsRequestSchema)` to create a new message.
+ */
+export const ListProjectsRequestSchema: GenMessage<ListProjectsRequest> = /*@__PURE__*/
+  messageDesc(file_taskmesh_tasks_v1_tasks, 19);
+
+/**
+ * @generated from message taskmesh.tasks.v1.ListProjectsResponse
+ */
+export type ListProjectsResponse = Message<"taskmesh.tasks.v1.ListProjectsResponse"> & {
+  /**
+   * @generated from field: repeated taskmesh.tasks.v1.Project projects = 1;
+   */
+  projects: Project[];
+};
+
+/**
+ * Describes the message taskmesh.tasks.v1.ListProjectsResponse.
+ * Use `create(ListProjectsResponseSchema)` to create a new message.
+ */
+export const ListProjectsResponseSchema: GenMessage<ListProjectsResponse> = /*@__PURE__*/
+  messageDesc(file_taskmesh_tasks_v1_tasks, 20);
+
+/**
+ * @generated from message taskmesh.tasks.v1.CreateProjectRequest
+ */
+export type CreateProjectRequest = Message<"taskmesh.tasks.v1.CreateProjectRequest"> & {
+  /**
+   * 1–120 characters.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message taskmesh.tasks.v1.CreateProjectRequest.
+ * Use `create(CreateProjectRequestSchema)` to create a new message.
+ */
+export const CreateProjectRequestSchema: GenMessage<CreateProjectRequest> = /*@__PURE__*/
+  messageDesc(file_taskmesh_tasks_v1_tasks, 21);
+
+/**
+ * @generated from message taskmesh.tasks.v1.CreateProjectResponse
+ */
+export type CreateProjectResponse = Message<"taskmesh.tasks.v1.CreateProjectResponse"> & {
+  /**
+   * @generated from field: taskmesh.tasks.v1.Project project = 1;
+   */
+  project?: Project | undefined;
+};
+
+/**
+ * Describes the message taskmesh.tasks.v1.CreateProjectResponse.
+ * Use `create(CreateProjectResponseSchema)` to create a new message.
+ */
+export const CreateProjectResponseSchema: GenMessage<CreateProjectResponse> = /*@__PURE__*/
+  messageDesc(file_taskmesh_tasks_v1_tasks, 22);
+
+/**
+ * Fields left unset are not changed.
+ *
+ * @generated from message taskmesh.tasks.v1.UpdateProjectRequest
+ */
+export type UpdateProjectRequest = Message<"taskmesh.tasks.v1.UpdateProjectRequest"> & {
+  /**
+   * @generated from field: string project_id = 1;
+   */
+  projectId: string;
+
+  /**
+   * @generated from field: optional string name = 2;
+   */
+  name?: string | undefined;
+
+  /**
+   * @generated from field: optional bool archived = 3;
+   */
+  archived?: boolean | undefined;
+};
+
+/**
+ * Describes the message taskmesh.tasks.v1.UpdateProjectRequest.
+ * Use `create(UpdateProjectRequestSchema)` to create a new message.
+ */
+export const UpdateProjectRequestSchema: GenMessage<UpdateProjectRequest> = /*@__PURE__*/
+  messageDesc(file_taskmesh_tasks_v1_tasks, 23);
+
+/**
+ * @generated from message taskmesh.tasks.v1.UpdateProjectResponse
+ */
+export type UpdateProjectResponse = Message<"taskmesh.tasks.v1.UpdateProjectResponse"> & {
+  /**
+   * @generated from field: taskmesh.tasks.v1.Project project = 1;
+   */
+  project?: Project | undefined;
+};
+
+/**
+ * Describes the message taskmesh.tasks.v1.UpdateProjectResponse.
+ * Use `create(UpdateProjectResponseSchema)` to create a new message.
+ */
+export const UpdateProjectResponseSchema: GenMessage<UpdateProjectResponse> = /*@__PURE__*/
+  messageDesc(file_taskmesh_tasks_v1_tasks, 24);
+
+/**
+ * Exactly one of after_project_id and before_project_id.
+ *
+ * @generated from message taskmesh.tasks.v1.MoveProjectRequest
+ */
+export type MoveProjectRequest = Message<"taskmesh.tasks.v1.MoveProjectRequest"> & {
+  /**
+   * @generated from field: string project_id = 1;
+   */
+  projectId: string;
+
+  /**
+   * @generated from field: string after_project_id = 2;
+   */
+  afterProjectId: string;
+
+  /**
+   * @generated from field: string before_project_id = 3;
+   */
+  beforeProjectId: string;
+};
+
+/**
+ * Describes the message taskmesh.tasks.v1.MoveProjectRequest.
+ * Use `create(MoveProjectRequestSchema)` to create a new message.
+ */
+export const MoveProjectRequestSchema: GenMessage<MoveProjectRequest> = /*@__PURE__*/
+  messageDesc(file_taskmesh_tasks_v1_tasks, 25);
+
+/**
+ * @generated from message taskmesh.tasks.v1.MoveProjectResponse
+ */
+export type MoveProjectResponse = Message<"taskmesh.tasks.v1.MoveProjectResponse"> & {
+  /**
+   * @generated from field: taskmesh.tasks.v1.Project project = 1;
+   */
+  project?: Project | undefined;
+};
+
+/**
+ * Describes the message taskmesh.tasks.v1.MoveProjectResponse.
+ * Use `create(MoveProjectResponseSchema)` to create a new message.
+ */
+export const MoveProjectResponseSchema: GenMessage<MoveProjectResponse> = /*@__PURE__*/
+  messageDesc(file_taskmesh_tasks_v1_tasks, 26);
+
+/**
+ * @generated from message taskmesh.tasks.v1.DeleteProjectRequest
+ */
+export type DeleteProjectRequest = Message<"taskmesh.tasks.v1.DeleteProjectRequest"> & {
+  /**
+   * @generated from field: string project_id = 1;
+   */
+  projectId: string;
+};
+
+/**
+ * Describes the message taskmesh.tasks.v1.DeleteProjectRequest.
+ * Use `create(DeleteProjectRequestSchema)` to create a new message.
+ */
+export const DeleteProjectRequestSchema: GenMessage<DeleteProjectRequest> = /*@__PURE__*/
+  messageDesc(file_taskmesh_tasks_v1_tasks, 27);
+
+/**
+ * @generated from message taskmesh.tasks.v1.DeleteProjectResponse
+ */
+export type DeleteProjectResponse = Message<"taskmesh.tasks.v1.DeleteProjectResponse"> & {
+  /**
+   * How many tasks (subtasks included) were deleted with the project.
+   *
+   * @generated from field: int64 deleted_task_count = 1;
+   */
+  deletedTaskCount: bigint;
+};
+
+/**
+ * Describes the message taskmesh.tasks.v1.DeleteProjectResponse.
+ * Use `create(DeleteProjectResponseSchema)` to create a new message.
+ */
+export const DeleteProjectResponseSchema: GenMessage<DeleteProjectResponse> = /*@__PURE__*/
+  messageDesc(file_taskmesh_tasks_v1_tasks, 28);
+
+/**
+ * @generated from message taskmesh.tasks.v1.ListLabelsRequest
+ */
+export type ListLabelsRequest = Message<"taskmesh.tasks.v1.ListLabelsRequest"> & {
+};
+
+/**
+ * Describes the message taskmesh.tasks.v1.ListLabelsRequest.
+ * Use `create(ListLabelsRequestSchema)` to create a new message.
+ */
+export const ListLabelsRequestSchema: GenMessage<ListLabelsRequest> = /*@__PURE__*/
+  messageDesc(file_taskmesh_tasks_v1_tasks, 29);
+
+/**
+ * @generated from message taskmesh.tasks.v1.ListLabelsResponse
+ */
+export type ListLabelsResponse = Message<"taskmesh.tasks.v1.ListLabelsResponse"> & {
+  /**
+   * @generated from field: repeated taskmesh.tasks.v1.Label labels = 1;
+   */
+  labels: Label[];
+};
+
+/**
+ * Describes the message taskmesh.tasks.v1.ListLabelsResponse.
+ * Use `create(ListLabelsResponseSchema)` to create a new message.
+ */
+export const ListLabelsResponseSchema: GenMessage<ListLabelsResponse> = /*@__PURE__*/
+  messageDesc(file_taskmesh_tasks_v1_tasks, 30);
+
+/**
+ * @generated from message taskmesh.tasks.v1.CreateLabelRequest
+ */
+export type CreateLabelRequest = Message<"taskmesh.tasks.v1.CreateLabelRequest"> & {
+  /**
+   * 1–60 characters.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message taskmesh.tasks.v1.CreateLabelRequest.
+ * Use `create(CreateLabelRequestSchema)` to create a new message.
+ */
+export const CreateLabelRequestSchema: GenMessage<CreateLabelRequest> = /*@__PURE__*/
+  messageDesc(file_taskmesh_tasks_v1_tasks, 31);
+
+/**
+ * @generated from message taskmesh.tasks.v1.CreateLabelResponse
+ */
+export type CreateLabelResponse = Message<"taskmesh.tasks.v1.CreateLabelResponse"> & {
+  /**
+   * @generated from field: taskmesh.tasks.v1.Label label = 1;
+   */
+  label?: Label | undefined;
+};
+
+/**
+ * Describes the message taskmesh.tasks.v1.CreateLabelResponse.
+ * Use `create(CreateLabelResponseSchema)` to create a new message.
+ */
+export const CreateLabelResponseSchema: GenMessage<CreateLabelResponse> = /*@__PURE__*/
+  messageDesc(file_taskmesh_tasks_v1_tasks, 32);
+
+/**
+ * @generated from message taskmesh.tasks.v1.UpdateLabelRequest
+ */
+export type UpdateLabelRequest = Message<"taskmesh.tasks.v1.UpdateLabelRequest"> & {
+  /**
+   * @generated from field: string label_id = 1;
+   */
+  labelId: string;
+
+  /**
+   * @generated from field: string name = 2;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message taskmesh.tasks.v1.UpdateLabelRequest.
+ * Use `create(UpdateLabelRequestSchema)` to create a new message.
+ */
+export const UpdateLabelRequestSchema: GenMessage<UpdateLabelRequest> = /*@__PURE__*/
+  messageDesc(file_taskmesh_tasks_v1_tasks, 33);
+
+/**
+ * @generated from message taskmesh.tasks.v1.UpdateLabelResponse
+ */
+export type UpdateLabelResponse = Message<"taskmesh.tasks.v1.UpdateLabelResponse"> & {
+  /**
+   * @generated from field: taskmesh.tasks.v1.Label label = 1;
+   */
+  label?: Label | undefined;
+};
+
+/**
+ * Describes the message taskmesh.tasks.v1.UpdateLabelResponse.
+ * Use `create(UpdateLabelResponseSchema)` to create a new message.
+ */
+export const UpdateLabelResponseSchema: GenMessage<UpdateLabelResponse> = /*@__PURE__*/
+  messageDesc(file_taskmesh_tasks_v1_tasks, 34);
+
+/**
+ * @generated from message taskmesh.tasks.v1.DeleteLabelRequest
+ */
+export type DeleteLabelRequest = Message<"taskmesh.tasks.v1.DeleteLabelRequest"> & {
+  /**
+   * @generated from field: string label_id = 1;
+   */
+  labelId: string;
+};
+
+/**
+ * Describes the message taskmesh.tasks.v1.DeleteLabelRequest.
+ * Use `create(DeleteLabelRequestSchema)` to create a new message.
+ */
+export const DeleteLabelRequestSchema: GenMessage<DeleteLabelRequest> = /*@__PURE__*/
+  messageDesc(file_taskmesh_tasks_v1_tasks, 35);
+
+/**
+ * @generated from message taskmesh.tasks.v1.DeleteLabelResponse
+ */
+export type DeleteLabelResponse = Message<"taskmesh.tasks.v1.DeleteLabelResponse"> & {
+};
+
+/**
+ * Describes the message taskmesh.tasks.v1.DeleteLabelResponse.
+ * Use `create(DeleteLabelResponseSchema)` to create a new message.
+ */
+export const DeleteLabelResponseSchema: GenMessage<DeleteLabelResponse> = /*@__PURE__*/
+  messageDesc(file_taskmesh_tasks_v1_tasks, 36);
 
 /**
  * @generated from message taskmesh.tasks.v1.CreateOccurrenceRequest
@@ -460,7 +929,7 @@ export type CreateOccurrenceRequest = Message<"taskmesh.tasks.v1.CreateOccurrenc
  * Use `create(CreateOccurrenceRequestSchema)` to create a new message.
  */
 export const CreateOccurrenceRequestSchema: GenMessage<CreateOccurrenceRequest> = /*@__PURE__*/
-  messageDesc(file_taskmesh_tasks_v1_tasks, 16);
+  messageDesc(file_taskmesh_tasks_v1_tasks, 37);
 
 /**
  * @generated from message taskmesh.tasks.v1.CreateOccurrenceResponse
@@ -484,7 +953,7 @@ export type CreateOccurrenceResponse = Message<"taskmesh.tasks.v1.CreateOccurren
  * Use `create(CreateOccurrenceResponseSchema)` to create a new message.
  */
 export const CreateOccurrenceResponseSchema: GenMessage<CreateOccurrenceResponse> = /*@__PURE__*/
-  messageDesc(file_taskmesh_tasks_v1_tasks, 17);
+  messageDesc(file_taskmesh_tasks_v1_tasks, 38);
 
 /**
  * @generated from message taskmesh.tasks.v1.PurgeUserRequest
@@ -501,7 +970,7 @@ export type PurgeUserRequest = Message<"taskmesh.tasks.v1.PurgeUserRequest"> & {
  * Use `create(PurgeUserRequestSchema)` to create a new message.
  */
 export const PurgeUserRequestSchema: GenMessage<PurgeUserRequest> = /*@__PURE__*/
-  messageDesc(file_taskmesh_tasks_v1_tasks, 18);
+  messageDesc(file_taskmesh_tasks_v1_tasks, 39);
 
 /**
  * @generated from message taskmesh.tasks.v1.PurgeUserResponse
@@ -518,7 +987,7 @@ export type PurgeUserResponse = Message<"taskmesh.tasks.v1.PurgeUserResponse"> &
  * Use `create(PurgeUserResponseSchema)` to create a new message.
  */
 export const PurgeUserResponseSchema: GenMessage<PurgeUserResponse> = /*@__PURE__*/
-  messageDesc(file_taskmesh_tasks_v1_tasks, 19);
+  messageDesc(file_taskmesh_tasks_v1_tasks, 40);
 
 /**
  * @generated from message taskmesh.tasks.v1.RotateCalendarFeedRequest
@@ -531,7 +1000,7 @@ export type RotateCalendarFeedRequest = Message<"taskmesh.tasks.v1.RotateCalenda
  * Use `create(RotateCalendarFeedRequestSchema)` to create a new message.
  */
 export const RotateCalendarFeedRequestSchema: GenMessage<RotateCalendarFeedRequest> = /*@__PURE__*/
-  messageDesc(file_taskmesh_tasks_v1_tasks, 20);
+  messageDesc(file_taskmesh_tasks_v1_tasks, 41);
 
 /**
  * @generated from message taskmesh.tasks.v1.RotateCalendarFeedResponse
@@ -556,7 +1025,7 @@ export type RotateCalendarFeedResponse = Message<"taskmesh.tasks.v1.RotateCalend
  * Use `create(RotateCalendarFeedResponseSchema)` to create a new message.
  */
 export const RotateCalendarFeedResponseSchema: GenMessage<RotateCalendarFeedResponse> = /*@__PURE__*/
-  messageDesc(file_taskmesh_tasks_v1_tasks, 21);
+  messageDesc(file_taskmesh_tasks_v1_tasks, 42);
 
 /**
  * @generated from message taskmesh.tasks.v1.RevokeCalendarFeedRequest
@@ -569,7 +1038,7 @@ export type RevokeCalendarFeedRequest = Message<"taskmesh.tasks.v1.RevokeCalenda
  * Use `create(RevokeCalendarFeedRequestSchema)` to create a new message.
  */
 export const RevokeCalendarFeedRequestSchema: GenMessage<RevokeCalendarFeedRequest> = /*@__PURE__*/
-  messageDesc(file_taskmesh_tasks_v1_tasks, 22);
+  messageDesc(file_taskmesh_tasks_v1_tasks, 43);
 
 /**
  * @generated from message taskmesh.tasks.v1.RevokeCalendarFeedResponse
@@ -588,7 +1057,7 @@ export type RevokeCalendarFeedResponse = Message<"taskmesh.tasks.v1.RevokeCalend
  * Use `create(RevokeCalendarFeedResponseSchema)` to create a new message.
  */
 export const RevokeCalendarFeedResponseSchema: GenMessage<RevokeCalendarFeedResponse> = /*@__PURE__*/
-  messageDesc(file_taskmesh_tasks_v1_tasks, 23);
+  messageDesc(file_taskmesh_tasks_v1_tasks, 44);
 
 /**
  * @generated from message taskmesh.tasks.v1.GetCalendarFeedRequest
@@ -601,7 +1070,7 @@ export type GetCalendarFeedRequest = Message<"taskmesh.tasks.v1.GetCalendarFeedR
  * Use `create(GetCalendarFeedRequestSchema)` to create a new message.
  */
 export const GetCalendarFeedRequestSchema: GenMessage<GetCalendarFeedRequest> = /*@__PURE__*/
-  messageDesc(file_taskmesh_tasks_v1_tasks, 24);
+  messageDesc(file_taskmesh_tasks_v1_tasks, 45);
 
 /**
  * @generated from message taskmesh.tasks.v1.GetCalendarFeedResponse
@@ -625,7 +1094,7 @@ export type GetCalendarFeedResponse = Message<"taskmesh.tasks.v1.GetCalendarFeed
  * Use `create(GetCalendarFeedResponseSchema)` to create a new message.
  */
 export const GetCalendarFeedResponseSchema: GenMessage<GetCalendarFeedResponse> = /*@__PURE__*/
-  messageDesc(file_taskmesh_tasks_v1_tasks, 25);
+  messageDesc(file_taskmesh_tasks_v1_tasks, 46);
 
 /**
  * @generated from message taskmesh.tasks.v1.RenderCalendarFeedRequest
@@ -652,7 +1121,7 @@ export type RenderCalendarFeedRequest = Message<"taskmesh.tasks.v1.RenderCalenda
  * Use `create(RenderCalendarFeedRequestSchema)` to create a new message.
  */
 export const RenderCalendarFeedRequestSchema: GenMessage<RenderCalendarFeedRequest> = /*@__PURE__*/
-  messageDesc(file_taskmesh_tasks_v1_tasks, 26);
+  messageDesc(file_taskmesh_tasks_v1_tasks, 47);
 
 /**
  * @generated from message taskmesh.tasks.v1.RenderCalendarFeedResponse
@@ -671,7 +1140,34 @@ export type RenderCalendarFeedResponse = Message<"taskmesh.tasks.v1.RenderCalend
  * Use `create(RenderCalendarFeedResponseSchema)` to create a new message.
  */
 export const RenderCalendarFeedResponseSchema: GenMessage<RenderCalendarFeedResponse> = /*@__PURE__*/
-  messageDesc(file_taskmesh_tasks_v1_tasks, 27);
+  messageDesc(file_taskmesh_tasks_v1_tasks, 48);
+
+/**
+ * The order ListTasks returns tasks in.
+ *
+ * @generated from enum taskmesh.tasks.v1.TaskOrder
+ */
+export enum TaskOrder {
+  /**
+   * By due time, tasks without one last, then id.
+   *
+   * @generated from enum value: TASK_ORDER_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The manual order (Task.rank, then id), as set with MoveTask.
+   *
+   * @generated from enum value: TASK_ORDER_MANUAL = 1;
+   */
+  MANUAL = 1,
+}
+
+/**
+ * Describes the enum taskmesh.tasks.v1.TaskOrder.
+ */
+export const TaskOrderSchema: GenEnum<TaskOrder> = /*@__PURE__*/
+  enumDesc(file_taskmesh_tasks_v1_tasks, 0);
 
 /**
  * TaskService is public. Every method acts on the caller's own tasks only: a task of another
@@ -743,6 +1239,8 @@ export const TaskService: GenService<{
     output: typeof ReopenTaskResponseSchema;
   },
   /**
+   * Deleting a task with subtasks deletes them too (each with its task.deleted event).
+   *
    * @generated from rpc taskmesh.tasks.v1.TaskService.DeleteTask
    */
   deleteTask: {
@@ -781,6 +1279,110 @@ export const TaskService: GenService<{
     methodKind: "unary";
     input: typeof GetCalendarFeedRequestSchema;
     output: typeof GetCalendarFeedResponseSchema;
+  },
+  /**
+   * Places the task right after or right before a neighbour (one row write: a fractional rank
+   * between the neighbour and the task next to it). A neighbour in another project moves the task
+   * (and its subtasks) into that project. A subtask's neighbour must be one of its siblings.
+   *
+   * @generated from rpc taskmesh.tasks.v1.TaskService.MoveTask
+   */
+  moveTask: {
+    methodKind: "unary";
+    input: typeof MoveTaskRequestSchema;
+    output: typeof MoveTaskResponseSchema;
+  },
+  /**
+   * Projects: the Inbox first, then the others in the user's order.
+   *
+   * @generated from rpc taskmesh.tasks.v1.TaskService.ListProjects
+   */
+  listProjects: {
+    methodKind: "unary";
+    input: typeof ListProjectsRequestSchema;
+    output: typeof ListProjectsResponseSchema;
+  },
+  /**
+   * Creates a project at the end of the user's order. At most a configured number per user
+   * (RESOURCE_EXHAUSTED beyond it).
+   *
+   * @generated from rpc taskmesh.tasks.v1.TaskService.CreateProject
+   */
+  createProject: {
+    methodKind: "unary";
+    input: typeof CreateProjectRequestSchema;
+    output: typeof CreateProjectResponseSchema;
+  },
+  /**
+   * Renames, archives or unarchives a project; the Inbox is FAILED_PRECONDITION.
+   *
+   * @generated from rpc taskmesh.tasks.v1.TaskService.UpdateProject
+   */
+  updateProject: {
+    methodKind: "unary";
+    input: typeof UpdateProjectRequestSchema;
+    output: typeof UpdateProjectResponseSchema;
+  },
+  /**
+   * Places a project right after or right before another one (not the Inbox, which stays first).
+   *
+   * @generated from rpc taskmesh.tasks.v1.TaskService.MoveProject
+   */
+  moveProject: {
+    methodKind: "unary";
+    input: typeof MoveProjectRequestSchema;
+    output: typeof MoveProjectResponseSchema;
+  },
+  /**
+   * Deletes a project and every task in it, each task with its task.deleted event (so reminders,
+   * recurrence and analytics follow). The Inbox is FAILED_PRECONDITION.
+   *
+   * @generated from rpc taskmesh.tasks.v1.TaskService.DeleteProject
+   */
+  deleteProject: {
+    methodKind: "unary";
+    input: typeof DeleteProjectRequestSchema;
+    output: typeof DeleteProjectResponseSchema;
+  },
+  /**
+   * Labels by name.
+   *
+   * @generated from rpc taskmesh.tasks.v1.TaskService.ListLabels
+   */
+  listLabels: {
+    methodKind: "unary";
+    input: typeof ListLabelsRequestSchema;
+    output: typeof ListLabelsResponseSchema;
+  },
+  /**
+   * Creates a label; a name the user already has (ignoring case) is ALREADY_EXISTS.
+   *
+   * @generated from rpc taskmesh.tasks.v1.TaskService.CreateLabel
+   */
+  createLabel: {
+    methodKind: "unary";
+    input: typeof CreateLabelRequestSchema;
+    output: typeof CreateLabelResponseSchema;
+  },
+  /**
+   * Renames a label: one label.updated event, no task changes (tasks carry label ids).
+   *
+   * @generated from rpc taskmesh.tasks.v1.TaskService.UpdateLabel
+   */
+  updateLabel: {
+    methodKind: "unary";
+    input: typeof UpdateLabelRequestSchema;
+    output: typeof UpdateLabelResponseSchema;
+  },
+  /**
+   * Deletes a label and removes it from every task: one label.deleted event.
+   *
+   * @generated from rpc taskmesh.tasks.v1.TaskService.DeleteLabel
+   */
+  deleteLabel: {
+    methodKind: "unary";
+    input: typeof DeleteLabelRequestSchema;
+    output: typeof DeleteLabelResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_taskmesh_tasks_v1_tasks, 0);
