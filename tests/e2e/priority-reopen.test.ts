@@ -76,3 +76,75 @@ describe.each(apis)("priority and reopen through the gateway with %s", (_, makeA
     expect(Number(stats.createdCount)).toBe(2);
   }, 30_000);
 });
+
+// Projects, labels and subtasks (issue 14's second slice) share this file's stack: one system start
+// per file is most of an e2e file's time.
+describe.each(apis)("projects, labels and subtasks through the gateway with %s", (_, makeApi) => {
+  let api: Api;
+  beforeAll(() => {
+    api = makeApi();
+  });
+
+  it("organises tasks in projects with labels and subtasks, in manual order, and analytics counts them per project and label", async () => {
+    const me = await signUp(api);
+    const m = TaskService.method;
+    const call = async (method: Parameters<Api["call"]>[0], req: JsonObject, token = me.token) =>
+      ok(await api.call(method, req, token));
+
+    const project = (await call(m.createProject, { name: "Moving house" })).project as JsonObject;
+    const label = (await call(m.createLabel, { name: "errand" })).label as JsonObject;
+    const projectId = project.id as string;
+    const labelId = label.id as string;
+    const later = (await call(m.createProject, { name: "Later" })).project as JsonObject;
+    await call(m.moveProject, { projectId: later.id as string, beforeProjectId: projectId });
+    const projects = (await call(m.listProjects, {})).projects as JsonObject[];
+    expect(projects.map((p) => p.name)).toEqual(["Inbox", "Later", "Moving house"]);
+    await call(m.updateLabel, { labelId, name: "errands" });
+    expect(((await call(m.listLabels, {})).labels as JsonObject[]).map((l) => l.name)).toEqual(["errands"]);
+
+    const boxes = (await call(m.createTask, { task: { title: "Buy boxes", projectId, labelIds: [labelId] } }))
+      .task as JsonObject;
+    const movers = (await call(m.createTask, { task: { title: "Book movers", projectId } })).task as JsonObject;
+    const boxesId = boxes.id as string;
+    const tape = (await call(m.createTask, { task: { title: "Tape", parentId: boxesId } })).task as JsonObject;
+    expect(tape).toMatchObject({ parentId: boxesId, projectId });
+    await call(m.moveTask, { taskId: movers.id as string, beforeTaskId: boxesId });
+    const manual = (await call(m.listTasks, { projectId, order: "TASK_ORDER_MANUAL" })).tasks as JsonObject[];
+    expect(manual.filter((t) => !t.parentId).map((t) => t.title)).toEqual(["Book movers", "Buy boxes"]);
+    const labelled = (await call(m.listTasks, { labelId })).tasks as JsonObject[];
+    expect(labelled.map((t) => t.id)).toEqual([boxes.id]);
+
+    // The parent waits for its open subtask unless the caller asks to complete both.
+    fails(
+      await api.call(m.completeTask, { taskId: boxes.id as string }, me.token),
+      Code.FailedPrecondition,
+      /1 open subtask/,
+    );
+    await call(m.completeTask, { taskId: boxesId, completeChildren: true });
+
+    // Another user's project, label and task ids are NOT_FOUND.
+    const other = await signUp(api);
+    fails(await api.call(m.updateProject, { projectId, name: "mine" }, other.token), Code.NotFound);
+    fails(await api.call(m.deleteLabel, { labelId }, other.token), Code.NotFound);
+    fails(
+      await api.call(m.createTask, { task: { title: "x", parentId: boxes.id as string } }, other.token),
+      Code.NotFound,
+    );
+    fails(await api.call(m.listTasks, { projectId: randomUUID() }, me.token), Code.NotFound);
+
+    const stats = await waitFor("analytics to count per project and label", async () => {
+      const s = ok(await api.call(AnalyticsService.method.getStats, {}, me.token)).stats as JsonObject | undefined;
+      const perProject = (s?.projectCounts as JsonObject[] | undefined)?.find((p) => p.projectId === projectId);
+      return perProject && Number(perProject.completedCount ?? 0) === 2 ? s : undefined;
+    });
+    expect(stats.labelCounts).toEqual([{ labelId, completedCount: "1" }]);
+    const hits = ok(await api.call(AnalyticsService.method.searchTasks, { query: "tape", projectId }, me.token))
+      .hits as JsonObject[];
+    expect(hits.map((h) => h.taskId)).toEqual([tape.id]);
+
+    // Deleting the project deletes its three tasks; the Inbox stays and cannot be deleted.
+    expect((await call(m.deleteProject, { projectId })).deletedTaskCount).toBe("3");
+    const inboxId = (projects[0] as JsonObject).id as string;
+    fails(await api.call(m.deleteProject, { projectId: inboxId }, me.token), Code.FailedPrecondition);
+  }, 30_000);
+});
