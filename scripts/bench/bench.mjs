@@ -41,8 +41,15 @@ const { values: args } = parseArgs({
     scale: { type: "string" },
     keep: { type: "boolean" },
     "cpu-prof": { type: "string" },
+    only: { type: "string" },
   },
 });
+/** --only relay,edge,write,events,scale,memory: run those sections (default all; start-up is always measured). */
+const SECTIONS = ["relay", "edge", "write", "events", "scale", "memory"];
+const only = args.only ? args.only.split(",") : SECTIONS;
+for (const s of only)
+  if (!SECTIONS.includes(s)) throw new Error(`--only: unknown section ${s} (${SECTIONS.join(", ")})`);
+const want = (s) => only.includes(s);
 const tiny = args.tiny ?? false;
 const D = Number(args.duration ?? (tiny ? 300 : 2000));
 const WARMUP = tiny ? 100 : 400;
@@ -72,24 +79,26 @@ const rssMiB = (pid) => {
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // --- relay ------------------------------------------------------------------------------------
-log("relay vs raw JetStream publish");
 if (args["cpu-prof"]) mkdirSync(resolve(args["cpu-prof"]), { recursive: true });
-const relay = await relayBench({ n: tiny ? 300 : 5000, rounds: tiny ? 1 : 2 });
-row(
-  "relay.drain",
-  "outbox relay drain vs raw nats.js async publish (same stream)",
-  { name: "relay", value: relay.relay, stats: relay.stats },
-  { name: `raw js.publish, ${relay.window} in flight`, value: relay.raw },
-  "msg/s",
-  { target: 0.5 },
-);
-row(
-  "relay.reconciling",
-  `relay drain with the outbox reconciler checking beside it every 20 ms (${relay.checked} rows checked) vs without`,
-  { name: "relay + reconciler", value: relay.reconciling },
-  { name: "relay alone", value: relay.relay },
-  "msg/s",
-);
+if (want("relay")) {
+  log("relay vs raw JetStream publish");
+  const relay = await relayBench({ n: tiny ? 300 : 5000, rounds: tiny ? 1 : 2 });
+  row(
+    "relay.drain",
+    "outbox relay drain vs raw nats.js async publish (same stream)",
+    { name: "relay", value: relay.relay, stats: relay.stats },
+    { name: `raw js.publish, ${relay.window} in flight`, value: relay.raw },
+    "msg/s",
+    { target: 0.5 },
+  );
+  row(
+    "relay.reconciling",
+    `relay drain with the outbox reconciler checking beside it every 20 ms (${relay.checked} rows checked) vs without`,
+    { name: "relay + reconciler", value: relay.reconciling },
+    { name: "relay alone", value: relay.relay },
+    "msg/s",
+  );
+}
 
 // --- the system ---------------------------------------------------------------------------------
 const data = tempDir("taskmesh-bench-");
@@ -214,7 +223,7 @@ try {
     },
   };
   const loop = (call, c) => closedLoop(call, { concurrency: c, durationMs: D, warmupMs: WARMUP });
-  for (const [name, r] of Object.entries(reads)) {
+  for (const [name, r] of want("edge") ? Object.entries(reads) : []) {
     for (const c of CONCURRENCY) {
       log(`${name} c=${c}`);
       const auth = { headers: { authorization: `Bearer ${reader.token}` } };
@@ -252,7 +261,7 @@ try {
   // --- write path ------------------------------------------------------------------------------
   const writer = await signUp();
   let w = 0;
-  for (const c of CONCURRENCY) {
+  for (const c of want("write") ? CONCURRENCY : []) {
     log(`CreateTask c=${c}`);
     const b = await loop(() => bareClient.call(M.createTask, taskInput(w++)), c);
     const d = await loop(() => direct.call(M.createTask, taskInput(w++), writer.token), c);
@@ -280,7 +289,7 @@ try {
   // without the CreateTask answer's own trip back through the gateway.
   const newest = analytics.prepare("SELECT id, task_id AS taskId FROM tasks WHERE id > ? ORDER BY id").raw();
   const wallNow = () => performance.timeOrigin + performance.now();
-  for (const rate of RATES) {
+  for (const rate of want("events") ? RATES : []) {
     const user = await signUp();
     const created = new Map(); // task id → create_time (epoch ms)
     const visible = new Map(); // task id → first seen in analytics (epoch ms)
@@ -338,7 +347,7 @@ try {
   const big = await signUp();
   const scale = {};
   let have = 0;
-  for (const n of SCALE) {
+  for (const n of want("scale") ? SCALE : []) {
     log(`seeding ${n} tasks`);
     await seed(big, have, n);
     have = n;
@@ -359,7 +368,7 @@ try {
     }
   }
   const [small, large] = [SCALE[0], SCALE.at(-1)];
-  for (const c of CONCURRENCY) {
+  for (const c of want("scale") ? CONCURRENCY : []) {
     row(
       `scale.list.c${c}`,
       `ListTasks c=${c} (gateway): ${large} vs ${small} tasks of one user`,
@@ -379,7 +388,7 @@ try {
 
   // --- memory and start-up ---------------------------------------------------------------------
   const loaded = Object.fromEntries(services.map(([name, s]) => [name, rssMiB(s.pid)]));
-  for (const [name] of services) {
+  for (const [name] of want("memory") ? services : []) {
     row(
       `rss.${name}`,
       `RSS of ${name}: after load vs idle (MiB)`,
@@ -390,13 +399,14 @@ try {
     );
   }
   const total = (o) => Object.values(o).reduce((a, b) => a + (b ?? 0), 0);
-  row(
-    "rss.total",
-    "RSS of every service: after load vs idle (MiB)",
-    { name: "after load", value: total(loaded) },
-    { name: "idle", value: total(idle) },
-    "MiB",
-  );
+  if (want("memory"))
+    row(
+      "rss.total",
+      "RSS of every service: after load vs idle (MiB)",
+      { name: "after load", value: total(loaded) },
+      { name: "idle", value: total(idle) },
+      "MiB",
+    );
   row(
     "startup",
     "start-up of the system (startSystem, as npm start --no-build) to all ready (ms)",
