@@ -58,6 +58,13 @@ export interface DependencyCallOptions {
   callerRemainingMs?: number | undefined;
   /** The caller's cancellation (e.g. the inbound call's signal). A cancelled call never counts. */
   signal?: AbortSignal | undefined;
+  /**
+   * Whether a missed deadline counts as a failure of the dependency. False for a caller whose own
+   * budget is tighter than the dependency is expected to meet (a dashboard part): a slow part then
+   * goes missing from that answer without opening the breaker for everyone else's calls, while
+   * UNAVAILABLE and the like still count. Default true.
+   */
+  deadlineCounts?: boolean | undefined;
 }
 
 export type BreakerState = "closed" | "open" | "half-open" | "isolated";
@@ -248,7 +255,10 @@ export class DependencyPolicy {
       outcome = await this.#timeout(budget, !callerCapped).execute(
         (_ctx, signal) =>
           untilAborted(
-            this.#breaker.execute(() => this.#admit(run, signal, budget, callerCapped, o.signal), signal),
+            this.#breaker.execute(
+              () => this.#admit(run, signal, budget, callerCapped || o.deadlineCounts === false, o.signal),
+              signal,
+            ),
             signal,
           ),
         o.signal,
