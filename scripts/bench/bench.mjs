@@ -25,9 +25,13 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import { AnalyticsService } from "@taskmesh/gen/taskmesh/analytics/v1/analytics_pb";
 import { TaskService } from "@taskmesh/gen/taskmesh/tasks/v1/tasks_pb";
 import { UserService } from "@taskmesh/gen/taskmesh/users/v1/users_pb";
+import { openDatabase } from "@taskmesh/platform";
 import { tempDir } from "@taskmesh/platform/testing";
 import { startSystem } from "@taskmesh/runner";
 import Database from "better-sqlite3";
+import { connect as natsConnect } from "nats";
+import { inputFields } from "../../services/tasks/dist/task-service.js";
+import { MIGRATIONS as TASK_MIGRATIONS, TasksStore } from "../../services/tasks/dist/tasks-store.js";
 import { rawClient } from "./grpc-raw.mjs";
 import { closedLoop, openLoop, summary } from "./measure.mjs";
 import { relayBench } from "./relay-bench.mjs";
@@ -41,8 +45,15 @@ const { values: args } = parseArgs({
     scale: { type: "string" },
     keep: { type: "boolean" },
     "cpu-prof": { type: "string" },
+    only: { type: "string" },
   },
 });
+/** --only relay,edge,write,events,scale,memory: run those sections (default all; start-up is always measured). */
+const SECTIONS = ["relay", "edge", "write", "events", "scale", "memory"];
+const only = args.only ? args.only.split(",") : SECTIONS;
+for (const s of only)
+  if (!SECTIONS.includes(s)) throw new Error(`--only: unknown section ${s} (${SECTIONS.join(", ")})`);
+const want = (s) => only.includes(s);
 const tiny = args.tiny ?? false;
 const D = Number(args.duration ?? (tiny ? 300 : 2000));
 const WARMUP = tiny ? 100 : 400;
@@ -61,6 +72,18 @@ function row(id, label, value, baseline, unit, extra = {}) {
   log(`${id}: ${value.value} vs ${baseline.value} ${unit} (${ratio}×)`);
 }
 const fig = (name, r) => ({ name, value: r.rate, p50: r.p50, p99: r.p99, p999: r.p999, errors: r.errors });
+/**
+ * PSS (proportional set size) in MiB: RSS with pages shared between processes divided among them.
+ * Each service's RSS counts the ~47 MiB of the node binary it maps, which seven services share.
+ */
+const pssMiB = (pid) => {
+  try {
+    const m = /Pss:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/smaps_rollup`, "utf8"));
+    return m ? Math.round(Number(m[1]) / 1024) : null;
+  } catch {
+    return null;
+  }
+};
 const rssMiB = (pid) => {
   try {
     const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
@@ -72,24 +95,26 @@ const rssMiB = (pid) => {
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // --- relay ------------------------------------------------------------------------------------
-log("relay vs raw JetStream publish");
 if (args["cpu-prof"]) mkdirSync(resolve(args["cpu-prof"]), { recursive: true });
-const relay = await relayBench({ n: tiny ? 300 : 5000, rounds: tiny ? 1 : 2 });
-row(
-  "relay.drain",
-  "outbox relay drain vs raw nats.js async publish (same stream)",
-  { name: "relay", value: relay.relay, stats: relay.stats },
-  { name: `raw js.publish, ${relay.window} in flight`, value: relay.raw },
-  "msg/s",
-  { target: 0.5 },
-);
-row(
-  "relay.reconciling",
-  `relay drain with the outbox reconciler checking beside it every 20 ms (${relay.checked} rows checked) vs without`,
-  { name: "relay + reconciler", value: relay.reconciling },
-  { name: "relay alone", value: relay.relay },
-  "msg/s",
-);
+if (want("relay")) {
+  log("relay vs raw JetStream publish");
+  const relay = await relayBench({ n: tiny ? 300 : 5000, rounds: tiny ? 1 : 2 });
+  row(
+    "relay.drain",
+    "outbox relay drain vs raw nats.js async publish (same stream)",
+    { name: "relay", value: relay.relay, stats: relay.stats },
+    { name: `raw js.publish, ${relay.window} in flight`, value: relay.raw },
+    "msg/s",
+    { target: 0.5 },
+  );
+  row(
+    "relay.reconciling",
+    `relay drain with the outbox reconciler checking beside it every 20 ms (${relay.checked} rows checked) vs without`,
+    { name: "relay + reconciler", value: relay.reconciling },
+    { name: "relay alone", value: relay.relay },
+    "msg/s",
+  );
+}
 
 // --- the system ---------------------------------------------------------------------------------
 const data = tempDir("taskmesh-bench-");
@@ -133,6 +158,7 @@ try {
   const services = Object.entries(system.services).filter(([name]) => name !== "nats");
   await sleep(tiny ? 500 : 3000); // let start-up work (JIT, first scrapes) settle before "idle"
   const idle = Object.fromEntries(services.map(([name, s]) => [name, rssMiB(s.pid)]));
+  const idlePss = Object.fromEntries(services.map(([name, s]) => [name, pssMiB(s.pid)]));
 
   /** Registers and logs in through the gateway; retried, since it follows phases that may overload the edge. */
   const signUp = async (attempt = 1) => {
@@ -170,10 +196,50 @@ try {
   const analytics = new Database(join(data.path, "analytics.db"), { readonly: true });
   analytics.pragma("busy_timeout = 5000");
   const analyticsCount = analytics.prepare("SELECT count(*) FROM tasks WHERE user_id = ?").pluck();
+  /**
+   * Seeds a big user fast: the tasks service's own store writes the rows and their outbox events
+   * (1,000 per transaction, into the live WAL database), its relay publishes them (it polls), and
+   * analytics indexes them as it would any task.created. The API path (seed) would take ~15 min for 100k.
+   */
+  const bulkSeed = async (user, from, n) => {
+    const tasksDb = openDatabase(join(data.path, "tasks.db"), TASK_MIGRATIONS);
+    tasksDb.pragma("busy_timeout = 10000");
+    const store = new TasksStore(tasksDb);
+    const chunk = tasksDb.transaction((a, b) => {
+      for (let i = a; i < b; i++) {
+        const fields = inputFields("task", taskInput(i).task);
+        store.create(user.userId, () => fields, { id: randomUUID(), now: Date.now(), maxTasks: 1e9 });
+      }
+    });
+    for (let i = from; i < n; i += 1000) {
+      chunk.immediate(i, Math.min(n, i + 1000));
+      await sleep(0); // let the bench's own timers run
+    }
+    tasksDb.close();
+  };
+  /** Until every durable consumer of every stream has nothing pending (the seed's events all handled everywhere). */
+  const settled = async () => {
+    const nc = await natsConnect({ servers: system.endpoints.nats });
+    try {
+      const jsm = await nc.jetstreamManager();
+      const deadline = Date.now() + 300_000;
+      for (;;) {
+        let pending = 0;
+        for await (const st of jsm.streams.list()) {
+          for await (const ci of jsm.consumers.list(st.config.name)) pending += ci.num_pending + ci.num_ack_pending;
+        }
+        if (pending === 0 || Date.now() > deadline) return;
+        await sleep(250);
+      }
+    } finally {
+      await nc.close();
+    }
+  };
   const indexed = async (user, n) => {
-    const deadline = Date.now() + 120_000;
+    const limitMs = 120_000 + n * 5;
+    const deadline = Date.now() + limitMs;
     while (analyticsCount.get(user.userId) < n) {
-      if (Date.now() > deadline) throw new Error(`analytics did not index ${n} tasks in 120 s`);
+      if (Date.now() > deadline) throw new Error(`analytics did not index ${n} tasks in ${limitMs / 1000} s`);
       await sleep(50);
     }
   };
@@ -214,7 +280,7 @@ try {
     },
   };
   const loop = (call, c) => closedLoop(call, { concurrency: c, durationMs: D, warmupMs: WARMUP });
-  for (const [name, r] of Object.entries(reads)) {
+  for (const [name, r] of want("edge") ? Object.entries(reads) : []) {
     for (const c of CONCURRENCY) {
       log(`${name} c=${c}`);
       const auth = { headers: { authorization: `Bearer ${reader.token}` } };
@@ -252,7 +318,7 @@ try {
   // --- write path ------------------------------------------------------------------------------
   const writer = await signUp();
   let w = 0;
-  for (const c of CONCURRENCY) {
+  for (const c of want("write") ? CONCURRENCY : []) {
     log(`CreateTask c=${c}`);
     const b = await loop(() => bareClient.call(M.createTask, taskInput(w++)), c);
     const d = await loop(() => direct.call(M.createTask, taskInput(w++), writer.token), c);
@@ -280,7 +346,7 @@ try {
   // without the CreateTask answer's own trip back through the gateway.
   const newest = analytics.prepare("SELECT id, task_id AS taskId FROM tasks WHERE id > ? ORDER BY id").raw();
   const wallNow = () => performance.timeOrigin + performance.now();
-  for (const rate of RATES) {
+  for (const rate of want("events") ? RATES : []) {
     const user = await signUp();
     const created = new Map(); // task id → create_time (epoch ms)
     const visible = new Map(); // task id → first seen in analytics (epoch ms)
@@ -338,11 +404,12 @@ try {
   const big = await signUp();
   const scale = {};
   let have = 0;
-  for (const n of SCALE) {
+  for (const n of want("scale") ? SCALE : []) {
     log(`seeding ${n} tasks`);
-    await seed(big, have, n);
+    await bulkSeed(big, have, n);
     have = n;
     await indexed(big, n);
+    await settled(); // reminders, recurrence... still handling the seed would load the measurement
     scale[n] = {};
     for (const c of CONCURRENCY) {
       const list = await loop(() => gw.call(M.listTasks, create(M.listTasks.input, { pageSize: 50 }), big.token), c);
@@ -359,7 +426,7 @@ try {
     }
   }
   const [small, large] = [SCALE[0], SCALE.at(-1)];
-  for (const c of CONCURRENCY) {
+  for (const c of want("scale") ? CONCURRENCY : []) {
     row(
       `scale.list.c${c}`,
       `ListTasks c=${c} (gateway): ${large} vs ${small} tasks of one user`,
@@ -379,24 +446,27 @@ try {
 
   // --- memory and start-up ---------------------------------------------------------------------
   const loaded = Object.fromEntries(services.map(([name, s]) => [name, rssMiB(s.pid)]));
-  for (const [name] of services) {
+  const loadedPss = Object.fromEntries(services.map(([name, s]) => [name, pssMiB(s.pid)]));
+  for (const [name] of want("memory") ? services : []) {
     row(
       `rss.${name}`,
       `RSS of ${name}: after load vs idle (MiB)`,
       { name: "after load", value: loaded[name] },
       { name: "idle", value: idle[name] },
       "MiB",
-      { targetIdleMiB: 80 },
+      { targetIdleMiB: 80, pssIdleMiB: idlePss[name], pssAfterLoadMiB: loadedPss[name] },
     );
   }
   const total = (o) => Object.values(o).reduce((a, b) => a + (b ?? 0), 0);
-  row(
-    "rss.total",
-    "RSS of every service: after load vs idle (MiB)",
-    { name: "after load", value: total(loaded) },
-    { name: "idle", value: total(idle) },
-    "MiB",
-  );
+  if (want("memory"))
+    row(
+      "rss.total",
+      "RSS of every service: after load vs idle (MiB)",
+      { name: "after load", value: total(loaded) },
+      { name: "idle", value: total(idle) },
+      "MiB",
+      { pssIdleMiB: total(idlePss), pssAfterLoadMiB: total(loadedPss) },
+    );
   row(
     "startup",
     "start-up of the system (startSystem, as npm start --no-build) to all ready (ms)",
@@ -457,4 +527,11 @@ for (const [i, t] of table.entries()) {
   console.log(t.map((c, j) => (j === 0 ? c.padEnd(widths[j]) : c.padStart(widths[j]))).join("  "));
   if (i === 0) console.log(widths.map((w) => "-".repeat(w)).join("  "));
 }
+const pss = rows.filter((r) => r.pssIdleMiB !== undefined);
+if (pss.length > 0)
+  console.log(
+    `\nPSS idle/after load, MiB (shared pages such as the node binary divided among the processes): ${pss
+      .map((r) => `${r.id.replace("rss.", "")} ${r.pssIdleMiB}/${r.pssAfterLoadMiB}`)
+      .join(", ")}`,
+  );
 console.log(`\nJSON: ${out}`);

@@ -35,10 +35,12 @@ const dir = process.env.TASKMESH_DATA_DIR;
 writeFileSync(dir + "/" + name + ".env.json", JSON.stringify(process.env));
 writeFileSync(dir + "/port-" + process.env.GRPC_PORT + ".env.json", JSON.stringify(process.env));
 appendFileSync(dir + "/order.txt", name + "\\n");
+appendFileSync(dir + "/times.txt", "start " + process.env.GRPC_PORT + " " + Date.now() + "\\n");
 runMain(name, async () => {
   const logger = createLogger(name);
   const server = new GrpcServer({ name, logger, services: [] });
   await server.listen(Number(process.env.GRPC_PORT));
+  appendFileSync(dir + "/times.txt", "ready " + process.env.GRPC_PORT + " " + Date.now() + "\\n");
   return { running: { shutdown: () => server.shutdown(1000) }, logger };
 });
 `;
@@ -94,15 +96,30 @@ describe("startSystem", () => {
     JSON.parse(readFileSync(join(data.path, `${name}.env.json`), "utf8"));
   const envOfPort = (port: number | undefined): Record<string, string> =>
     JSON.parse(readFileSync(join(data.path, `port-${port}.env.json`), "utf8"));
+  /** When each process (by gRPC port) started and listened, ms since the epoch, as it wrote them. */
+  const timesOf = () => {
+    const t = { start: new Map<number, number>(), ready: new Map<number, number>() };
+    for (const line of readFileSync(join(data.path, "times.txt"), "utf8").trim().split("\n")) {
+      const [what, port, at] = line.split(" ");
+      t[what as "start" | "ready"].set(Number(port), Number(at));
+    }
+    return t;
+  };
 
   it("starts nats-server and every built service, dependencies first, each with its environment", async () => {
     system = await start();
     const order = readFileSync(join(data.path, "order.txt"), "utf8").trim().split("\n");
-    // Every built service (the list grows as services are built), each after those it depends on.
-    expect(order).toEqual(startOrder(builtServices()));
-    expect(order.filter((n) => ["users", "tasks", "gateway"].includes(n))).toEqual(["users", "tasks", "gateway"]);
+    // Every built service (the list grows as services are built); the backends start together
+    // (each needs only NATS), the edge only once every one of them is ready.
+    expect([...order].sort()).toEqual([...builtServices()].sort());
     const { services, endpoints } = system;
-    expect(Object.keys(services)).toEqual(["nats", ...order]);
+    expect(Object.keys(services)).toEqual(["nats", ...startOrder(builtServices())]);
+    const times = timesOf();
+    const gatewayStart = times.start.get(services.gateway?.port ?? -1) ?? 0;
+    for (const [name, s] of Object.entries(services)) {
+      if (name === "nats" || name === "gateway") continue;
+      expect(times.ready.get(s.port), name).toBeLessThanOrEqual(gatewayStart);
+    }
     for (const s of Object.values(services)) expect(alive(s.pid)).toBe(true);
 
     const users = envOf("users");
@@ -231,8 +248,8 @@ describe("startSystem", () => {
     expect(endpoints.metrics["tasks.2"]).toBe(`http://127.0.0.1:${two?.metricsPort}/metrics`);
     expect((await fetch(endpoints.metrics["tasks.2"] ?? "")).status).toBe(200);
     // One after the other: the second opens a database the first has migrated.
-    const order = readFileSync(join(data.path, "order.txt"), "utf8").trim().split("\n");
-    expect(order.indexOf("tasks") + 1).toBe(order.lastIndexOf("tasks"));
+    const times = timesOf();
+    expect(times.start.get(two?.port ?? -1)).toBeGreaterThanOrEqual(times.ready.get(one?.port ?? -1) ?? Infinity);
     // Every caller balances over both; a single-process service keeps its plain address.
     const target = `ipv4:127.0.0.1:${one?.port},127.0.0.1:${two?.port}`;
     expect(envOf("gateway").TASKS_ADDR).toBe(target);

@@ -384,6 +384,25 @@ describe("circuit breaker per dependency", () => {
     expect(gw.app.dependencies.get("analytics")?.state).toBe("open");
   });
 
+  it("does not open for dashboard parts that miss their budget: the slow part is named missing, forwarded calls still reach the backend", async () => {
+    const analytics = await startAnalytics("hang");
+    const gw = await startGateway({ ...breakerEnv(analytics.address), DASHBOARD_PART_TIMEOUT_MS: "300" });
+    const me = await newUser(gw.transport);
+    for (let i = 0; i < 4; i++) {
+      const res = await gw.dashboard.getDashboard({}, bearer(me.token));
+      expect(missingOf(res).STATS).toBe("DEADLINE_EXCEEDED");
+    }
+    // Four misses against a breaker that opens after three failures: every one reached analytics.
+    expect(analytics.state.received).toBe(4);
+    expect(gw.app.dependencies.get("analytics")?.state).toBe("closed");
+    expect(await gw.health("dependency.analytics")).toBe(Status.SERVING);
+    const search = await createClient(AnalyticsService, gw.transport).searchTasks(
+      { query: "anything" },
+      bearer(me.token),
+    );
+    expect(search.hits).toEqual([]);
+  });
+
   it("guards the forwarding routes too: a backend that is down opens its breaker, then forwarded calls fail fast with UNAVAILABLE", async () => {
     const gw = await startGateway({
       TASKS_ADDR: `127.0.0.1:${await freePort()}`,

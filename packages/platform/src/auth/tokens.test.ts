@@ -102,4 +102,46 @@ describe("createUserTokenVerifier", () => {
     });
     expect(await verifier.verify(await sign(now(), now() + 86_400))).toBe("user-1");
   });
+
+  it("takes a token that verified as verified for memoMs without checking it again, never past its exp", async () => {
+    const { publicKey, privateKey } = await generateKeyPair("EdDSA", { extractable: true });
+    const jwk: JWK = { ...(await exportJWK(publicKey)), kid: "k", alg: USER_TOKEN_ALG, use: "sig" };
+    const local = createLocalJWKSet({ keys: [jwk] });
+    let lookups = 0;
+    let clock = Date.now();
+    const verifier = createUserTokenVerifier(
+      (header, token) => {
+        lookups++;
+        return local(header, token);
+      },
+      { memoMs: 60_000, now: () => clock },
+    );
+    const sign = (expSeconds: number) =>
+      new SignJWT({})
+        .setProtectedHeader({ alg: USER_TOKEN_ALG, kid: "k" })
+        .setSubject("user-1")
+        .setIssuer(USER_TOKEN_ISSUER)
+        .setAudience(USER_TOKEN_AUDIENCE)
+        .setIssuedAt(Math.floor(clock / 1000))
+        .setExpirationTime(Math.floor(clock / 1000) + expSeconds)
+        .sign(privateKey);
+    const token = await sign(3600);
+    expect(await verifier.verify(token)).toBe("user-1");
+    expect(await verifier.verify(token)).toBe("user-1");
+    expect(lookups).toBe(1);
+    clock += 61_000; // the memo has lapsed: the signature is checked again
+    expect(await verifier.verify(token)).toBe("user-1");
+    expect(lookups).toBe(2);
+
+    const shortLived = await sign(10);
+    expect(await verifier.verify(shortLived)).toBe("user-1");
+    clock += 45_000; // past exp + the 30 s skew, within memoMs: refused, not remembered
+    await expect(verifier.verify(shortLived)).rejects.toMatchObject({
+      code: Code.Unauthenticated,
+      rawMessage: "invalid token: expired",
+    });
+    const forged = `${token.slice(0, -4)}AAAA`;
+    await expect(verifier.verify(forged)).rejects.toMatchObject({ code: Code.Unauthenticated });
+    await expect(verifier.verify(forged)).rejects.toMatchObject({ code: Code.Unauthenticated });
+  });
 });

@@ -30,6 +30,18 @@ export interface UserTokenVerifierOptions {
    * is refused rather than good for ever.
    */
   maxLifetimeSeconds?: number;
+  /**
+   * How long a token that verified is taken as verified again without checking its signature,
+   * in ms (never past its own `exp`). The same bearer token comes with every call of a session,
+   * and an Ed25519 check is most of an edge hop's CPU; 0 turns the memo off. A retired key's
+   * tokens stop verifying within this time (remote key sets are cached 5 min anyway).
+   * Default 60000.
+   */
+  memoMs?: number;
+  /** Most tokens remembered (the oldest is forgotten first). Default 10000. */
+  memoSize?: number;
+  /** Clock for the memo, ms since the epoch. Default Date.now. */
+  now?: () => number;
 }
 
 /** Clock skew tolerated between the signer and a verifier, in seconds. */
@@ -39,12 +51,23 @@ const CLOCK_SKEW_SECONDS = 30;
  * Verifies user JWTs: algorithm pinned to EdDSA; signature checked against the key named by
  * `kid` in the key set (a remote JWKS re-fetches on an unknown kid, so rotation needs no restart);
  * `exp`, `iat`, `nbf`, `iss` and `aud` required and checked, with 30 s of clock tolerance; an
- * `iat` in the future beyond that, or a lifetime over `maxLifetimeSeconds`, is refused.
+ * `iat` in the future beyond that, or a lifetime over `maxLifetimeSeconds`, is refused. A token that
+ * verified is remembered for `memoMs` (only successes: a bad token is checked every time).
  */
 export function createUserTokenVerifier(keys: JWTVerifyGetKey, opts: UserTokenVerifierOptions = {}): UserTokenVerifier {
   const maxLifetime = opts.maxLifetimeSeconds ?? 86_400;
+  const memoMs = opts.memoMs ?? 60_000;
+  const memoSize = opts.memoSize ?? 10_000;
+  const now = opts.now ?? Date.now;
+  // token → its subject and until when it counts as verified (Map order = insertion: oldest first).
+  const memo = new Map<string, { sub: string; untilMs: number }>();
   return {
     async verify(token) {
+      const known = memo.get(token);
+      if (known !== undefined) {
+        if (now() < known.untilMs) return known.sub;
+        memo.delete(token);
+      }
       try {
         const { payload } = await jwtVerify(token, keys, {
           algorithms: [USER_TOKEN_ALG],
@@ -52,10 +75,17 @@ export function createUserTokenVerifier(keys: JWTVerifyGetKey, opts: UserTokenVe
           audience: USER_TOKEN_AUDIENCE,
           requiredClaims: ["exp", "sub", "iat"],
           clockTolerance: CLOCK_SKEW_SECONDS,
+          currentDate: new Date(now()),
         });
         if (typeof payload.sub !== "string" || payload.sub === "")
           throw new errors.JWTClaimValidationFailed("sub", payload);
-        checkLifetime(payload, maxLifetime);
+        checkLifetime(payload, maxLifetime, now());
+        if (memoMs > 0) {
+          // jose accepts a token until exp + the clock tolerance; the memo never outlives that.
+          const untilMs = Math.min(now() + memoMs, ((payload.exp as number) + CLOCK_SKEW_SECONDS) * 1000);
+          if (memo.size >= memoSize) memo.delete(memo.keys().next().value as string);
+          memo.set(token, { sub: payload.sub, untilMs });
+        }
         return payload.sub;
       } catch (e) {
         // A key getter may report its own status (e.g. UNAVAILABLE when the key set cannot be fetched).
@@ -67,8 +97,8 @@ export function createUserTokenVerifier(keys: JWTVerifyGetKey, opts: UserTokenVe
 }
 
 /** `iat` not in the future (beyond the skew) and `exp − iat` within `maxLifetime` seconds. */
-function checkLifetime(payload: { iat?: number; exp?: number }, maxLifetime: number): void {
-  const now = Math.floor(Date.now() / 1000);
+function checkLifetime(payload: { iat?: number; exp?: number }, maxLifetime: number, nowMs: number): void {
+  const now = Math.floor(nowMs / 1000);
   const iat = payload.iat ?? 0;
   if (iat > now + CLOCK_SKEW_SECONDS)
     throw new errors.JWTClaimValidationFailed("iat in the future", payload, "iat", "is in the future");
@@ -141,7 +171,7 @@ export class ServiceTokens {
         requiredClaims: ["exp", "sub", "iat"],
         clockTolerance: CLOCK_SKEW_SECONDS,
       });
-      checkLifetime(payload, SERVICE_TOKEN_MAX_LIFETIME_SECONDS);
+      checkLifetime(payload, SERVICE_TOKEN_MAX_LIFETIME_SECONDS, Date.now());
       return payload.sub as string;
     } catch (e) {
       throw new ConnectError(`invalid service token: ${describeJoseError(e)}`, Code.Unauthenticated);

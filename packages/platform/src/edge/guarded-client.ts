@@ -16,6 +16,8 @@ export interface GuardOptions {
    */
   reserveMs?: number;
   reserveFraction?: number;
+  /** Whether a missed deadline counts against the dependency's breaker (DependencyCallOptions). Default true. */
+  deadlineCounts?: boolean;
 }
 
 /**
@@ -62,6 +64,7 @@ export function guardClient<S extends DescService>(
           timeoutMs: o.timeoutMs ?? opts.defaultTimeoutMs,
           callerRemainingMs: remaining === undefined ? undefined : remaining - reserve(remaining),
           signal: callerSignal,
+          deadlineCounts: opts.deadlineCounts,
         },
       );
     };

@@ -211,6 +211,17 @@ describe("events kit (real nats-server)", () => {
       expect(stored.map((m) => fromBinary(EnvelopeSchema, m.data).id)).toEqual([marker.id]);
     });
 
+    it("marks published rows without changing the connection's durability for the service's own commits (synchronous stays FULL)", async () => {
+      const f = fixture();
+      expect(f.db.pragma("synchronous", { simple: true })).toBe(2);
+      const relay = f.relay();
+      relay.start();
+      for (let i = 0; i < 5; i++) f.createItem();
+      await waitFor("backlog 0", () => relay.backlog() === 0 && relay.stats.published === 5);
+      expect(f.db.pragma("synchronous", { simple: true })).toBe(2);
+      expect(await f.streamMessages()).toHaveLength(5);
+    });
+
     it("reports the unpublished backlog and publishes what a previous process left at start", async () => {
       const f = fixture();
       for (let i = 0; i < 3; i++) f.createItem();

@@ -146,6 +146,7 @@ export function createGrpcClient<S extends DescService>(service: S, opts: GrpcCl
         record?.(path);
         const { metadata, deadline, signal } = await prepareCall(opts, method, o, defaultTimeout);
         return await new Promise((resolve, reject) => {
+          const onAbort = () => call.cancel();
           const call = channel.makeUnaryRequest(
             path,
             serialize,
@@ -153,9 +154,14 @@ export function createGrpcClient<S extends DescService>(service: S, opts: GrpcCl
             create(method.input, request),
             metadata,
             { deadline },
-            (err, res) => (err ? reject(fromGrpcError(err)) : resolve(res)),
+            (err, res) => {
+              // A settled call has nothing to cancel: an abort later (the caller's context ending) runs no listener.
+              signal?.removeEventListener("abort", onAbort);
+              if (err) reject(fromGrpcError(err));
+              else resolve(res);
+            },
           );
-          signal?.addEventListener("abort", () => call.cancel(), { once: true });
+          signal?.addEventListener("abort", onAbort, { once: true });
         });
       };
     } else if (method.methodKind === "server_streaming") {
