@@ -12,6 +12,8 @@ import { MIGRATIONS } from "./tasks-store.js";
 const BEFORE_PRIORITY = MIGRATIONS.filter((m) => m.version <= 5);
 /** The schema before projects, labels and subtasks (migrations 1–6). */
 const BEFORE_PROJECTS = MIGRATIONS.filter((m) => m.version <= 6);
+/** The schema before the per-user task counts (migrations 1–20). */
+const BEFORE_COUNTS = MIGRATIONS.filter((m) => m.version <= 20);
 
 describe("tasks database migration", () => {
   const dir = tempDir("tasks-migration-");
@@ -84,6 +86,48 @@ describe("tasks database migration", () => {
       );
     } finally {
       db.close();
+    }
+  });
+
+  it("counts each user's existing tasks for MAX_TASKS_PER_USER, and keeps the count in step with creates and deletes", async () => {
+    const counted = tempDir("tasks-migration-counts-");
+    try {
+      const [alice, bob] = [randomUUID(), randomUUID()];
+      const old = openDatabase(dbFile(counted.path), BEFORE_COUNTS);
+      const insert = old.prepare(`INSERT INTO tasks (id, user_id, title, status, create_time, update_time, version,
+          priority, project_id, rank) VALUES (?, ?, 'stored before counts', 'open', 1, 1, 1, 4, 'p', ?)`);
+      for (const rank of ["a0", "a1", "a2"]) insert.run(randomUUID(), alice, rank);
+      insert.run(randomUUID(), bob, "a0");
+      old.close();
+      const h = await startTasks({ dir: counted.path, env: { MAX_TASKS_PER_USER: "4" } });
+      try {
+        const a = await h.as(alice);
+        const fourth = (await a.createTask({ task: { title: "fourth" } })).task?.id ?? "";
+        await expect(a.createTask({ task: { title: "fifth" } })).rejects.toMatchObject({
+          message: expect.stringContaining("4"),
+        });
+        await a.deleteTask({ taskId: fourth });
+        await a.createTask({ task: { title: "fourth again" } });
+        const b = await h.as(bob);
+        for (const title of ["2", "3", "4"]) await b.createTask({ task: { title } });
+        await expect(b.createTask({ task: { title: "5" } })).rejects.toThrow();
+      } finally {
+        await h.stop({ remove: false });
+      }
+      const db = new Database(dbFile(counted.path), { readonly: true });
+      try {
+        // The kept number is what a count(*) gives, for every user.
+        const drift = db
+          .prepare(`SELECT c.user_id, c.n, (SELECT count(*) FROM tasks t WHERE t.user_id = c.user_id) AS actual
+              FROM user_task_counts c WHERE c.n != actual`)
+          .all();
+        expect(drift).toEqual([]);
+        expect(db.prepare("SELECT count(*) FROM user_task_counts WHERE n = 4").pluck().get()).toBe(2);
+      } finally {
+        db.close();
+      }
+    } finally {
+      counted.remove();
     }
   });
 

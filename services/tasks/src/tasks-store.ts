@@ -169,6 +169,32 @@ export const MIGRATIONS: readonly Migration[] = [
       ) STRICT;
     `,
   },
+  {
+    version: 21,
+    name: "task count per user",
+    // MAX_TASKS_PER_USER is checked on every create: a count(*) over the user's index rows grows
+    // with the user (about 5 ms at 100k tasks); the triggers keep the number in step with every
+    // insert and delete, in the same transaction, so the check is one primary-key read.
+    sql: `
+      CREATE TABLE user_task_counts (
+        user_id TEXT PRIMARY KEY,
+        n       INTEGER NOT NULL
+      ) WITHOUT ROWID;
+      INSERT INTO user_task_counts (user_id, n) SELECT user_id, count(*) FROM tasks GROUP BY user_id;
+      CREATE TRIGGER tasks_counted_on_insert AFTER INSERT ON tasks BEGIN
+        INSERT INTO user_task_counts (user_id, n) VALUES (NEW.user_id, 1)
+          ON CONFLICT (user_id) DO UPDATE SET n = n + 1;
+      END;
+      CREATE TRIGGER tasks_counted_on_delete AFTER DELETE ON tasks BEGIN
+        UPDATE user_task_counts SET n = n - 1 WHERE user_id = OLD.user_id;
+      END;
+      CREATE TRIGGER tasks_counted_on_move AFTER UPDATE OF user_id ON tasks BEGIN
+        UPDATE user_task_counts SET n = n - 1 WHERE user_id = OLD.user_id;
+        INSERT INTO user_task_counts (user_id, n) VALUES (NEW.user_id, 1)
+          ON CONFLICT (user_id) DO UPDATE SET n = n + 1;
+      END;
+    `,
+  },
 ];
 
 export type { TaskFields, TaskRecord, TaskStatusName } from "./task-record.js";
@@ -320,11 +346,11 @@ export class TasksStore {
     this.#setRank = db.prepare("UPDATE tasks SET rank = ? WHERE id = ? AND user_id = ?");
     this.#placeTask = db.prepare(`UPDATE tasks SET project_id = @project_id, rank = @rank, update_time = @now,
       version = version + 1 WHERE id = @id AND user_id = @user_id`);
-    this.#purgeOthers = ["task_labels", "labels", "projects"].map((t) =>
+    this.#purgeOthers = ["task_labels", "labels", "projects", "user_task_counts"].map((t) =>
       db.prepare<[string]>(`DELETE FROM ${t} WHERE user_id = ?`),
     );
     this.#get = db.prepare(`SELECT ${COLUMNS} FROM tasks WHERE id = ? AND user_id = ?`);
-    this.#count = db.prepare("SELECT count(*) AS n FROM tasks WHERE user_id = ?");
+    this.#count = db.prepare("SELECT n FROM user_task_counts WHERE user_id = ?");
     this.#getKey = db.prepare(
       "SELECT task_id, fingerprint FROM idempotency_keys WHERE user_id = ? AND scope = ? AND key = ?",
     );
