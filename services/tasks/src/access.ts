@@ -39,6 +39,29 @@ export function projectAccess(
   return { project: p, role };
 }
 
+/**
+ * `assigneeId` if it may be assigned tasks of the project (its owner or an editor), else
+ * INVALID_ARGUMENT naming `field`; null stays null (unassigned).
+ */
+export function checkAssignee(
+  store: TasksStore,
+  projectId: string,
+  assigneeId: string | null,
+  field: string,
+): string | null {
+  if (assigneeId === null) return null;
+  if (!canBeAssigned(store, projectId, assigneeId))
+    throw new ConnectError(`${field}: must be the project's owner or one of its editors`, Code.InvalidArgument);
+  return assigneeId;
+}
+
+/** True when `userId` is the project's owner or an editor of it. */
+export function canBeAssigned(store: TasksStore, projectId: string, userId: string): boolean {
+  const p = store.projects.getAny(projectId);
+  const role = p && roleIn(store, p, userId);
+  return role !== undefined && covers(role, "editor");
+}
+
 /** The task if the caller holds `need` in its project; errors as projectAccess, naming the task. */
 export function taskAccess(
   store: TasksStore,

@@ -207,5 +207,6 @@ export function changedFields(a: TaskFields, b: TaskFields): string[] {
   if (a.projectId !== b.projectId) out.push("project_id");
   if (a.labelIds.join() !== b.labelIds.join()) out.push("label_ids");
   if (a.parentId !== b.parentId) out.push("parent_id");
+  if (a.assigneeId !== b.assigneeId) out.push("assignee_id");
   return out;
 }

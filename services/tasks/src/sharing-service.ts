@@ -71,7 +71,14 @@ export function sharingMethods(deps: TaskServiceDeps): SharingMethods {
       const userId = liveUser(store, ctx);
       const { project } = projectAccess(store, userId, req.projectId, "owner", "project_id", "changing roles");
       const m = member(project.id, req.userId);
-      return { member: toMember(store.sharing.setRole(project, m, memberRole(req.role), now())) };
+      const role = memberRole(req.role);
+      // A viewer cannot be assigned tasks: the project's tasks assigned to them are unassigned.
+      const next = store.atomically(() => {
+        const changed = store.sharing.setRole(project, m, role, now());
+        if (role === "viewer") store.unassign(m.userId, project.id, now());
+        return changed;
+      });
+      return { member: toMember(next) };
     },
 
     /** The owner removes anyone but themselves; a member may remove only themselves (leave). */
@@ -91,7 +98,11 @@ export function sharingMethods(deps: TaskServiceDeps): SharingMethods {
           "user_id: the owner cannot leave their own project; delete it instead",
           Code.FailedPrecondition,
         );
-      store.sharing.remove(project, member(project.id, req.userId), leaving, now());
+      const m = member(project.id, req.userId);
+      store.atomically(() => {
+        store.sharing.remove(project, m, leaving, now());
+        store.unassign(m.userId, project.id, now());
+      });
       return {};
     },
   };

@@ -75,6 +75,10 @@ export const SHARING_MIGRATION_SQL = `
   CREATE UNIQUE INDEX project_invitations_by_project_email ON project_invitations (project_id, email);
   CREATE INDEX project_invitations_by_email ON project_invitations (email);
 
+  -- Whom a task is assigned to: the project's owner or an editor (checked by the service).
+  ALTER TABLE tasks ADD COLUMN assignee_id TEXT;
+  CREATE INDEX tasks_by_assignee ON tasks (assignee_id) WHERE assignee_id IS NOT NULL;
+
   -- The owner's email as their token said when they last invited someone (ListMembers shows it).
   ALTER TABLE projects ADD COLUMN owner_email TEXT NOT NULL DEFAULT '';
 

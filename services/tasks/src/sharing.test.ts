@@ -342,4 +342,32 @@ describe("TaskService sharing", () => {
       db.close();
     }
   });
+
+  it("assigns tasks to the owner or an editor only, and unassigns a member made viewer or removed", async () => {
+    const { owner, editor, viewer, stranger, projectId } = await shared();
+    const t = await task(owner.c, "assigned", { projectId, assigneeId: editor.id });
+    expect(t.assigneeId).toBe(editor.id);
+    for (const who of [viewer, stranger]) {
+      const e = await failure(owner.c.createTask({ task: { title: "x", projectId, assigneeId: who.id } }));
+      expect([e.code, e.rawMessage]).toEqual([
+        Code.InvalidArgument,
+        "task.assignee_id: must be the project's owner or one of its editors",
+      ]);
+      const u = await failure(owner.c.updateTask({ taskId: t.id, assigneeId: who.id }));
+      expect([u.code, u.rawMessage]).toEqual([
+        Code.InvalidArgument,
+        "assignee_id: must be the project's owner or one of its editors",
+      ]);
+    }
+    expect((await editor.c.updateTask({ taskId: t.id, assigneeId: owner.id })).task?.assigneeId).toBe(owner.id);
+    expect((await editor.c.updateTask({ taskId: t.id, assigneeId: "" })).task?.assigneeId).toBe("");
+    await owner.c.updateTask({ taskId: t.id, assigneeId: editor.id });
+    await owner.c.updateMember({ projectId, userId: editor.id, role: ProjectRole.VIEWER });
+    expect((await owner.c.getTask({ taskId: t.id })).task?.assigneeId).toBe("");
+    await owner.c.updateMember({ projectId, userId: editor.id, role: ProjectRole.EDITOR });
+    await owner.c.updateTask({ taskId: t.id, assigneeId: editor.id });
+    await editor.c.removeMember({ projectId, userId: editor.id });
+    const after = (await owner.c.getTask({ taskId: t.id })).task;
+    expect([after?.assigneeId, after?.userId]).toEqual(["", owner.id]);
+  });
 });

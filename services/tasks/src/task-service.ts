@@ -4,7 +4,7 @@ import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@conn
 import { Priority, TaskStatus } from "@taskmesh/gen/taskmesh/tasks/v1/task_pb";
 import { type TaskInput, TaskOrder, type TaskService } from "@taskmesh/gen/taskmesh/tasks/v1/tasks_pb";
 import { requireUser } from "@taskmesh/platform";
-import { projectAccess, taskAccess } from "./access.js";
+import { canBeAssigned, checkAssignee, projectAccess, taskAccess } from "./access.js";
 import { decodeManualPageToken, decodePageToken, encodePageToken, type ListFilter } from "./page-token.js";
 import { toLabel, toProject } from "./project-record.js";
 import { sharingMethods } from "./sharing-service.js";
@@ -151,7 +151,16 @@ export function taskService(
             ? store.labels.check(userId, req.labelIds.labelIds, "label_ids.label_ids")
             : cur.labelIds,
           parentId: cur.parentId,
+          assigneeId: null,
         };
+        // The assignee asked for must be an editor or the owner of the (new) project; one kept
+        // from before is dropped when the task moves to a project they cannot edit.
+        next.assigneeId =
+          req.assigneeId !== undefined
+            ? checkAssignee(store, next.projectId, req.assigneeId.toLowerCase() || null, "assignee_id")
+            : cur.assigneeId && canBeAssigned(store, next.projectId, cur.assigneeId)
+              ? cur.assigneeId
+              : null;
         return sameFields(cur, next) ? null : next;
       });
       return { task: toTask(found(updated, req.taskId)) };
@@ -287,7 +296,7 @@ function placement(
   userId: string,
   input: TaskInput,
   now: number,
-): Pick<TaskFields, "projectId" | "labelIds" | "parentId"> {
+): Pick<TaskFields, "projectId" | "labelIds" | "parentId" | "assigneeId"> {
   let projectId: string;
   let parentId: string | null = null;
   if (input.parentId) {
@@ -306,7 +315,12 @@ function placement(
   }
   if (store.projects.getAny(projectId)?.archived)
     throw new ConnectError("task.project_id: the project is archived; unarchive it first", Code.FailedPrecondition);
-  return { projectId, parentId, labelIds: store.labels.check(userId, input.labelIds, "task.label_ids") };
+  return {
+    projectId,
+    parentId,
+    labelIds: store.labels.check(userId, input.labelIds, "task.label_ids"),
+    assigneeId: checkAssignee(store, projectId, input.assigneeId.toLowerCase() || null, "task.assignee_id"),
+  };
 }
 
 /** UpdateTask's project_id: a top-level task may move to any unarchived project the caller edits. */
@@ -341,6 +355,7 @@ export function inputFields(prefix: string, input: TaskInput): TaskFields {
     projectId: input.projectId.toLowerCase(),
     labelIds: input.labelIds.map((l) => l.toLowerCase()),
     parentId: input.parentId ? input.parentId.toLowerCase() : null,
+    assigneeId: input.assigneeId ? input.assigneeId.toLowerCase() : null,
   };
 }
 
@@ -393,6 +408,7 @@ function sameFields(a: TaskFields, b: TaskFields): boolean {
     a.priority === b.priority &&
     a.projectId === b.projectId &&
     a.labelIds.join() === b.labelIds.join() &&
+    a.assigneeId === b.assigneeId &&
     JSON.stringify(a.reminderOffsets) === JSON.stringify(b.reminderOffsets)
   );
 }

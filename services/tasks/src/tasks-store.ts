@@ -209,6 +209,7 @@ interface Row {
   project_id: string;
   parent_id: string | null;
   rank: string;
+  assignee_id: string | null;
   /** JSON array (COLUMNS' subquery); absent when writing. */
   label_ids?: string;
   create_time: number;
@@ -219,7 +220,8 @@ interface Row {
 }
 
 const COLUMNS = `id, user_id, title, notes, status, due_time, time_zone, recurrence_rule, reminder_offsets,
-  parent_task_id, priority, project_id, parent_id, rank, create_time, update_time, complete_time, version, due_sort,
+  parent_task_id, priority, project_id, parent_id, rank, assignee_id, create_time, update_time, complete_time, version,
+  due_sort,
   (SELECT json_group_array(label_id) FROM task_labels tl WHERE tl.task_id = tasks.id) AS label_ids`;
 
 export interface ListQuery {
@@ -281,6 +283,8 @@ export class TasksStore {
   readonly #setRank: Database.Statement<[string, string]>;
   readonly #getAny: Database.Statement<[string], Row>;
   readonly #orphansOf: Database.Statement<[string, string], Row>;
+  readonly #assignedTo: Database.Statement<[string], Row>;
+  readonly #unassign: Database.Statement<[number, string]>;
   readonly #purgeOthers: Database.Statement<[string]>[];
   readonly projects: ProjectsStore;
   readonly labels: LabelsStore;
@@ -292,10 +296,11 @@ export class TasksStore {
     this.sharing = new SharingStore(db);
     this.labels = new LabelsStore(db);
     this.#insert = db.prepare(`INSERT INTO tasks (id, user_id, title, notes, status, due_time, time_zone,
-        recurrence_rule, reminder_offsets, parent_task_id, priority, project_id, parent_id, rank, create_time,
-        update_time, complete_time, version)
+        recurrence_rule, reminder_offsets, parent_task_id, priority, project_id, parent_id, rank, assignee_id,
+        create_time, update_time, complete_time, version)
       VALUES (@id, @user_id, @title, @notes, @status, @due_time, @time_zone, @recurrence_rule, @reminder_offsets,
-        @parent_task_id, @priority, @project_id, @parent_id, @rank, @create_time, @update_time, @complete_time, @version)`);
+        @parent_task_id, @priority, @project_id, @parent_id, @rank, @assignee_id, @create_time, @update_time,
+        @complete_time, @version)`);
     // Siblings: the tasks of one project with the same parent (top-level tasks: parent_id IS NULL).
     this.#lastRank = db
       .prepare<[string, string | null], string | null>(
@@ -321,6 +326,10 @@ export class TasksStore {
       .pluck();
     this.#setRank = db.prepare("UPDATE tasks SET rank = ? WHERE id = ?");
     this.#getAny = db.prepare(`SELECT ${COLUMNS} FROM tasks WHERE id = ?`);
+    this.#assignedTo = db.prepare(`SELECT ${COLUMNS} FROM tasks WHERE assignee_id = ?`);
+    this.#unassign = db.prepare(
+      "UPDATE tasks SET assignee_id = NULL, update_time = ?, version = version + 1 WHERE id = ?",
+    );
     this.#orphansOf = db.prepare(`SELECT ${COLUMNS} FROM tasks WHERE user_id != ?
       AND parent_id IN (SELECT id FROM tasks WHERE user_id = ?)`);
     this.#placeTask = db.prepare(`UPDATE tasks SET project_id = @project_id, rank = @rank, update_time = @now,
@@ -337,7 +346,8 @@ export class TasksStore {
       VALUES (?, ?, ?, ?, ?, ?)`);
     this.#update = db.prepare(`UPDATE tasks SET title = @title, notes = @notes, due_time = @due_time,
         time_zone = @time_zone, recurrence_rule = @recurrence_rule, reminder_offsets = @reminder_offsets,
-        priority = @priority, project_id = @project_id, rank = @rank, update_time = @update_time,
+        priority = @priority, project_id = @project_id, rank = @rank, assignee_id = @assignee_id,
+        update_time = @update_time,
         version = version + 1
       WHERE id = @id AND user_id = @user_id`);
     this.#complete = db.prepare(`UPDATE tasks SET status = 'completed', complete_time = @now, update_time = @now,
@@ -598,6 +608,28 @@ export class TasksStore {
     return tasks.length;
   }
 
+  /**
+   * Unassigns `userId` from the tasks of `projectId` (every project when null) that they may no
+   * longer be assigned (removed, left, made a viewer, or deleted), each with its task.updated;
+   * with `skipCreator`, that user's own tasks are left alone (a purge deletes them anyway).
+   */
+  unassign(userId: string, projectId: string | null, now: number, skipCreator = false): void {
+    this.#db
+      .transaction(() => {
+        for (const row of this.#assignedTo.all(userId)) {
+          if ((projectId !== null && row.project_id !== projectId) || (skipCreator && row.user_id === userId)) continue;
+          this.#unassign.run(now, row.id);
+          appendEvent(this.#db, taskUpdated(this.getAny(row.id) as TaskRecord, ["assignee_id"]));
+        }
+      })
+      .immediate();
+  }
+
+  /** Runs `fn` in one transaction (the store's methods inside it become savepoints). */
+  atomically<T>(fn: () => T): T {
+    return this.#db.transaction(fn).immediate();
+  }
+
   /** The subtasks of a task (of any creator), in their order. */
   children(id: string): TaskRecord[] {
     return this.#children.all(id).map(fromRow);
@@ -650,6 +682,7 @@ export class TasksStore {
           this.labels.setLinks(t.user_id, t.id, []);
           appendEvent(this.#db, taskDeleted(fromRow(t), at));
         }
+        this.unassign(userId, null, at, true);
         this.sharing.dropUser(userId);
         const n = this.#purgeTasks.run(userId).changes;
         this.#purgeKeys.run(userId);
@@ -775,6 +808,7 @@ function fromRow(r: Row): TaskRecord {
     priority: r.priority,
     projectId: r.project_id,
     parentId: r.parent_id,
+    assigneeId: r.assignee_id,
     rank: r.rank,
     labelIds: (JSON.parse(r.label_ids ?? "[]") as string[]).sort(),
     createTime: r.create_time,
@@ -799,6 +833,7 @@ function toRow(t: TaskRecord): Omit<Row, "due_sort" | "label_ids"> {
     priority: t.priority,
     project_id: t.projectId,
     parent_id: t.parentId,
+    assignee_id: t.assigneeId,
     rank: t.rank,
     create_time: t.createTime,
     update_time: t.updateTime,
