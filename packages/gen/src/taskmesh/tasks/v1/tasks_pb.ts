@@ -1472,6 +1472,7 @@ export const TaskService: GenService<{
   },
   /**
    * Lists the caller's tasks ordered by (due time, id), tasks without due time last; cursor paging.
+   * With project_id: every task of that project, whoever created it (any role in it).
    *
    * @generated from rpc taskmesh.tasks.v1.TaskService.ListTasks
    */
