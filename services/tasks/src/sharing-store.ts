@@ -84,7 +84,7 @@ export const SHARING_MIGRATION_SQL = `
 
   -- A shared project holds tasks of several creators: its lists and sibling ranks are read by
   -- project alone (the (user_id, project_id, ...) indexes serve the owner-only reads).
-  CREATE INDEX tasks_in_project_rank ON tasks (project_id, parent_id, rank, id);
+  CREATE INDEX tasks_in_project_rank ON tasks (project_id, rank, id);
   CREATE INDEX tasks_in_project_due ON tasks (project_id, due_sort, id);
 `;
 
