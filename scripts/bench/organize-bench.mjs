@@ -3,7 +3,8 @@
 //   ratio should stay near 1), per move, with the move's task.updated appended to the outbox;
 // - rank length after moves that always land in the same gap (fractional-indexing's worst case;
 //   the store renumbers the siblings past MAX_RANK_LENGTH);
-// - ListTasks' first page (50) in manual order with a label filter, against the due order.
+// - ListTasks' first page (50) in manual order with a label filter, against the due order;
+// - ListTasks' first page without project_id (the sharing access clause), against a project's.
 // `npx tsc -b && node scripts/bench/organize-bench.mjs`
 import { randomUUID } from "node:crypto";
 import { join } from "node:path";
@@ -37,6 +38,7 @@ function fill(projectName, n) {
         projectId: p.id,
         labelIds: i % 3 === 0 ? [label.id] : [],
         parentId: null,
+        assigneeId: null,
       }),
       { id: randomUUID(), now: ++now, maxTasks: 1_000_000 },
     );
@@ -112,14 +114,14 @@ console.log(
   `rank length after 1,000 moves into the same gap (renumbered past 48): max ${Math.max(...lengths)} characters, mean ${(lengths.reduce((a, b) => a + b, 0) / lengths.length).toFixed(1)}`,
 );
 
-function timeList(order, labelId, rounds = 300) {
+function timeList(order, labelId, rounds = 300, projectId = large.project.id) {
   const q = {
     userId: user,
     status: "open",
     priority: null,
     dueAfterMs: null,
     dueBeforeMs: null,
-    projectId: large.project.id,
+    projectId,
     labelId,
     hideArchived: true,
     order,
@@ -136,6 +138,31 @@ const manual = timeList("manual", null);
 const manualLabel = timeList("manual", label.id);
 console.log(
   `ListTasks first page of 50 in a project of 5,000: due order ${due.toFixed(0)} µs, manual order ${manual.toFixed(0)} µs (${(manual / due).toFixed(2)}×), manual + label filter ${manualLabel.toFixed(0)} µs (${(manualLabel / due).toFixed(2)}×)`,
+);
+// Sharing: without project_id ListTasks keeps the caller's own tasks in projects they still have
+// a role in (own projects UNION memberships); with 20 memberships in others' projects.
+for (let i = 0; i < 20; i++) {
+  const other = randomUUID();
+  const p = store.projects.create(other, `shared ${i}`, now, 100);
+  const inv = store.sharing.invite(p, `bench${i}@example.test`, "editor", "", now);
+  store.sharing.accept(inv, p, user, now);
+}
+const allTasks = timeList("due", null, 300, null);
+// The same page's ids under the clause ListTasks had before sharing and under today's (same columns).
+function timeIds(sql) {
+  const stmt = db.prepare(`SELECT id FROM tasks WHERE user_id = @u AND status = 'open' AND ${sql}
+    ORDER BY due_sort, id LIMIT 51`);
+  stmt.all({ u: user });
+  const t0 = performance.now();
+  for (let i = 0; i < 300; i++) stmt.all({ u: user });
+  return ((performance.now() - t0) * 1000) / 300;
+}
+const oldClause = timeIds("project_id NOT IN (SELECT id FROM projects WHERE user_id = @u AND archived = 1)");
+const newClause = timeIds(`project_id IN (SELECT id FROM projects WHERE user_id = @u AND archived = 0
+  UNION SELECT m.project_id FROM project_members m JOIN projects p ON p.id = m.project_id
+  WHERE m.user_id = @u AND p.archived = 0)`);
+console.log(
+  `ListTasks first page of 50 without project_id (${small.ids.length + large.ids.length} own tasks, 20 shared memberships): ${allTasks.toFixed(0)} µs through the store; its WHERE alone: before sharing ${oldClause.toFixed(0)} µs, with the membership clause ${newClause.toFixed(0)} µs (${(newClause / oldClause).toFixed(2)}×)`,
 );
 db.close();
 dir.remove();

@@ -148,3 +148,78 @@ describe.each(apis)("projects, labels and subtasks through the gateway with %s",
     fails(await api.call(m.deleteProject, { projectId: inboxId }, me.token), Code.FailedPrecondition);
   }, 30_000);
 });
+
+// Sharing (issue 14) on the same stack: invitation by email, roles, the owner's audit log.
+describe.each(apis)("shared projects through the gateway with %s", (_, makeApi) => {
+  let api: Api;
+  beforeAll(() => {
+    api = makeApi();
+  });
+
+  it("shares a project by email: the invitee accepts, edits as an editor, a viewer only reads, and the owner's audit log records it", async () => {
+    const [owner, editor, viewer] = [await signUp(api), await signUp(api), await signUp(api)];
+    const m = TaskService.method;
+    const call = async (method: Parameters<Api["call"]>[0], req: JsonObject, token: string) =>
+      ok(await api.call(method, req, token));
+
+    const projectId = ((await call(m.createProject, { name: "Wedding" }, owner.token)).project as JsonObject)
+      .id as string;
+    for (const [who, role] of [
+      [editor, "PROJECT_ROLE_EDITOR"],
+      [viewer, "PROJECT_ROLE_VIEWER"],
+    ] as const) {
+      await call(m.inviteToProject, { projectId, email: who.email, role }, owner.token);
+      // Matched by the email claim users puts in the access token.
+      const [inv] = (await call(m.listInvitations, {}, who.token)).invitations as JsonObject[];
+      expect(inv).toMatchObject({ projectId, projectName: "Wedding", role });
+      await call(m.acceptInvitation, { invitationId: inv?.id as string }, who.token);
+    }
+    const shared = ((await call(m.listProjects, {}, editor.token)).projects as JsonObject[]).find(
+      (p) => p.id === projectId,
+    );
+    expect(shared).toMatchObject({ name: "Wedding", role: "PROJECT_ROLE_EDITOR" });
+
+    const cake = (
+      await call(m.createTask, { task: { title: "Order cake", projectId, assigneeId: editor.userId } }, editor.token)
+    ).task as JsonObject;
+    expect(cake).toMatchObject({ userId: editor.userId, assigneeId: editor.userId, projectId });
+    const listed = (await call(m.listTasks, { projectId }, viewer.token)).tasks as JsonObject[];
+    expect(listed.map((t) => t.title)).toEqual(["Order cake"]);
+    fails(
+      await api.call(m.completeTask, { taskId: cake.id as string }, viewer.token),
+      Code.PermissionDenied,
+      /editor or owner role/,
+    );
+    const members = (await call(m.listMembers, { projectId }, viewer.token)).members as JsonObject[];
+    expect(members.map((x) => [x.userId, x.role])).toEqual([
+      [owner.userId, "PROJECT_ROLE_OWNER"],
+      [editor.userId, "PROJECT_ROLE_EDITOR"],
+      [viewer.userId, "PROJECT_ROLE_VIEWER"],
+    ]);
+    await call(m.updateMember, { projectId, userId: editor.userId, role: "PROJECT_ROLE_VIEWER" }, owner.token);
+    await call(m.removeMember, { projectId, userId: viewer.userId }, viewer.token);
+    fails(await api.call(m.getTask, { taskId: cake.id as string }, viewer.token), Code.NotFound);
+    const other = await signUp(api);
+    fails(await api.call(m.listMembers, { projectId }, other.token), Code.NotFound);
+    const declined = (
+      await call(m.inviteToProject, { projectId, email: other.email, role: "PROJECT_ROLE_VIEWER" }, owner.token)
+    ).invitation as JsonObject;
+    await call(m.declineInvitation, { invitationId: declined.id as string }, other.token);
+    expect((await call(m.listInvitations, {}, other.token)).invitations ?? []).toEqual([]);
+
+    // project.member_* reach analytics over NATS, in the owner's audit log.
+    const actions = await waitFor("the owner's audit log to record the sharing", async () => {
+      const page = ok(await api.call(AnalyticsService.method.listAuditEvents, {}, owner.token));
+      const got = ((page.events as JsonObject[] | undefined) ?? [])
+        .filter((e) => e.resourceId === projectId)
+        .map((e) => e.action);
+      return got.length === 4 ? got : undefined;
+    });
+    expect(actions).toEqual([
+      "AUDIT_ACTION_PROJECT_UNSHARED",
+      "AUDIT_ACTION_PROJECT_MEMBER_ROLE_CHANGED",
+      "AUDIT_ACTION_PROJECT_SHARED",
+      "AUDIT_ACTION_PROJECT_SHARED",
+    ]);
+  }, 30_000);
+});

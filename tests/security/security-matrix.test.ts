@@ -199,6 +199,7 @@ describe("BOLA: user b with user a's resource ids", () => {
   let subscriptionId: string;
   let projectId: string;
   let labelId: string;
+  let invitationId: string;
   let c: Account;
   const secretWord = `zebracorn${randomUUID().replace(/-/g, "").slice(0, 10)}`;
   const title = `a's private ${secretWord} plans`;
@@ -217,6 +218,7 @@ describe("BOLA: user b with user a's resource ids", () => {
     deletionId,
     projectId,
     labelId,
+    invitationId,
     secretWord,
     subscriptionId,
   ];
@@ -237,6 +239,21 @@ describe("BOLA: user b with user a's resource ids", () => {
     "taskmesh.tasks.v1.TaskService/DeleteProject": () => ({ projectId }),
     "taskmesh.tasks.v1.TaskService/UpdateLabel": () => ({ labelId, name: "b was here" }),
     "taskmesh.tasks.v1.TaskService/DeleteLabel": () => ({ labelId }),
+    "taskmesh.tasks.v1.TaskService/InviteToProject": () => ({
+      projectId,
+      email: "b@example.com",
+      role: "PROJECT_ROLE_EDITOR",
+    }),
+    // a's invitation to someone else: b can neither accept nor decline it.
+    "taskmesh.tasks.v1.TaskService/AcceptInvitation": () => ({ invitationId }),
+    "taskmesh.tasks.v1.TaskService/DeclineInvitation": () => ({ invitationId }),
+    "taskmesh.tasks.v1.TaskService/ListMembers": () => ({ projectId }),
+    "taskmesh.tasks.v1.TaskService/UpdateMember": () => ({
+      projectId,
+      userId: a.userId,
+      role: "PROJECT_ROLE_VIEWER",
+    }),
+    "taskmesh.tasks.v1.TaskService/RemoveMember": () => ({ projectId, userId: a.userId }),
     "taskmesh.analytics.v1.AnalyticsService/SearchTasks": () => ({ query: secretWord, projectId }),
     "taskmesh.notifications.v1.NotificationService/MarkRead": () => ({ notificationIds: [notificationId] }),
     "taskmesh.users.v1.UserService/GetAccountDeletion": () => ({ deletionId }),
@@ -249,6 +266,7 @@ describe("BOLA: user b with user a's resource ids", () => {
     "taskmesh.tasks.v1.TaskService/ListTasks": { pageSize: 100 },
     "taskmesh.tasks.v1.TaskService/ListProjects": { includeArchived: true },
     "taskmesh.tasks.v1.TaskService/ListLabels": {},
+    "taskmesh.tasks.v1.TaskService/ListInvitations": {},
     "taskmesh.notifications.v1.NotificationService/ListNotifications": { pageSize: 100 },
     "taskmesh.analytics.v1.AnalyticsService/GetStats": {},
     "taskmesh.analytics.v1.AnalyticsService/SearchTasks": { query: secretWord },
@@ -299,6 +317,17 @@ describe("BOLA: user b with user a's resource ids", () => {
           { token: a.token },
         ),
       ).project as JsonObject
+    ).id as string;
+    invitationId = (
+      must(
+        await call(
+          gateway,
+          "grpc",
+          TaskService.method.inviteToProject,
+          { projectId, email: `${secretWord}@example.com`, role: "PROJECT_ROLE_VIEWER" },
+          { token: a.token },
+        ),
+      ).invitation as JsonObject
     ).id as string;
     labelId = (
       must(
@@ -512,6 +541,86 @@ describe("BOLA: user b with user a's resource ids", () => {
     expect(watched.code).toBe("OK");
     expect(JSON.stringify(watched.ok ? watched.messages : [])).not.toContain(notificationId);
     expect(watched.ok ? watched.messages : undefined).toEqual([]);
+  });
+});
+
+// =============================================================================================
+describe("shared projects: owner, editor, viewer and stranger through the gateway", () => {
+  type Who = "owner" | "editor" | "viewer" | "stranger";
+  const people = {} as Record<Who, Account>;
+  let projectId: string;
+  let otherProjectId: string;
+  /** Two of the owner's tasks in the shared project (MAX_TASKS_PER_USER is small here). */
+  let t1: string;
+  let t2: string;
+
+  const as = async (who: Who, method: DescMethod, body: JsonObject) =>
+    call(gateway, "grpc", method, body, { token: people[who].token });
+  const newTask = async (title = "shared task") =>
+    (must(await as("owner", TaskService.method.createTask, { task: { title, projectId } })).task as JsonObject)
+      .id as string;
+
+  beforeAll(async () => {
+    for (const w of ["owner", "editor", "viewer", "stranger"] as Who[]) people[w] = await signUp();
+    const project = (name: string) => as("owner", TaskService.method.createProject, { name });
+    projectId = (must(await project("Shared")).project as JsonObject).id as string;
+    otherProjectId = (must(await project("Other")).project as JsonObject).id as string;
+    for (const [w, role] of [
+      ["editor", "PROJECT_ROLE_EDITOR"],
+      ["viewer", "PROJECT_ROLE_VIEWER"],
+    ] as const) {
+      const inv = must(
+        await as("owner", TaskService.method.inviteToProject, { projectId, email: people[w].email, role }),
+      ).invitation as JsonObject;
+      must(await as(w, TaskService.method.acceptInvitation, { invitationId: inv.id as string }));
+    }
+    t1 = await newTask();
+    t2 = await newTask();
+  }, 30_000);
+
+  // Every TaskService method that takes a project or task id, with what each role gets. A
+  // delete that succeeds gets a task of its own (it must not change what the next caller meets).
+  const R = { owner: "OK", editor: "OK", viewer: "OK", stranger: "NotFound" };
+  const W = { owner: "OK", editor: "OK", viewer: "PermissionDenied", stranger: "NotFound" };
+  const O = { owner: "OK", editor: "PermissionDenied", viewer: "PermissionDenied", stranger: "NotFound" };
+  const CASES: Record<string, [(who: Who) => Promise<JsonObject>, Record<Who, string>]> = {
+    GetTask: [async () => ({ taskId: t1 }), R],
+    ListTasks: [async () => ({ projectId }), R],
+    CreateTask: [async () => ({ task: { title: "added", projectId } }), W],
+    UpdateTask: [async () => ({ taskId: t1, title: "changed" }), W],
+    CompleteTask: [async () => ({ taskId: t1 }), W],
+    ReopenTask: [async () => ({ taskId: t1 }), W],
+    DeleteTask: [async (w) => ({ taskId: w === "editor" || w === "owner" ? await newTask("to delete") : t1 }), W],
+    MoveTask: [async () => ({ taskId: t2, afterTaskId: t1 }), W],
+    UpdateProject: [async () => ({ projectId, name: "Shared" }), O],
+    MoveProject: [async () => ({ projectId, afterProjectId: otherProjectId }), O],
+    InviteToProject: [
+      async () => ({ projectId, email: `${randomUUID()}@example.com`, role: "PROJECT_ROLE_VIEWER" }),
+      O,
+    ],
+    ListMembers: [async () => ({ projectId }), R],
+    UpdateMember: [async () => ({ projectId, userId: people.viewer.userId, role: "PROJECT_ROLE_VIEWER" }), O],
+    // Run last: the owner's delete ends the project for everyone.
+    DeleteProject: [async () => ({ projectId }), { ...O, owner: "OK" }],
+  };
+
+  it("answers each role as its rights say, and a stranger NOT_FOUND, for every project and task method", async () => {
+    const got: string[][] = [];
+    const want: string[][] = [];
+    // Owner last within each method, so a successful delete or move does not hide the others' answers.
+    for (const [name, [body, expected]] of Object.entries(CASES))
+      for (const w of ["stranger", "viewer", "editor", "owner"] as Who[]) {
+        const method = TaskService.methods.find((m) => m.name === name) as DescMethod;
+        got.push([name, w, codeOf(await as(w, method, await body(w)))]);
+        want.push([name, w, expected[w]]);
+      }
+    expect(got).toEqual(want);
+    // Every TaskService method naming a project or task is in the table (or is sharing's own).
+    const covered = new Set([...Object.keys(CASES), "AcceptInvitation", "DeclineInvitation", "RemoveMember"]);
+    const named = TaskService.methods.filter((m) =>
+      m.input.fields.some((f) => ["project_id", "task_id"].includes(f.name)),
+    );
+    expect(named.map((m) => m.name).filter((n) => !covered.has(n))).toEqual([]);
   });
 });
 

@@ -1,4 +1,4 @@
-export { bearerToken, type Principal, requireService, requireUser } from "./auth/identity.js";
+export { bearerToken, type Principal, requireService, requireUser, userEmail } from "./auth/identity.js";
 export {
   createUserTokenVerifier,
   remoteUserKeys,

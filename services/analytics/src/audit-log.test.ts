@@ -134,4 +134,52 @@ describe("audit log (analytics read model, real SQLite)", () => {
       db.close();
     }
   });
+
+  it("records sharing in the owner's log: a member joined, a role changed, a member left, naming the project", () => {
+    const db = openDatabase(join(dir.path, "sharing.db"), MIGRATIONS);
+    try {
+      const store = new AnalyticsStore(db);
+      const member = {
+        $typeName: "taskmesh.tasks.v1.ProjectMember" as const,
+        projectId: "p1",
+        userId: "u9",
+        email: "u9@example.com",
+        role: 2,
+      };
+      const shared = (at: number, payload: Envelope["payload"]) => ({
+        ...event("owner", at, payload),
+        aggregateId: "p1",
+      });
+      foldEvent(
+        store,
+        shared(1000, {
+          case: "projectMemberAdded",
+          value: { $typeName: "taskmesh.events.v1.ProjectMemberAdded", member },
+        }),
+      );
+      foldEvent(
+        store,
+        shared(2000, {
+          case: "projectMemberUpdated",
+          value: { $typeName: "taskmesh.events.v1.ProjectMemberUpdated", member: { ...member, role: 1 } },
+        }),
+      );
+      foldEvent(
+        store,
+        shared(3000, {
+          case: "projectMemberRemoved",
+          value: { $typeName: "taskmesh.events.v1.ProjectMemberRemoved", projectId: "p1", userId: "u9", left: true },
+        }),
+      );
+      const entries = store.auditPage("owner", 10, undefined).entries;
+      expect(entries.map((e) => [e.action, e.resourceId])).toEqual([
+        [AuditAction.PROJECT_UNSHARED, "p1"],
+        [AuditAction.PROJECT_MEMBER_ROLE_CHANGED, "p1"],
+        [AuditAction.PROJECT_SHARED, "p1"],
+      ]);
+      expect(store.auditPage("u9", 10, undefined).entries).toEqual([]);
+    } finally {
+      db.close();
+    }
+  });
 });

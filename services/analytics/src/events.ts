@@ -117,6 +117,13 @@ export function foldEvent(store: AnalyticsStore, event: Envelope): FoldResult | 
       return store.appendAudit(
         audit(event, AuditAction.ACCOUNT_DELETION_REQUESTED, p.value.client, "", p.value.deletionId),
       );
+    // Sharing, in the owner's audit log (the envelope's user is the project's owner).
+    case "projectMemberAdded":
+      return store.appendAudit(audit(event, AuditAction.PROJECT_SHARED, undefined, "", event.aggregateId));
+    case "projectMemberUpdated":
+      return store.appendAudit(audit(event, AuditAction.PROJECT_MEMBER_ROLE_CHANGED, undefined, "", event.aggregateId));
+    case "projectMemberRemoved":
+      return store.appendAudit(audit(event, AuditAction.PROJECT_UNSHARED, undefined, "", event.aggregateId));
     case "projectCreated":
       return store.recordOwner("project", p.value.project?.id || event.aggregateId, event.userId, at);
     case "labelCreated":

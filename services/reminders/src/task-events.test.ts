@@ -1,7 +1,11 @@
 import { randomUUID } from "node:crypto";
 import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
-import { LabelDeletedSchema, ProjectDeletedSchema } from "@taskmesh/gen/taskmesh/events/v1/events_pb";
+import {
+  LabelDeletedSchema,
+  ProjectDeletedSchema,
+  ProjectMemberRemovedSchema,
+} from "@taskmesh/gen/taskmesh/events/v1/events_pb";
 import { createLogger, type Db, newEvent, openDatabase } from "@taskmesh/platform";
 import { tempDir } from "@taskmesh/platform/testing";
 import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -183,9 +187,25 @@ describe("task events → timers", () => {
     const deleted = newEvent({
       userId: user,
       aggregateId: projectId,
-      payload: { case: "projectDeleted", value: create(ProjectDeletedSchema, { projectId, version: 2n }) },
+      payload: {
+        case: "projectDeleted",
+        value: create(ProjectDeletedSchema, { projectId, version: 2n }),
+      },
     });
-    expect([apply(gone), apply(deleted)]).toEqual([{ kind: "ignored" }, { kind: "ignored" }]);
+    // Sharing's member events too.
+    const left = newEvent({
+      userId: user,
+      aggregateId: projectId,
+      payload: {
+        case: "projectMemberRemoved",
+        value: create(ProjectMemberRemovedSchema, { projectId, userId: randomUUID(), left: true }),
+      },
+    });
+    expect([apply(gone), apply(deleted), apply(left)]).toEqual([
+      { kind: "ignored" },
+      { kind: "ignored" },
+      { kind: "ignored" },
+    ]);
     expect(schedule()).toEqual(before);
     expect(before).toHaveLength(2);
   });

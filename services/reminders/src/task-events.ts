@@ -59,11 +59,14 @@ export function applyTaskEvent(deps: TaskEventsDeps, event: Envelope): TaskEvent
       userId = event.userId;
       version = Number(p.value.version);
       break;
-    // Projects and labels (tasks publishes them to TASKS too) change no timer: a project's
+    // Projects, their members and labels (tasks publishes them to TASKS too) change no timer: a project's
     // deletion arrives as a task.deleted per task first.
     case "projectCreated":
     case "projectUpdated":
     case "projectDeleted":
+    case "projectMemberAdded":
+    case "projectMemberUpdated":
+    case "projectMemberRemoved":
     case "labelCreated":
     case "labelUpdated":
     case "labelDeleted":

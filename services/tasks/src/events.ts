@@ -6,6 +6,9 @@ import {
   LabelUpdatedSchema,
   ProjectCreatedSchema,
   ProjectDeletedSchema,
+  ProjectMemberAddedSchema,
+  ProjectMemberRemovedSchema,
+  ProjectMemberUpdatedSchema,
   ProjectUpdatedSchema,
   TaskCompletedSchema,
   TaskCreatedSchema,
@@ -20,7 +23,8 @@ import {
   type StreamSpec,
   userDeletedConsumer,
 } from "@taskmesh/platform";
-import { type LabelRecord, type ProjectRecord, toLabel, toProject } from "./project-record.js";
+import { type LabelRecord, type ProjectRecord, toLabel, toMember, toProject } from "./project-record.js";
+import type { MemberRecord } from "./sharing-store.js";
 import { type TaskFields, type TaskRecord, toTask } from "./task-record.js";
 
 /**
@@ -37,6 +41,8 @@ import { type TaskFields, type TaskRecord, toTask } from "./task-record.js";
  *   deleted project and each subtask of a deleted task, before the deletion that caused it
  * - `project.created` / `project.updated` / `project.deleted` (none for the Inbox, which every
  *   user has implicitly: it is made on first need, or by migration 7 for users with tasks)
+ * - `project.member_added` / `project.member_updated` / `project.member_removed` (sharing; the
+ *   envelope's user_id is the project owner's, so the owner's audit log records them)
  * - `label.created` / `label.updated` (a rename: one event, tasks carry label ids) / `label.deleted`
  *   (the label leaves every task without a task.updated per task)
  * Tasks carry project_id, label_ids and parent_id (task.proto), so task events say where a task is.
@@ -108,6 +114,37 @@ export function labelDeleted(l: LabelRecord, at: number): Envelope {
   });
 }
 
+/** A member joined the owner's project (accepted an invitation); user_id is the owner's, for their audit log. */
+export function memberAdded(ownerId: string, m: MemberRecord, at: number): Envelope {
+  return newEvent({
+    userId: ownerId,
+    aggregateId: m.projectId,
+    occurredAt: new Date(at),
+    payload: { case: "projectMemberAdded", value: create(ProjectMemberAddedSchema, { member: toMember(m) }) },
+  });
+}
+
+export function memberUpdated(ownerId: string, m: MemberRecord, at: number): Envelope {
+  return newEvent({
+    userId: ownerId,
+    aggregateId: m.projectId,
+    occurredAt: new Date(at),
+    payload: { case: "projectMemberUpdated", value: create(ProjectMemberUpdatedSchema, { member: toMember(m) }) },
+  });
+}
+
+export function memberRemoved(ownerId: string, m: MemberRecord, left: boolean, at: number): Envelope {
+  return newEvent({
+    userId: ownerId,
+    aggregateId: m.projectId,
+    occurredAt: new Date(at),
+    payload: {
+      case: "projectMemberRemoved",
+      value: create(ProjectMemberRemovedSchema, { projectId: m.projectId, userId: m.userId, left }),
+    },
+  });
+}
+
 /** `forgetUser` drops a user's tasks and idempotency keys and remembers the account is gone (TasksStore). */
 export function consumers(deps: { forgetUser: (userId: string) => number; logger: Logger }) {
   return {
@@ -170,5 +207,6 @@ export function changedFields(a: TaskFields, b: TaskFields): string[] {
   if (a.projectId !== b.projectId) out.push("project_id");
   if (a.labelIds.join() !== b.labelIds.join()) out.push("label_ids");
   if (a.parentId !== b.parentId) out.push("parent_id");
+  if (a.assigneeId !== b.assigneeId) out.push("assignee_id");
   return out;
 }

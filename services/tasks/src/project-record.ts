@@ -1,6 +1,16 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { type Label, LabelSchema, type Project, ProjectSchema } from "@taskmesh/gen/taskmesh/tasks/v1/task_pb";
+import {
+  type Label,
+  LabelSchema,
+  type Project,
+  ProjectInvitationSchema,
+  type ProjectMember,
+  ProjectMemberSchema,
+  ProjectRole,
+  ProjectSchema,
+} from "@taskmesh/gen/taskmesh/tasks/v1/task_pb";
+import type { InvitationRecord, MemberRecord, Role } from "./sharing-store.js";
 
 /** A project as stored. Times are epoch milliseconds. */
 export interface ProjectRecord {
@@ -28,8 +38,20 @@ export interface LabelRecord {
 /** Name of every user's Inbox project. */
 export const INBOX_NAME = "Inbox";
 
-export function toProject(p: ProjectRecord): Project {
+const ROLES: Record<Role, ProjectRole> = {
+  viewer: ProjectRole.VIEWER,
+  editor: ProjectRole.EDITOR,
+  owner: ProjectRole.OWNER,
+};
+
+export function toRole(r: Role): ProjectRole {
+  return ROLES[r];
+}
+
+/** The project as `role` sees it (events: the owner's view). */
+export function toProject(p: ProjectRecord, role: Role = "owner"): Project {
   return create(ProjectSchema, {
+    role: toRole(role),
     id: p.id,
     userId: p.userId,
     name: p.name,
@@ -50,5 +72,27 @@ export function toLabel(l: LabelRecord): Label {
     createTime: timestampFromMs(l.createTime),
     updateTime: timestampFromMs(l.updateTime),
     version: BigInt(l.version),
+  });
+}
+
+export function toMember(m: MemberRecord): ProjectMember {
+  return create(ProjectMemberSchema, {
+    projectId: m.projectId,
+    userId: m.userId,
+    email: m.email,
+    role: toRole(m.role),
+    joinTime: timestampFromMs(m.joinTime),
+  });
+}
+
+export function toInvitation(i: InvitationRecord) {
+  return create(ProjectInvitationSchema, {
+    id: i.id,
+    projectId: i.projectId,
+    projectName: i.projectName,
+    email: i.email,
+    role: toRole(i.role),
+    inviterId: i.inviterId,
+    createTime: timestampFromMs(i.createTime),
   });
 }

@@ -70,6 +70,17 @@ export class ProjectsStore {
     return row && fromRow(row);
   }
 
+  /** The project whoever owns it: only for the service's role checks (access.ts) and the store. */
+  getAny(id: string): ProjectRecord | undefined {
+    const row = this.#db.prepare<[string], Row>(`SELECT ${COLUMNS} FROM projects WHERE id = ?`).get(id);
+    return row && fromRow(row);
+  }
+
+  /** The projects `userId` owns, the Inbox included. */
+  ownedBy(userId: string): ProjectRecord[] {
+    return this.#all.all(userId).map(fromRow);
+  }
+
   /** The project, or NOT_FOUND naming `field` (another user's project is not found either). */
   require(userId: string, id: string, field = "project_id"): ProjectRecord {
     const p = this.get(userId, id);

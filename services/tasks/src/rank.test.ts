@@ -34,6 +34,7 @@ describe("manual order ranks", () => {
           projectId: project.id,
           labelIds: [],
           parentId: null,
+          assigneeId: null,
         }),
         { id: randomUUID(), now: ++now, maxTasks: 100 },
       );

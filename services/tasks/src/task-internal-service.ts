@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import type { ServiceImpl } from "@connectrpc/connect";
 import type { TaskInternalService } from "@taskmesh/gen/taskmesh/tasks/v1/tasks_pb";
 import { requireService } from "@taskmesh/platform";
+import { canBeAssigned } from "./access.js";
 import { toTask } from "./task-record.js";
 import { checkTimestamp } from "./task-rules.js";
 import { createdTask, digest, ms, type TaskServiceDeps } from "./task-service.js";
@@ -44,6 +45,9 @@ export function taskInternalService(deps: TaskServiceDeps): ServiceImpl<typeof T
             projectId: parent.projectId,
             labelIds: parent.labelIds,
             parentId: parent.parentId && store.get(userId, parent.parentId) ? parent.parentId : null,
+            // Still assigned to the same member while they may be (owner or editor of the project).
+            assigneeId:
+              parent.assigneeId && canBeAssigned(store, parent.projectId, parent.assigneeId) ? parent.assigneeId : null,
           };
         },
         {

@@ -38,6 +38,8 @@ export interface TaskRecord {
   rank: string;
   /** 1 (P1, highest) .. 4 (P4, the default); see Priority in task.proto. */
   priority: PriorityLevel;
+  /** The project member the task is assigned to (owner or editor), or null. */
+  assigneeId: string | null;
   createTime: number;
   updateTime: number;
   completeTime: number | null;
@@ -58,6 +60,7 @@ export type TaskFields = Pick<
   | "projectId"
   | "labelIds"
   | "parentId"
+  | "assigneeId"
 >;
 
 /** The stored task as the contract's Task message. */
@@ -82,5 +85,6 @@ export function toTask(r: TaskRecord): Task {
     labelIds: r.labelIds,
     parentId: r.parentId ?? "",
     rank: r.rank,
+    assigneeId: r.assigneeId ?? "",
   });
 }

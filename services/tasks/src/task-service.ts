@@ -4,8 +4,10 @@ import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@conn
 import { Priority, TaskStatus } from "@taskmesh/gen/taskmesh/tasks/v1/task_pb";
 import { type TaskInput, TaskOrder, type TaskService } from "@taskmesh/gen/taskmesh/tasks/v1/tasks_pb";
 import { requireUser } from "@taskmesh/platform";
+import { canBeAssigned, checkAssignee, projectAccess, taskAccess } from "./access.js";
 import { decodeManualPageToken, decodePageToken, encodePageToken, type ListFilter } from "./page-token.js";
 import { toLabel, toProject } from "./project-record.js";
+import { sharingMethods } from "./sharing-service.js";
 import { priorityLevel, toTask } from "./task-record.js";
 import { checkTimestamp, invalid, normalizeRecurrence, normalizeTimeZone, reminderSeconds } from "./task-rules.js";
 import type { CreateResult, TaskFields, TaskRecord, TaskStatusName, TasksStore } from "./tasks-store.js";
@@ -27,9 +29,11 @@ export const DEFAULT_PAGE_SIZE = 50;
 
 /**
  * The public TaskService. The user is always `requireUser(ctx).userId` (from the verified
- * token) and every store call is scoped by it; a task of another user is NOT_FOUND, exactly
- * like a task that does not exist, so ids of other users' tasks cannot be probed. The calendar
- * feed methods are in calendar-feed.ts.
+ * token). Access is per project (access.ts): a task or project the caller has no role in is
+ * NOT_FOUND, exactly like one that does not exist, so ids cannot be probed; a member lacking the
+ * role is PERMISSION_DENIED. A task keeps its creator's user_id, so store writes are scoped by
+ * the task's user_id once the caller's role is checked. The calendar feed methods are in
+ * calendar-feed.ts, sharing in sharing-service.ts.
  */
 export function taskService(
   deps: TaskServiceDeps,
@@ -57,7 +61,7 @@ export function taskService(
 
     async getTask(req, ctx) {
       const userId = liveUser(store, ctx);
-      return { task: toTask(found(store.get(userId, taskId(req.taskId)), req.taskId)) };
+      return { task: toTask(taskAccess(store, userId, req.taskId, "viewer")) };
     },
 
     async listTasks(req, ctx) {
@@ -66,8 +70,8 @@ export function taskService(
       const status: TaskStatusName | null =
         req.status === TaskStatus.COMPLETED ? "completed" : req.status === TaskStatus.OPEN ? "open" : null;
       const priority = req.priority === Priority.UNSPECIFIED ? null : priorityLevel(req.priority);
-      // Another user's project or label is NOT_FOUND, like one that does not exist.
-      const projectId = req.projectId ? store.projects.require(userId, req.projectId.toLowerCase()).id : null;
+      // A project the caller has no role in, or another user's label, is NOT_FOUND like a missing one.
+      const projectId = req.projectId ? projectAccess(store, userId, req.projectId, "viewer").project.id : null;
       const labelId = req.labelId ? store.labels.require(userId, req.labelId.toLowerCase(), "label_id").id : null;
       const manual = req.order === TaskOrder.MANUAL;
       const filter: ListFilter = {
@@ -111,10 +115,16 @@ export function taskService(
 
     async updateTask(req, ctx) {
       const userId = liveUser(store, ctx);
+      const task = taskAccess(store, userId, req.taskId, "editor", "task_id", "changing a task");
+      if (req.labelIds && task.userId !== userId)
+        throw new ConnectError(
+          "label_ids: labels are personal; only the task's creator sets them on it",
+          Code.PermissionDenied,
+        );
       if (req.title !== undefined) checkTitle("title", req.title);
       const timeZone = req.timeZone !== undefined ? normalizeTimeZone("time_zone", req.timeZone) : undefined;
       const newDue = req.dueTime ? checkTimestamp("due_time", ms(req.dueTime)) : undefined;
-      const updated = store.update(userId, taskId(req.taskId), now(), (cur) => {
+      const updated = store.update(task.userId, task.id, now(), (cur) => {
         const dueTime = req.clearDueTime ? null : (newDue ?? cur.dueTime);
         const recurrenceRule =
           req.recurrenceRule !== undefined
@@ -141,7 +151,16 @@ export function taskService(
             ? store.labels.check(userId, req.labelIds.labelIds, "label_ids.label_ids")
             : cur.labelIds,
           parentId: cur.parentId,
+          assigneeId: null,
         };
+        // The assignee asked for must be an editor or the owner of the (new) project; one kept
+        // from before is dropped when the task moves to a project they cannot edit.
+        next.assigneeId =
+          req.assigneeId !== undefined
+            ? checkAssignee(store, next.projectId, req.assigneeId.toLowerCase() || null, "assignee_id")
+            : cur.assigneeId && canBeAssigned(store, next.projectId, cur.assigneeId)
+              ? cur.assigneeId
+              : null;
         return sameFields(cur, next) ? null : next;
       });
       return { task: toTask(found(updated, req.taskId)) };
@@ -149,13 +168,15 @@ export function taskService(
 
     async completeTask(req, ctx) {
       const userId = liveUser(store, ctx);
-      const completed = store.complete(userId, taskId(req.taskId), now(), req.completeChildren);
+      const task = taskAccess(store, userId, req.taskId, "editor", "task_id", "completing a task");
+      const completed = store.complete(task.userId, task.id, now(), req.completeChildren);
       return { task: toTask(found(completed, req.taskId)) };
     },
 
     async reopenTask(req, ctx) {
       const userId = liveUser(store, ctx);
-      const reopened = store.reopen(userId, taskId(req.taskId), now());
+      const task = taskAccess(store, userId, req.taskId, "editor", "task_id", "reopening a task");
+      const reopened = store.reopen(task.userId, task.id, now());
       return { task: toTask(found(reopened, req.taskId)) };
     },
 
@@ -167,7 +188,8 @@ export function taskService(
      */
     async deleteTask(req, ctx) {
       const userId = liveUser(store, ctx);
-      if (!store.delete(userId, taskId(req.taskId), now())) {
+      const task = taskAccess(store, userId, req.taskId, "editor", "task_id", "deleting a task");
+      if (!store.delete(task.userId, task.id, now())) {
         throw notFound(req.taskId);
       }
       return {};
@@ -175,13 +197,32 @@ export function taskService(
 
     async moveTask(req, ctx) {
       const userId = liveUser(store, ctx);
-      const neighbour = req.afterTaskId ? { after: taskId(req.afterTaskId) } : { before: taskId(req.beforeTaskId) };
-      return { task: toTask(store.move(userId, taskId(req.taskId), neighbour, now())) };
+      const task = taskAccess(store, userId, req.taskId, "editor", "task_id", "moving a task");
+      const field = req.afterTaskId ? "after_task_id" : "before_task_id";
+      const n = taskAccess(
+        store,
+        userId,
+        req.afterTaskId || req.beforeTaskId,
+        "editor",
+        field,
+        `moving next to ${field}`,
+      );
+      const neighbour = req.afterTaskId ? { after: n.id } : { before: n.id };
+      return { task: toTask(store.move(task.userId, task.id, neighbour, now())) };
     },
 
     async listProjects(req, ctx) {
       const userId = liveUser(store, ctx);
-      return { projects: store.projects.list(userId, req.includeArchived, now()).map(toProject) };
+      const own = store.projects.list(userId, req.includeArchived, now()).map((p) => toProject(p));
+      // Shared with the caller: after the caller's own, by name (their order is the owner's).
+      const shared = store.sharing
+        .sharedWith(userId)
+        .flatMap(({ projectId, role }) => {
+          const p = store.projects.getAny(projectId);
+          return p && (req.includeArchived || !p.archived) ? [toProject(p, role)] : [];
+        })
+        .sort((a, b) => a.name.localeCompare(b.name) || a.id.localeCompare(b.id));
+      return { projects: [...own, ...shared] };
     },
 
     async createProject(req, ctx) {
@@ -192,6 +233,7 @@ export function taskService(
 
     async updateProject(req, ctx) {
       const userId = liveUser(store, ctx);
+      projectAccess(store, userId, req.projectId, "owner", "project_id", "renaming or archiving a project");
       const change = {
         ...(req.name !== undefined ? { name: checkName("name", req.name) } : {}),
         ...(req.archived !== undefined ? { archived: req.archived } : {}),
@@ -201,6 +243,8 @@ export function taskService(
 
     async moveProject(req, ctx) {
       const userId = liveUser(store, ctx);
+      // The project order is the owner's; a project shared with the caller is listed by name.
+      projectAccess(store, userId, req.projectId, "owner", "project_id", "reordering a project");
       const neighbour = req.afterProjectId
         ? { after: req.afterProjectId.toLowerCase() }
         : { before: req.beforeProjectId.toLowerCase() };
@@ -209,6 +253,7 @@ export function taskService(
 
     async deleteProject(req, ctx) {
       const userId = liveUser(store, ctx);
+      projectAccess(store, userId, req.projectId, "owner", "project_id", "deleting a project");
       return { deletedTaskCount: BigInt(store.deleteProject(userId, req.projectId.toLowerCase(), now())) };
     },
 
@@ -236,6 +281,8 @@ export function taskService(
       store.labels.delete(userId, req.labelId.toLowerCase(), now());
       return {};
     },
+
+    ...sharingMethods(deps),
   };
 }
 
@@ -249,12 +296,11 @@ function placement(
   userId: string,
   input: TaskInput,
   now: number,
-): Pick<TaskFields, "projectId" | "labelIds" | "parentId"> {
+): Pick<TaskFields, "projectId" | "labelIds" | "parentId" | "assigneeId"> {
   let projectId: string;
   let parentId: string | null = null;
   if (input.parentId) {
-    const parent = store.get(userId, taskId(input.parentId));
-    if (!parent) throw new ConnectError(`task.parent_id: task ${input.parentId} not found`, Code.NotFound);
+    const parent = taskAccess(store, userId, input.parentId, "editor", "task.parent_id", "adding a subtask");
     if (parent.parentId) throw invalid("task.parent_id", "that task is itself a subtask; subtasks are one level deep");
     if (parent.status === "completed")
       throw new ConnectError("task.parent_id: the parent task is completed; reopen it first", Code.FailedPrecondition);
@@ -264,17 +310,22 @@ function placement(
     parentId = parent.id;
   } else {
     projectId = input.projectId
-      ? store.projects.require(userId, input.projectId.toLowerCase(), "task.project_id").id
+      ? projectAccess(store, userId, input.projectId, "editor", "task.project_id", "adding a task").project.id
       : store.projects.inbox(userId, now).id;
   }
-  if (store.projects.get(userId, projectId)?.archived)
+  if (store.projects.getAny(projectId)?.archived)
     throw new ConnectError("task.project_id: the project is archived; unarchive it first", Code.FailedPrecondition);
-  return { projectId, parentId, labelIds: store.labels.check(userId, input.labelIds, "task.label_ids") };
+  return {
+    projectId,
+    parentId,
+    labelIds: store.labels.check(userId, input.labelIds, "task.label_ids"),
+    assigneeId: checkAssignee(store, projectId, input.assigneeId.toLowerCase() || null, "task.assignee_id"),
+  };
 }
 
-/** UpdateTask's project_id: a top-level task may move to any of the caller's unarchived projects. */
+/** UpdateTask's project_id: a top-level task may move to any unarchived project the caller edits. */
 function targetProject(store: TasksStore, userId: string, cur: TaskRecord, projectId: string): string {
-  const p = store.projects.require(userId, projectId.toLowerCase());
+  const p = projectAccess(store, userId, projectId, "editor", "project_id", "moving a task there").project;
   if (p.id === cur.projectId) return p.id;
   if (cur.parentId) throw invalid("project_id", "a subtask moves with its parent; move the parent instead");
   if (p.archived)
@@ -304,6 +355,7 @@ export function inputFields(prefix: string, input: TaskInput): TaskFields {
     projectId: input.projectId.toLowerCase(),
     labelIds: input.labelIds.map((l) => l.toLowerCase()),
     parentId: input.parentId ? input.parentId.toLowerCase() : null,
+    assigneeId: input.assigneeId ? input.assigneeId.toLowerCase() : null,
   };
 }
 
@@ -333,11 +385,6 @@ export function digest(value: unknown): string {
   return createHash("sha256").update(JSON.stringify(value)).digest("base64url");
 }
 
-/** Ids are stored as randomUUID() writes them (lower case); the contract accepts either case. */
-function taskId(id: string): string {
-  return id.toLowerCase();
-}
-
 function checkTitle(field: string, title: string): void {
   if (title.trim() === "") throw invalid(field, "must not be blank");
 }
@@ -361,6 +408,7 @@ function sameFields(a: TaskFields, b: TaskFields): boolean {
     a.priority === b.priority &&
     a.projectId === b.projectId &&
     a.labelIds.join() === b.labelIds.join() &&
+    a.assigneeId === b.assigneeId &&
     JSON.stringify(a.reminderOffsets) === JSON.stringify(b.reminderOffsets)
   );
 }

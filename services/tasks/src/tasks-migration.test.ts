@@ -10,6 +10,8 @@ import { MIGRATIONS } from "./tasks-store.js";
 
 /** The schema before priorities (migrations 1–5), as the previous version created it. */
 const BEFORE_PRIORITY = MIGRATIONS.filter((m) => m.version <= 5);
+/** The schema before sharing: everything but migration 8 (7 and 20 were merged before it). */
+const BEFORE_SHARING = MIGRATIONS.filter((m) => m.version !== 8);
 /** The schema before projects, labels and subtasks (migrations 1–6). */
 const BEFORE_PROJECTS = MIGRATIONS.filter((m) => m.version <= 6);
 /** The schema before the per-user task counts (migrations 1–20). */
@@ -199,6 +201,49 @@ describe("tasks database migration", () => {
         const bobs = await (await h.as(bob)).listProjects({});
         expect(bobs.projects).toHaveLength(1);
         expect(bobs.projects[0]?.id).not.toBe(inbox);
+      } finally {
+        await h.stop({ remove: false });
+      }
+    } finally {
+      sub.remove();
+    }
+  });
+
+  it("adds sharing to a database of the schema before it: projects and tasks kept, the project shareable", async () => {
+    expect(BEFORE_SHARING.map((m) => m.version)).toEqual([1, 2, 3, 4, 5, 6, 7, 20]);
+    const sub = tempDir("tasks-migration-8-");
+    try {
+      const [owner, friend] = [randomUUID(), randomUUID()];
+      const [projectId, taskId] = [randomUUID(), randomUUID()];
+      const old = openDatabase(dbFile(sub.path), BEFORE_SHARING);
+      old
+        .prepare(`INSERT INTO projects (id, user_id, name, inbox, archived, rank, create_time, update_time, version)
+          VALUES (?, ?, 'Garden', 0, 0, 'a1', 1, 1, 1)`)
+        .run(projectId, owner);
+      old
+        .prepare(`INSERT INTO tasks (id, user_id, title, status, create_time, update_time, version, project_id, rank)
+          VALUES (?, ?, 'stored before sharing', 'open', 1, 1, 1, ?, 'a0')`)
+        .run(taskId, owner, projectId);
+      old.close();
+      const h = await startTasks({ dir: sub.path });
+      try {
+        const c = await h.as(owner);
+        expect((await c.listTasks({ projectId })).tasks.map((t) => [t.id, t.title])).toEqual([
+          [taskId, "stored before sharing"],
+        ]);
+        const f = await h.as(friend, "friend@example.test");
+        const inv = (await c.inviteToProject({ projectId, email: "friend@example.test", role: 1 })).invitation;
+        await f.acceptInvitation({ invitationId: inv?.id ?? "" });
+        expect((await f.getTask({ taskId })).task?.title).toBe("stored before sharing");
+        const db = new Database(h.dbPath, { readonly: true });
+        try {
+          expect(db.prepare("SELECT version, name FROM schema_migrations WHERE version = 8").get()).toEqual({
+            version: 8,
+            name: "shared projects",
+          });
+        } finally {
+          db.close();
+        }
       } finally {
         await h.stop({ remove: false });
       }

@@ -22,6 +22,7 @@ import type { Cursor, ManualCursor } from "./page-token.js";
 import type { ProjectRecord } from "./project-record.js";
 import { ProjectsStore } from "./projects-store.js";
 import { MAX_RANK_LENGTH, rankBetween, ranksFor } from "./rank.js";
+import { SHARING_MIGRATION_SQL, SharingStore } from "./sharing-store.js";
 import type { PriorityLevel, TaskFields, TaskRecord, TaskStatusName } from "./task-record.js";
 
 /**
@@ -155,7 +156,9 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
-  // 8–19 are free: the calendar feeds took 20 while projects, labels and subtasks (7) were in flight.
+  // Sharing (sharing-store.ts): members, invitations, a project's tasks read by project alone.
+  { version: 8, name: "shared projects", sql: SHARING_MIGRATION_SQL },
+  // 9–19 are free: the calendar feeds took 20 while projects, labels and subtasks (7) were in flight.
   {
     version: 20,
     name: "calendar feeds",
@@ -232,6 +235,7 @@ interface Row {
   project_id: string;
   parent_id: string | null;
   rank: string;
+  assignee_id: string | null;
   /** JSON array (COLUMNS' subquery); absent when writing. */
   label_ids?: string;
   create_time: number;
@@ -242,7 +246,8 @@ interface Row {
 }
 
 const COLUMNS = `id, user_id, title, notes, status, due_time, time_zone, recurrence_rule, reminder_offsets,
-  parent_task_id, priority, project_id, parent_id, rank, create_time, update_time, complete_time, version, due_sort,
+  parent_task_id, priority, project_id, parent_id, rank, assignee_id, create_time, update_time, complete_time, version,
+  due_sort,
   (SELECT json_group_array(label_id) FROM task_labels tl WHERE tl.task_id = tasks.id) AS label_ids`;
 
 export interface ListQuery {
@@ -294,56 +299,65 @@ export class TasksStore {
   readonly #feedUser: Database.Statement<[Buffer], { user_id: string }>;
   readonly #calendarTasks: Database.Statement<[string], Row>;
   readonly #lists = new Map<string, Database.Statement<Record<string, unknown>, Row>>();
-  readonly #lastRank: Database.Statement<[string, string, string | null], string | null>;
-  readonly #siblingAfter: Database.Statement<[string, string, string | null, string, string], string>;
-  readonly #siblingBefore: Database.Statement<[string, string, string | null, string, string], string>;
-  readonly #children: Database.Statement<[string, string], Row>;
-  readonly #inProject: Database.Statement<[string, string], Row>;
+  readonly #lastRank: Database.Statement<[string, string | null], string | null>;
+  readonly #siblingAfter: Database.Statement<[string, string | null, string, string], string>;
+  readonly #siblingBefore: Database.Statement<[string, string | null, string, string], string>;
+  readonly #children: Database.Statement<[string], Row>;
+  readonly #inProject: Database.Statement<[string], Row>;
   readonly #placeTask: Database.Statement;
-  readonly #siblings: Database.Statement<[string, string, string | null], string>;
-  readonly #setRank: Database.Statement<[string, string, string]>;
+  readonly #siblings: Database.Statement<[string, string | null], string>;
+  readonly #setRank: Database.Statement<[string, string]>;
+  readonly #getAny: Database.Statement<[string], Row>;
+  readonly #orphansOf: Database.Statement<[string, string], Row>;
+  readonly #assignedTo: Database.Statement<[string], Row>;
+  readonly #unassign: Database.Statement<[number, string]>;
   readonly #purgeOthers: Database.Statement<[string]>[];
   readonly projects: ProjectsStore;
   readonly labels: LabelsStore;
+  readonly sharing: SharingStore;
 
   constructor(db: Db) {
     this.#db = db;
     this.projects = new ProjectsStore(db);
+    this.sharing = new SharingStore(db);
     this.labels = new LabelsStore(db);
     this.#insert = db.prepare(`INSERT INTO tasks (id, user_id, title, notes, status, due_time, time_zone,
-        recurrence_rule, reminder_offsets, parent_task_id, priority, project_id, parent_id, rank, create_time,
-        update_time, complete_time, version)
+        recurrence_rule, reminder_offsets, parent_task_id, priority, project_id, parent_id, rank, assignee_id,
+        create_time, update_time, complete_time, version)
       VALUES (@id, @user_id, @title, @notes, @status, @due_time, @time_zone, @recurrence_rule, @reminder_offsets,
-        @parent_task_id, @priority, @project_id, @parent_id, @rank, @create_time, @update_time, @complete_time, @version)`);
+        @parent_task_id, @priority, @project_id, @parent_id, @rank, @assignee_id, @create_time, @update_time,
+        @complete_time, @version)`);
     // Siblings: the tasks of one project with the same parent (top-level tasks: parent_id IS NULL).
     this.#lastRank = db
-      .prepare<[string, string, string | null], string | null>(
-        "SELECT max(rank) FROM tasks WHERE user_id = ? AND project_id = ? AND parent_id IS ?",
+      .prepare<[string, string | null], string | null>(
+        "SELECT max(rank) FROM tasks WHERE project_id = ? AND parent_id IS ?",
       )
       .pluck();
     this.#siblingAfter = db
-      .prepare<
-        [string, string, string | null, string, string],
-        string
-      >(`SELECT rank FROM tasks WHERE user_id = ? AND project_id = ? AND parent_id IS ? AND id != ?
-        AND rank > ? ORDER BY rank LIMIT 1`)
+      .prepare<[string, string | null, string, string], string>(`SELECT rank FROM tasks WHERE project_id = ?
+        AND parent_id IS ? AND id != ? AND rank > ? ORDER BY rank LIMIT 1`)
       .pluck();
     this.#siblingBefore = db
-      .prepare<
-        [string, string, string | null, string, string],
-        string
-      >(`SELECT rank FROM tasks WHERE user_id = ? AND project_id = ? AND parent_id IS ? AND id != ?
-        AND rank < ? ORDER BY rank DESC LIMIT 1`)
+      .prepare<[string, string | null, string, string], string>(`SELECT rank FROM tasks WHERE project_id = ?
+        AND parent_id IS ? AND id != ? AND rank < ? ORDER BY rank DESC LIMIT 1`)
       .pluck();
-    this.#children = db.prepare(`SELECT ${COLUMNS} FROM tasks WHERE user_id = ? AND parent_id = ? ORDER BY rank, id`);
-    this.#inProject = db.prepare(`SELECT ${COLUMNS} FROM tasks WHERE user_id = ? AND project_id = ?
+    // Subtasks and a project's tasks of every creator (a shared project holds several users' tasks).
+    this.#children = db.prepare(`SELECT ${COLUMNS} FROM tasks WHERE parent_id = ? ORDER BY rank, id`);
+    this.#inProject = db.prepare(`SELECT ${COLUMNS} FROM tasks WHERE project_id = ?
       ORDER BY parent_id IS NULL, rank, id`);
     this.#siblings = db
-      .prepare<[string, string, string | null], string>(
-        "SELECT id FROM tasks WHERE user_id = ? AND project_id = ? AND parent_id IS ? ORDER BY rank, id",
+      .prepare<[string, string | null], string>(
+        "SELECT id FROM tasks WHERE project_id = ? AND parent_id IS ? ORDER BY rank, id",
       )
       .pluck();
-    this.#setRank = db.prepare("UPDATE tasks SET rank = ? WHERE id = ? AND user_id = ?");
+    this.#setRank = db.prepare("UPDATE tasks SET rank = ? WHERE id = ?");
+    this.#getAny = db.prepare(`SELECT ${COLUMNS} FROM tasks WHERE id = ?`);
+    this.#assignedTo = db.prepare(`SELECT ${COLUMNS} FROM tasks WHERE assignee_id = ?`);
+    this.#unassign = db.prepare(
+      "UPDATE tasks SET assignee_id = NULL, update_time = ?, version = version + 1 WHERE id = ?",
+    );
+    this.#orphansOf = db.prepare(`SELECT ${COLUMNS} FROM tasks WHERE user_id != ?
+      AND parent_id IN (SELECT id FROM tasks WHERE user_id = ?)`);
     this.#placeTask = db.prepare(`UPDATE tasks SET project_id = @project_id, rank = @rank, update_time = @now,
       version = version + 1 WHERE id = @id AND user_id = @user_id`);
     this.#purgeOthers = ["task_labels", "labels", "projects", "user_task_counts"].map((t) =>
@@ -358,7 +372,8 @@ export class TasksStore {
       VALUES (?, ?, ?, ?, ?, ?)`);
     this.#update = db.prepare(`UPDATE tasks SET title = @title, notes = @notes, due_time = @due_time,
         time_zone = @time_zone, recurrence_rule = @recurrence_rule, reminder_offsets = @reminder_offsets,
-        priority = @priority, project_id = @project_id, rank = @rank, update_time = @update_time,
+        priority = @priority, project_id = @project_id, rank = @rank, assignee_id = @assignee_id,
+        update_time = @update_time,
         version = version + 1
       WHERE id = @id AND user_id = @user_id`);
     this.#complete = db.prepare(`UPDATE tasks SET status = 'completed', complete_time = @now, update_time = @now,
@@ -414,6 +429,12 @@ export class TasksStore {
     return row && fromRow(row);
   }
 
+  /** The task whoever created it: only after the caller's role in its project is checked (access.ts). */
+  getAny(id: string): TaskRecord | undefined {
+    const row = this.#getAny.get(id);
+    return row && fromRow(row);
+  }
+
   /**
    * Creates a task, or with a key already seen for this user and scope, returns the task it
    * created. The key check, the per-user limit and both inserts are one transaction.
@@ -443,7 +464,7 @@ export class TasksStore {
           id: opts.id,
           userId,
           status: "open",
-          rank: this.#endRank(userId, f.projectId, f.parentId),
+          rank: this.#endRank(f.projectId, f.parentId),
           createTime: opts.now,
           updateTime: opts.now,
           completeTime: null,
@@ -477,14 +498,13 @@ export class TasksStore {
         if (next === null || changed.length === 0) return current;
         const moved = next.projectId !== current.projectId;
         // A task moved to another project goes to its end; its subtasks follow it there.
-        const rank = moved ? this.#endRank(userId, next.projectId, current.parentId) : current.rank;
+        const rank = moved ? this.#endRank(next.projectId, current.parentId) : current.rank;
         this.#update.run(toRow({ ...current, ...next, rank, updateTime: now }));
         if (changed.includes("label_ids")) this.labels.setLinks(userId, id, next.labelIds);
         const updated = this.get(userId, id) as TaskRecord;
         appendEvent(this.#db, taskUpdated(updated, moved ? [...changed, "rank"] : changed));
         if (moved)
-          for (const child of this.#children.all(userId, id))
-            this.#place(fromRow(child), next.projectId, child.rank, now);
+          for (const child of this.#children.all(id)) this.#place(fromRow(child), next.projectId, child.rank, now);
         return updated;
       })
       .immediate();
@@ -498,14 +518,14 @@ export class TasksStore {
   complete(userId: string, id: string, now: number, completeChildren = false): TaskRecord | undefined {
     return this.#db
       .transaction(() => {
-        const open = this.#children.all(userId, id).filter((c) => c.status === "open");
+        const open = this.#children.all(id).filter((c) => c.status === "open");
         if (open.length > 0 && this.get(userId, id)?.status === "open") {
           if (!completeChildren)
             throw new ConnectError(
               `the task has ${open.length} open subtask${open.length === 1 ? "" : "s"}; complete ${open.length === 1 ? "it" : "them"} first or set complete_children`,
               Code.FailedPrecondition,
             );
-          for (const c of open) this.complete(userId, c.id, now);
+          for (const c of open) this.complete(c.user_id, c.id, now);
         }
         // No row changes when already completed (or absent): then nothing happened, no event.
         const changed = this.#complete.run({ id, user_id: userId, now }).changes > 0;
@@ -537,7 +557,7 @@ export class TasksStore {
       .transaction(() => {
         const task = this.get(userId, id);
         if (!task) return false;
-        for (const child of this.#children.all(userId, id)) this.delete(userId, child.id, now);
+        for (const child of this.#children.all(id)) this.delete(child.user_id, child.id, now);
         if (this.#delete.run(id, userId).changes === 0) return false;
         this.labels.setLinks(userId, id, []);
         appendEvent(this.#db, taskDeleted(task, now));
@@ -556,7 +576,8 @@ export class TasksStore {
         const task = this.get(userId, id);
         if (!task) throw new ConnectError(`task ${id} not found`, Code.NotFound);
         const field = "after" in neighbour ? "after_task_id" : "before_task_id";
-        const n = this.get(userId, "after" in neighbour ? neighbour.after : neighbour.before);
+        // The neighbour may be another member's task; the service checked the caller's role in its project.
+        const n = this.getAny("after" in neighbour ? neighbour.after : neighbour.before);
         if (!n) throw new ConnectError(`${field}: task not found`, Code.NotFound);
         if (n.id === task.id) throw new ConnectError(`${field}: must name another task`, Code.InvalidArgument);
         if (n.parentId !== task.parentId)
@@ -564,18 +585,18 @@ export class TasksStore {
             `${field}: ${task.parentId ? "a subtask moves among the subtasks of its parent" : "must name a top-level task (not a subtask)"}`,
             Code.InvalidArgument,
           );
-        if (n.projectId !== task.projectId && this.projects.require(userId, n.projectId).archived)
+        if (n.projectId !== task.projectId && this.projects.getAny(n.projectId)?.archived)
           throw new ConnectError(`${field}: that task's project is archived`, Code.FailedPrecondition);
-        const key = [userId, n.projectId, n.parentId, task.id, n.rank] as const;
+        const key = [n.projectId, n.parentId, task.id, n.rank] as const;
         const rank =
           "after" in neighbour
             ? rankBetween(n.rank, this.#siblingAfter.get(...key) ?? null)
             : rankBetween(this.#siblingBefore.get(...key) ?? null, n.rank);
         const moved = this.#place(task, n.projectId, rank, now);
         if (n.projectId !== task.projectId)
-          for (const child of this.#children.all(userId, id)) this.#place(fromRow(child), n.projectId, child.rank, now);
+          for (const child of this.#children.all(id)) this.#place(fromRow(child), n.projectId, child.rank, now);
         if (rank.length <= MAX_RANK_LENGTH) return moved;
-        this.#renumber(userId, n.projectId, n.parentId);
+        this.#renumber(n.projectId, n.parentId);
         return this.get(userId, id) as TaskRecord;
       })
       .immediate();
@@ -590,22 +611,54 @@ export class TasksStore {
       .transaction(() => {
         const p: ProjectRecord = this.projects.require(userId, projectId);
         if (p.inbox) throw new ConnectError("the Inbox cannot be deleted", Code.FailedPrecondition);
-        const tasks = this.#inProject.all(userId, projectId);
-        for (const t of tasks) {
-          this.#delete.run(t.id, userId);
-          this.labels.setLinks(userId, t.id, []);
-          appendEvent(this.#db, taskDeleted(fromRow(t), now));
-        }
+        const n = this.#dropProjectTasks(projectId, now);
+        this.sharing.dropProject(p.id);
         this.projects.deleteRow(p);
         appendEvent(this.#db, projectDeleted(p, now));
-        return tasks.length;
+        return n;
       })
       .immediate();
   }
 
-  /** The subtasks of a task, in their order. */
-  children(userId: string, id: string): TaskRecord[] {
-    return this.#children.all(userId, id).map(fromRow);
+  /**
+   * Deletes every task in the project, whoever created it (subtasks first), each with its
+   * task.deleted under its creator's user id. Returns how many.
+   */
+  #dropProjectTasks(projectId: string, now: number, exceptUser?: string): number {
+    const tasks = this.#inProject.all(projectId).filter((t) => t.user_id !== exceptUser);
+    for (const t of tasks) {
+      this.#delete.run(t.id, t.user_id);
+      this.labels.setLinks(t.user_id, t.id, []);
+      appendEvent(this.#db, taskDeleted(fromRow(t), now));
+    }
+    return tasks.length;
+  }
+
+  /**
+   * Unassigns `userId` from the tasks of `projectId` (every project when null) that they may no
+   * longer be assigned (removed, left, made a viewer, or deleted), each with its task.updated;
+   * with `skipCreator`, that user's own tasks are left alone (a purge deletes them anyway).
+   */
+  unassign(userId: string, projectId: string | null, now: number, skipCreator = false): void {
+    this.#db
+      .transaction(() => {
+        for (const row of this.#assignedTo.all(userId)) {
+          if ((projectId !== null && row.project_id !== projectId) || (skipCreator && row.user_id === userId)) continue;
+          this.#unassign.run(now, row.id);
+          appendEvent(this.#db, taskUpdated(this.getAny(row.id) as TaskRecord, ["assignee_id"]));
+        }
+      })
+      .immediate();
+  }
+
+  /** Runs `fn` in one transaction (the store's methods inside it become savepoints). */
+  atomically<T>(fn: () => T): T {
+    return this.#db.transaction(fn).immediate();
+  }
+
+  /** The subtasks of a task (of any creator), in their order. */
+  children(id: string): TaskRecord[] {
+    return this.#children.all(id).map(fromRow);
   }
 
   /** Moves the task to `projectId` at `rank` with its task.updated. */
@@ -621,15 +674,15 @@ export class TasksStore {
    * (what a person sees and set) is unchanged, only its encoding; the next event of each task
    * carries its new rank. Rare: only after many moves into the same gap (MAX_RANK_LENGTH).
    */
-  #renumber(userId: string, projectId: string, parentId: string | null): void {
-    const ids = this.#siblings.all(userId, projectId, parentId);
+  #renumber(projectId: string, parentId: string | null): void {
+    const ids = this.#siblings.all(projectId, parentId);
     const ranks = ranksFor(ids.length);
-    for (const [i, id] of ids.entries()) this.#setRank.run(ranks[i] as string, id, userId);
+    for (const [i, id] of ids.entries()) this.#setRank.run(ranks[i] as string, id);
   }
 
   /** A rank after the last sibling in the project. */
-  #endRank(userId: string, projectId: string, parentId: string | null): string {
-    return rankBetween(this.#lastRank.get(userId, projectId, parentId) ?? null, null);
+  #endRank(projectId: string, parentId: string | null): string {
+    return rankBetween(this.#lastRank.get(projectId, parentId) ?? null, null);
   }
 
   /**
@@ -641,6 +694,22 @@ export class TasksStore {
   purgeUser(userId: string): number {
     return this.#db
       .transaction(() => {
+        // Sharing: the projects the user owns go with every task in them: other members' tasks
+        // each with its task.deleted (their creators' consumers did not get this user.deleted);
+        // so do other members' subtasks of the user's tasks. Then the user's memberships and the
+        // invitations they sent. The user's own tasks go without events, as before.
+        const at = Date.now();
+        for (const p of this.projects.ownedBy(userId)) {
+          this.#dropProjectTasks(p.id, at, userId);
+          this.sharing.dropProject(p.id);
+        }
+        for (const t of this.#orphansOf.all(userId, userId)) {
+          this.#delete.run(t.id, t.user_id);
+          this.labels.setLinks(t.user_id, t.id, []);
+          appendEvent(this.#db, taskDeleted(fromRow(t), at));
+        }
+        this.unassign(userId, null, at, true);
+        this.sharing.dropUser(userId);
         const n = this.#purgeTasks.run(userId).changes;
         this.#purgeKeys.run(userId);
         this.#feedDelete.run(userId);
@@ -693,7 +762,7 @@ export class TasksStore {
       q.after !== null,
       q.projectId !== null,
       q.labelId !== null,
-      q.hideArchived && q.projectId === null,
+      q.hideArchived,
       q.order === "manual",
     ]);
     const rows = stmt.all({
@@ -721,7 +790,16 @@ export class TasksStore {
     const shape = flags.map((f) => +f).join("");
     let stmt = this.#lists.get(shape);
     if (!stmt) {
-      const where = ["user_id = @user_id"];
+      // A project's list holds every member's tasks (the service checked the caller's role in it);
+      // otherwise the caller's own tasks in projects the caller still has a role in.
+      const where: string[] = [];
+      if (!project) {
+        where.push("user_id = @user_id");
+        const own = `SELECT id FROM projects WHERE user_id = @user_id${hideArchived ? " AND archived = 0" : ""}`;
+        const shared = `SELECT m.project_id FROM project_members m JOIN projects p ON p.id = m.project_id
+          WHERE m.user_id = @user_id${hideArchived ? " AND p.archived = 0" : ""}`;
+        where.push(`project_id IN (${own} UNION ${shared})`);
+      }
       if (status) where.push("status = @status");
       if (priority) where.push("priority = @priority");
       // due_time (not due_sort) so that tasks without due time are excluded by either bound.
@@ -729,8 +807,6 @@ export class TasksStore {
       if (before) where.push("due_time < @due_before");
       if (project) where.push("project_id = @project_id");
       if (label) where.push("id IN (SELECT task_id FROM task_labels WHERE label_id = @label_id)");
-      if (hideArchived)
-        where.push("project_id NOT IN (SELECT id FROM projects WHERE user_id = @user_id AND archived = 1)");
       const order = manual ? "rank, id" : "due_sort, id";
       if (cursor)
         where.push(manual ? "(rank, id) > (@after_rank, @after_id)" : "(due_sort, id) > (@after_sort, @after_id)");
@@ -758,6 +834,7 @@ function fromRow(r: Row): TaskRecord {
     priority: r.priority,
     projectId: r.project_id,
     parentId: r.parent_id,
+    assigneeId: r.assignee_id,
     rank: r.rank,
     labelIds: (JSON.parse(r.label_ids ?? "[]") as string[]).sort(),
     createTime: r.create_time,
@@ -782,6 +859,7 @@ function toRow(t: TaskRecord): Omit<Row, "due_sort" | "label_ids"> {
     priority: t.priority,
     project_id: t.projectId,
     parent_id: t.parentId,
+    assignee_id: t.assigneeId,
     rank: t.rank,
     create_time: t.createTime,
     update_time: t.updateTime,

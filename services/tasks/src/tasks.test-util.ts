@@ -26,8 +26,9 @@ export async function testIssuer() {
   return {
     jwks: { keys: [jwk] },
     verifier: createUserTokenVerifier(createLocalJWKSet({ keys: [jwk] })),
-    token: (userId: string) =>
-      new SignJWT({})
+    /** A token for `userId` carrying `email` (default `<userId>@example.test`), as users issues them. */
+    token: (userId: string, email = `${userId}@example.test`) =>
+      new SignJWT({ email })
         .setProtectedHeader({ alg: "EdDSA", kid: "test-key" })
         .setSubject(userId)
         .setIssuer(USER_TOKEN_ISSUER)
@@ -42,8 +43,8 @@ export interface Harness {
   address: string;
   dbPath: string;
   app: TasksApp;
-  /** A TaskService client acting as `userId` (a token for it is signed once). */
-  as(userId: string): Promise<GrpcClient<typeof TaskService>>;
+  /** A TaskService client acting as `userId` (a token for it, with `email`, is signed once). */
+  as(userId: string, email?: string): Promise<GrpcClient<typeof TaskService>>;
   /** A valid user token for `userId`. */
   token(userId: string): Promise<string>;
   /** A TaskService client sending no token. */
@@ -85,8 +86,8 @@ export async function startTasks(
     address,
     dbPath: config.dbPath,
     app,
-    async as(userId) {
-      const token = await issuer.token(userId);
+    async as(userId, email) {
+      const token = await issuer.token(userId, email);
       return track(createGrpcClient(TaskService, { address, metadata: () => ({ authorization: `Bearer ${token}` }) }));
     },
     token: (userId) => issuer.token(userId),

@@ -107,6 +107,8 @@ describe("sessions (real gRPC, real SQLite)", () => {
     expect(res.refreshToken).toMatch(/^[A-Za-z0-9_-]{43}$/); // 32 random bytes, base64url
     expect(res.sessionId).toMatch(/^[0-9a-f-]{36}$/);
     expect(decodeJwt(res.accessToken).sid).toBe(res.sessionId);
+    // The email claim: tasks matches project invitations by it.
+    expect(decodeJwt(res.accessToken).email).toBe(email);
     expect(res.refreshExpireTime?.seconds).toBe(BigInt((clock.t + HOUR) / 1000));
     const db = new Database(`${dir.path}/users.db`, { readonly: true });
     try {
@@ -130,6 +132,7 @@ describe("sessions (real gRPC, real SQLite)", () => {
     expect(second.sessionId).toBe(first.sessionId);
     expect(second.refreshToken).not.toBe(first.refreshToken);
     expect(decodeJwt(second.accessToken).sid).toBe(first.sessionId);
+    expect(decodeJwt(second.accessToken).email).toBe(email);
     // The idle expiry moved with the refresh.
     expect(second.refreshExpireTime?.seconds).toBe(BigInt((clock.t + HOUR) / 1000));
     expect((await users.getMe({}, bearer(second.accessToken))).user?.email).toBe(email);

@@ -17,8 +17,8 @@ export interface IssuedToken {
  * Signs user access tokens with the current signing key. The claims are what
  * `createUserTokenVerifier` (gateway, backends) and Istio's RequestAuthentication check:
  * alg EdDSA with `kid`, iss/aud fixed, sub = user id, iat = nbf = now, exp = now + ttl, and a
- * random jti so two tokens are never equal (useful in logs and for a future deny list), and
- * `sid`, the session the token was issued for.
+ * random jti so two tokens are never equal (useful in logs and for a future deny list),
+ * `sid`, the session the token was issued for, and `email`, the account's email.
  */
 export class TokenIssuer {
   readonly #signingKey: () => SigningKey;
@@ -36,12 +36,16 @@ export class TokenIssuer {
     this.#now = now;
   }
 
-  /** @param sessionId the session the token belongs to, as the `sid` claim (Logout, ListSessions read it). */
-  async issue(userId: string, sessionId?: string): Promise<IssuedToken> {
+  /**
+   * @param sessionId the session the token belongs to, as the `sid` claim (Logout, ListSessions read it).
+   * @param email the account's email, as the `email` claim (tasks matches project invitations by
+   *   it); a changed email is in the next token issued.
+   */
+  async issue(userId: string, sessionId?: string, email?: string): Promise<IssuedToken> {
     const { kid, privateKey } = this.#signingKey();
     const iat = Math.floor(this.#now() / 1000);
     const exp = iat + this.#ttlSeconds;
-    const token = await new SignJWT(sessionId ? { sid: sessionId } : {})
+    const token = await new SignJWT({ ...(sessionId ? { sid: sessionId } : {}), ...(email ? { email } : {}) })
       .setProtectedHeader({ alg: USER_TOKEN_ALG, kid, typ: "JWT" })
       .setSubject(userId)
       .setIssuer(USER_TOKEN_ISSUER)

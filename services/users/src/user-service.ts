@@ -111,7 +111,7 @@ export function userService(deps: UserServiceDeps): ServiceImpl<typeof UserServi
       const { session, refreshToken } = sessions.create(account.id, client, at.getTime(), (s) =>
         auditEvent("userLoggedIn", account.id, at, client, { sessionId: s.id }),
       );
-      const issued = await tokens.issue(account.id, session.id);
+      const issued = await tokens.issue(account.id, session.id, account.email);
       return {
         accessToken: issued.token,
         expireTime: timestampFromDate(issued.expireTime),
@@ -151,7 +151,7 @@ export function userService(deps: UserServiceDeps): ServiceImpl<typeof UserServi
       const account = store.findById(session.userId);
       if (!account) throw new ConnectError("the account of this session does not exist", Code.Unauthenticated);
       if (account.disabledAt) throw accountDisabled();
-      const issued = await tokens.issue(account.id, session.id);
+      const issued = await tokens.issue(account.id, session.id, account.email);
       return {
         accessToken: issued.token,
         expireTime: timestampFromDate(issued.expireTime),

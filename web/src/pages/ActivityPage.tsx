@@ -15,6 +15,9 @@ const LABELS: Record<AuditAction, string> = {
   [AuditAction.PREFERENCES_CHANGED]: "Changed preferences",
   [AuditAction.TASK_DELETED]: "Deleted a task",
   [AuditAction.ACCOUNT_DELETION_REQUESTED]: "Asked to delete the account",
+  [AuditAction.PROJECT_SHARED]: "Someone joined a project you shared",
+  [AuditAction.PROJECT_MEMBER_ROLE_CHANGED]: "Changed a member's role in a project",
+  [AuditAction.PROJECT_UNSHARED]: "A member left or was removed from a project",
 };
 
 /** The caller's audit log (ListAuditEvents), newest first, a page at a time. Read-only. */

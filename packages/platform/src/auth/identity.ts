@@ -1,4 +1,5 @@
 import { Code, ConnectError, createContextKey, type HandlerContext } from "@connectrpc/connect";
+import { decodeJwt } from "jose";
 
 /** Who is calling, as established from a verified credential (never from a request field). */
 export type Principal =
@@ -13,6 +14,18 @@ export function requireUser(ctx: HandlerContext): { userId: string; token: strin
   const p = ctx.values.get(principalKey);
   if (p.kind !== "user") throw new ConnectError("a valid user token is required", Code.Unauthenticated);
   return { userId: p.userId, token: p.token };
+}
+
+/**
+ * The authenticated user's email (the `email` claim the users service puts in access tokens),
+ * lower-cased, or "" when the token has none. Read from the token the server already verified
+ * (the principal is set only after verification), so decoding without checking again is safe. A
+ * changed email applies from the user's next token.
+ */
+export function userEmail(ctx: HandlerContext): string {
+  const { token } = requireUser(ctx);
+  const email = decodeJwt(token).email;
+  return typeof email === "string" ? email.toLowerCase() : "";
 }
 
 /** The calling service's name, or UNAUTHENTICATED. Internal services start here. */

@@ -54,6 +54,13 @@ describe("createGrpcClient", () => {
             createLabel: unused,
             updateLabel: unused,
             deleteLabel: unused,
+            inviteToProject: unused,
+            listInvitations: unused,
+            acceptInvitation: unused,
+            declineInvitation: unused,
+            listMembers: unused,
+            updateMember: unused,
+            removeMember: unused,
           },
           { kind: "user", anonymous: ["getTask", "createTask"] },
         ),
@@ -159,21 +166,28 @@ describe("createGrpcClient", () => {
     // RevokeCalendarFeed is IDEMPOTENT, GetCalendarFeed a read; RotateCalendarFeed (a new secret each time) is not.
     // Of the project/label methods, the creates are not (no idempotency key); moves, renames,
     // (un)archiving and deletes are, like DeleteTask.
+    // Sharing: InviteToProject and AcceptInvitation are not (a lost answer's retry is
+    // ALREADY_EXISTS / NOT_FOUND); declining, role changes and removals are, like DeleteTask.
     expect(names).toEqual([
       "CompleteTask",
+      "DeclineInvitation",
       "DeleteLabel",
       "DeleteProject",
       "DeleteTask",
       "GetCalendarFeed",
       "GetTask",
+      "ListInvitations",
       "ListLabels",
+      "ListMembers",
       "ListProjects",
       "ListTasks",
       "MoveProject",
       "MoveTask",
+      "RemoveMember",
       "ReopenTask",
       "RevokeCalendarFeed",
       "UpdateLabel",
+      "UpdateMember",
       "UpdateProject",
     ]);
   });

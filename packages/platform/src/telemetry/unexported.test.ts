@@ -100,6 +100,13 @@ async function startChain() {
         createLabel: () => ({}),
         updateLabel: () => ({}),
         deleteLabel: () => ({}),
+        inviteToProject: () => ({}),
+        listInvitations: () => ({}),
+        acceptInvitation: () => ({}),
+        declineInvitation: () => ({}),
+        listMembers: () => ({}),
+        updateMember: () => ({}),
+        removeMember: () => ({}),
       },
       { kind: "user", anonymous: ALL_METHODS },
     );

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file taskmesh/tasks/v1/task.proto.
  */
 export const file_taskmesh_tasks_v1_task: GenFile = /*@__PURE__*/
-  fileDesc("Chx0YXNrbWVzaC90YXNrcy92MS90YXNrLnByb3RvEhF0YXNrbWVzaC50YXNrcy52MSK0BAoEVGFzaxIKCgJpZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEg0KBXRpdGxlGAMgASgJEg0KBW5vdGVzGAQgASgJEi0KBnN0YXR1cxgFIAEoDjIdLnRhc2ttZXNoLnRhc2tzLnYxLlRhc2tTdGF0dXMSLAoIZHVlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXRpbWVfem9uZRgHIAEoCRIXCg9yZWN1cnJlbmNlX3J1bGUYCCABKAkSMwoQcmVtaW5kZXJfb2Zmc2V0cxgJIAMoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIWCg5wYXJlbnRfdGFza19pZBgKIAEoCRIvCgtjcmVhdGVfdGltZRgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjEKDWNvbXBsZXRlX3RpbWUYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3ZlcnNpb24YDiABKAMSLQoIcHJpb3JpdHkYDyABKA4yGy50YXNrbWVzaC50YXNrcy52MS5Qcmlvcml0eRISCgpwcm9qZWN0X2lkGBAgASgJEhEKCWxhYmVsX2lkcxgRIAMoCRIRCglwYXJlbnRfaWQYEiABKAkSDAoEcmFuaxgTIAEoCSLWAQoHUHJvamVjdBIKCgJpZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEgwKBG5hbWUYAyABKAkSDQoFaW5ib3gYBCABKAgSEAoIYXJjaGl2ZWQYBSABKAgSDAoEcmFuaxgGIAEoCRIvCgtjcmVhdGVfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3ZlcnNpb24YCSABKAMipQEKBUxhYmVsEgoKAmlkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSDAoEbmFtZRgDIAEoCRIvCgtjcmVhdGVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3ZlcnNpb24YBiABKAMqWgoKVGFza1N0YXR1cxIbChdUQVNLX1NUQVRVU19VTlNQRUNJRklFRBAAEhQKEFRBU0tfU1RBVFVTX09QRU4QARIZChVUQVNLX1NUQVRVU19DT01QTEVURUQQAipoCghQcmlvcml0eRIYChRQUklPUklUWV9VTlNQRUNJRklFRBAAEg8KC1BSSU9SSVRZX1AxEAESDwoLUFJJT1JJVFlfUDIQAhIPCgtQUklPUklUWV9QMxADEg8KC1BSSU9SSVRZX1A0EARiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("Chx0YXNrbWVzaC90YXNrcy92MS90YXNrLnByb3RvEhF0YXNrbWVzaC50YXNrcy52MSLJBAoEVGFzaxIKCgJpZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEg0KBXRpdGxlGAMgASgJEg0KBW5vdGVzGAQgASgJEi0KBnN0YXR1cxgFIAEoDjIdLnRhc2ttZXNoLnRhc2tzLnYxLlRhc2tTdGF0dXMSLAoIZHVlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXRpbWVfem9uZRgHIAEoCRIXCg9yZWN1cnJlbmNlX3J1bGUYCCABKAkSMwoQcmVtaW5kZXJfb2Zmc2V0cxgJIAMoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIWCg5wYXJlbnRfdGFza19pZBgKIAEoCRIvCgtjcmVhdGVfdGltZRgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjEKDWNvbXBsZXRlX3RpbWUYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3ZlcnNpb24YDiABKAMSLQoIcHJpb3JpdHkYDyABKA4yGy50YXNrbWVzaC50YXNrcy52MS5Qcmlvcml0eRISCgpwcm9qZWN0X2lkGBAgASgJEhEKCWxhYmVsX2lkcxgRIAMoCRIRCglwYXJlbnRfaWQYEiABKAkSDAoEcmFuaxgTIAEoCRITCgthc3NpZ25lZV9pZBgUIAEoCSKgAQoNUHJvamVjdE1lbWJlchISCgpwcm9qZWN0X2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSDQoFZW1haWwYAyABKAkSLAoEcm9sZRgEIAEoDjIeLnRhc2ttZXNoLnRhc2tzLnYxLlByb2plY3RSb2xlEi0KCWpvaW5fdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiywEKEVByb2plY3RJbnZpdGF0aW9uEgoKAmlkGAEgASgJEhIKCnByb2plY3RfaWQYAiABKAkSFAoMcHJvamVjdF9uYW1lGAMgASgJEg0KBWVtYWlsGAQgASgJEiwKBHJvbGUYBSABKA4yHi50YXNrbWVzaC50YXNrcy52MS5Qcm9qZWN0Um9sZRISCgppbnZpdGVyX2lkGAYgASgJEi8KC2NyZWF0ZV90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKEAgoHUHJvamVjdBIKCgJpZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEgwKBG5hbWUYAyABKAkSDQoFaW5ib3gYBCABKAgSEAoIYXJjaGl2ZWQYBSABKAgSDAoEcmFuaxgGIAEoCRIvCgtjcmVhdGVfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3ZlcnNpb24YCSABKAMSLAoEcm9sZRgKIAEoDjIeLnRhc2ttZXNoLnRhc2tzLnYxLlByb2plY3RSb2xlIqUBCgVMYWJlbBIKCgJpZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEgwKBG5hbWUYAyABKAkSLwoLY3JlYXRlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3VwZGF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgd2ZXJzaW9uGAYgASgDKloKClRhc2tTdGF0dXMSGwoXVEFTS19TVEFUVVNfVU5TUEVDSUZJRUQQABIUChBUQVNLX1NUQVRVU19PUEVOEAESGQoVVEFTS19TVEFUVVNfQ09NUExFVEVEEAIqaAoIUHJpb3JpdHkSGAoUUFJJT1JJVFlfVU5TUEVDSUZJRUQQABIPCgtQUklPUklUWV9QMRABEg8KC1BSSU9SSVRZX1AyEAISDwoLUFJJT1JJVFlfUDMQAxIPCgtQUklPUklUWV9QNBAEKnUKC1Byb2plY3RSb2xlEhwKGFBST0pFQ1RfUk9MRV9VTlNQRUNJRklFRBAAEhcKE1BST0pFQ1RfUk9MRV9WSUVXRVIQARIXChNQUk9KRUNUX1JPTEVfRURJVE9SEAISFgoSUFJPSkVDVF9ST0xFX09XTkVSEANiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * A task as stored by the tasks service and carried in task events.
@@ -138,6 +138,14 @@ export type Task = Message<"taskmesh.tasks.v1.Task"> & {
    * @generated from field: string rank = 19;
    */
   rank: string;
+
+  /**
+   * The member of the task's project it is assigned to (the owner or an editor); "" = nobody.
+   * Tasks keep their creator's user_id whoever is assigned.
+   *
+   * @generated from field: string assignee_id = 20;
+   */
+  assigneeId: string;
 };
 
 /**
@@ -146,6 +154,102 @@ export type Task = Message<"taskmesh.tasks.v1.Task"> & {
  */
 export const TaskSchema: GenMessage<Task> = /*@__PURE__*/
   messageDesc(file_taskmesh_tasks_v1_task, 0);
+
+/**
+ * A member of a shared project.
+ *
+ * @generated from message taskmesh.tasks.v1.ProjectMember
+ */
+export type ProjectMember = Message<"taskmesh.tasks.v1.ProjectMember"> & {
+  /**
+   * @generated from field: string project_id = 1;
+   */
+  projectId: string;
+
+  /**
+   * @generated from field: string user_id = 2;
+   */
+  userId: string;
+
+  /**
+   * The email the member accepted the invitation with (the owner's: from the owner's token).
+   *
+   * @generated from field: string email = 3;
+   */
+  email: string;
+
+  /**
+   * @generated from field: taskmesh.tasks.v1.ProjectRole role = 4;
+   */
+  role: ProjectRole;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp join_time = 5;
+   */
+  joinTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message taskmesh.tasks.v1.ProjectMember.
+ * Use `create(ProjectMemberSchema)` to create a new message.
+ */
+export const ProjectMemberSchema: GenMessage<ProjectMember> = /*@__PURE__*/
+  messageDesc(file_taskmesh_tasks_v1_task, 1);
+
+/**
+ * An invitation to a project, addressed to an email; pending until accepted or declined.
+ *
+ * @generated from message taskmesh.tasks.v1.ProjectInvitation
+ */
+export type ProjectInvitation = Message<"taskmesh.tasks.v1.ProjectInvitation"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: string project_id = 2;
+   */
+  projectId: string;
+
+  /**
+   * The project's name when the invitation was listed (the invitee cannot read the project yet).
+   *
+   * @generated from field: string project_name = 3;
+   */
+  projectName: string;
+
+  /**
+   * Lower-cased.
+   *
+   * @generated from field: string email = 4;
+   */
+  email: string;
+
+  /**
+   * EDITOR or VIEWER.
+   *
+   * @generated from field: taskmesh.tasks.v1.ProjectRole role = 5;
+   */
+  role: ProjectRole;
+
+  /**
+   * @generated from field: string inviter_id = 6;
+   */
+  inviterId: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp create_time = 7;
+   */
+  createTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message taskmesh.tasks.v1.ProjectInvitation.
+ * Use `create(ProjectInvitationSchema)` to create a new message.
+ */
+export const ProjectInvitationSchema: GenMessage<ProjectInvitation> = /*@__PURE__*/
+  messageDesc(file_taskmesh_tasks_v1_task, 2);
 
 /**
  * A project (list) of tasks. Every user has exactly one Inbox project, created on first need;
@@ -202,6 +306,14 @@ export type Project = Message<"taskmesh.tasks.v1.Project"> & {
    * @generated from field: int64 version = 9;
    */
   version: bigint;
+
+  /**
+   * The caller's role in the project: OWNER for the caller's own projects, EDITOR or VIEWER for
+   * projects shared with the caller.
+   *
+   * @generated from field: taskmesh.tasks.v1.ProjectRole role = 10;
+   */
+  role: ProjectRole;
 };
 
 /**
@@ -209,7 +321,7 @@ export type Project = Message<"taskmesh.tasks.v1.Project"> & {
  * Use `create(ProjectSchema)` to create a new message.
  */
 export const ProjectSchema: GenMessage<Project> = /*@__PURE__*/
-  messageDesc(file_taskmesh_tasks_v1_task, 1);
+  messageDesc(file_taskmesh_tasks_v1_task, 3);
 
 /**
  * A label of one user; tasks carry label ids (Task.label_ids), so a rename changes no task.
@@ -253,7 +365,7 @@ export type Label = Message<"taskmesh.tasks.v1.Label"> & {
  * Use `create(LabelSchema)` to create a new message.
  */
 export const LabelSchema: GenMessage<Label> = /*@__PURE__*/
-  messageDesc(file_taskmesh_tasks_v1_task, 2);
+  messageDesc(file_taskmesh_tasks_v1_task, 4);
 
 /**
  * @generated from enum taskmesh.tasks.v1.TaskStatus
@@ -320,4 +432,43 @@ export enum Priority {
  */
 export const PrioritySchema: GenEnum<Priority> = /*@__PURE__*/
   enumDesc(file_taskmesh_tasks_v1_task, 1);
+
+/**
+ * A member's role in a project. The creator is the owner; others join by invitation.
+ *
+ * @generated from enum taskmesh.tasks.v1.ProjectRole
+ */
+export enum ProjectRole {
+  /**
+   * @generated from enum value: PROJECT_ROLE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Reads the project and its tasks.
+   *
+   * @generated from enum value: PROJECT_ROLE_VIEWER = 1;
+   */
+  VIEWER = 1,
+
+  /**
+   * Also creates, changes, completes, moves and deletes the project's tasks, and can be assigned.
+   *
+   * @generated from enum value: PROJECT_ROLE_EDITOR = 2;
+   */
+  EDITOR = 2,
+
+  /**
+   * Also renames, archives and deletes the project and manages its members. One per project.
+   *
+   * @generated from enum value: PROJECT_ROLE_OWNER = 3;
+   */
+  OWNER = 3,
+}
+
+/**
+ * Describes the enum taskmesh.tasks.v1.ProjectRole.
+ */
+export const ProjectRoleSchema: GenEnum<ProjectRole> = /*@__PURE__*/
+  enumDesc(file_taskmesh_tasks_v1_task, 2);
 

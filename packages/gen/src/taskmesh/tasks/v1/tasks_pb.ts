@@ -7,7 +7,7 @@ import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf
 import { file_buf_validate_validate } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
 import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
-import type { Label, Priority, Project, Task, TaskStatus } from "./task_pb.js";
+import type { Label, Priority, Project, ProjectInvitation, ProjectMember, ProjectRole, Task, TaskStatus } from "./task_pb.js";
 import { file_taskmesh_tasks_v1_task } from "./task_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file taskmesh/tasks/v1/tasks.proto.
  */
 export const file_taskmesh_tasks_v1_tasks: GenFile = /*@__PURE__*/
-  fileDesc("Ch10YXNrbWVzaC90YXNrcy92MS90YXNrcy5wcm90bxIRdGFza21lc2gudGFza3MudjEimQMKCVRhc2tJbnB1dBIZCgV0aXRsZRgBIAEoCUIKukgHcgUQARj0AxIXCgVub3RlcxgCIAEoCUIIukgFcgMYkE4SLAoIZHVlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhoKCXRpbWVfem9uZRgEIAEoCUIHukgEcgIYQBIhCg9yZWN1cnJlbmNlX3J1bGUYBSABKAlCCLpIBXIDGOgHEksKEHJlbWluZGVyX29mZnNldHMYBiADKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CFrpIE5IBEBAKIgyqAQkiBQiAmp4BMgASNwoIcHJpb3JpdHkYByABKA4yGy50YXNrbWVzaC50YXNrcy52MS5Qcmlvcml0eUIIukgFggECEAESHwoKcHJvamVjdF9pZBgIIAEoCUILukgI2AEBcgOwAQESJAoJbGFiZWxfaWRzGAkgAygJQhG6SA6SAQsQFBgBIgVyA7ABARIeCglwYXJlbnRfaWQYCiABKAlCC7pICNgBAXIDsAEBIjAKCExhYmVsSWRzEiQKCWxhYmVsX2lkcxgBIAMoCUIRukgOkgELEBQYASIFcgOwAQEiagoRQ3JlYXRlVGFza1JlcXVlc3QSMgoEdGFzaxgBIAEoCzIcLnRhc2ttZXNoLnRhc2tzLnYxLlRhc2tJbnB1dEIGukgDyAEBEiEKD2lkZW1wb3RlbmN5X2tleRgCIAEoCUIIukgFcgMYgAEiOwoSQ3JlYXRlVGFza1Jlc3BvbnNlEiUKBHRhc2sYASABKAsyFy50YXNrbWVzaC50YXNrcy52MS5UYXNrIisKDkdldFRhc2tSZXF1ZXN0EhkKB3Rhc2tfaWQYASABKAlCCLpIBXIDsAEBIjgKD0dldFRhc2tSZXNwb25zZRIlCgR0YXNrGAEgASgLMhcudGFza21lc2gudGFza3MudjEuVGFzayKwAwoQTGlzdFRhc2tzUmVxdWVzdBI3CgZzdGF0dXMYASABKA4yHS50YXNrbWVzaC50YXNrcy52MS5UYXNrU3RhdHVzQgi6SAWCAQIQARItCglkdWVfYWZ0ZXIYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmR1ZV9iZWZvcmUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhwKCXBhZ2Vfc2l6ZRgEIAEoBUIJukgGGgQYZCgAEhwKCnBhZ2VfdG9rZW4YBSABKAlCCLpIBXIDGIAEEjcKCHByaW9yaXR5GAYgASgOMhsudGFza21lc2gudGFza3MudjEuUHJpb3JpdHlCCLpIBYIBAhABEh8KCnByb2plY3RfaWQYByABKAlCC7pICNgBAXIDsAEBEh0KCGxhYmVsX2lkGAggASgJQgu6SAjYAQFyA7ABARIYChBpbmNsdWRlX2FyY2hpdmVkGAkgASgIEjUKBW9yZGVyGAogASgOMhwudGFza21lc2gudGFza3MudjEuVGFza09yZGVyQgi6SAWCAQIQASJUChFMaXN0VGFza3NSZXNwb25zZRImCgV0YXNrcxgBIAMoCzIXLnRhc2ttZXNoLnRhc2tzLnYxLlRhc2sSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIlUKD1JlbWluZGVyT2Zmc2V0cxJCCgdvZmZzZXRzGAEgAygLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQha6SBOSARAQCiIMqgEJIgUIgJqeATIAIqAFChFVcGRhdGVUYXNrUmVxdWVzdBIZCgd0YXNrX2lkGAEgASgJQgi6SAVyA7ABARIeCgV0aXRsZRgCIAEoCUIKukgHcgUQARj0A0gAiAEBEhwKBW5vdGVzGAMgASgJQgi6SAVyAxiQTkgBiAEBEiwKCGR1ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIWCg5jbGVhcl9kdWVfdGltZRgFIAEoCBIfCgl0aW1lX3pvbmUYBiABKAlCB7pIBHICGEBIAogBARImCg9yZWN1cnJlbmNlX3J1bGUYByABKAlCCLpIBXIDGOgHSAOIAQESPAoQcmVtaW5kZXJfb2Zmc2V0cxgIIAEoCzIiLnRhc2ttZXNoLnRhc2tzLnYxLlJlbWluZGVyT2Zmc2V0cxI8Cghwcmlvcml0eRgJIAEoDjIbLnRhc2ttZXNoLnRhc2tzLnYxLlByaW9yaXR5Qgi6SAWCAQIQAUgEiAEBEiEKCnByb2plY3RfaWQYCiABKAlCCLpIBXIDsAEBSAWIAQESLgoJbGFiZWxfaWRzGAsgASgLMhsudGFza21lc2gudGFza3MudjEuTGFiZWxJZHM6gQG6SH4afAoYdXBkYXRlLmR1ZV90aW1lX2NvbmZsaWN0EjJkdWVfdGltZSBhbmQgY2xlYXJfZHVlX3RpbWUgYXJlIG11dHVhbGx5IGV4Y2x1c2l2ZRosIShoYXModGhpcy5kdWVfdGltZSkgJiYgdGhpcy5jbGVhcl9kdWVfdGltZSlCCAoGX3RpdGxlQggKBl9ub3Rlc0IMCgpfdGltZV96b25lQhIKEF9yZWN1cnJlbmNlX3J1bGVCCwoJX3ByaW9yaXR5Qg0KC19wcm9qZWN0X2lkIjsKElVwZGF0ZVRhc2tSZXNwb25zZRIlCgR0YXNrGAEgASgLMhcudGFza21lc2gudGFza3MudjEuVGFzayJLChNDb21wbGV0ZVRhc2tSZXF1ZXN0EhkKB3Rhc2tfaWQYASABKAlCCLpIBXIDsAEBEhkKEWNvbXBsZXRlX2NoaWxkcmVuGAIgASgIIj0KFENvbXBsZXRlVGFza1Jlc3BvbnNlEiUKBHRhc2sYASABKAsyFy50YXNrbWVzaC50YXNrcy52MS5UYXNrIi4KEVJlb3BlblRhc2tSZXF1ZXN0EhkKB3Rhc2tfaWQYASABKAlCCLpIBXIDsAEBIjsKElJlb3BlblRhc2tSZXNwb25zZRIlCgR0YXNrGAEgASgLMhcudGFza21lc2gudGFza3MudjEuVGFzayIuChFEZWxldGVUYXNrUmVxdWVzdBIZCgd0YXNrX2lkGAEgASgJQgi6SAVyA7ABASIUChJEZWxldGVUYXNrUmVzcG9uc2UigwIKD01vdmVUYXNrUmVxdWVzdBIZCgd0YXNrX2lkGAEgASgJQgi6SAVyA7ABARIiCg1hZnRlcl90YXNrX2lkGAIgASgJQgu6SAjYAQFyA7ABARIjCg5iZWZvcmVfdGFza19pZBgDIAEoCUILukgI2AEBcgOwAQE6iwG6SIcBGoQBChJtb3ZlLm9uZV9uZWlnaGJvdXISM3NldCBleGFjdGx5IG9uZSBvZiBhZnRlcl90YXNrX2lkIGFuZCBiZWZvcmVfdGFza19pZBo5KHRoaXMuYWZ0ZXJfdGFza19pZCA9PSAnJykgIT0gKHRoaXMuYmVmb3JlX3Rhc2tfaWQgPT0gJycpIjkKEE1vdmVUYXNrUmVzcG9uc2USJQoEdGFzaxgBIAEoCzIXLnRhc2ttZXNoLnRhc2tzLnYxLlRhc2siLwoTTGlzdFByb2plY3RzUmVxdWVzdBIYChBpbmNsdWRlX2FyY2hpdmVkGAEgASgIIkQKFExpc3RQcm9qZWN0c1Jlc3BvbnNlEiwKCHByb2plY3RzGAEgAygLMhoudGFza21lc2gudGFza3MudjEuUHJvamVjdCIvChRDcmVhdGVQcm9qZWN0UmVxdWVzdBIXCgRuYW1lGAEgASgJQgm6SAZyBBABGHgiRAoVQ3JlYXRlUHJvamVjdFJlc3BvbnNlEisKB3Byb2plY3QYASABKAsyGi50YXNrbWVzaC50YXNrcy52MS5Qcm9qZWN0In8KFFVwZGF0ZVByb2plY3RSZXF1ZXN0EhwKCnByb2plY3RfaWQYASABKAlCCLpIBXIDsAEBEhwKBG5hbWUYAiABKAlCCbpIBnIEEAEYeEgAiAEBEhUKCGFyY2hpdmVkGAMgASgISAGIAQFCBwoFX25hbWVCCwoJX2FyY2hpdmVkIkQKFVVwZGF0ZVByb2plY3RSZXNwb25zZRIrCgdwcm9qZWN0GAEgASgLMhoudGFza21lc2gudGFza3MudjEuUHJvamVjdCKjAgoSTW92ZVByb2plY3RSZXF1ZXN0EhwKCnByb2plY3RfaWQYASABKAlCCLpIBXIDsAEBEiUKEGFmdGVyX3Byb2plY3RfaWQYAiABKAlCC7pICNgBAXIDsAEBEiYKEWJlZm9yZV9wcm9qZWN0X2lkGAMgASgJQgu6SAjYAQFyA7ABATqfAbpImwEamAEKGm1vdmVfcHJvamVjdC5vbmVfbmVpZ2hib3VyEjlzZXQgZXhhY3RseSBvbmUgb2YgYWZ0ZXJfcHJvamVjdF9pZCBhbmQgYmVmb3JlX3Byb2plY3RfaWQaPyh0aGlzLmFmdGVyX3Byb2plY3RfaWQgPT0gJycpICE9ICh0aGlzLmJlZm9yZV9wcm9qZWN0X2lkID09ICcnKSJCChNNb3ZlUHJvamVjdFJlc3BvbnNlEisKB3Byb2plY3QYASABKAsyGi50YXNrbWVzaC50YXNrcy52MS5Qcm9qZWN0IjQKFERlbGV0ZVByb2plY3RSZXF1ZXN0EhwKCnByb2plY3RfaWQYASABKAlCCLpIBXIDsAEBIjMKFURlbGV0ZVByb2plY3RSZXNwb25zZRIaChJkZWxldGVkX3Rhc2tfY291bnQYASABKAMiEwoRTGlzdExhYmVsc1JlcXVlc3QiPgoSTGlzdExhYmVsc1Jlc3BvbnNlEigKBmxhYmVscxgBIAMoCzIYLnRhc2ttZXNoLnRhc2tzLnYxLkxhYmVsIi0KEkNyZWF0ZUxhYmVsUmVxdWVzdBIXCgRuYW1lGAEgASgJQgm6SAZyBBABGDwiPgoTQ3JlYXRlTGFiZWxSZXNwb25zZRInCgVsYWJlbBgBIAEoCzIYLnRhc2ttZXNoLnRhc2tzLnYxLkxhYmVsIkkKElVwZGF0ZUxhYmVsUmVxdWVzdBIaCghsYWJlbF9pZBgBIAEoCUIIukgFcgOwAQESFwoEbmFtZRgCIAEoCUIJukgGcgQQARg8Ij4KE1VwZGF0ZUxhYmVsUmVzcG9uc2USJwoFbGFiZWwYASABKAsyGC50YXNrbWVzaC50YXNrcy52MS5MYWJlbCIwChJEZWxldGVMYWJlbFJlcXVlc3QSGgoIbGFiZWxfaWQYASABKAlCCLpIBXIDsAEBIhUKE0RlbGV0ZUxhYmVsUmVzcG9uc2UisQEKF0NyZWF0ZU9jY3VycmVuY2VSZXF1ZXN0EhkKB3VzZXJfaWQYASABKAlCCLpIBXIDsAEBEiAKDnBhcmVudF90YXNrX2lkGAIgASgJQgi6SAVyA7ABARI0CghkdWVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBrpIA8gBARIjCg9pZGVtcG90ZW5jeV9rZXkYBCABKAlCCrpIB3IFEAEYgAEiUgoYQ3JlYXRlT2NjdXJyZW5jZVJlc3BvbnNlEiUKBHRhc2sYASABKAsyFy50YXNrbWVzaC50YXNrcy52MS5UYXNrEg8KB2NyZWF0ZWQYAiABKAgiLQoQUHVyZ2VVc2VyUmVxdWVzdBIZCgd1c2VyX2lkGAEgASgJQgi6SAVyA7ABASIqChFQdXJnZVVzZXJSZXNwb25zZRIVCg1kZWxldGVkX2NvdW50GAEgASgDIhsKGVJvdGF0ZUNhbGVuZGFyRmVlZFJlcXVlc3QiXwoaUm90YXRlQ2FsZW5kYXJGZWVkUmVzcG9uc2USEAoIdXJsX3BhdGgYASABKAkSLwoLY3JlYXRlX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIhsKGVJldm9rZUNhbGVuZGFyRmVlZFJlcXVlc3QiLQoaUmV2b2tlQ2FsZW5kYXJGZWVkUmVzcG9uc2USDwoHcmV2b2tlZBgBIAEoCCIYChZHZXRDYWxlbmRhckZlZWRSZXF1ZXN0IloKF0dldENhbGVuZGFyRmVlZFJlc3BvbnNlEg4KBmFjdGl2ZRgBIAEoCBIvCgtjcmVhdGVfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiZQoZUmVuZGVyQ2FsZW5kYXJGZWVkUmVxdWVzdBIqCgZzZWNyZXQYASABKAlCGrpIF3IVMhNeW0EtWmEtejAtOV8tXXs0M30kEhwKCmFwcF9vcmlnaW4YAiABKAlCCLpIBXIDGIAEIi4KGlJlbmRlckNhbGVuZGFyRmVlZFJlc3BvbnNlEhAKCGNhbGVuZGFyGAEgASgJKj4KCVRhc2tPcmRlchIaChZUQVNLX09SREVSX1VOU1BFQ0lGSUVEEAASFQoRVEFTS19PUkRFUl9NQU5VQUwQATLUDwoLVGFza1NlcnZpY2USWQoKQ3JlYXRlVGFzaxIkLnRhc2ttZXNoLnRhc2tzLnYxLkNyZWF0ZVRhc2tSZXF1ZXN0GiUudGFza21lc2gudGFza3MudjEuQ3JlYXRlVGFza1Jlc3BvbnNlElUKB0dldFRhc2sSIS50YXNrbWVzaC50YXNrcy52MS5HZXRUYXNrUmVxdWVzdBoiLnRhc2ttZXNoLnRhc2tzLnYxLkdldFRhc2tSZXNwb25zZSIDkAIBElsKCUxpc3RUYXNrcxIjLnRhc2ttZXNoLnRhc2tzLnYxLkxpc3RUYXNrc1JlcXVlc3QaJC50YXNrbWVzaC50YXNrcy52MS5MaXN0VGFza3NSZXNwb25zZSIDkAIBElkKClVwZGF0ZVRhc2sSJC50YXNrbWVzaC50YXNrcy52MS5VcGRhdGVUYXNrUmVxdWVzdBolLnRhc2ttZXNoLnRhc2tzLnYxLlVwZGF0ZVRhc2tSZXNwb25zZRJkCgxDb21wbGV0ZVRhc2sSJi50YXNrbWVzaC50YXNrcy52MS5Db21wbGV0ZVRhc2tSZXF1ZXN0GicudGFza21lc2gudGFza3MudjEuQ29tcGxldGVUYXNrUmVzcG9uc2UiA5ACAhJeCgpSZW9wZW5UYXNrEiQudGFza21lc2gudGFza3MudjEuUmVvcGVuVGFza1JlcXVlc3QaJS50YXNrbWVzaC50YXNrcy52MS5SZW9wZW5UYXNrUmVzcG9uc2UiA5ACAhJeCgpEZWxldGVUYXNrEiQudGFza21lc2gudGFza3MudjEuRGVsZXRlVGFza1JlcXVlc3QaJS50YXNrbWVzaC50YXNrcy52MS5EZWxldGVUYXNrUmVzcG9uc2UiA5ACAhJxChJSb3RhdGVDYWxlbmRhckZlZWQSLC50YXNrbWVzaC50YXNrcy52MS5Sb3RhdGVDYWxlbmRhckZlZWRSZXF1ZXN0Gi0udGFza21lc2gudGFza3MudjEuUm90YXRlQ2FsZW5kYXJGZWVkUmVzcG9uc2USdgoSUmV2b2tlQ2FsZW5kYXJGZWVkEiwudGFza21lc2gudGFza3MudjEuUmV2b2tlQ2FsZW5kYXJGZWVkUmVxdWVzdBotLnRhc2ttZXNoLnRhc2tzLnYxLlJldm9rZUNhbGVuZGFyRmVlZFJlc3BvbnNlIgOQAgISbQoPR2V0Q2FsZW5kYXJGZWVkEikudGFza21lc2gudGFza3MudjEuR2V0Q2FsZW5kYXJGZWVkUmVxdWVzdBoqLnRhc2ttZXNoLnRhc2tzLnYxLkdldENhbGVuZGFyRmVlZFJlc3BvbnNlIgOQAgESWAoITW92ZVRhc2sSIi50YXNrbWVzaC50YXNrcy52MS5Nb3ZlVGFza1JlcXVlc3QaIy50YXNrbWVzaC50YXNrcy52MS5Nb3ZlVGFza1Jlc3BvbnNlIgOQAgISZAoMTGlzdFByb2plY3RzEiYudGFza21lc2gudGFza3MudjEuTGlzdFByb2plY3RzUmVxdWVzdBonLnRhc2ttZXNoLnRhc2tzLnYxLkxpc3RQcm9qZWN0c1Jlc3BvbnNlIgOQAgESYgoNQ3JlYXRlUHJvamVjdBInLnRhc2ttZXNoLnRhc2tzLnYxLkNyZWF0ZVByb2plY3RSZXF1ZXN0GigudGFza21lc2gudGFza3MudjEuQ3JlYXRlUHJvamVjdFJlc3BvbnNlEmcKDVVwZGF0ZVByb2plY3QSJy50YXNrbWVzaC50YXNrcy52MS5VcGRhdGVQcm9qZWN0UmVxdWVzdBooLnRhc2ttZXNoLnRhc2tzLnYxLlVwZGF0ZVByb2plY3RSZXNwb25zZSIDkAICEmEKC01vdmVQcm9qZWN0EiUudGFza21lc2gudGFza3MudjEuTW92ZVByb2plY3RSZXF1ZXN0GiYudGFza21lc2gudGFza3MudjEuTW92ZVByb2plY3RSZXNwb25zZSIDkAICEmcKDURlbGV0ZVByb2plY3QSJy50YXNrbWVzaC50YXNrcy52MS5EZWxldGVQcm9qZWN0UmVxdWVzdBooLnRhc2ttZXNoLnRhc2tzLnYxLkRlbGV0ZVByb2plY3RSZXNwb25zZSIDkAICEl4KCkxpc3RMYWJlbHMSJC50YXNrbWVzaC50YXNrcy52MS5MaXN0TGFiZWxzUmVxdWVzdBolLnRhc2ttZXNoLnRhc2tzLnYxLkxpc3RMYWJlbHNSZXNwb25zZSIDkAIBElwKC0NyZWF0ZUxhYmVsEiUudGFza21lc2gudGFza3MudjEuQ3JlYXRlTGFiZWxSZXF1ZXN0GiYudGFza21lc2gudGFza3MudjEuQ3JlYXRlTGFiZWxSZXNwb25zZRJhCgtVcGRhdGVMYWJlbBIlLnRhc2ttZXNoLnRhc2tzLnYxLlVwZGF0ZUxhYmVsUmVxdWVzdBomLnRhc2ttZXNoLnRhc2tzLnYxLlVwZGF0ZUxhYmVsUmVzcG9uc2UiA5ACAhJhCgtEZWxldGVMYWJlbBIlLnRhc2ttZXNoLnRhc2tzLnYxLkRlbGV0ZUxhYmVsUmVxdWVzdBomLnRhc2ttZXNoLnRhc2tzLnYxLkRlbGV0ZUxhYmVsUmVzcG9uc2UiA5ACAjLfAQoTVGFza0ludGVybmFsU2VydmljZRJrChBDcmVhdGVPY2N1cnJlbmNlEioudGFza21lc2gudGFza3MudjEuQ3JlYXRlT2NjdXJyZW5jZVJlcXVlc3QaKy50YXNrbWVzaC50YXNrcy52MS5DcmVhdGVPY2N1cnJlbmNlUmVzcG9uc2USWwoJUHVyZ2VVc2VyEiMudGFza21lc2gudGFza3MudjEuUHVyZ2VVc2VyUmVxdWVzdBokLnRhc2ttZXNoLnRhc2tzLnYxLlB1cmdlVXNlclJlc3BvbnNlIgOQAgIylQEKG0NhbGVuZGFyRmVlZEludGVybmFsU2VydmljZRJ2ChJSZW5kZXJDYWxlbmRhckZlZWQSLC50YXNrbWVzaC50YXNrcy52MS5SZW5kZXJDYWxlbmRhckZlZWRSZXF1ZXN0Gi0udGFza21lc2gudGFza3MudjEuUmVuZGVyQ2FsZW5kYXJGZWVkUmVzcG9uc2UiA5ACAWIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_duration, file_google_protobuf_timestamp, file_taskmesh_tasks_v1_task]);
+  fileDesc("Ch10YXNrbWVzaC90YXNrcy92MS90YXNrcy5wcm90bxIRdGFza21lc2gudGFza3MudjEiuAMKCVRhc2tJbnB1dBIZCgV0aXRsZRgBIAEoCUIKukgHcgUQARj0AxIXCgVub3RlcxgCIAEoCUIIukgFcgMYkE4SLAoIZHVlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhoKCXRpbWVfem9uZRgEIAEoCUIHukgEcgIYQBIhCg9yZWN1cnJlbmNlX3J1bGUYBSABKAlCCLpIBXIDGOgHEksKEHJlbWluZGVyX29mZnNldHMYBiADKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CFrpIE5IBEBAKIgyqAQkiBQiAmp4BMgASNwoIcHJpb3JpdHkYByABKA4yGy50YXNrbWVzaC50YXNrcy52MS5Qcmlvcml0eUIIukgFggECEAESHwoKcHJvamVjdF9pZBgIIAEoCUILukgI2AEBcgOwAQESJAoJbGFiZWxfaWRzGAkgAygJQhG6SA6SAQsQFBgBIgVyA7ABARIeCglwYXJlbnRfaWQYCiABKAlCC7pICNgBAXIDsAEBEh0KC2Fzc2lnbmVlX2lkGAsgASgJQgi6SAVyAxiAASIwCghMYWJlbElkcxIkCglsYWJlbF9pZHMYASADKAlCEbpIDpIBCxAUGAEiBXIDsAEBImoKEUNyZWF0ZVRhc2tSZXF1ZXN0EjIKBHRhc2sYASABKAsyHC50YXNrbWVzaC50YXNrcy52MS5UYXNrSW5wdXRCBrpIA8gBARIhCg9pZGVtcG90ZW5jeV9rZXkYAiABKAlCCLpIBXIDGIABIjsKEkNyZWF0ZVRhc2tSZXNwb25zZRIlCgR0YXNrGAEgASgLMhcudGFza21lc2gudGFza3MudjEuVGFzayIrCg5HZXRUYXNrUmVxdWVzdBIZCgd0YXNrX2lkGAEgASgJQgi6SAVyA7ABASI4Cg9HZXRUYXNrUmVzcG9uc2USJQoEdGFzaxgBIAEoCzIXLnRhc2ttZXNoLnRhc2tzLnYxLlRhc2sisAMKEExpc3RUYXNrc1JlcXVlc3QSNwoGc3RhdHVzGAEgASgOMh0udGFza21lc2gudGFza3MudjEuVGFza1N0YXR1c0IIukgFggECEAESLQoJZHVlX2FmdGVyGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpkdWVfYmVmb3JlGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIcCglwYWdlX3NpemUYBCABKAVCCbpIBhoEGGQoABIcCgpwYWdlX3Rva2VuGAUgASgJQgi6SAVyAxiABBI3Cghwcmlvcml0eRgGIAEoDjIbLnRhc2ttZXNoLnRhc2tzLnYxLlByaW9yaXR5Qgi6SAWCAQIQARIfCgpwcm9qZWN0X2lkGAcgASgJQgu6SAjYAQFyA7ABARIdCghsYWJlbF9pZBgIIAEoCUILukgI2AEBcgOwAQESGAoQaW5jbHVkZV9hcmNoaXZlZBgJIAEoCBI1CgVvcmRlchgKIAEoDjIcLnRhc2ttZXNoLnRhc2tzLnYxLlRhc2tPcmRlckIIukgFggECEAEiVAoRTGlzdFRhc2tzUmVzcG9uc2USJgoFdGFza3MYASADKAsyFy50YXNrbWVzaC50YXNrcy52MS5UYXNrEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJVCg9SZW1pbmRlck9mZnNldHMSQgoHb2Zmc2V0cxgBIAMoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIWukgTkgEQEAoiDKoBCSIFCICangEyACLUBQoRVXBkYXRlVGFza1JlcXVlc3QSGQoHdGFza19pZBgBIAEoCUIIukgFcgOwAQESHgoFdGl0bGUYAiABKAlCCrpIB3IFEAEY9ANIAIgBARIcCgVub3RlcxgDIAEoCUIIukgFcgMYkE5IAYgBARIsCghkdWVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOY2xlYXJfZHVlX3RpbWUYBSABKAgSHwoJdGltZV96b25lGAYgASgJQge6SARyAhhASAKIAQESJgoPcmVjdXJyZW5jZV9ydWxlGAcgASgJQgi6SAVyAxjoB0gDiAEBEjwKEHJlbWluZGVyX29mZnNldHMYCCABKAsyIi50YXNrbWVzaC50YXNrcy52MS5SZW1pbmRlck9mZnNldHMSPAoIcHJpb3JpdHkYCSABKA4yGy50YXNrbWVzaC50YXNrcy52MS5Qcmlvcml0eUIIukgFggECEAFIBIgBARIhCgpwcm9qZWN0X2lkGAogASgJQgi6SAVyA7ABAUgFiAEBEi4KCWxhYmVsX2lkcxgLIAEoCzIbLnRhc2ttZXNoLnRhc2tzLnYxLkxhYmVsSWRzEiIKC2Fzc2lnbmVlX2lkGAwgASgJQgi6SAVyAxiAAUgGiAEBOoEBukh+GnwKGHVwZGF0ZS5kdWVfdGltZV9jb25mbGljdBIyZHVlX3RpbWUgYW5kIGNsZWFyX2R1ZV90aW1lIGFyZSBtdXR1YWxseSBleGNsdXNpdmUaLCEoaGFzKHRoaXMuZHVlX3RpbWUpICYmIHRoaXMuY2xlYXJfZHVlX3RpbWUpQggKBl90aXRsZUIICgZfbm90ZXNCDAoKX3RpbWVfem9uZUISChBfcmVjdXJyZW5jZV9ydWxlQgsKCV9wcmlvcml0eUINCgtfcHJvamVjdF9pZEIOCgxfYXNzaWduZWVfaWQiOwoSVXBkYXRlVGFza1Jlc3BvbnNlEiUKBHRhc2sYASABKAsyFy50YXNrbWVzaC50YXNrcy52MS5UYXNrIksKE0NvbXBsZXRlVGFza1JlcXVlc3QSGQoHdGFza19pZBgBIAEoCUIIukgFcgOwAQESGQoRY29tcGxldGVfY2hpbGRyZW4YAiABKAgiPQoUQ29tcGxldGVUYXNrUmVzcG9uc2USJQoEdGFzaxgBIAEoCzIXLnRhc2ttZXNoLnRhc2tzLnYxLlRhc2siLgoRUmVvcGVuVGFza1JlcXVlc3QSGQoHdGFza19pZBgBIAEoCUIIukgFcgOwAQEiOwoSUmVvcGVuVGFza1Jlc3BvbnNlEiUKBHRhc2sYASABKAsyFy50YXNrbWVzaC50YXNrcy52MS5UYXNrIi4KEURlbGV0ZVRhc2tSZXF1ZXN0EhkKB3Rhc2tfaWQYASABKAlCCLpIBXIDsAEBIhQKEkRlbGV0ZVRhc2tSZXNwb25zZSKDAgoPTW92ZVRhc2tSZXF1ZXN0EhkKB3Rhc2tfaWQYASABKAlCCLpIBXIDsAEBEiIKDWFmdGVyX3Rhc2tfaWQYAiABKAlCC7pICNgBAXIDsAEBEiMKDmJlZm9yZV90YXNrX2lkGAMgASgJQgu6SAjYAQFyA7ABATqLAbpIhwEahAEKEm1vdmUub25lX25laWdoYm91chIzc2V0IGV4YWN0bHkgb25lIG9mIGFmdGVyX3Rhc2tfaWQgYW5kIGJlZm9yZV90YXNrX2lkGjkodGhpcy5hZnRlcl90YXNrX2lkID09ICcnKSAhPSAodGhpcy5iZWZvcmVfdGFza19pZCA9PSAnJykiOQoQTW92ZVRhc2tSZXNwb25zZRIlCgR0YXNrGAEgASgLMhcudGFza21lc2gudGFza3MudjEuVGFzayIvChNMaXN0UHJvamVjdHNSZXF1ZXN0EhgKEGluY2x1ZGVfYXJjaGl2ZWQYASABKAgiRAoUTGlzdFByb2plY3RzUmVzcG9uc2USLAoIcHJvamVjdHMYASADKAsyGi50YXNrbWVzaC50YXNrcy52MS5Qcm9qZWN0Ii8KFENyZWF0ZVByb2plY3RSZXF1ZXN0EhcKBG5hbWUYASABKAlCCbpIBnIEEAEYeCJEChVDcmVhdGVQcm9qZWN0UmVzcG9uc2USKwoHcHJvamVjdBgBIAEoCzIaLnRhc2ttZXNoLnRhc2tzLnYxLlByb2plY3QifwoUVXBkYXRlUHJvamVjdFJlcXVlc3QSHAoKcHJvamVjdF9pZBgBIAEoCUIIukgFcgOwAQESHAoEbmFtZRgCIAEoCUIJukgGcgQQARh4SACIAQESFQoIYXJjaGl2ZWQYAyABKAhIAYgBAUIHCgVfbmFtZUILCglfYXJjaGl2ZWQiRAoVVXBkYXRlUHJvamVjdFJlc3BvbnNlEisKB3Byb2plY3QYASABKAsyGi50YXNrbWVzaC50YXNrcy52MS5Qcm9qZWN0IqMCChJNb3ZlUHJvamVjdFJlcXVlc3QSHAoKcHJvamVjdF9pZBgBIAEoCUIIukgFcgOwAQESJQoQYWZ0ZXJfcHJvamVjdF9pZBgCIAEoCUILukgI2AEBcgOwAQESJgoRYmVmb3JlX3Byb2plY3RfaWQYAyABKAlCC7pICNgBAXIDsAEBOp8BukibARqYAQoabW92ZV9wcm9qZWN0Lm9uZV9uZWlnaGJvdXISOXNldCBleGFjdGx5IG9uZSBvZiBhZnRlcl9wcm9qZWN0X2lkIGFuZCBiZWZvcmVfcHJvamVjdF9pZBo/KHRoaXMuYWZ0ZXJfcHJvamVjdF9pZCA9PSAnJykgIT0gKHRoaXMuYmVmb3JlX3Byb2plY3RfaWQgPT0gJycpIkIKE01vdmVQcm9qZWN0UmVzcG9uc2USKwoHcHJvamVjdBgBIAEoCzIaLnRhc2ttZXNoLnRhc2tzLnYxLlByb2plY3QiNAoURGVsZXRlUHJvamVjdFJlcXVlc3QSHAoKcHJvamVjdF9pZBgBIAEoCUIIukgFcgOwAQEiMwoVRGVsZXRlUHJvamVjdFJlc3BvbnNlEhoKEmRlbGV0ZWRfdGFza19jb3VudBgBIAEoAyITChFMaXN0TGFiZWxzUmVxdWVzdCI+ChJMaXN0TGFiZWxzUmVzcG9uc2USKAoGbGFiZWxzGAEgAygLMhgudGFza21lc2gudGFza3MudjEuTGFiZWwiLQoSQ3JlYXRlTGFiZWxSZXF1ZXN0EhcKBG5hbWUYASABKAlCCbpIBnIEEAEYPCI+ChNDcmVhdGVMYWJlbFJlc3BvbnNlEicKBWxhYmVsGAEgASgLMhgudGFza21lc2gudGFza3MudjEuTGFiZWwiSQoSVXBkYXRlTGFiZWxSZXF1ZXN0EhoKCGxhYmVsX2lkGAEgASgJQgi6SAVyA7ABARIXCgRuYW1lGAIgASgJQgm6SAZyBBABGDwiPgoTVXBkYXRlTGFiZWxSZXNwb25zZRInCgVsYWJlbBgBIAEoCzIYLnRhc2ttZXNoLnRhc2tzLnYxLkxhYmVsIjAKEkRlbGV0ZUxhYmVsUmVxdWVzdBIaCghsYWJlbF9pZBgBIAEoCUIIukgFcgOwAQEiFQoTRGVsZXRlTGFiZWxSZXNwb25zZSKxAQoXQ3JlYXRlT2NjdXJyZW5jZVJlcXVlc3QSGQoHdXNlcl9pZBgBIAEoCUIIukgFcgOwAQESIAoOcGFyZW50X3Rhc2tfaWQYAiABKAlCCLpIBXIDsAEBEjQKCGR1ZV90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIGukgDyAEBEiMKD2lkZW1wb3RlbmN5X2tleRgEIAEoCUIKukgHcgUQARiAASJSChhDcmVhdGVPY2N1cnJlbmNlUmVzcG9uc2USJQoEdGFzaxgBIAEoCzIXLnRhc2ttZXNoLnRhc2tzLnYxLlRhc2sSDwoHY3JlYXRlZBgCIAEoCCItChBQdXJnZVVzZXJSZXF1ZXN0EhkKB3VzZXJfaWQYASABKAlCCLpIBXIDsAEBIioKEVB1cmdlVXNlclJlc3BvbnNlEhUKDWRlbGV0ZWRfY291bnQYASABKAMiGwoZUm90YXRlQ2FsZW5kYXJGZWVkUmVxdWVzdCJfChpSb3RhdGVDYWxlbmRhckZlZWRSZXNwb25zZRIQCgh1cmxfcGF0aBgBIAEoCRIvCgtjcmVhdGVfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiGwoZUmV2b2tlQ2FsZW5kYXJGZWVkUmVxdWVzdCItChpSZXZva2VDYWxlbmRhckZlZWRSZXNwb25zZRIPCgdyZXZva2VkGAEgASgIIhgKFkdldENhbGVuZGFyRmVlZFJlcXVlc3QiWgoXR2V0Q2FsZW5kYXJGZWVkUmVzcG9uc2USDgoGYWN0aXZlGAEgASgIEi8KC2NyZWF0ZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJlChlSZW5kZXJDYWxlbmRhckZlZWRSZXF1ZXN0EioKBnNlY3JldBgBIAEoCUIaukgXchUyE15bQS1aYS16MC05Xy1dezQzfSQSHAoKYXBwX29yaWdpbhgCIAEoCUIIukgFcgMYgAQiLgoaUmVuZGVyQ2FsZW5kYXJGZWVkUmVzcG9uc2USEAoIY2FsZW5kYXIYASABKAkiiwEKFkludml0ZVRvUHJvamVjdFJlcXVlc3QSHAoKcHJvamVjdF9pZBgBIAEoCUIIukgFcgOwAQESGQoFZW1haWwYAiABKAlCCrpIB3IFGP4BYAESOAoEcm9sZRgDIAEoDjIeLnRhc2ttZXNoLnRhc2tzLnYxLlByb2plY3RSb2xlQgq6SAeCAQQYARgCIlMKF0ludml0ZVRvUHJvamVjdFJlc3BvbnNlEjgKCmludml0YXRpb24YASABKAsyJC50YXNrbWVzaC50YXNrcy52MS5Qcm9qZWN0SW52aXRhdGlvbiIYChZMaXN0SW52aXRhdGlvbnNSZXF1ZXN0IlQKF0xpc3RJbnZpdGF0aW9uc1Jlc3BvbnNlEjkKC2ludml0YXRpb25zGAEgAygLMiQudGFza21lc2gudGFza3MudjEuUHJvamVjdEludml0YXRpb24iOgoXQWNjZXB0SW52aXRhdGlvblJlcXVlc3QSHwoNaW52aXRhdGlvbl9pZBgBIAEoCUIIukgFcgOwAQEiRwoYQWNjZXB0SW52aXRhdGlvblJlc3BvbnNlEisKB3Byb2plY3QYASABKAsyGi50YXNrbWVzaC50YXNrcy52MS5Qcm9qZWN0IjsKGERlY2xpbmVJbnZpdGF0aW9uUmVxdWVzdBIfCg1pbnZpdGF0aW9uX2lkGAEgASgJQgi6SAVyA7ABASIbChlEZWNsaW5lSW52aXRhdGlvblJlc3BvbnNlIjIKEkxpc3RNZW1iZXJzUmVxdWVzdBIcCgpwcm9qZWN0X2lkGAEgASgJQgi6SAVyA7ABASJIChNMaXN0TWVtYmVyc1Jlc3BvbnNlEjEKB21lbWJlcnMYASADKAsyIC50YXNrbWVzaC50YXNrcy52MS5Qcm9qZWN0TWVtYmVyIooBChNVcGRhdGVNZW1iZXJSZXF1ZXN0EhwKCnByb2plY3RfaWQYASABKAlCCLpIBXIDsAEBEhsKB3VzZXJfaWQYAiABKAlCCrpIB3IFEAEYgAESOAoEcm9sZRgDIAEoDjIeLnRhc2ttZXNoLnRhc2tzLnYxLlByb2plY3RSb2xlQgq6SAeCAQQYARgCIkgKFFVwZGF0ZU1lbWJlclJlc3BvbnNlEjAKBm1lbWJlchgBIAEoCzIgLnRhc2ttZXNoLnRhc2tzLnYxLlByb2plY3RNZW1iZXIiUAoTUmVtb3ZlTWVtYmVyUmVxdWVzdBIcCgpwcm9qZWN0X2lkGAEgASgJQgi6SAVyA7ABARIbCgd1c2VyX2lkGAIgASgJQgq6SAdyBRABGIABIhYKFFJlbW92ZU1lbWJlclJlc3BvbnNlKj4KCVRhc2tPcmRlchIaChZUQVNLX09SREVSX1VOU1BFQ0lGSUVEEAASFQoRVEFTS19PUkRFUl9NQU5VQUwQATK+FQoLVGFza1NlcnZpY2USWQoKQ3JlYXRlVGFzaxIkLnRhc2ttZXNoLnRhc2tzLnYxLkNyZWF0ZVRhc2tSZXF1ZXN0GiUudGFza21lc2gudGFza3MudjEuQ3JlYXRlVGFza1Jlc3BvbnNlElUKB0dldFRhc2sSIS50YXNrbWVzaC50YXNrcy52MS5HZXRUYXNrUmVxdWVzdBoiLnRhc2ttZXNoLnRhc2tzLnYxLkdldFRhc2tSZXNwb25zZSIDkAIBElsKCUxpc3RUYXNrcxIjLnRhc2ttZXNoLnRhc2tzLnYxLkxpc3RUYXNrc1JlcXVlc3QaJC50YXNrbWVzaC50YXNrcy52MS5MaXN0VGFza3NSZXNwb25zZSIDkAIBElkKClVwZGF0ZVRhc2sSJC50YXNrbWVzaC50YXNrcy52MS5VcGRhdGVUYXNrUmVxdWVzdBolLnRhc2ttZXNoLnRhc2tzLnYxLlVwZGF0ZVRhc2tSZXNwb25zZRJkCgxDb21wbGV0ZVRhc2sSJi50YXNrbWVzaC50YXNrcy52MS5Db21wbGV0ZVRhc2tSZXF1ZXN0GicudGFza21lc2gudGFza3MudjEuQ29tcGxldGVUYXNrUmVzcG9uc2UiA5ACAhJeCgpSZW9wZW5UYXNrEiQudGFza21lc2gudGFza3MudjEuUmVvcGVuVGFza1JlcXVlc3QaJS50YXNrbWVzaC50YXNrcy52MS5SZW9wZW5UYXNrUmVzcG9uc2UiA5ACAhJeCgpEZWxldGVUYXNrEiQudGFza21lc2gudGFza3MudjEuRGVsZXRlVGFza1JlcXVlc3QaJS50YXNrbWVzaC50YXNrcy52MS5EZWxldGVUYXNrUmVzcG9uc2UiA5ACAhJxChJSb3RhdGVDYWxlbmRhckZlZWQSLC50YXNrbWVzaC50YXNrcy52MS5Sb3RhdGVDYWxlbmRhckZlZWRSZXF1ZXN0Gi0udGFza21lc2gudGFza3MudjEuUm90YXRlQ2FsZW5kYXJGZWVkUmVzcG9uc2USdgoSUmV2b2tlQ2FsZW5kYXJGZWVkEiwudGFza21lc2gudGFza3MudjEuUmV2b2tlQ2FsZW5kYXJGZWVkUmVxdWVzdBotLnRhc2ttZXNoLnRhc2tzLnYxLlJldm9rZUNhbGVuZGFyRmVlZFJlc3BvbnNlIgOQAgISbQoPR2V0Q2FsZW5kYXJGZWVkEikudGFza21lc2gudGFza3MudjEuR2V0Q2FsZW5kYXJGZWVkUmVxdWVzdBoqLnRhc2ttZXNoLnRhc2tzLnYxLkdldENhbGVuZGFyRmVlZFJlc3BvbnNlIgOQAgESWAoITW92ZVRhc2sSIi50YXNrbWVzaC50YXNrcy52MS5Nb3ZlVGFza1JlcXVlc3QaIy50YXNrbWVzaC50YXNrcy52MS5Nb3ZlVGFza1Jlc3BvbnNlIgOQAgISZAoMTGlzdFByb2plY3RzEiYudGFza21lc2gudGFza3MudjEuTGlzdFByb2plY3RzUmVxdWVzdBonLnRhc2ttZXNoLnRhc2tzLnYxLkxpc3RQcm9qZWN0c1Jlc3BvbnNlIgOQAgESYgoNQ3JlYXRlUHJvamVjdBInLnRhc2ttZXNoLnRhc2tzLnYxLkNyZWF0ZVByb2plY3RSZXF1ZXN0GigudGFza21lc2gudGFza3MudjEuQ3JlYXRlUHJvamVjdFJlc3BvbnNlEmcKDVVwZGF0ZVByb2plY3QSJy50YXNrbWVzaC50YXNrcy52MS5VcGRhdGVQcm9qZWN0UmVxdWVzdBooLnRhc2ttZXNoLnRhc2tzLnYxLlVwZGF0ZVByb2plY3RSZXNwb25zZSIDkAICEmEKC01vdmVQcm9qZWN0EiUudGFza21lc2gudGFza3MudjEuTW92ZVByb2plY3RSZXF1ZXN0GiYudGFza21lc2gudGFza3MudjEuTW92ZVByb2plY3RSZXNwb25zZSIDkAICEmcKDURlbGV0ZVByb2plY3QSJy50YXNrbWVzaC50YXNrcy52MS5EZWxldGVQcm9qZWN0UmVxdWVzdBooLnRhc2ttZXNoLnRhc2tzLnYxLkRlbGV0ZVByb2plY3RSZXNwb25zZSIDkAICEl4KCkxpc3RMYWJlbHMSJC50YXNrbWVzaC50YXNrcy52MS5MaXN0TGFiZWxzUmVxdWVzdBolLnRhc2ttZXNoLnRhc2tzLnYxLkxpc3RMYWJlbHNSZXNwb25zZSIDkAIBElwKC0NyZWF0ZUxhYmVsEiUudGFza21lc2gudGFza3MudjEuQ3JlYXRlTGFiZWxSZXF1ZXN0GiYudGFza21lc2gudGFza3MudjEuQ3JlYXRlTGFiZWxSZXNwb25zZRJhCgtVcGRhdGVMYWJlbBIlLnRhc2ttZXNoLnRhc2tzLnYxLlVwZGF0ZUxhYmVsUmVxdWVzdBomLnRhc2ttZXNoLnRhc2tzLnYxLlVwZGF0ZUxhYmVsUmVzcG9uc2UiA5ACAhJhCgtEZWxldGVMYWJlbBIlLnRhc2ttZXNoLnRhc2tzLnYxLkRlbGV0ZUxhYmVsUmVxdWVzdBomLnRhc2ttZXNoLnRhc2tzLnYxLkRlbGV0ZUxhYmVsUmVzcG9uc2UiA5ACAhJoCg9JbnZpdGVUb1Byb2plY3QSKS50YXNrbWVzaC50YXNrcy52MS5JbnZpdGVUb1Byb2plY3RSZXF1ZXN0GioudGFza21lc2gudGFza3MudjEuSW52aXRlVG9Qcm9qZWN0UmVzcG9uc2USbQoPTGlzdEludml0YXRpb25zEikudGFza21lc2gudGFza3MudjEuTGlzdEludml0YXRpb25zUmVxdWVzdBoqLnRhc2ttZXNoLnRhc2tzLnYxLkxpc3RJbnZpdGF0aW9uc1Jlc3BvbnNlIgOQAgESawoQQWNjZXB0SW52aXRhdGlvbhIqLnRhc2ttZXNoLnRhc2tzLnYxLkFjY2VwdEludml0YXRpb25SZXF1ZXN0GisudGFza21lc2gudGFza3MudjEuQWNjZXB0SW52aXRhdGlvblJlc3BvbnNlEnMKEURlY2xpbmVJbnZpdGF0aW9uEisudGFza21lc2gudGFza3MudjEuRGVjbGluZUludml0YXRpb25SZXF1ZXN0GiwudGFza21lc2gudGFza3MudjEuRGVjbGluZUludml0YXRpb25SZXNwb25zZSIDkAICEmEKC0xpc3RNZW1iZXJzEiUudGFza21lc2gudGFza3MudjEuTGlzdE1lbWJlcnNSZXF1ZXN0GiYudGFza21lc2gudGFza3MudjEuTGlzdE1lbWJlcnNSZXNwb25zZSIDkAIBEmQKDFVwZGF0ZU1lbWJlchImLnRhc2ttZXNoLnRhc2tzLnYxLlVwZGF0ZU1lbWJlclJlcXVlc3QaJy50YXNrbWVzaC50YXNrcy52MS5VcGRhdGVNZW1iZXJSZXNwb25zZSIDkAICEmQKDFJlbW92ZU1lbWJlchImLnRhc2ttZXNoLnRhc2tzLnYxLlJlbW92ZU1lbWJlclJlcXVlc3QaJy50YXNrbWVzaC50YXNrcy52MS5SZW1vdmVNZW1iZXJSZXNwb25zZSIDkAICMt8BChNUYXNrSW50ZXJuYWxTZXJ2aWNlEmsKEENyZWF0ZU9jY3VycmVuY2USKi50YXNrbWVzaC50YXNrcy52MS5DcmVhdGVPY2N1cnJlbmNlUmVxdWVzdBorLnRhc2ttZXNoLnRhc2tzLnYxLkNyZWF0ZU9jY3VycmVuY2VSZXNwb25zZRJbCglQdXJnZVVzZXISIy50YXNrbWVzaC50YXNrcy52MS5QdXJnZVVzZXJSZXF1ZXN0GiQudGFza21lc2gudGFza3MudjEuUHVyZ2VVc2VyUmVzcG9uc2UiA5ACAjKVAQobQ2FsZW5kYXJGZWVkSW50ZXJuYWxTZXJ2aWNlEnYKElJlbmRlckNhbGVuZGFyRmVlZBIsLnRhc2ttZXNoLnRhc2tzLnYxLlJlbmRlckNhbGVuZGFyRmVlZFJlcXVlc3QaLS50YXNrbWVzaC50YXNrcy52MS5SZW5kZXJDYWxlbmRhckZlZWRSZXNwb25zZSIDkAIBYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_duration, file_google_protobuf_timestamp, file_taskmesh_tasks_v1_task]);
 
 /**
  * Fields shared by create and update; the rules live here once.
@@ -89,6 +89,13 @@ export type TaskInput = Message<"taskmesh.tasks.v1.TaskInput"> & {
    * @generated from field: string parent_id = 10;
    */
   parentId: string;
+
+  /**
+   * Assigns the task to the project's owner or one of its editors (INVALID_ARGUMENT otherwise).
+   *
+   * @generated from field: string assignee_id = 11;
+   */
+  assigneeId: string;
 };
 
 /**
@@ -379,11 +386,19 @@ export type UpdateTaskRequest = Message<"taskmesh.tasks.v1.UpdateTaskRequest"> &
   projectId?: string | undefined;
 
   /**
-   * Replaces the task's labels when present (an empty list removes them all).
+   * Replaces the task's labels when present (an empty list removes them all). Labels are
+   * personal: only the task's creator may set them (PERMISSION_DENIED for other editors).
    *
    * @generated from field: taskmesh.tasks.v1.LabelIds label_ids = 11;
    */
   labelIds?: LabelIds | undefined;
+
+  /**
+   * Assigns the task to the project's owner or an editor; "" unassigns it.
+   *
+   * @generated from field: optional string assignee_id = 12;
+   */
+  assigneeId?: string | undefined;
 };
 
 /**
@@ -1143,6 +1158,263 @@ export const RenderCalendarFeedResponseSchema: GenMessage<RenderCalendarFeedResp
   messageDesc(file_taskmesh_tasks_v1_tasks, 48);
 
 /**
+ * @generated from message taskmesh.tasks.v1.InviteToProjectRequest
+ */
+export type InviteToProjectRequest = Message<"taskmesh.tasks.v1.InviteToProjectRequest"> & {
+  /**
+   * @generated from field: string project_id = 1;
+   */
+  projectId: string;
+
+  /**
+   * @generated from field: string email = 2;
+   */
+  email: string;
+
+  /**
+   * EDITOR or VIEWER.
+   *
+   * @generated from field: taskmesh.tasks.v1.ProjectRole role = 3;
+   */
+  role: ProjectRole;
+};
+
+/**
+ * Describes the message taskmesh.tasks.v1.InviteToProjectRequest.
+ * Use `create(InviteToProjectRequestSchema)` to create a new message.
+ */
+export const InviteToProjectRequestSchema: GenMessage<InviteToProjectRequest> = /*@__PURE__*/
+  messageDesc(file_taskmesh_tasks_v1_tasks, 49);
+
+/**
+ * @generated from message taskmesh.tasks.v1.InviteToProjectResponse
+ */
+export type InviteToProjectResponse = Message<"taskmesh.tasks.v1.InviteToProjectResponse"> & {
+  /**
+   * @generated from field: taskmesh.tasks.v1.ProjectInvitation invitation = 1;
+   */
+  invitation?: ProjectInvitation | undefined;
+};
+
+/**
+ * Describes the message taskmesh.tasks.v1.InviteToProjectResponse.
+ * Use `create(InviteToProjectResponseSchema)` to create a new message.
+ */
+export const InviteToProjectResponseSchema: GenMessage<InviteToProjectResponse> = /*@__PURE__*/
+  messageDesc(file_taskmesh_tasks_v1_tasks, 50);
+
+/**
+ * @generated from message taskmesh.tasks.v1.ListInvitationsRequest
+ */
+export type ListInvitationsRequest = Message<"taskmesh.tasks.v1.ListInvitationsRequest"> & {
+};
+
+/**
+ * Describes the message taskmesh.tasks.v1.ListInvitationsRequest.
+ * Use `create(ListInvitationsRequestSchema)` to create a new message.
+ */
+export const ListInvitationsRequestSchema: GenMessage<ListInvitationsRequest> = /*@__PURE__*/
+  messageDesc(file_taskmesh_tasks_v1_tasks, 51);
+
+/**
+ * @generated from message taskmesh.tasks.v1.ListInvitationsResponse
+ */
+export type ListInvitationsResponse = Message<"taskmesh.tasks.v1.ListInvitationsResponse"> & {
+  /**
+   * @generated from field: repeated taskmesh.tasks.v1.ProjectInvitation invitations = 1;
+   */
+  invitations: ProjectInvitation[];
+};
+
+/**
+ * Describes the message taskmesh.tasks.v1.ListInvitationsResponse.
+ * Use `create(ListInvitationsResponseSchema)` to create a new message.
+ */
+export const ListInvitationsResponseSchema: GenMessage<ListInvitationsResponse> = /*@__PURE__*/
+  messageDesc(file_taskmesh_tasks_v1_tasks, 52);
+
+/**
+ * @generated from message taskmesh.tasks.v1.AcceptInvitationRequest
+ */
+export type AcceptInvitationRequest = Message<"taskmesh.tasks.v1.AcceptInvitationRequest"> & {
+  /**
+   * @generated from field: string invitation_id = 1;
+   */
+  invitationId: string;
+};
+
+/**
+ * Describes the message taskmesh.tasks.v1.AcceptInvitationRequest.
+ * Use `create(AcceptInvitationRequestSchema)` to create a new message.
+ */
+export const AcceptInvitationRequestSchema: GenMessage<AcceptInvitationRequest> = /*@__PURE__*/
+  messageDesc(file_taskmesh_tasks_v1_tasks, 53);
+
+/**
+ * @generated from message taskmesh.tasks.v1.AcceptInvitationResponse
+ */
+export type AcceptInvitationResponse = Message<"taskmesh.tasks.v1.AcceptInvitationResponse"> & {
+  /**
+   * @generated from field: taskmesh.tasks.v1.Project project = 1;
+   */
+  project?: Project | undefined;
+};
+
+/**
+ * Describes the message taskmesh.tasks.v1.AcceptInvitationResponse.
+ * Use `create(AcceptInvitationResponseSchema)` to create a new message.
+ */
+export const AcceptInvitationResponseSchema: GenMessage<AcceptInvitationResponse> = /*@__PURE__*/
+  messageDesc(file_taskmesh_tasks_v1_tasks, 54);
+
+/**
+ * @generated from message taskmesh.tasks.v1.DeclineInvitationRequest
+ */
+export type DeclineInvitationRequest = Message<"taskmesh.tasks.v1.DeclineInvitationRequest"> & {
+  /**
+   * @generated from field: string invitation_id = 1;
+   */
+  invitationId: string;
+};
+
+/**
+ * Describes the message taskmesh.tasks.v1.DeclineInvitationRequest.
+ * Use `create(DeclineInvitationRequestSchema)` to create a new message.
+ */
+export const DeclineInvitationRequestSchema: GenMessage<DeclineInvitationRequest> = /*@__PURE__*/
+  messageDesc(file_taskmesh_tasks_v1_tasks, 55);
+
+/**
+ * @generated from message taskmesh.tasks.v1.DeclineInvitationResponse
+ */
+export type DeclineInvitationResponse = Message<"taskmesh.tasks.v1.DeclineInvitationResponse"> & {
+};
+
+/**
+ * Describes the message taskmesh.tasks.v1.DeclineInvitationResponse.
+ * Use `create(DeclineInvitationResponseSchema)` to create a new message.
+ */
+export const DeclineInvitationResponseSchema: GenMessage<DeclineInvitationResponse> = /*@__PURE__*/
+  messageDesc(file_taskmesh_tasks_v1_tasks, 56);
+
+/**
+ * @generated from message taskmesh.tasks.v1.ListMembersRequest
+ */
+export type ListMembersRequest = Message<"taskmesh.tasks.v1.ListMembersRequest"> & {
+  /**
+   * @generated from field: string project_id = 1;
+   */
+  projectId: string;
+};
+
+/**
+ * Describes the message taskmesh.tasks.v1.ListMembersRequest.
+ * Use `create(ListMembersRequestSchema)` to create a new message.
+ */
+export const ListMembersRequestSchema: GenMessage<ListMembersRequest> = /*@__PURE__*/
+  messageDesc(file_taskmesh_tasks_v1_tasks, 57);
+
+/**
+ * @generated from message taskmesh.tasks.v1.ListMembersResponse
+ */
+export type ListMembersResponse = Message<"taskmesh.tasks.v1.ListMembersResponse"> & {
+  /**
+   * The owner first, then members by join time.
+   *
+   * @generated from field: repeated taskmesh.tasks.v1.ProjectMember members = 1;
+   */
+  members: ProjectMember[];
+};
+
+/**
+ * Describes the message taskmesh.tasks.v1.ListMembersResponse.
+ * Use `create(ListMembersResponseSchema)` to create a new message.
+ */
+export const ListMembersResponseSchema: GenMessage<ListMembersResponse> = /*@__PURE__*/
+  messageDesc(file_taskmesh_tasks_v1_tasks, 58);
+
+/**
+ * @generated from message taskmesh.tasks.v1.UpdateMemberRequest
+ */
+export type UpdateMemberRequest = Message<"taskmesh.tasks.v1.UpdateMemberRequest"> & {
+  /**
+   * @generated from field: string project_id = 1;
+   */
+  projectId: string;
+
+  /**
+   * @generated from field: string user_id = 2;
+   */
+  userId: string;
+
+  /**
+   * EDITOR or VIEWER.
+   *
+   * @generated from field: taskmesh.tasks.v1.ProjectRole role = 3;
+   */
+  role: ProjectRole;
+};
+
+/**
+ * Describes the message taskmesh.tasks.v1.UpdateMemberRequest.
+ * Use `create(UpdateMemberRequestSchema)` to create a new message.
+ */
+export const UpdateMemberRequestSchema: GenMessage<UpdateMemberRequest> = /*@__PURE__*/
+  messageDesc(file_taskmesh_tasks_v1_tasks, 59);
+
+/**
+ * @generated from message taskmesh.tasks.v1.UpdateMemberResponse
+ */
+export type UpdateMemberResponse = Message<"taskmesh.tasks.v1.UpdateMemberResponse"> & {
+  /**
+   * @generated from field: taskmesh.tasks.v1.ProjectMember member = 1;
+   */
+  member?: ProjectMember | undefined;
+};
+
+/**
+ * Describes the message taskmesh.tasks.v1.UpdateMemberResponse.
+ * Use `create(UpdateMemberResponseSchema)` to create a new message.
+ */
+export const UpdateMemberResponseSchema: GenMessage<UpdateMemberResponse> = /*@__PURE__*/
+  messageDesc(file_taskmesh_tasks_v1_tasks, 60);
+
+/**
+ * @generated from message taskmesh.tasks.v1.RemoveMemberRequest
+ */
+export type RemoveMemberRequest = Message<"taskmesh.tasks.v1.RemoveMemberRequest"> & {
+  /**
+   * @generated from field: string project_id = 1;
+   */
+  projectId: string;
+
+  /**
+   * @generated from field: string user_id = 2;
+   */
+  userId: string;
+};
+
+/**
+ * Describes the message taskmesh.tasks.v1.RemoveMemberRequest.
+ * Use `create(RemoveMemberRequestSchema)` to create a new message.
+ */
+export const RemoveMemberRequestSchema: GenMessage<RemoveMemberRequest> = /*@__PURE__*/
+  messageDesc(file_taskmesh_tasks_v1_tasks, 61);
+
+/**
+ * @generated from message taskmesh.tasks.v1.RemoveMemberResponse
+ */
+export type RemoveMemberResponse = Message<"taskmesh.tasks.v1.RemoveMemberResponse"> & {
+};
+
+/**
+ * Describes the message taskmesh.tasks.v1.RemoveMemberResponse.
+ * Use `create(RemoveMemberResponseSchema)` to create a new message.
+ */
+export const RemoveMemberResponseSchema: GenMessage<RemoveMemberResponse> = /*@__PURE__*/
+  messageDesc(file_taskmesh_tasks_v1_tasks, 62);
+
+/**
  * The order ListTasks returns tasks in.
  *
  * @generated from enum taskmesh.tasks.v1.TaskOrder
@@ -1170,8 +1442,11 @@ export const TaskOrderSchema: GenEnum<TaskOrder> = /*@__PURE__*/
   enumDesc(file_taskmesh_tasks_v1_tasks, 0);
 
 /**
- * TaskService is public. Every method acts on the caller's own tasks only: a task of another
- * user is NOT_FOUND, never PERMISSION_DENIED, so its existence is not revealed.
+ * TaskService is public. Access is per project: the caller's own projects, and projects shared
+ * with the caller (ProjectRole: viewer reads, editor also writes tasks, owner also manages the
+ * project and its members). A task or project the caller has no role in is NOT_FOUND, never
+ * PERMISSION_DENIED, so its existence is not revealed; a member lacking the role needed is
+ * PERMISSION_DENIED.
  *
  * @generated from service taskmesh.tasks.v1.TaskService
  */
@@ -1197,6 +1472,7 @@ export const TaskService: GenService<{
   },
   /**
    * Lists the caller's tasks ordered by (due time, id), tasks without due time last; cursor paging.
+   * With project_id: every task of that project, whoever created it (any role in it).
    *
    * @generated from rpc taskmesh.tasks.v1.TaskService.ListTasks
    */
@@ -1383,6 +1659,80 @@ export const TaskService: GenService<{
     methodKind: "unary";
     input: typeof DeleteLabelRequestSchema;
     output: typeof DeleteLabelResponseSchema;
+  },
+  /**
+   * Sharing. Invites a user by email to the caller's project (owner only) as editor or viewer.
+   * The Inbox cannot be shared (FAILED_PRECONDITION); a pending invitation or a member with that
+   * email is ALREADY_EXISTS.
+   *
+   * @generated from rpc taskmesh.tasks.v1.TaskService.InviteToProject
+   */
+  inviteToProject: {
+    methodKind: "unary";
+    input: typeof InviteToProjectRequestSchema;
+    output: typeof InviteToProjectResponseSchema;
+  },
+  /**
+   * The caller's pending invitations, matched by the email in the caller's token.
+   *
+   * @generated from rpc taskmesh.tasks.v1.TaskService.ListInvitations
+   */
+  listInvitations: {
+    methodKind: "unary";
+    input: typeof ListInvitationsRequestSchema;
+    output: typeof ListInvitationsResponseSchema;
+  },
+  /**
+   * Joins the project with the invitation's role. Only the invitee: another's invitation is
+   * NOT_FOUND.
+   *
+   * @generated from rpc taskmesh.tasks.v1.TaskService.AcceptInvitation
+   */
+  acceptInvitation: {
+    methodKind: "unary";
+    input: typeof AcceptInvitationRequestSchema;
+    output: typeof AcceptInvitationResponseSchema;
+  },
+  /**
+   * Drops the invitation. Only the invitee: another's invitation is NOT_FOUND.
+   *
+   * @generated from rpc taskmesh.tasks.v1.TaskService.DeclineInvitation
+   */
+  declineInvitation: {
+    methodKind: "unary";
+    input: typeof DeclineInvitationRequestSchema;
+    output: typeof DeclineInvitationResponseSchema;
+  },
+  /**
+   * The project's owner and members (any member may list them).
+   *
+   * @generated from rpc taskmesh.tasks.v1.TaskService.ListMembers
+   */
+  listMembers: {
+    methodKind: "unary";
+    input: typeof ListMembersRequestSchema;
+    output: typeof ListMembersResponseSchema;
+  },
+  /**
+   * Changes a member's role to editor or viewer (owner only).
+   *
+   * @generated from rpc taskmesh.tasks.v1.TaskService.UpdateMember
+   */
+  updateMember: {
+    methodKind: "unary";
+    input: typeof UpdateMemberRequestSchema;
+    output: typeof UpdateMemberResponseSchema;
+  },
+  /**
+   * Removes a member (owner), or the caller themselves (leaving). Their tasks stay in the project;
+   * tasks assigned to them are unassigned.
+   *
+   * @generated from rpc taskmesh.tasks.v1.TaskService.RemoveMember
+   */
+  removeMember: {
+    methodKind: "unary";
+    input: typeof RemoveMemberRequestSchema;
+    output: typeof RemoveMemberResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_taskmesh_tasks_v1_tasks, 0);
