@@ -1,6 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { ProjectRecord } from "./project-record.js";
-import { covers, type Role } from "./sharing-store.js";
+import { covers, type Role } from "./project-record.js";
 import type { TaskRecord, TasksStore } from "./tasks-store.js";
 
 /** What each role lets a member do, for PERMISSION_DENIED messages. */

@@ -6,7 +6,7 @@ import type { CalendarFeedInternalService, TaskService } from "@taskmesh/gen/tas
 import { getVtimezoneComponent } from "@touch4it/ical-timezones";
 import ical from "ical-generator";
 import type { TaskRecord } from "./task-record.js";
-import { liveUser, type TaskServiceDeps } from "./task-service.js";
+import { liveUser, type TaskServiceDeps } from "./task-service-deps.js";
 
 /** Where the gateway serves a feed: GET /calendar/<secret>.ics. */
 export const CALENDAR_PATH_PREFIX = "/calendar/";

@@ -23,8 +23,14 @@ import {
   type StreamSpec,
   userDeletedConsumer,
 } from "@taskmesh/platform";
-import { type LabelRecord, type ProjectRecord, toLabel, toMember, toProject } from "./project-record.js";
-import type { MemberRecord } from "./sharing-store.js";
+import {
+  type LabelRecord,
+  type MemberRecord,
+  type ProjectRecord,
+  toLabel,
+  toMember,
+  toProject,
+} from "./project-record.js";
 import { type TaskFields, type TaskRecord, toTask } from "./task-record.js";
 
 /**

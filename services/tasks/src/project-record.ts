@@ -10,7 +10,35 @@ import {
   ProjectRole,
   ProjectSchema,
 } from "@taskmesh/gen/taskmesh/tasks/v1/task_pb";
-import type { InvitationRecord, MemberRecord, Role } from "./sharing-store.js";
+
+/** A role in a project, weakest first. The owner is the project row's user_id, never a member row. */
+export type Role = "viewer" | "editor" | "owner";
+export type MemberRole = Exclude<Role, "owner">;
+
+const RANK: Record<Role, number> = { viewer: 1, editor: 2, owner: 3 };
+
+/** True when `have` includes everything `need` may do. */
+export function covers(have: Role, need: Role): boolean {
+  return RANK[have] >= RANK[need];
+}
+
+export interface MemberRecord {
+  projectId: string;
+  userId: string;
+  email: string;
+  role: Role;
+  joinTime: number;
+}
+
+export interface InvitationRecord {
+  id: string;
+  projectId: string;
+  projectName: string;
+  email: string;
+  role: MemberRole;
+  inviterId: string;
+  createTime: number;
+}
 
 /** A project as stored. Times are epoch milliseconds. */
 export interface ProjectRecord {

@@ -3,9 +3,8 @@ import { ProjectRole } from "@taskmesh/gen/taskmesh/tasks/v1/task_pb";
 import type { TaskService } from "@taskmesh/gen/taskmesh/tasks/v1/tasks_pb";
 import { userEmail } from "@taskmesh/platform";
 import { projectAccess } from "./access.js";
-import { toInvitation, toMember, toProject } from "./project-record.js";
-import type { MemberRole } from "./sharing-store.js";
-import { liveUser, type TaskServiceDeps } from "./task-service.js";
+import { type MemberRole, toInvitation, toMember, toProject } from "./project-record.js";
+import { liveUser, type TaskServiceDeps } from "./task-service-deps.js";
 
 type SharingMethods = Pick<
   ServiceImpl<typeof TaskService>,

@@ -3,36 +3,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { appendEvent, type Db } from "@taskmesh/platform";
 import type Database from "better-sqlite3";
 import { memberAdded, memberRemoved, memberUpdated } from "./events.js";
-import type { ProjectRecord } from "./project-record.js";
-
-/** A role in a project, weakest first. The owner is the project row's user_id, never a member row. */
-export type Role = "viewer" | "editor" | "owner";
-export type MemberRole = Exclude<Role, "owner">;
-
-const RANK: Record<Role, number> = { viewer: 1, editor: 2, owner: 3 };
-
-/** True when `have` includes everything `need` may do. */
-export function covers(have: Role, need: Role): boolean {
-  return RANK[have] >= RANK[need];
-}
-
-export interface MemberRecord {
-  projectId: string;
-  userId: string;
-  email: string;
-  role: Role;
-  joinTime: number;
-}
-
-export interface InvitationRecord {
-  id: string;
-  projectId: string;
-  projectName: string;
-  email: string;
-  role: MemberRole;
-  inviterId: string;
-  createTime: number;
-}
+import type { InvitationRecord, MemberRecord, MemberRole, ProjectRecord } from "./project-record.js";
 
 interface MemberRow {
   project_id: string;

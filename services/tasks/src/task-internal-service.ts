@@ -5,7 +5,8 @@ import { requireService } from "@taskmesh/platform";
 import { canBeAssigned } from "./access.js";
 import { toTask } from "./task-record.js";
 import { checkTimestamp } from "./task-rules.js";
-import { createdTask, digest, ms, type TaskServiceDeps } from "./task-service.js";
+import { createdTask, digest, ms } from "./task-service.js";
+import type { TaskServiceDeps } from "./task-service-deps.js";
 
 /**
  * The mesh-only TaskInternalService: callers are services (a verified service token), and the

@@ -1,28 +1,16 @@
 import { createHash, randomUUID } from "node:crypto";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { Priority, TaskStatus } from "@taskmesh/gen/taskmesh/tasks/v1/task_pb";
 import { type TaskInput, TaskOrder, type TaskService } from "@taskmesh/gen/taskmesh/tasks/v1/tasks_pb";
-import { requireUser } from "@taskmesh/platform";
 import { canBeAssigned, checkAssignee, projectAccess, taskAccess } from "./access.js";
 import { decodeManualPageToken, decodePageToken, encodePageToken, type ListFilter } from "./page-token.js";
 import { toLabel, toProject } from "./project-record.js";
 import { sharingMethods } from "./sharing-service.js";
 import { priorityLevel, toTask } from "./task-record.js";
 import { checkTimestamp, invalid, normalizeRecurrence, normalizeTimeZone, reminderSeconds } from "./task-rules.js";
+import { liveUser, type TaskServiceDeps } from "./task-service-deps.js";
 import type { CreateResult, TaskFields, TaskRecord, TaskStatusName, TasksStore } from "./tasks-store.js";
-
-export interface TaskServiceDeps {
-  store: TasksStore;
-  /** Most tasks one user may hold; a create beyond it is RESOURCE_EXHAUSTED. */
-  maxTasksPerUser: number;
-  /** Most projects one user may hold, the Inbox included; beyond it CreateProject is RESOURCE_EXHAUSTED. */
-  maxProjectsPerUser: number;
-  /** Most labels one user may hold; beyond it CreateLabel is RESOURCE_EXHAUSTED. */
-  maxLabelsPerUser: number;
-  /** Current time in epoch ms. Default Date.now. */
-  clock?: () => number;
-}
 
 /** Page size when the request says 0 (AIP-158); the contract caps page_size at 100. */
 export const DEFAULT_PAGE_SIZE = 50;
@@ -411,17 +399,4 @@ function sameFields(a: TaskFields, b: TaskFields): boolean {
     a.assigneeId === b.assigneeId &&
     JSON.stringify(a.reminderOffsets) === JSON.stringify(b.reminderOffsets)
   );
-}
-
-/**
- * The caller's user id (requireUser), refused once that user's account has been deleted: tokens
- * are stateless and outlive the account by up to their TTL, and a task written with one then
- * would belong to nobody and never be purged.
- */
-export function liveUser(store: TasksStore, ctx: HandlerContext): string {
-  const { userId } = requireUser(ctx);
-  if (store.isDeletedUser(userId)) {
-    throw new ConnectError("the account of this token has been deleted", Code.Unauthenticated);
-  }
-  return userId;
 }

@@ -10,8 +10,8 @@ import { MIGRATIONS } from "./tasks-store.js";
 
 /** The schema before priorities (migrations 1–5), as the previous version created it. */
 const BEFORE_PRIORITY = MIGRATIONS.filter((m) => m.version <= 5);
-/** The schema before sharing: everything but migration 8 (7 and 20 were merged before it). */
-const BEFORE_SHARING = MIGRATIONS.filter((m) => m.version !== 8);
+/** The schema before sharing: migrations 1–7 and 20 (merged before it; 21, the task counts, came beside it). */
+const BEFORE_SHARING = MIGRATIONS.filter((m) => m.version <= 7 || m.version === 20);
 /** The schema before projects, labels and subtasks (migrations 1–6). */
 const BEFORE_PROJECTS = MIGRATIONS.filter((m) => m.version <= 6);
 /** The schema before the per-user task counts (migrations 1–20). */

@@ -1,0 +1,29 @@
+import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
+import { requireUser } from "@taskmesh/platform";
+import type { TasksStore } from "./tasks-store.js";
+
+/** What TaskService and the services beside it (sharing, calendar feed, internal) are built with. */
+export interface TaskServiceDeps {
+  store: TasksStore;
+  /** Most tasks one user may hold; a create beyond it is RESOURCE_EXHAUSTED. */
+  maxTasksPerUser: number;
+  /** Most projects one user may hold, the Inbox included; beyond it CreateProject is RESOURCE_EXHAUSTED. */
+  maxProjectsPerUser: number;
+  /** Most labels one user may hold; beyond it CreateLabel is RESOURCE_EXHAUSTED. */
+  maxLabelsPerUser: number;
+  /** Current time in epoch ms. Default Date.now. */
+  clock?: () => number;
+}
+
+/**
+ * The caller's user id (requireUser), refused once that user's account has been deleted: tokens
+ * are stateless and outlive the account by up to their TTL, and a task written with one then
+ * would belong to nobody and never be purged.
+ */
+export function liveUser(store: TasksStore, ctx: HandlerContext): string {
+  const { userId } = requireUser(ctx);
+  if (store.isDeletedUser(userId)) {
+    throw new ConnectError("the account of this token has been deleted", Code.Unauthenticated);
+  }
+  return userId;
+}
