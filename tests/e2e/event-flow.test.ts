@@ -12,7 +12,7 @@ import { Kind, type Notification, NotificationService } from "@taskmesh/gen/task
 import { TaskStatus } from "@taskmesh/gen/taskmesh/tasks/v1/task_pb";
 import { TaskService } from "@taskmesh/gen/taskmesh/tasks/v1/tasks_pb";
 import { NotificationChannel, UserService } from "@taskmesh/gen/taskmesh/users/v1/users_pb";
-import { waitFor } from "@taskmesh/platform/testing";
+import { pushDevice, startPushReceiver, waitFor } from "@taskmesh/platform/testing";
 import { builtServices } from "@taskmesh/runner";
 import { SMTPServer } from "smtp-server";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -55,18 +55,22 @@ async function startSmtp() {
 }
 
 let smtp: Awaited<ReturnType<typeof startSmtp>>;
+let push: Awaited<ReturnType<typeof startPushReceiver>>;
 let e2e: E2E;
 beforeAll(async () => {
   const missing = NEEDED.filter((n) => !(builtServices() as string[]).includes(n));
   if (missing.length > 0)
     throw new Error(`the event flow needs these services built (TOPOLOGY): ${missing.join(", ")}`);
   smtp = await startSmtp();
-  // Only notifications reads SMTP_URL; the runner gives every service the same extra environment.
-  e2e = await startE2E({ env: { SMTP_URL: smtp.url } });
+  push = await startPushReceiver();
+  // Only notifications reads SMTP_URL and PUSH_ALLOWED_NETWORKS (a plain-http push endpoint on
+  // loopback, the local push receiver); the runner gives every service the same extra environment.
+  e2e = await startE2E({ env: { SMTP_URL: smtp.url, PUSH_ALLOWED_NETWORKS: "127.0.0.0/8" } });
 });
 afterAll(async () => {
   await e2e?.stop();
   await smtp?.stop();
+  await push?.stop();
 });
 
 describe("the event flow through the gateway", () => {
@@ -190,4 +194,54 @@ describe("the event flow through the gateway", () => {
     watchAbort.abort();
     await watching;
   }, 50_000);
+
+  it("a reminder reaches a device by Web Push when the user chose push: VAPID-signed by the service's key, readable only with the device's keys", async () => {
+    const transport = createGrpcTransport({ baseUrl: e2e.system.endpoints.gateway });
+    const users = createClient(UserService, transport);
+    const tasks = createClient(TaskService, transport);
+    const inbox = createClient(NotificationService, transport);
+    const email = `push-${crypto.randomUUID()}@example.com`;
+    const password = "correct-horse-battery";
+    await users.register({ email, password });
+    const auth = { headers: { authorization: `Bearer ${(await users.login({ email, password })).accessToken}` } };
+    await users.updatePreferences({ preferences: { timeZone: "UTC", channels: [NotificationChannel.PUSH] } }, auth);
+    // What the web client's service worker does: subscribe with the VAPID key, register the device.
+    const { vapidPublicKey } = await inbox.getPushConfig({}, auth);
+    const device = pushDevice();
+    const path = `/wpush/${crypto.randomUUID()}`;
+    await inbox.registerPushSubscription(
+      { endpoint: push.url(path), p256dh: device.p256dh, auth: device.auth, deviceName: "e2e laptop" },
+      auth,
+    );
+
+    // Due in ~6 s, reminded 3 s before.
+    const dueMs = Math.ceil((Date.now() + 6000) / 1000) * 1000;
+    const taskId =
+      (
+        await tasks.createTask(
+          {
+            task: {
+              title: "Call the plumber",
+              dueTime: timestampFromMs(dueMs),
+              timeZone: "UTC",
+              reminderOffsets: [{ seconds: 3n }],
+            },
+          },
+          auth,
+        )
+      ).task?.id ?? "";
+    const hit = await waitFor(
+      "the reminder at the push endpoint",
+      () => push.hits.find((h) => h.path === path),
+      15_000,
+    );
+    expect(hit.vapidError).toBeUndefined();
+    expect(hit.vapidKey).toBe(vapidPublicKey);
+    expect(hit.headers["content-encoding"]).toBe("aes128gcm");
+    // The push service sees ciphertext only; the device decrypts the notification.
+    expect(hit.body.includes(Buffer.from("Call the plumber"))).toBe(false);
+    const message = JSON.parse(device.decrypt(hit.body)) as Record<string, unknown>;
+    expect(message).toMatchObject({ type: "reminder.due", task_id: taskId });
+    expect(String(message.title)).toContain("Call the plumber");
+  }, 40_000);
 });

@@ -17,12 +17,19 @@ import {
   openDatabase,
   STREAMS,
 } from "@taskmesh/platform";
-import { freePort, type NatsServer, startNats, tempDir } from "@taskmesh/platform/testing";
+import {
+  freePort,
+  type NatsServer,
+  pushDevice,
+  startNats,
+  startPushReceiver,
+  tempDir,
+} from "@taskmesh/platform/testing";
 import { build as buildUsers, loadUsersConfig, type UsersApp } from "@taskmesh/users/server";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { notificationIdFor } from "./due-events.js";
-import { pushDevice, startPushReceiver, waitFor } from "./notifications.test-util.js";
+import { waitFor } from "./notifications.test-util.js";
 import { MIGRATIONS, NotificationsStore } from "./notifications-store.js";
 import { build, loadNotificationsConfig, type NotificationsApp } from "./server.js";
 import { VAPID_FILE } from "./vapid-keys.js";
