@@ -99,7 +99,8 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzReport> {
     );
   const before = await listAllTasks(gatewayUrl, user.token);
 
-  const sender = new Sender({ gatewayUrl, userToken: user.token });
+  // Logout gets a second session of the same user: the first stays signed in for the whole run.
+  const sender = new Sender({ gatewayUrl, userToken: user.token, sessionEndingToken: await logIn(gatewayUrl, user) });
   const indexes = opts.only ?? Array.from({ length: opts.count }, (_, i) => i);
   const codes: FuzzReport["codes"] = {};
   const byProtocol: FuzzReport["byProtocol"] = {};
@@ -300,13 +301,18 @@ async function connectJson(
   throw new Error(`${path} failed: HTTP ${last?.status} ${JSON.stringify(last?.body)}`);
 }
 
-async function signUp(gatewayUrl: string): Promise<{ email: string; token: string }> {
+async function logIn(gatewayUrl: string, user: { email: string; password: string }): Promise<string> {
+  const login = await connectJson(gatewayUrl, "taskmesh.users.v1.UserService/Login", user);
+  return String(login.accessToken);
+}
+
+async function signUp(gatewayUrl: string): Promise<{ email: string; password: string; token: string }> {
   // The password is never one of the generator's values, so a fuzzed DeleteAccount cannot succeed.
   const email = `fuzz-${randomUUID()}@example.com`;
   const password = `fuzz-${randomUUID()}`;
   await connectJson(gatewayUrl, "taskmesh.users.v1.UserService/Register", { email, password });
   const login = await connectJson(gatewayUrl, "taskmesh.users.v1.UserService/Login", { email, password });
-  return { email, token: String(login.accessToken) };
+  return { email, password, token: String(login.accessToken) };
 }
 
 /** id → the task as JSON text (so "unchanged" can be checked), over every page. */

@@ -7,12 +7,14 @@
 // `npm run fuzz -- --cases 1000000` runs this file for a long run.
 import type { DescMethod } from "@bufbuild/protobuf";
 import { HealthCheckResponse_ServingStatus } from "@taskmesh/gen/grpc/health/v1/health_pb";
+import { UserService } from "@taskmesh/gen/taskmesh/users/v1/users_pb";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connectJsonApi, type E2E, type SignedUp, signUp, startE2E } from "../e2e/harness.js";
+import { connectJsonApi, type E2E, ok, type SignedUp, signUp, startE2E } from "../e2e/harness.js";
 import { type Json, messageArb, rruleArb, timeZoneArb, urlArb } from "./arbitraries.js";
 import { findLeaks } from "./checks.js";
 import { fuzzTargets } from "./schema.js";
+import { endsSession } from "./transport.js";
 
 const cases = Number(process.env.FUZZ_CASES ?? (process.env.CI ? 10_000 : 300));
 const seed = process.env.FUZZ_SEED ? Number(process.env.FUZZ_SEED) | 0 : Date.now() | 0;
@@ -21,11 +23,16 @@ const ANSWER_WITHIN_MS = 15_000;
 
 let e2e: E2E;
 let me: SignedUp;
+/** A second session of `me` for Logout, so a fuzzed Logout does not sign `me` out of users. */
+let logoutToken: string;
 let methods: DescMethod[];
 
 beforeAll(async () => {
   e2e = await startE2E();
-  me = await signUp(connectJsonApi(e2e.system.endpoints.gateway));
+  const api = connectJsonApi(e2e.system.endpoints.gateway);
+  me = await signUp(api);
+  logoutToken = ok(await api.call(UserService.method.login, { email: me.email, password: me.password }))
+    .accessToken as string;
   methods = (await fuzzTargets(e2e.system.endpoints.gateway)).methods.filter((m) => m.methodKind === "unary");
 }, 120_000);
 afterAll(async () => {
@@ -78,13 +85,17 @@ describe(`property-based fuzzing of every public unary method (${cases} cases, s
       const started = Date.now();
       await fc.assert(
         fc.asyncProperty(request, async ({ method, body }) => {
-          const a = await call(method, body);
+          const a = await call(method, body, endsSession(method) ? logoutToken : me.token);
           const key = `${method.name} ${a.code}`;
           tally.set(key, (tally.get(key) ?? 0) + 1);
           judge(method, body, a);
         }),
         { numRuns: cases, seed, endOnFailure: false },
       );
+      // The fuzz user is still signed in (a fuzzed Logout ended only its own second session), so
+      // the users methods were reached past authentication throughout.
+      const getMe = methods.find((m) => m.parent.typeName === UserService.typeName && m.name === "GetMe");
+      expect(getMe && (await call(getMe, {}, me.token)).code).toBe("ok");
       // What the cases reached, so a generator that never gets past validation shows.
       const lines = [...tally].sort().map(([k, v]) => `  ${k}: ${v}`);
       console.log(`${cases} cases in ${((Date.now() - started) / 1000).toFixed(1)} s:\n${lines.join("\n")}`);

@@ -53,6 +53,11 @@ export interface Outcome {
 export interface SendOptions {
   gatewayUrl: string;
   userToken: string;
+  /**
+   * The token for methods that end the caller's own session (UserService.Logout): a session of its
+   * own, so a fuzzed Logout does not sign the fuzz user out of every later users call. @default userToken
+   */
+  sessionEndingToken?: string;
   /** A unary call without an answer after this long is a `timeout`. Default 15000. */
   timeoutMs?: number;
   /** A server stream that started well and is still open after this long counts as accepted. Default 1500. */
@@ -76,7 +81,7 @@ export class Sender {
   readonly #agent = new http.Agent({ keepAlive: false, maxSockets: 32 });
 
   constructor(opts: SendOptions) {
-    this.#opts = { timeoutMs: 15_000, streamOpenMs: 1500, ...opts };
+    this.#opts = { timeoutMs: 15_000, streamOpenMs: 1500, sessionEndingToken: opts.userToken, ...opts };
   }
 
   close(): void {
@@ -87,7 +92,8 @@ export class Sender {
   headersOf(c: FuzzCase): Record<string, string> {
     const h: Record<string, string> = {};
     for (const [k, v] of Object.entries(c.headers)) if (v !== "") h[k] = v;
-    if (c.auth.kind === "user") h.authorization = `Bearer ${this.#opts.userToken}`;
+    if (c.auth.kind === "user")
+      h.authorization = `Bearer ${endsSession(c.method) ? this.#opts.sessionEndingToken : this.#opts.userToken}`;
     else if (c.auth.kind === "garbage") h.authorization = c.auth.header;
     return h;
   }
@@ -420,4 +426,9 @@ export function interpret(raw: RawAnswer): Omit<Outcome, "ms"> {
       return { code: j.code, httpStatus: raw.status, message: String(j.message ?? ""), errorText: text };
   } catch {}
   return { code: `http_${raw.status}`, httpStatus: raw.status, message: text.slice(0, 200), errorText: text };
+}
+
+/** A method whose success ends the caller's own session, so later calls with its token are refused. */
+export function endsSession(method: { name: string; parent: { typeName: string } }): boolean {
+  return method.parent.typeName === "taskmesh.users.v1.UserService" && method.name === "Logout";
 }
