@@ -61,6 +61,7 @@ describe("createGrpcClient", () => {
             listMembers: unused,
             updateMember: unused,
             removeMember: unused,
+            watchProject: unused,
           },
           { kind: "user", anonymous: ["getTask", "createTask"] },
         ),
