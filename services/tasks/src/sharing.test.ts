@@ -12,6 +12,7 @@ import type { GrpcClient } from "@taskmesh/platform";
 import { waitFor } from "@taskmesh/platform/testing";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ProjectFeed } from "./project-feed.js";
 import { type Harness, startTasks } from "./tasks.test-util.js";
 
 type Client = GrpcClient<typeof TaskService>;
@@ -435,5 +436,29 @@ describe("TaskService sharing", () => {
     await waitFor("the watches to end", () => ownerW.end && viewerW.end);
     expect([ownerW.end, viewerW.end]).toEqual(["NotFound", "NotFound"]);
     expect(h.app.projectWatchers).toBe(0);
+  });
+
+  it("ends a WatchProject reader that falls more than its buffer behind with RESOURCE_EXHAUSTED, after what it holds", async () => {
+    const feed = new ProjectFeed({ maxQueued: 2 });
+    const abort = new AbortController();
+    const sub = feed.subscribe("p1", abort.signal);
+    const first = sub.next(); // subscribes, then waits for a change
+    const change = (taskId: string) =>
+      ({
+        projectId: "p1",
+        kind: "task_created",
+        taskId,
+        taskVersion: 1,
+        actorId: "u",
+        memberUserId: "",
+        time: 0,
+      }) as const;
+    for (const id of ["t1", "t2", "t3", "t4"]) feed.publish(change(id));
+    feed.publish({ ...change("t5"), projectId: "p2" }); // another project's: not this stream's
+    expect((await first).value?.taskId).toBe("t1");
+    // Two fit the buffer; t3 and t4 overflowed it: the reader gets the two, then the error.
+    expect((await sub.next()).value?.taskId).toBe("t2");
+    expect(await code(sub.next())).toBe("ResourceExhausted");
+    expect(feed.watchers).toBe(0);
   });
 });
