@@ -1,7 +1,8 @@
 import { randomUUID } from "node:crypto";
-import { Code } from "@connectrpc/connect";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
 import { AnalyticsService } from "@taskmesh/gen/taskmesh/analytics/v1/analytics_pb";
-import { TaskService } from "@taskmesh/gen/taskmesh/tasks/v1/tasks_pb";
+import { ProjectChangeKind, TaskService, type WatchProjectResponse } from "@taskmesh/gen/taskmesh/tasks/v1/tasks_pb";
 import { waitFor } from "@taskmesh/platform/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -221,5 +222,60 @@ describe.each(apis)("shared projects through the gateway with %s", (_, makeApi) 
       "AUDIT_ACTION_PROJECT_SHARED",
       "AUDIT_ACTION_PROJECT_SHARED",
     ]);
+  }, 30_000);
+});
+
+// Collaborators see changes live: WatchProject streamed through the gateway (gRPC server stream).
+describe("WatchProject through the gateway", () => {
+  it("streams an editor's changes to the owner's open watch; a stranger's watch is NOT_FOUND", async () => {
+    const api = connectJsonApi(e2e.system.endpoints.gateway);
+    const m = TaskService.method;
+    const [owner, editor, stranger] = [await signUp(api), await signUp(api), await signUp(api)];
+    const call = async (method: Parameters<Api["call"]>[0], req: JsonObject, token: string) =>
+      ok(await api.call(method, req, token));
+    const projectId = ((await call(m.createProject, { name: "Garden" }, owner.token)).project as JsonObject)
+      .id as string;
+    await call(m.inviteToProject, { projectId, email: editor.email, role: "PROJECT_ROLE_EDITOR" }, owner.token);
+    const [inv] = (await call(m.listInvitations, {}, editor.token)).invitations as JsonObject[];
+    await call(m.acceptInvitation, { invitationId: inv?.id as string }, editor.token);
+
+    const tasks = createClient(TaskService, createGrpcTransport({ baseUrl: e2e.system.endpoints.gateway }));
+    const auth = (token: string) => ({ headers: { authorization: `Bearer ${token}` } });
+    const abort = new AbortController();
+    const got: WatchProjectResponse[] = [];
+    const watching = (async () => {
+      try {
+        for await (const msg of tasks.watchProject({ projectId }, { ...auth(owner.token), signal: abort.signal }))
+          got.push(msg);
+      } catch (err) {
+        if (!abort.signal.aborted) throw err;
+      }
+    })();
+    // The watch is open once a change made after it arrives: the editor adds tasks until one does.
+    const first = await waitFor("the owner's watch to see the editor's task", async () => {
+      const t = (await call(m.createTask, { task: { title: "Plant beans", projectId } }, editor.token)).task;
+      return got.find((x) => x.taskId === (t as JsonObject).id) ? (t as JsonObject) : undefined;
+    });
+    await call(m.completeTask, { taskId: first.id as string }, editor.token);
+    await waitFor("the completion", () => got.some((x) => x.kind === ProjectChangeKind.TASK_COMPLETED));
+    const completed = got.find((x) => x.kind === ProjectChangeKind.TASK_COMPLETED);
+    expect([completed?.taskId, completed?.actorId, completed?.taskVersion, completed?.projectId]).toEqual([
+      first.id,
+      editor.userId,
+      2n,
+      projectId,
+    ]);
+    abort.abort();
+    await watching;
+
+    const refused = await (async () => {
+      try {
+        for await (const _ of tasks.watchProject({ projectId }, auth(stranger.token))) return "message";
+        return "OK";
+      } catch (err) {
+        return Code[ConnectError.from(err).code];
+      }
+    })();
+    expect(refused).toBe("NotFound");
   }, 30_000);
 });

@@ -81,6 +81,7 @@ describe("outlier detection across two replicas", () => {
             listMembers: unused,
             updateMember: unused,
             removeMember: unused,
+            watchProject: unused,
           },
           { kind: "user", anonymous: ["createTask"] },
         ),

@@ -248,6 +248,8 @@ describe("BOLA: user b with user a's resource ids", () => {
     "taskmesh.tasks.v1.TaskService/AcceptInvitation": () => ({ invitationId }),
     "taskmesh.tasks.v1.TaskService/DeclineInvitation": () => ({ invitationId }),
     "taskmesh.tasks.v1.TaskService/ListMembers": () => ({ projectId }),
+    // A stream: b's watch of a's project ends at once with NOT_FOUND, like a made-up id's.
+    "taskmesh.tasks.v1.TaskService/WatchProject": () => ({ projectId }),
     "taskmesh.tasks.v1.TaskService/UpdateMember": () => ({
       projectId,
       userId: a.userId,
@@ -554,8 +556,9 @@ describe("shared projects: owner, editor, viewer and stranger through the gatewa
   let t1: string;
   let t2: string;
 
+  // A member's WatchProject stays open: read it briefly (OK), a refusal ends it at once.
   const as = async (who: Who, method: DescMethod, body: JsonObject) =>
-    call(gateway, "grpc", method, body, { token: people[who].token });
+    call(gateway, "grpc", method, body, { token: people[who].token, streamMs: 300 });
   const newTask = async (title = "shared task") =>
     (must(await as("owner", TaskService.method.createTask, { task: { title, projectId } })).task as JsonObject)
       .id as string;
@@ -599,6 +602,7 @@ describe("shared projects: owner, editor, viewer and stranger through the gatewa
       O,
     ],
     ListMembers: [async () => ({ projectId }), R],
+    WatchProject: [async () => ({ projectId }), R],
     UpdateMember: [async () => ({ projectId, userId: people.viewer.userId, role: "PROJECT_ROLE_VIEWER" }), O],
     // Run last: the owner's delete ends the project for everyone.
     DeleteProject: [async () => ({ projectId }), { ...O, owner: "OK" }],

@@ -3,6 +3,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { appendEvent, type Db } from "@taskmesh/platform";
 import type Database from "better-sqlite3";
 import { projectCreated, projectUpdated } from "./events.js";
+import { noteChange } from "./project-feed.js";
 import { INBOX_NAME, type ProjectRecord } from "./project-record.js";
 import { MAX_RANK_LENGTH, rankBetween, ranksFor } from "./rank.js";
 
@@ -198,6 +199,7 @@ export class ProjectsStore {
     const p = { ...next, updateTime: now, version: next.version + 1 };
     this.#save.run(toRow(p));
     appendEvent(this.#db, projectUpdated(p, changed));
+    noteChange(this.#db, { projectId: p.id, kind: "project_updated", taskId: "", actorId: p.userId, time: now });
     return p;
   }
 }

@@ -22,6 +22,7 @@ import {
 import { calendarFeedInternalService, calendarFeedMethods } from "./calendar-feed.js";
 import type { TasksConfig } from "./config.js";
 import { consumers, PUBLISHES } from "./events.js";
+import { ProjectFeed, publishingAfter, publishingChanges } from "./project-feed.js";
 import { taskInternalService } from "./task-internal-service.js";
 import { taskService } from "./task-service.js";
 import { MIGRATIONS, TasksStore } from "./tasks-store.js";
@@ -73,6 +74,8 @@ export interface TasksApp {
   shutdown(): Promise<void>;
   /** Outbox backlog, NATS state, consumer counters. */
   readonly events: TasksEvents;
+  /** Open WatchProject streams. */
+  readonly projectWatchers: number;
 }
 
 /**
@@ -84,19 +87,25 @@ export function build(config: TasksConfig, deps: TasksDeps = {}): TasksApp {
   const logger = deps.logger ?? createLogger("tasks", { level: config.logLevel });
   const db = openDatabase(config.dbPath, MIGRATIONS);
   const store = new TasksStore(db);
+  // WatchProject's fan-out, fed after each committing call (one process per database: project-feed.ts).
+  const feed = new ProjectFeed();
+  const live = <T extends object>(impl: T) => publishingChanges(impl, db, feed);
   const serviceDeps = {
     store,
     maxTasksPerUser: config.maxTasksPerUser,
     maxProjectsPerUser: config.maxProjectsPerUser,
     maxLabelsPerUser: config.maxLabelsPerUser,
     ...(deps.clock ? { clock: deps.clock } : {}),
+    feed,
   };
   const grpc = new GrpcServer({
     name: "tasks",
     logger,
     services: [
-      register(TaskService, { ...taskService(serviceDeps), ...calendarFeedMethods(serviceDeps) }, { kind: "user" }),
-      register(TaskInternalService, taskInternalService(serviceDeps), { kind: "internal" }),
+      register(TaskService, live({ ...taskService(serviceDeps), ...calendarFeedMethods(serviceDeps) }), {
+        kind: "user",
+      }),
+      register(TaskInternalService, live(taskInternalService(serviceDeps)), { kind: "internal" }),
       // No token: the feed secret in the request is the credential (the calendar app that holds
       // the URL has nothing else). Only the gateway may reach it in the mesh (AuthorizationPolicy).
       register(CalendarFeedInternalService, calendarFeedInternalService(serviceDeps), {
@@ -119,7 +128,10 @@ export function build(config: TasksConfig, deps: TasksDeps = {}): TasksApp {
     logger,
     health: grpc.health,
     publishes: PUBLISHES,
-    consumers: consumers({ forgetUser: (userId) => store.forgetUser(userId, (deps.clock ?? Date.now)()), logger }),
+    consumers: consumers({
+      forgetUser: (userId) => publishingAfter(db, feed, () => store.forgetUser(userId, (deps.clock ?? Date.now)())),
+      logger,
+    }),
     ...(deps.consumerAckWaitMs ? { consumerOverrides: { ackWaitMs: deps.consumerAckWaitMs } } : {}),
     ...(deps.outboxReportIntervalMs ? { outboxReportIntervalMs: deps.outboxReportIntervalMs } : {}),
     ...(deps.faults ? { faults: deps.faults } : {}),
@@ -128,6 +140,9 @@ export function build(config: TasksConfig, deps: TasksDeps = {}): TasksApp {
   });
   let stopped: Promise<void> | undefined;
   return {
+    get projectWatchers() {
+      return feed.watchers;
+    },
     events: {
       backlog: () => store.unpublishedEvents(),
       get natsConnected() {

@@ -3,6 +3,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { appendEvent, type Db } from "@taskmesh/platform";
 import type Database from "better-sqlite3";
 import { memberAdded, memberRemoved, memberUpdated } from "./events.js";
+import { noteChange } from "./project-feed.js";
 import type { InvitationRecord, MemberRecord, MemberRole, ProjectRecord } from "./project-record.js";
 
 interface MemberRow {
@@ -155,6 +156,7 @@ export class SharingStore {
           )
           .run(m.projectId, m.userId, m.email, m.role, m.joinTime);
         appendEvent(this.#db, memberAdded(owner.userId, m, now));
+        this.#noteMember(m, now);
         return m;
       })
       .immediate();
@@ -174,6 +176,7 @@ export class SharingStore {
           .run(role, m.projectId, m.userId);
         const next = { ...m, role };
         appendEvent(this.#db, memberUpdated(owner.userId, next, now));
+        this.#noteMember(next, now);
         return next;
       })
       .immediate();
@@ -184,8 +187,21 @@ export class SharingStore {
       .transaction(() => {
         this.#db.prepare("DELETE FROM project_members WHERE project_id = ? AND user_id = ?").run(m.projectId, m.userId);
         appendEvent(this.#db, memberRemoved(owner.userId, m, left, now));
+        this.#noteMember(m, now);
       })
       .immediate();
+  }
+
+  /** A member joined, changed role or left, for WatchProject (project-feed.ts). */
+  #noteMember(m: MemberRecord, now: number): void {
+    noteChange(this.#db, {
+      projectId: m.projectId,
+      kind: "member_changed",
+      taskId: "",
+      actorId: m.userId,
+      memberUserId: m.userId,
+      time: now,
+    });
   }
 
   /** The owner's email as recorded at their last invitation ("" before one). */
@@ -203,6 +219,9 @@ export class SharingStore {
 
   /** A deleted user's memberships and the invitations they sent. No event (user.deleted is the fact). */
   dropUser(userId: string): void {
+    // No event, but open WatchProject streams of the user end (their access is checked per change).
+    for (const { projectId, role } of this.sharedWith(userId))
+      this.#noteMember({ projectId, userId, email: "", role, joinTime: 0 }, Date.now());
     this.#db.prepare("DELETE FROM project_members WHERE user_id = ?").run(userId);
     this.#db.prepare("DELETE FROM project_invitations WHERE inviter_id = ?").run(userId);
   }

@@ -3,10 +3,16 @@ import { fromBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { EnvelopeSchema } from "@taskmesh/gen/taskmesh/events/v1/events_pb";
 import { ProjectRole, type Task } from "@taskmesh/gen/taskmesh/tasks/v1/task_pb";
-import type { TaskService } from "@taskmesh/gen/taskmesh/tasks/v1/tasks_pb";
+import {
+  ProjectChangeKind,
+  type TaskService,
+  type WatchProjectResponse,
+} from "@taskmesh/gen/taskmesh/tasks/v1/tasks_pb";
 import type { GrpcClient } from "@taskmesh/platform";
+import { waitFor } from "@taskmesh/platform/testing";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ProjectFeed } from "./project-feed.js";
 import { type Harness, startTasks } from "./tasks.test-util.js";
 
 type Client = GrpcClient<typeof TaskService>;
@@ -369,5 +375,90 @@ describe("TaskService sharing", () => {
     await editor.c.removeMember({ projectId, userId: editor.id });
     const after = (await owner.c.getTask({ taskId: t.id })).task;
     expect([after?.assigneeId, after?.userId]).toEqual(["", owner.id]);
+  });
+
+  /** An open WatchProject: the messages so far, and how it ended (a code name, "OK" or undefined while open). */
+  async function watch(p: Person, projectId: string) {
+    const abort = new AbortController();
+    const w = { got: [] as WatchProjectResponse[], end: undefined as string | undefined, abort };
+    const before = h.app.projectWatchers;
+    void (async () => {
+      try {
+        for await (const m of p.c.watchProject({ projectId }, { signal: abort.signal })) w.got.push(m);
+        w.end = "OK";
+      } catch (e) {
+        w.end = e instanceof ConnectError ? Code[e.code] : String(e);
+      }
+    })();
+    await waitFor("the watch to open", () => h.app.projectWatchers > before || w.end !== undefined);
+    return w;
+  }
+
+  it("streams an editor's create, complete and delete to the owner's and a viewer's open WatchProject; a removed member's stream ends", async () => {
+    const { owner, editor, viewer, stranger, projectId } = await shared();
+    const [ownerW, viewerW, editorW] = [
+      await watch(owner, projectId),
+      await watch(viewer, projectId),
+      await watch(editor, projectId),
+    ];
+    // A stranger's watch is NOT_FOUND, exactly like a made-up id.
+    expect(await code(stranger.c.watchProject({ projectId })[Symbol.asyncIterator]().next())).toBe("NotFound");
+    expect(await code(stranger.c.watchProject({ projectId: randomUUID() })[Symbol.asyncIterator]().next())).toBe(
+      "NotFound",
+    );
+
+    const t = await task(editor.c, "from the editor", { projectId });
+    await editor.c.completeTask({ taskId: t.id });
+    await editor.c.deleteTask({ taskId: t.id });
+    const expected = [
+      [ProjectChangeKind.TASK_CREATED, t.id, 1n, editor.id],
+      [ProjectChangeKind.TASK_COMPLETED, t.id, 2n, editor.id],
+      [ProjectChangeKind.TASK_DELETED, t.id, 3n, editor.id],
+    ];
+    for (const w of [ownerW, viewerW]) {
+      await waitFor("three changes", () => w.got.length >= 3);
+      expect(w.got.map((m) => [m.kind, m.taskId, m.taskVersion, m.actorId])).toEqual(expected);
+      expect(w.got.every((m) => m.projectId === projectId && m.changeTime !== undefined)).toBe(true);
+    }
+    // A task outside the project is not streamed.
+    await task(owner.c, "in the owner's Inbox");
+
+    // Removing the editor tells the others, and ends the editor's stream.
+    await owner.c.removeMember({ projectId, userId: editor.id });
+    await waitFor("the editor's stream to end", () => editorW.end);
+    expect(editorW.end).toBe("PermissionDenied");
+    await waitFor("the member change", () => ownerW.got.length >= 4);
+    expect(ownerW.got.slice(3).map((m) => [m.kind, m.memberUserId, m.actorId])).toEqual([
+      [ProjectChangeKind.MEMBER_CHANGED, editor.id, owner.id],
+    ]);
+    // Deleting the project ends every watch with NOT_FOUND.
+    await owner.c.deleteProject({ projectId });
+    await waitFor("the watches to end", () => ownerW.end && viewerW.end);
+    expect([ownerW.end, viewerW.end]).toEqual(["NotFound", "NotFound"]);
+    expect(h.app.projectWatchers).toBe(0);
+  });
+
+  it("ends a WatchProject reader that falls more than its buffer behind with RESOURCE_EXHAUSTED, after what it holds", async () => {
+    const feed = new ProjectFeed({ maxQueued: 2 });
+    const abort = new AbortController();
+    const sub = feed.subscribe("p1", abort.signal);
+    const first = sub.next(); // subscribes, then waits for a change
+    const change = (taskId: string) =>
+      ({
+        projectId: "p1",
+        kind: "task_created",
+        taskId,
+        taskVersion: 1,
+        actorId: "u",
+        memberUserId: "",
+        time: 0,
+      }) as const;
+    for (const id of ["t1", "t2", "t3", "t4"]) feed.publish(change(id));
+    feed.publish({ ...change("t5"), projectId: "p2" }); // another project's: not this stream's
+    expect((await first).value?.taskId).toBe("t1");
+    // Two fit the buffer; t3 and t4 overflowed it: the reader gets the two, then the error.
+    expect((await sub.next()).value?.taskId).toBe("t2");
+    expect(await code(sub.next())).toBe("ResourceExhausted");
+    expect(feed.watchers).toBe(0);
   });
 });

@@ -1,5 +1,6 @@
 import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
 import { requireUser } from "@taskmesh/platform";
+import type { ProjectFeed } from "./project-feed.js";
 import type { TasksStore } from "./tasks-store.js";
 
 /** What TaskService and the services beside it (sharing, calendar feed, internal) are built with. */
@@ -13,6 +14,8 @@ export interface TaskServiceDeps {
   maxLabelsPerUser: number;
   /** Current time in epoch ms. Default Date.now. */
   clock?: () => number;
+  /** WatchProject's fan-out, fed after each commit (server.ts, publishChanges). Default: one nobody feeds. */
+  feed?: ProjectFeed;
 }
 
 /**

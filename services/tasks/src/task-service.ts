@@ -1,10 +1,17 @@
 import { createHash, randomUUID } from "node:crypto";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { Priority, TaskStatus } from "@taskmesh/gen/taskmesh/tasks/v1/task_pb";
-import { type TaskInput, TaskOrder, type TaskService } from "@taskmesh/gen/taskmesh/tasks/v1/tasks_pb";
-import { canBeAssigned, checkAssignee, projectAccess, taskAccess } from "./access.js";
+import {
+  ProjectChangeKind,
+  type TaskInput,
+  TaskOrder,
+  type TaskService,
+} from "@taskmesh/gen/taskmesh/tasks/v1/tasks_pb";
+import { canBeAssigned, checkAssignee, projectAccess, roleIn, taskAccess } from "./access.js";
 import { decodeManualPageToken, decodePageToken, encodePageToken, type ListFilter } from "./page-token.js";
+import { type ChangeKind, ProjectFeed } from "./project-feed.js";
 import { toLabel, toProject } from "./project-record.js";
 import { sharingMethods } from "./sharing-service.js";
 import { priorityLevel, toTask } from "./task-record.js";
@@ -28,6 +35,7 @@ export function taskService(
 ): Omit<ServiceImpl<typeof TaskService>, "rotateCalendarFeed" | "revokeCalendarFeed" | "getCalendarFeed"> {
   const { store } = deps;
   const now = deps.clock ?? Date.now;
+  const feed = deps.feed ?? new ProjectFeed();
   return {
     async createTask(req, ctx) {
       const userId = liveUser(store, ctx);
@@ -271,8 +279,47 @@ export function taskService(
     },
 
     ...sharingMethods(deps),
+
+    /**
+     * The project's committed changes until the caller cancels. Access is checked at open (a
+     * stranger is NOT_FOUND like a missing id) and again before each message, so a member removed
+     * (or leaving, or deleted) gets PERMISSION_DENIED at the change that removed them, and the
+     * watchers of a deleted project NOT_FOUND at its deletion.
+     */
+    async *watchProject(req, ctx) {
+      const userId = liveUser(store, ctx);
+      const { project } = projectAccess(store, userId, req.projectId, "viewer");
+      // ctx.signal aborts when the client cancels or the server shuts down: the stream then ends.
+      for await (const c of feed.subscribe(project.id, ctx.signal)) {
+        const p = store.projects.getAny(project.id);
+        if (c.kind === "project_deleted" || !p)
+          throw new ConnectError(`project_id: project ${project.id} was deleted`, Code.NotFound);
+        if (store.isDeletedUser(userId) || !roleIn(store, p, userId))
+          throw new ConnectError("you are no longer a member of this project", Code.PermissionDenied);
+        yield {
+          projectId: c.projectId,
+          kind: CHANGE_KINDS[c.kind],
+          taskId: c.taskId,
+          taskVersion: BigInt(c.taskVersion),
+          actorId: c.actorId,
+          memberUserId: c.memberUserId,
+          changeTime: timestampFromMs(c.time),
+        };
+      }
+    },
   };
 }
+
+const CHANGE_KINDS: Record<Exclude<ChangeKind, "project_deleted">, ProjectChangeKind> = {
+  task_created: ProjectChangeKind.TASK_CREATED,
+  task_updated: ProjectChangeKind.TASK_UPDATED,
+  task_completed: ProjectChangeKind.TASK_COMPLETED,
+  task_reopened: ProjectChangeKind.TASK_REOPENED,
+  task_deleted: ProjectChangeKind.TASK_DELETED,
+  task_moved: ProjectChangeKind.TASK_MOVED,
+  project_updated: ProjectChangeKind.PROJECT_UPDATED,
+  member_changed: ProjectChangeKind.MEMBER_CHANGED,
+};
 
 /**
  * Where a new task goes (called inside the create's transaction): a subtask is in its parent's

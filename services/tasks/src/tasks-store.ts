@@ -19,6 +19,7 @@ import {
 } from "./events.js";
 import { LabelsStore } from "./labels-store.js";
 import type { Cursor, ManualCursor } from "./page-token.js";
+import { type ChangeKind, noteChange } from "./project-feed.js";
 import type { ProjectRecord } from "./project-record.js";
 import { ProjectsStore } from "./projects-store.js";
 import { MAX_RANK_LENGTH, rankBetween, ranksFor } from "./rank.js";
@@ -474,6 +475,7 @@ export class TasksStore {
         this.labels.setLinks(userId, task.id, task.labelIds);
         if (key) this.#insertKey.run(userId, key.scope, key.key, task.id, key.fingerprint, opts.now);
         appendEvent(this.#db, taskCreated(task));
+        this.#note(task, "task_created");
         return { kind: "created", task };
       })
       .immediate();
@@ -503,6 +505,8 @@ export class TasksStore {
         if (changed.includes("label_ids")) this.labels.setLinks(userId, id, next.labelIds);
         const updated = this.get(userId, id) as TaskRecord;
         appendEvent(this.#db, taskUpdated(updated, moved ? [...changed, "rank"] : changed));
+        this.#note(updated, moved ? "task_moved" : "task_updated");
+        if (moved) this.#note({ ...updated, projectId: current.projectId }, "task_moved");
         if (moved)
           for (const child of this.#children.all(id)) this.#place(fromRow(child), next.projectId, child.rank, now);
         return updated;
@@ -530,7 +534,10 @@ export class TasksStore {
         // No row changes when already completed (or absent): then nothing happened, no event.
         const changed = this.#complete.run({ id, user_id: userId, now }).changes > 0;
         const task = this.get(userId, id);
-        if (changed && task) appendEvent(this.#db, taskCompleted(task));
+        if (changed && task) {
+          appendEvent(this.#db, taskCompleted(task));
+          this.#note(task, "task_completed");
+        }
         return task;
       })
       .immediate();
@@ -542,7 +549,10 @@ export class TasksStore {
       .transaction(() => {
         const changed = this.#reopen.run({ id, user_id: userId, now }).changes > 0;
         const task = this.get(userId, id);
-        if (changed && task) appendEvent(this.#db, taskReopened(task));
+        if (changed && task) {
+          appendEvent(this.#db, taskReopened(task));
+          this.#note(task, "task_reopened");
+        }
         return task;
       })
       .immediate();
@@ -561,6 +571,7 @@ export class TasksStore {
         if (this.#delete.run(id, userId).changes === 0) return false;
         this.labels.setLinks(userId, id, []);
         appendEvent(this.#db, taskDeleted(task, now));
+        this.#note(deletedVersion(task), "task_deleted", now);
         return true;
       })
       .immediate();
@@ -615,6 +626,7 @@ export class TasksStore {
         this.sharing.dropProject(p.id);
         this.projects.deleteRow(p);
         appendEvent(this.#db, projectDeleted(p, now));
+        noteChange(this.#db, { projectId: p.id, kind: "project_deleted", taskId: "", actorId: userId, time: now });
         return n;
       })
       .immediate();
@@ -630,6 +642,7 @@ export class TasksStore {
       this.#delete.run(t.id, t.user_id);
       this.labels.setLinks(t.user_id, t.id, []);
       appendEvent(this.#db, taskDeleted(fromRow(t), now));
+      this.#note(deletedVersion(fromRow(t)), "task_deleted", now);
     }
     return tasks.length;
   }
@@ -645,10 +658,24 @@ export class TasksStore {
         for (const row of this.#assignedTo.all(userId)) {
           if ((projectId !== null && row.project_id !== projectId) || (skipCreator && row.user_id === userId)) continue;
           this.#unassign.run(now, row.id);
-          appendEvent(this.#db, taskUpdated(this.getAny(row.id) as TaskRecord, ["assignee_id"]));
+          const task = this.getAny(row.id) as TaskRecord;
+          appendEvent(this.#db, taskUpdated(task, ["assignee_id"]));
+          this.#note(task, "task_updated");
         }
       })
       .immediate();
+  }
+
+  /** Notes the change for WatchProject (project-feed.ts), next to its outbox event. */
+  #note(task: TaskRecord, kind: ChangeKind, at = task.updateTime): void {
+    noteChange(this.#db, {
+      projectId: task.projectId,
+      kind,
+      taskId: task.id,
+      taskVersion: task.version,
+      actorId: task.userId,
+      time: at,
+    });
   }
 
   /** Runs `fn` in one transaction (the store's methods inside it become savepoints). */
@@ -666,6 +693,8 @@ export class TasksStore {
     this.#placeTask.run({ id: task.id, user_id: task.userId, project_id: projectId, rank, now });
     const placed = this.get(task.userId, task.id) as TaskRecord;
     appendEvent(this.#db, taskUpdated(placed, projectId !== task.projectId ? ["project_id", "rank"] : ["rank"]));
+    this.#note(placed, "task_moved");
+    if (projectId !== task.projectId) this.#note({ ...placed, projectId: task.projectId }, "task_moved");
     return placed;
   }
 
@@ -707,6 +736,7 @@ export class TasksStore {
           this.#delete.run(t.id, t.user_id);
           this.labels.setLinks(t.user_id, t.id, []);
           appendEvent(this.#db, taskDeleted(fromRow(t), at));
+          this.#note(deletedVersion(fromRow(t)), "task_deleted", at);
         }
         this.unassign(userId, null, at, true);
         this.sharing.dropUser(userId);
@@ -866,4 +896,9 @@ function toRow(t: TaskRecord): Omit<Row, "due_sort" | "label_ids"> {
     complete_time: t.completeTime,
     version: t.version,
   };
+}
+
+/** A deleted task as WatchProject reports it: its version is the deletion's (taskDeleted's). */
+function deletedVersion(task: TaskRecord): TaskRecord {
+  return { ...task, version: task.version + 1 };
 }

@@ -9,6 +9,7 @@ import { ProjectSidebar } from "../components/ProjectSidebar";
 import { TaskForm } from "../components/TaskForm";
 import { useApp } from "../lib/app-context";
 import { describeError } from "../lib/errors";
+import { useProjectWatch } from "../lib/project-watch";
 import { preview } from "../lib/recurrence";
 import { dayBounds, formatInstant, msTs, tsMs } from "../lib/time";
 import { useZone } from "../lib/use-zone";
@@ -97,6 +98,12 @@ export function TasksPage() {
       }),
     [queryClient],
   );
+
+  // A shared project (members besides its owner) is watched while open: another member's change
+  // refetches the lists, so it shows without a reload. An unshared one needs no stream.
+  const members = useQuery(TaskService.method.listMembers, { projectId }, { enabled: projectId !== "" });
+  const shared = (members.data?.members.length ?? 0) > 1;
+  useProjectWatch(shared ? projectId : "", () => void refresh());
 
   const complete = async (t: Task) => {
     setProblem(undefined);

@@ -102,6 +102,7 @@ beforeAll(async () => {
           listMembers: notUsed,
           updateMember: notUsed,
           removeMember: notUsed,
+          watchProject: notUsed,
         },
         { kind: "user" },
       ),

@@ -61,6 +61,7 @@ describe("createGrpcClient", () => {
             listMembers: unused,
             updateMember: unused,
             removeMember: unused,
+            watchProject: unused,
           },
           { kind: "user", anonymous: ["getTask", "createTask"] },
         ),
@@ -168,6 +169,9 @@ describe("createGrpcClient", () => {
     // (un)archiving and deletes are, like DeleteTask.
     // Sharing: InviteToProject and AcceptInvitation are not (a lost answer's retry is
     // ALREADY_EXISTS / NOT_FOUND); declining, role changes and removals are, like DeleteTask.
+    // WatchProject is a server stream: never retried (its client reconnects and lists again).
+    expect(TaskService.method.watchProject.methodKind).toBe("server_streaming");
+    expect(names).not.toContain("WatchProject");
     expect(names).toEqual([
       "CompleteTask",
       "DeclineInvitation",

@@ -78,6 +78,7 @@ beforeAll(async () => {
           listMembers: () => ({}),
           updateMember: () => ({}),
           removeMember: () => ({}),
+          watchProject: async function* () {},
         },
         { kind: "user", anonymous: ALL_METHODS },
       ),

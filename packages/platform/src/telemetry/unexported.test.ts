@@ -107,6 +107,7 @@ async function startChain() {
         listMembers: () => ({}),
         updateMember: () => ({}),
         removeMember: () => ({}),
+        watchProject: async function* () {},
       },
       { kind: "user", anonymous: ALL_METHODS },
     );
