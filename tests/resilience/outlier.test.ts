@@ -8,6 +8,7 @@ import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
 import { TaskSchema } from "@taskmesh/gen/taskmesh/tasks/v1/task_pb";
 import { TaskService } from "@taskmesh/gen/taskmesh/tasks/v1/tasks_pb";
 import { createGrpcClient, createLogger, type GrpcClient, GrpcServer, register } from "@taskmesh/platform";
+import { stubService } from "@taskmesh/platform/testing";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 
 type Mode = "ok" | "unavailable" | "hang" | "business";
@@ -37,9 +38,6 @@ describe("outlier detection across two replicas", () => {
 
   const replica = async (): Promise<Replica> => {
     const r = { mode: "ok" as Mode, calls: 0 } as Replica;
-    const unused = () => {
-      throw new ConnectError("not used", Code.Unimplemented);
-    };
     const createTask = async (_req: unknown, ctx: HandlerContext) => {
       r.calls++;
       if (r.mode === "unavailable") throw new ConnectError("replica is broken", Code.Unavailable);
@@ -53,36 +51,9 @@ describe("outlier detection across two replicas", () => {
       services: [
         register(
           TaskService,
-          {
+          stubService(TaskService, {
             createTask,
-            getTask: unused,
-            listTasks: unused,
-            updateTask: unused,
-            completeTask: unused,
-            deleteTask: unused,
-            reopenTask: unused,
-            rotateCalendarFeed: unused,
-            revokeCalendarFeed: unused,
-            getCalendarFeed: unused,
-            moveTask: unused,
-            listProjects: unused,
-            createProject: unused,
-            updateProject: unused,
-            moveProject: unused,
-            deleteProject: unused,
-            listLabels: unused,
-            createLabel: unused,
-            updateLabel: unused,
-            deleteLabel: unused,
-            inviteToProject: unused,
-            listInvitations: unused,
-            acceptInvitation: unused,
-            declineInvitation: unused,
-            listMembers: unused,
-            updateMember: unused,
-            removeMember: unused,
-            watchProject: unused,
-          },
+          }),
           { kind: "user", anonymous: ["createTask"] },
         ),
       ],

@@ -13,6 +13,7 @@ import { createUserTokenVerifier, USER_TOKEN_AUDIENCE, USER_TOKEN_ISSUER } from 
 import { createLogger } from "../log/logger.js";
 import { createGrpcClient } from "../rpc/grpc-client.js";
 import { GrpcServer, register } from "../rpc/grpc-server.js";
+import { stubService } from "../testing/service-stub.js";
 import { EdgeServer } from "./edge-server.js";
 import { forwardService } from "./forward-service.js";
 
@@ -57,9 +58,6 @@ beforeAll(async () => {
     seen.push(entry);
     return entry;
   };
-  const notUsed = () => {
-    throw new ConnectError("not used here", Code.Unimplemented);
-  };
   backend = new GrpcServer({
     name: "backend",
     logger,
@@ -67,7 +65,7 @@ beforeAll(async () => {
     services: [
       register(
         TaskService,
-        {
+        stubService(TaskService, {
           async getTask(req, ctx) {
             const entry = record(ctx);
             const ms = Number(req.taskId.split("-").pop());
@@ -76,34 +74,7 @@ beforeAll(async () => {
             });
             return { task: create(TaskSchema, { id: req.taskId, userId: entry.userId }) };
           },
-          createTask: notUsed,
-          listTasks: notUsed,
-          updateTask: notUsed,
-          completeTask: notUsed,
-          deleteTask: notUsed,
-          reopenTask: notUsed,
-          rotateCalendarFeed: notUsed,
-          revokeCalendarFeed: notUsed,
-          getCalendarFeed: notUsed,
-          moveTask: notUsed,
-          listProjects: notUsed,
-          createProject: notUsed,
-          updateProject: notUsed,
-          moveProject: notUsed,
-          deleteProject: notUsed,
-          listLabels: notUsed,
-          createLabel: notUsed,
-          updateLabel: notUsed,
-          deleteLabel: notUsed,
-          inviteToProject: notUsed,
-          listInvitations: notUsed,
-          acceptInvitation: notUsed,
-          declineInvitation: notUsed,
-          listMembers: notUsed,
-          updateMember: notUsed,
-          removeMember: notUsed,
-          watchProject: notUsed,
-        },
+        }),
         { kind: "user" },
       ),
     ],

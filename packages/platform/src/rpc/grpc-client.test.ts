@@ -4,6 +4,7 @@ import { TaskSchema } from "@taskmesh/gen/taskmesh/tasks/v1/task_pb";
 import { TaskService } from "@taskmesh/gen/taskmesh/tasks/v1/tasks_pb";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { createLogger } from "../log/logger.js";
+import { stubService } from "../testing/service-stub.js";
 import { createGrpcClient, serviceConfig } from "./grpc-client.js";
 import { GrpcServer, register } from "./grpc-server.js";
 
@@ -24,45 +25,16 @@ describe("createGrpcClient", () => {
   const task = () => ({ task: create(TaskSchema, { id: crypto.randomUUID(), title: "t" }) });
 
   beforeAll(async () => {
-    const unused = () => {
-      throw new ConnectError("not used", Code.Unimplemented);
-    };
     server = new GrpcServer({
       name: "flaky",
       logger: createLogger("test", { level: "silent" }),
       services: [
         register(
           TaskService,
-          {
+          stubService(TaskService, {
             getTask: () => unavailableOr("getTask", task),
             createTask: () => unavailableOr("createTask", task),
-            listTasks: unused,
-            updateTask: unused,
-            completeTask: unused,
-            deleteTask: unused,
-            reopenTask: unused,
-            rotateCalendarFeed: unused,
-            revokeCalendarFeed: unused,
-            getCalendarFeed: unused,
-            moveTask: unused,
-            listProjects: unused,
-            createProject: unused,
-            updateProject: unused,
-            moveProject: unused,
-            deleteProject: unused,
-            listLabels: unused,
-            createLabel: unused,
-            updateLabel: unused,
-            deleteLabel: unused,
-            inviteToProject: unused,
-            listInvitations: unused,
-            acceptInvitation: unused,
-            declineInvitation: unused,
-            listMembers: unused,
-            updateMember: unused,
-            removeMember: unused,
-            watchProject: unused,
-          },
+          }),
           { kind: "user", anonymous: ["getTask", "createTask"] },
         ),
       ],

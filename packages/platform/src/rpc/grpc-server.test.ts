@@ -4,6 +4,7 @@ import { type Task, TaskSchema, TaskStatus } from "@taskmesh/gen/taskmesh/tasks/
 import { TaskService } from "@taskmesh/gen/taskmesh/tasks/v1/tasks_pb";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLogger } from "../log/logger.js";
+import { stubService } from "../testing/service-stub.js";
 import { createGrpcClient } from "./grpc-client.js";
 import { GrpcServer, register } from "./grpc-server.js";
 
@@ -25,50 +26,29 @@ describe("GrpcServer", () => {
       services: [
         register(
           TaskService,
-          {
-            createTask(req) {
-              const task = create(TaskSchema, {
-                id: crypto.randomUUID(),
-                title: req.task?.title ?? "",
-                status: TaskStatus.OPEN,
-              });
-              tasks.set(task.id, task);
-              return { task };
+          stubService(
+            TaskService,
+            {
+              createTask(req) {
+                const task = create(TaskSchema, {
+                  id: crypto.randomUUID(),
+                  title: req.task?.title ?? "",
+                  status: TaskStatus.OPEN,
+                });
+                tasks.set(task.id, task);
+                return { task };
+              },
+              getTask(req) {
+                const task = tasks.get(req.taskId);
+                if (!task) throw new ConnectError(`task ${req.taskId} not found`, Code.NotFound);
+                return { task };
+              },
+              listTasks: () => {
+                throw new Error("boom: /secret/path.db SELECT * FROM x");
+              },
             },
-            getTask(req) {
-              const task = tasks.get(req.taskId);
-              if (!task) throw new ConnectError(`task ${req.taskId} not found`, Code.NotFound);
-              return { task };
-            },
-            listTasks: () => {
-              throw new Error("boom: /secret/path.db SELECT * FROM x");
-            },
-            updateTask: () => ({}),
-            completeTask: () => ({}),
-            deleteTask: () => ({}),
-            reopenTask: () => ({}),
-            rotateCalendarFeed: () => ({}),
-            revokeCalendarFeed: () => ({}),
-            getCalendarFeed: () => ({}),
-            moveTask: () => ({}),
-            listProjects: () => ({}),
-            createProject: () => ({}),
-            updateProject: () => ({}),
-            moveProject: () => ({}),
-            deleteProject: () => ({}),
-            listLabels: () => ({}),
-            createLabel: () => ({}),
-            updateLabel: () => ({}),
-            deleteLabel: () => ({}),
-            inviteToProject: () => ({}),
-            listInvitations: () => ({}),
-            acceptInvitation: () => ({}),
-            declineInvitation: () => ({}),
-            listMembers: () => ({}),
-            updateMember: () => ({}),
-            removeMember: () => ({}),
-            watchProject: async function* () {},
-          },
+            "empty",
+          ),
           { kind: "user", anonymous: ["createTask", "getTask", "listTasks"] },
         ),
       ],
@@ -115,42 +95,20 @@ describe("GrpcServer call contexts", () => {
       services: [
         register(
           TaskService,
-          {
-            getTask: (_req, ctx) => {
-              seen.push(ctx);
-              throw new ConnectError("no such task", Code.NotFound);
+          stubService(
+            TaskService,
+            {
+              getTask: (_req, ctx) => {
+                seen.push(ctx);
+                throw new ConnectError("no such task", Code.NotFound);
+              },
+              createTask: (_req, ctx) => {
+                seen.push(ctx);
+                return {};
+              },
             },
-            createTask: (_req, ctx) => {
-              seen.push(ctx);
-              return {};
-            },
-            listTasks: () => ({}),
-            updateTask: () => ({}),
-            completeTask: () => ({}),
-            deleteTask: () => ({}),
-            reopenTask: () => ({}),
-            rotateCalendarFeed: () => ({}),
-            revokeCalendarFeed: () => ({}),
-            getCalendarFeed: () => ({}),
-            moveTask: () => ({}),
-            listProjects: () => ({}),
-            createProject: () => ({}),
-            updateProject: () => ({}),
-            moveProject: () => ({}),
-            deleteProject: () => ({}),
-            listLabels: () => ({}),
-            createLabel: () => ({}),
-            updateLabel: () => ({}),
-            deleteLabel: () => ({}),
-            inviteToProject: () => ({}),
-            listInvitations: () => ({}),
-            acceptInvitation: () => ({}),
-            declineInvitation: () => ({}),
-            listMembers: () => ({}),
-            updateMember: () => ({}),
-            removeMember: () => ({}),
-            watchProject: async function* () {},
-          },
+            "empty",
+          ),
           { kind: "user", anonymous: ["getTask", "createTask", "listTasks"] },
         ),
       ],

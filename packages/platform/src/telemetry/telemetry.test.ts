@@ -22,7 +22,7 @@ import { createLogger } from "../log/logger.js";
 import { DependencyPolicy } from "../resilience/dependency-policy.js";
 import { createGrpcClient } from "../rpc/grpc-client.js";
 import { GrpcServer, register } from "../rpc/grpc-server.js";
-import { type NatsServer, startNats, tempDir, waitFor } from "../testing/index.js";
+import { type NatsServer, startNats, stubService, tempDir, waitFor } from "../testing/index.js";
 import { grpcJsInstrumented } from "./grpc-patch.js";
 import { InMemorySpanExporter, samplerFromEnv, startTelemetry, type Telemetry } from "./telemetry.js";
 import { activeSpanContext, TRACE_ID_HEADER } from "./trace-context.js";
@@ -45,41 +45,18 @@ beforeAll(async () => {
     services: [
       register(
         TaskService,
-        {
-          getTask(req) {
-            const sc = activeSpanContext();
-            if (sc) seenInHandler.push({ traceId: sc.traceId, spanId: sc.spanId });
-            if (req.taskId.startsWith("0")) throw new ConnectError(`task ${req.taskId} not found`, Code.NotFound);
-            return { task: create(TaskSchema, { id: req.taskId, title: "t", status: TaskStatus.OPEN }) };
+        stubService(
+          TaskService,
+          {
+            getTask(req) {
+              const sc = activeSpanContext();
+              if (sc) seenInHandler.push({ traceId: sc.traceId, spanId: sc.spanId });
+              if (req.taskId.startsWith("0")) throw new ConnectError(`task ${req.taskId} not found`, Code.NotFound);
+              return { task: create(TaskSchema, { id: req.taskId, title: "t", status: TaskStatus.OPEN }) };
+            },
           },
-          createTask: () => ({}),
-          listTasks: () => ({}),
-          updateTask: () => ({}),
-          completeTask: () => ({}),
-          deleteTask: () => ({}),
-          reopenTask: () => ({}),
-          rotateCalendarFeed: () => ({}),
-          revokeCalendarFeed: () => ({}),
-          getCalendarFeed: () => ({}),
-          moveTask: () => ({}),
-          listProjects: () => ({}),
-          createProject: () => ({}),
-          updateProject: () => ({}),
-          moveProject: () => ({}),
-          deleteProject: () => ({}),
-          listLabels: () => ({}),
-          createLabel: () => ({}),
-          updateLabel: () => ({}),
-          deleteLabel: () => ({}),
-          inviteToProject: () => ({}),
-          listInvitations: () => ({}),
-          acceptInvitation: () => ({}),
-          declineInvitation: () => ({}),
-          listMembers: () => ({}),
-          updateMember: () => ({}),
-          removeMember: () => ({}),
-          watchProject: async function* () {},
-        },
+          "empty",
+        ),
         { kind: "user", anonymous: ALL_METHODS },
       ),
     ],

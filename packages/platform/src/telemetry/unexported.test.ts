@@ -15,6 +15,7 @@ import { forwardService } from "../edge/forward-service.js";
 import { createLogger } from "../log/logger.js";
 import { createGrpcClient, type GrpcClient } from "../rpc/grpc-client.js";
 import { GrpcServer, register } from "../rpc/grpc-server.js";
+import { stubService } from "../testing/service-stub.js";
 import { grpcJsInstrumented } from "./grpc-patch.js";
 import { InMemorySpanExporter, startTelemetry, type Telemetry } from "./telemetry.js";
 import { activeSpanContext, TRACE_ID_HEADER } from "./trace-context.js";
@@ -73,42 +74,19 @@ async function startChain() {
   ) =>
     register(
       TaskService,
-      {
-        async getTask(req, ctx) {
-          seen[name].push(note(ctx));
-          log.info({ taskId: req.taskId }, `${name} handling`);
-          if (next) return await next().getTask(req, { parent: ctx });
-          if (req.taskId.startsWith("0")) throw new ConnectError(`task ${req.taskId} not found`, Code.NotFound);
-          return { task: create(TaskSchema, { id: req.taskId, title: "t", status: TaskStatus.OPEN }) };
+      stubService(
+        TaskService,
+        {
+          async getTask(req, ctx) {
+            seen[name].push(note(ctx));
+            log.info({ taskId: req.taskId }, `${name} handling`);
+            if (next) return await next().getTask(req, { parent: ctx });
+            if (req.taskId.startsWith("0")) throw new ConnectError(`task ${req.taskId} not found`, Code.NotFound);
+            return { task: create(TaskSchema, { id: req.taskId, title: "t", status: TaskStatus.OPEN }) };
+          },
         },
-        createTask: () => ({}),
-        listTasks: () => ({}),
-        updateTask: () => ({}),
-        completeTask: () => ({}),
-        deleteTask: () => ({}),
-        reopenTask: () => ({}),
-        rotateCalendarFeed: () => ({}),
-        revokeCalendarFeed: () => ({}),
-        getCalendarFeed: () => ({}),
-        moveTask: () => ({}),
-        listProjects: () => ({}),
-        createProject: () => ({}),
-        updateProject: () => ({}),
-        moveProject: () => ({}),
-        deleteProject: () => ({}),
-        listLabels: () => ({}),
-        createLabel: () => ({}),
-        updateLabel: () => ({}),
-        deleteLabel: () => ({}),
-        inviteToProject: () => ({}),
-        listInvitations: () => ({}),
-        acceptInvitation: () => ({}),
-        declineInvitation: () => ({}),
-        listMembers: () => ({}),
-        updateMember: () => ({}),
-        removeMember: () => ({}),
-        watchProject: async function* () {},
-      },
+        "empty",
+      ),
       { kind: "user", anonymous: ALL_METHODS },
     );
   const backServer = new GrpcServer({ name: "back", logger: back.logger, services: [impl("back", back.logger)] });

@@ -27,4 +27,5 @@ export { InMemorySpanExporter } from "../telemetry/telemetry.js";
 export { type NatsServer, type StartNatsOptions, startNats } from "./nats.js";
 export { type OtlpReceiver, type ReceivedSpan, startOtlpReceiver } from "./otlp-receiver.js";
 export { type PushHit, pushDevice, startPushReceiver } from "./push-receiver.js";
+export { stubService } from "./service-stub.js";
 export { type WaitForOptions, waitFor } from "./wait-for.js";
