@@ -1,5 +1,5 @@
 import type { DescService } from "@bufbuild/protobuf";
-import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { Health, HealthCheckResponse_ServingStatus } from "@taskmesh/gen/grpc/health/v1/health_pb";
 import { AnalyticsService } from "@taskmesh/gen/taskmesh/analytics/v1/analytics_pb";
 import { DashboardService } from "@taskmesh/gen/taskmesh/gateway/v1/dashboard_pb";
@@ -16,7 +16,14 @@ import {
   remoteUserKeys,
   type UserTokenVerifier,
 } from "@taskmesh/platform";
-import { EdgeServer, type EdgeService, forwardService, guardClient, peerAddressKey } from "@taskmesh/platform/edge";
+import {
+  EdgeServer,
+  type EdgeService,
+  forwardService,
+  guardClient,
+  type InboundCall,
+  peerAddressKey,
+} from "@taskmesh/platform/edge";
 import { errors, type JWTVerifyGetKey } from "jose";
 import { calendarRoute } from "./calendar-route.js";
 import type { GatewayConfig } from "./config.js";
@@ -104,7 +111,7 @@ export function build(config: GatewayConfig, deps: GatewayDeps = {}): GatewayApp
     userTokens,
     maxTimeoutMs: config.backendTimeoutMs,
     // For the backends' audit events (users records logins with it).
-    clientAddress: (ctx: HandlerContext) =>
+    clientAddress: (ctx: InboundCall) =>
       clientIp(ctx.values.get(peerAddressKey), ctx.requestHeader, config.rateLimits.trustedProxyHops),
   };
 

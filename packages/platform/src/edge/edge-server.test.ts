@@ -4,6 +4,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type HandlerContext } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
+import * as grpc from "@grpc/grpc-js";
 import { TaskSchema } from "@taskmesh/gen/taskmesh/tasks/v1/task_pb";
 import { TaskService } from "@taskmesh/gen/taskmesh/tasks/v1/tasks_pb";
 import { createLocalJWKSet, exportJWK, generateKeyPair, SignJWT } from "jose";
@@ -134,6 +135,19 @@ describe("EdgeServer", () => {
     expect(none).toBeLessThanOrEqual(1000);
     const late = await client.getTask({ taskId: sleepy(3000) }, { headers: auth() }).catch((e) => e);
     expect(ConnectError.from(late).code).toBe(Code.DeadlineExceeded);
+  });
+
+  it("cancels the backend call when a gRPC caller cancels", async () => {
+    const client = createClient(TaskService, createGrpcTransport({ baseUrl: `http://127.0.0.1:${edgePort}` }));
+    seen.length = 0;
+    const cancel = new AbortController();
+    const call = client.getTask({ taskId: sleepy(3000) }, { headers: auth(), signal: cancel.signal }).catch((e) => e);
+    const started = Date.now();
+    while (seen.length === 0 && Date.now() - started < 5000) await sleep(10);
+    cancel.abort();
+    expect(ConnectError.from(await call).code).toBe(Code.Canceled);
+    while (!seen[0]?.aborted && Date.now() - started < 5000) await sleep(10);
+    expect(seen[0]?.aborted).toBe(true);
   });
 
   it("tells HTTP/1.1 from h2c even when the first bytes arrive one at a time", async () => {
@@ -289,5 +303,186 @@ describe("EdgeServer", () => {
     expect(res.task?.id).toBe(sleepy(400));
     expect(seen[0]?.aborted).toBe(false);
     await stopping;
+  });
+});
+
+/**
+ * gRPC calls of forwarded unary methods skip connect-node at the edge (grpc-pass-through.ts): the
+ * message bytes go to the backend and back as they are. A raw grpc-js backend here answers bytes
+ * no protobuf library would write (fields out of order, an unknown field), so the tests can tell
+ * the pass-through (bytes unchanged) from connect's path (decoded and re-encoded).
+ */
+describe("EdgeServer gRPC pass-through", () => {
+  // GetTaskResponse{ task: Task{ title: "t" (field 3), id: "x" (field 1), unknown field 999: 7 } }.
+  const task = Buffer.from([0x1a, 0x01, 0x74, 0x0a, 0x01, 0x78, 0xb8, 0x3e, 0x07]);
+  const answer = Buffer.concat([Buffer.from([0x0a, task.length]), task]);
+  const received: Buffer[] = [];
+  let raw: grpc.Server;
+  let edge2: EdgeServer;
+  let port: number;
+  const id = (b: Buffer) => b;
+
+  beforeAll(async () => {
+    raw = new grpc.Server();
+    const def = (name: string) => ({
+      path: `/taskmesh.tasks.v1.TaskService/${name}`,
+      requestStream: false,
+      responseStream: false,
+      requestSerialize: id,
+      requestDeserialize: id,
+      responseSerialize: id,
+      responseDeserialize: id,
+    });
+    raw.addService(
+      { getTask: def("GetTask"), deleteTask: def("DeleteTask") },
+      {
+        getTask: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => {
+          received.push(call.request);
+          cb(null, answer);
+        },
+        deleteTask: (_call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) =>
+          cb({ code: grpc.status.NOT_FOUND, details: "task not found" }),
+      },
+    );
+    const rawPort = await new Promise<number>((resolve, reject) =>
+      raw.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
+    );
+    const { publicKey } = await generateKeyPair("EdDSA", { crv: "Ed25519" });
+    const verifier = createUserTokenVerifier(
+      createLocalJWKSet({ keys: [{ ...(await exportJWK(publicKey)), kid: "k2", alg: "EdDSA" }] }),
+    );
+    // The edge accepts any token whose verification it is told succeeded: verify() resolves the user.
+    const userTokens = { ...verifier, verify: async (t: string) => (t === "good" ? "user-9" : verifier.verify(t)) };
+    edge2 = new EdgeServer({
+      logger,
+      readMaxBytes: 1024,
+      services: [
+        {
+          service: TaskService,
+          impl: forwardService(TaskService, createGrpcClient(TaskService, { address: `127.0.0.1:${rawPort}` }), {
+            userTokens,
+            maxTimeoutMs: 1000,
+          }),
+        },
+      ],
+    });
+    port = await edge2.listen(0);
+  });
+  afterAll(async () => {
+    await edge2.shutdown(500);
+    raw.forceShutdown();
+  });
+
+  /** A unary gRPC call through the edge with bytes in and bytes out, and the response headers. */
+  const callBytes = (
+    path: string,
+    body: Buffer,
+    headers: Record<string, string> = { authorization: "Bearer good" },
+  ) => {
+    const client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+    const md = new grpc.Metadata();
+    for (const [k, v] of Object.entries(headers)) md.set(k, v);
+    return new Promise<{ bytes?: Buffer; err?: grpc.ServiceError; headers: grpc.Metadata }>((resolve) => {
+      let headers = new grpc.Metadata();
+      const call = client.makeUnaryRequest(
+        `/taskmesh.tasks.v1.TaskService/${path}`,
+        id,
+        id,
+        body,
+        md,
+        { deadline: Date.now() + 5000 },
+        (err, bytes) => {
+          client.close();
+          resolve(err ? { err, headers } : { bytes, headers });
+        },
+      );
+      call.on("metadata", (m) => {
+        headers = m;
+      });
+    });
+  };
+
+  it("relays the message bytes both ways unchanged, with a request id and trace id in the answer", async () => {
+    // GetTaskRequest with an unknown field (999) before task_id (1): not what protobuf-es would write.
+    const request = Buffer.from([0xb8, 0x3e, 0x05, 0x0a, 0x01, 0x61]);
+    received.length = 0;
+    const res = await callBytes("GetTask", request);
+    expect(res.err).toBeUndefined();
+    expect(received).toEqual([request]);
+    expect(res.bytes).toEqual(answer);
+    expect(res.headers.get("x-request-id")[0]).toMatch(/^[0-9a-f-]{36}$/);
+    expect(res.headers.get("x-trace-id")[0]).toMatch(/^[0-9a-f]{32}$/);
+
+    // The same call over Connect (binary, HTTP/1.1) is decoded and re-encoded by connect: same message, canonical bytes.
+    const viaConnect = await fetch(`http://127.0.0.1:${port}/taskmesh.tasks.v1.TaskService/GetTask`, {
+      method: "POST",
+      headers: { "content-type": "application/proto", authorization: "Bearer good" },
+      body: request,
+    });
+    const reencoded = Buffer.from(await viaConnect.arrayBuffer());
+    expect(viaConnect.status).toBe(200);
+    expect(reencoded).not.toEqual(answer);
+    expect(reencoded.length).toBe(answer.length);
+  });
+
+  it("answers errors as connect does: the backend's code and message, the edge's own refusals by name", async () => {
+    const cases = await Promise.all([
+      callBytes("DeleteTask", Buffer.alloc(0)),
+      callBytes("GetTask", Buffer.alloc(0), {}),
+      callBytes("GetTask", Buffer.alloc(2000)),
+    ]);
+    // grpc-js decodes grpc-message with decodeURI, which leaves connect's %3A for ":" as it is.
+    expect(cases.map((c) => [c.err?.code, decodeURIComponent(c.err?.details ?? "")])).toEqual([
+      [grpc.status.NOT_FOUND, "task not found"],
+      [grpc.status.UNAUTHENTICATED, "authorization: Bearer <token> is required"],
+      [grpc.status.RESOURCE_EXHAUSTED, "message size is larger than configured readMaxBytes 1024"],
+    ]);
+    // The edge's refusals carry the trace id as error metadata, as connect's path does.
+    expect(cases[1]?.err?.metadata.get("x-trace-id")[0]).toMatch(/^[0-9a-f]{32}$/);
+  });
+
+  it("refuses a body that is not exactly one uncompressed message", async () => {
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    const send = (body: Buffer) =>
+      new Promise<Record<string, unknown>>((resolve) => {
+        const s = session.request({
+          ":method": "POST",
+          ":path": "/taskmesh.tasks.v1.TaskService/GetTask",
+          "content-type": "application/grpc",
+          te: "trailers",
+          authorization: "Bearer good",
+        });
+        let status: Record<string, unknown> = {};
+        s.on("response", (h) => {
+          if (h["grpc-status"] !== undefined) status = h;
+        });
+        s.on("trailers", (t) => {
+          status = t;
+        });
+        s.resume();
+        s.on("close", () => resolve({ code: status["grpc-status"], message: status["grpc-message"] }));
+        s.end(body);
+      });
+    const frame = (flags: number, payload: Buffer) => {
+      const head = Buffer.alloc(5);
+      head[0] = flags;
+      head.writeUInt32BE(payload.length, 1);
+      return Buffer.concat([head, payload]);
+    };
+    const one = frame(0, Buffer.from([0x0a, 0x01, 0x61]));
+    const results = await Promise.all([
+      send(Buffer.concat([one, one])),
+      send(frame(1, Buffer.from([1, 2, 3]))),
+      send(one.subarray(0, 6)),
+    ]);
+    session.close();
+    expect(results).toEqual([
+      {
+        code: "12",
+        message: encodeURIComponent("protocol error: received extra input message for unary method GetTask"),
+      },
+      { code: "3", message: encodeURIComponent("received compressed envelope, but do not know how to decompress") },
+      { code: "3", message: encodeURIComponent("protocol error: premature end of stream") },
+    ]);
   });
 });

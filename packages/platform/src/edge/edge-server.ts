@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
-import type { DescService } from "@bufbuild/protobuf";
+import type { DescMethod, DescService } from "@bufbuild/protobuf";
 import {
   Code,
   ConnectError,
@@ -14,6 +14,8 @@ import type { Logger } from "pino";
 import { edgeCors } from "./edge-cors.js";
 import { addHealth } from "./edge-health.js";
 import { addReflection } from "./edge-reflection.js";
+import { type BytesHandler, forwardedBytes } from "./forward-service.js";
+import { grpcPassThrough, type PassThroughRoute } from "./grpc-pass-through.js";
 import { OnePortServer, type OnePortServerOptions } from "./one-port-server.js";
 import { type StaticFilesOptions, staticFiles } from "./static-files.js";
 import { telemetryInterceptor } from "./telemetry-interceptor.js";
@@ -94,10 +96,15 @@ export class EdgeServer {
   constructor(opts: EdgeServerOptions) {
     this.#logger = opts.logger;
     const services = typeof opts.services === "function" ? opts.services(this.#drain.signal) : opts.services;
+    const readMaxBytes = opts.readMaxBytes ?? 1024 * 1024;
+    // A SERVER span per call (parent of the backend calls), x-trace-id on the response, RED metrics.
+    const interceptors = [telemetryInterceptor(), ...(opts.interceptors ?? [])];
+    const contextValues = (req: { socket?: { remoteAddress?: string } | null }) =>
+      createContextValues().set(peerAddressKey, req.socket?.remoteAddress ?? "");
     const handler = connectNodeAdapter({
       // Browsers and curl send Connect JSON without the Connect-Protocol-Version header.
       requireConnectProtocolHeader: false,
-      readMaxBytes: opts.readMaxBytes ?? 1024 * 1024,
+      readMaxBytes,
       // Aborted only when the grace period runs out: until then in-flight calls finish normally.
       shutdownSignal: this.#shutdown.signal,
       fallback: (req, res) => {
@@ -111,9 +118,8 @@ export class EdgeServer {
           () => unknownPath(req, res),
         );
       },
-      // A SERVER span per call (parent of the backend calls), x-trace-id on the response, RED metrics.
-      interceptors: [telemetryInterceptor(), ...(opts.interceptors ?? [])],
-      contextValues: (req) => createContextValues().set(peerAddressKey, req.socket?.remoteAddress ?? ""),
+      interceptors,
+      contextValues,
       routes: (router) => {
         for (const s of services) router.service(s.service, s.impl as never);
         addReflection(
@@ -132,10 +138,20 @@ export class EdgeServer {
     const web = staticFiles(opts.web ?? {});
     const httpRoutes = opts.httpRoutes ?? [];
     const cors = opts.corsOrigins?.length ? edgeCors(opts.corsOrigins) : undefined;
-    this.#http = new OnePortServer(
-      cors ? (req, res) => cors(req as never, res as never, () => handler(req as never, res as never)) : handler,
-      opts.http,
-    );
+    // gRPC calls of forwarded unary methods skip connect-node: their bytes go straight to the backend.
+    const passThrough = grpcPassThrough({
+      routes: passThroughRoutes(services),
+      interceptors,
+      readMaxBytes,
+      contextValues,
+      shutdownSignal: this.#shutdown.signal,
+    });
+    const rpc: typeof handler = cors
+      ? (req, res) => cors(req as never, res as never, () => handler(req as never, res as never))
+      : handler;
+    this.#http = new OnePortServer((req, res) => {
+      if (!passThrough(req, res)) rpc(req as never, res as never);
+    }, opts.http);
   }
 
   /** Binds host:port (0 picks a free port); resolves the bound port. */
@@ -158,6 +174,17 @@ export class EdgeServer {
     })();
     return this.#stopped;
   }
+}
+
+/** The methods `forwardService` also forwards as bytes, by request path. */
+function passThroughRoutes(services: readonly EdgeService[]): Map<string, PassThroughRoute> {
+  const routes = new Map<string, PassThroughRoute>();
+  for (const { service, impl } of services) {
+    const bytes = (impl as { [forwardedBytes]?: ReadonlyMap<DescMethod, BytesHandler> })[forwardedBytes];
+    for (const [method, handler] of bytes ?? [])
+      routes.set(`/${service.typeName}/${method.name}`, { service, method, handler });
+  }
+  return routes;
 }
 
 /**

@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import type { DescService } from "@bufbuild/protobuf";
+import type { DescMethod, DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { bearerToken } from "../auth/identity.js";
 import type { UserTokenVerifier } from "../auth/tokens.js";
@@ -32,8 +32,23 @@ export interface ForwardOptions {
    * The caller's address as the edge trusts it (peer, or behind proxies an x-forwarded-for entry),
    * sent to the backend in x-taskmesh-client-ip for its audit events. Default: not sent.
    */
-  clientAddress?: (ctx: HandlerContext) => string;
+  clientAddress?: (call: InboundCall) => string;
 }
+
+/** What forwarding needs of the inbound call: a connect HandlerContext, or the gRPC pass-through's. */
+export type InboundCall = Pick<HandlerContext, "requestHeader" | "responseHeader" | "values" | "signal" | "timeoutMs">;
+
+/** A unary method forwarded as bytes: the encoded request in, the backend's encoded response out. */
+export type BytesHandler = (request: Uint8Array, call: InboundCall) => Promise<Uint8Array>;
+
+/**
+ * Where `forwardService` puts, on the handlers it returns, the same methods forwarded as bytes
+ * (`ReadonlyMap<DescMethod, BytesHandler>`): the edge serves gRPC calls of those methods without
+ * decoding and re-encoding them (grpc-pass-through.ts). Only unary methods that need a user token:
+ * the anonymous ones (Register, Login, ...) go through connect, where the rate limiter reads the
+ * login's email from the decoded message.
+ */
+export const forwardedBytes = Symbol("taskmesh.forwardedBytes");
 
 /**
  * Handlers for `service` that forward every call to its backend over `client` (one reused
@@ -55,14 +70,16 @@ export function forwardService<S extends DescService>(
 ): ServiceImpl<S> {
   const maxTimeoutMs = opts.maxTimeoutMs ?? 10_000;
   const guarded = opts.policy ? guardClient(service, client, opts.policy.policy, opts.policy) : client;
-  const impl: Record<string, unknown> = {};
+  const impl: Record<string | symbol, unknown> = {};
+  const bytes = new Map<DescMethod, BytesHandler>();
+  impl[forwardedBytes] = bytes;
   for (const method of service.methods) {
     const anonymous = opts.anonymous?.includes(method.localName) || opts.anonymous?.includes(method.name);
     // Resolved once: the typed client's function for this method.
     const call = (guarded as unknown as Record<string, (req: unknown, o: CallOptions) => unknown>)[method.localName];
     if (!call) throw new Error(`client has no method ${method.localName}`);
 
-    const forwardHeaders = async (ctx: HandlerContext): Promise<Record<string, string>> => {
+    const forwardHeaders = async (ctx: InboundCall): Promise<Record<string, string>> => {
       const incoming = ctx.requestHeader.get(REQUEST_ID_HEADER);
       const requestId = incoming !== null && REQUEST_ID.test(incoming) ? incoming : randomUUID();
       ctx.responseHeader.set(REQUEST_ID_HEADER, requestId);
@@ -84,6 +101,10 @@ export function forwardService<S extends DescService>(
     if (method.methodKind === "unary") {
       impl[method.localName] = async (req: unknown, ctx: HandlerContext) =>
         call(req, { parent: ctx, timeoutMs: maxTimeoutMs, headers: await forwardHeaders(ctx) });
+      if (!anonymous)
+        bytes.set(method, async (req, ctx) =>
+          guarded.callBytes(method, req, { parent: ctx, timeoutMs: maxTimeoutMs, headers: await forwardHeaders(ctx) }),
+        );
     } else if (method.methodKind === "server_streaming") {
       const drain = opts.drainSignal;
       impl[method.localName] = async function* (req: unknown, ctx: HandlerContext) {

@@ -1,4 +1,4 @@
-import type { DescService } from "@bufbuild/protobuf";
+import type { DescMethod, DescService } from "@bufbuild/protobuf";
 import { ConnectError } from "@connectrpc/connect";
 import type { DependencyPolicy } from "../resilience/dependency-policy.js";
 import type { CallOptions, GrpcClient } from "../rpc/grpc-client.js";
@@ -44,7 +44,24 @@ export function guardClient<S extends DescService>(
 ): GrpcClient<S> {
   const reserve = (remainingMs: number) =>
     Math.max(opts.reserveMs ?? 0, Math.floor(remainingMs * (opts.reserveFraction ?? 0)));
-  const guarded: Record<string, unknown> = { close: () => client.close(), channel: client.channel };
+  /** Runs one unary call (typed or bytes) through the policy, with the budget as its deadline. */
+  const guardUnary = <T>(run: (o: CallOptions) => Promise<T>, o: CallOptions): Promise<T> => {
+    const remaining = o.parent?.timeoutMs();
+    const callerSignal =
+      o.parent && o.signal ? AbortSignal.any([o.parent.signal, o.signal]) : (o.parent?.signal ?? o.signal);
+    return policy.execute((signal, budgetMs) => run({ headers: o.headers, signal, timeoutMs: budgetMs }), {
+      timeoutMs: o.timeoutMs ?? opts.defaultTimeoutMs,
+      callerRemainingMs: remaining === undefined ? undefined : remaining - reserve(remaining),
+      signal: callerSignal,
+      deadlineCounts: opts.deadlineCounts,
+    });
+  };
+  const guarded: Record<string, unknown> = {
+    close: () => client.close(),
+    channel: client.channel,
+    callBytes: (method: DescMethod, request: Uint8Array, o: CallOptions = {}) =>
+      guardUnary((g) => client.callBytes(method, request, g), o),
+  };
   for (const method of service.methods) {
     const call = (client as unknown as Record<string, AnyCall>)[method.localName];
     if (!call) throw new Error(`client has no method ${method.localName}`);
@@ -54,20 +71,8 @@ export function guardClient<S extends DescService>(
       continue;
     }
     if (method.methodKind !== "unary") throw new Error(`${service.typeName}.${method.name} cannot be guarded`);
-    guarded[method.localName] = (req: unknown, o: CallOptions = {}) => {
-      const remaining = o.parent?.timeoutMs();
-      const callerSignal =
-        o.parent && o.signal ? AbortSignal.any([o.parent.signal, o.signal]) : (o.parent?.signal ?? o.signal);
-      return policy.execute(
-        (signal, budgetMs) => call(req, { headers: o.headers, signal, timeoutMs: budgetMs }) as Promise<unknown>,
-        {
-          timeoutMs: o.timeoutMs ?? opts.defaultTimeoutMs,
-          callerRemainingMs: remaining === undefined ? undefined : remaining - reserve(remaining),
-          signal: callerSignal,
-          deadlineCounts: opts.deadlineCounts,
-        },
-      );
-    };
+    guarded[method.localName] = (req: unknown, o: CallOptions = {}) =>
+      guardUnary((g) => call(req, g) as Promise<unknown>, o);
   }
   return guarded as GrpcClient<S>;
 }

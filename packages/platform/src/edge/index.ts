@@ -11,7 +11,14 @@ export {
   type EdgeService,
   peerAddressKey,
 } from "./edge-server.js";
-export { type ForwardOptions, forwardService, REQUEST_ID_HEADER } from "./forward-service.js";
+export {
+  type BytesHandler,
+  type ForwardOptions,
+  forwardedBytes,
+  forwardService,
+  type InboundCall,
+  REQUEST_ID_HEADER,
+} from "./forward-service.js";
 export { type GuardOptions, guardClient } from "./guarded-client.js";
 export { OnePortServer, type OnePortServerOptions } from "./one-port-server.js";
 export { type StaticFilesOptions, staticFiles } from "./static-files.js";

@@ -12,7 +12,7 @@ export interface CallOptions {
   /** Deadline for this call. Default: the client's defaultTimeoutMs. Capped by `parent`'s remaining time. */
   timeoutMs?: number;
   /** The inbound call this one serves: its remaining deadline caps ours, its cancellation cancels ours. */
-  parent?: HandlerContext;
+  parent?: Pick<HandlerContext, "timeoutMs" | "signal">;
   signal?: AbortSignal;
   /** Extra request metadata (e.g. the caller's authorization). */
   headers?: Record<string, string>;
@@ -42,7 +42,16 @@ export type GrpcClient<S extends DescService> = {
           : never
         : never
       : never;
-} & { close(): void; readonly channel: grpc.Client };
+} & {
+  close(): void;
+  readonly channel: grpc.Client;
+  /**
+   * A unary call of `method` with the request already encoded, answering the response's bytes
+   * undecoded: for a proxy that has no need to look inside (the edge's gRPC pass-through).
+   * Same deadline, cancellation, metadata, retries and errors as the typed methods.
+   */
+  callBytes(method: DescMethod, request: Uint8Array, options?: CallOptions): Promise<Uint8Array>;
+};
 
 export interface GrpcClientOptions {
   /** host:port, or a grpc-js target such as "dns:tasks:50051" / "ipv4:127.0.0.1:1,127.0.0.1:2". */
@@ -133,37 +142,55 @@ export function createGrpcClient<S extends DescService>(service: S, opts: GrpcCl
   const defaultTimeout = opts.defaultTimeoutMs ?? 5000;
   // TASKMESH_CALL_LOG (call-log.ts): a client over another's channel calls that channel's target.
   const record = callRecorder(opts.channelOptions?.channelOverride?.getTarget() ?? opts.address);
+  const unary = async <T>(
+    path: string,
+    method: DescMethod,
+    serialize: (m: T) => Buffer,
+    deserialize: (b: Buffer) => unknown,
+    request: T,
+    o: CallOptions,
+  ) => {
+    record?.(path);
+    const { metadata, deadline, signal } = await prepareCall(opts, method, o, defaultTimeout);
+    return await new Promise((resolve, reject) => {
+      const onAbort = () => call.cancel();
+      const call = channel.makeUnaryRequest(
+        path,
+        serialize,
+        deserialize,
+        request,
+        metadata,
+        { deadline },
+        (err, res) => {
+          // A settled call has nothing to cancel: an abort later (the caller's context ending) runs no listener.
+          signal?.removeEventListener("abort", onAbort);
+          if (err) reject(fromGrpcError(err));
+          else resolve(res);
+        },
+      );
+      signal?.addEventListener("abort", onAbort, { once: true });
+    });
+  };
+  const paths = new Map(service.methods.map((m) => [m, `/${service.typeName}/${m.name}`]));
   const client: Record<string, unknown> = {
     close: () => channel.close(),
     channel,
+    callBytes: (method: DescMethod, request: Uint8Array, o: CallOptions = {}) => {
+      const path = paths.get(method);
+      if (!path || method.methodKind !== "unary")
+        return Promise.reject(
+          new ConnectError(`${method.name} is not a unary method of ${service.typeName}`, Code.Internal),
+        );
+      return unary(path, method, asBuffer, asBuffer, request, o);
+    },
   };
   for (const method of service.methods) {
     const path = `/${service.typeName}/${method.name}`;
-    const serialize = (m: MessageShape<DescMessage>) => Buffer.from(toBinary(method.input, m));
+    const serialize = (m: MessageShape<DescMessage>) => asBuffer(toBinary(method.input, m));
     const deserialize = (b: Buffer) => fromBinary(method.output, b);
     if (method.methodKind === "unary") {
-      client[method.localName] = async (request: MessageInitShape<DescMessage>, o: CallOptions = {}) => {
-        record?.(path);
-        const { metadata, deadline, signal } = await prepareCall(opts, method, o, defaultTimeout);
-        return await new Promise((resolve, reject) => {
-          const onAbort = () => call.cancel();
-          const call = channel.makeUnaryRequest(
-            path,
-            serialize,
-            deserialize,
-            create(method.input, request),
-            metadata,
-            { deadline },
-            (err, res) => {
-              // A settled call has nothing to cancel: an abort later (the caller's context ending) runs no listener.
-              signal?.removeEventListener("abort", onAbort);
-              if (err) reject(fromGrpcError(err));
-              else resolve(res);
-            },
-          );
-          signal?.addEventListener("abort", onAbort, { once: true });
-        });
-      };
+      client[method.localName] = (request: MessageInitShape<DescMessage>, o: CallOptions = {}) =>
+        unary(path, method, serialize, deserialize, create(method.input, request), o);
     } else if (method.methodKind === "server_streaming") {
       client[method.localName] = (request: MessageInitShape<DescMessage>, o: CallOptions = {}) => {
         record?.(path);
@@ -173,6 +200,10 @@ export function createGrpcClient<S extends DescService>(service: S, opts: GrpcCl
   }
   return client as GrpcClient<S>;
 }
+
+/** Bytes stay bytes (grpc-js frames a Buffer as it is). */
+const asBuffer = (b: Uint8Array): Buffer =>
+  Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength);
 
 async function* serverStream(
   channel: grpc.Client,
