@@ -55,3 +55,6 @@ server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, p
   console.log(`ready ${port}`);
 });
 process.on("SIGTERM", () => server.tryShutdown(() => process.exit(0)));
+// Started by the bench with stdin a pipe: when the bench is gone (even killed by a signal), so is this.
+process.stdin.resume();
+process.stdin.on("end", () => process.exit(0));

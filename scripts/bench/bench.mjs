@@ -139,6 +139,7 @@ const system = await startSystem({
 const startupMs = Math.round(performance.now() - t0);
 log(`system ready in ${startupMs} ms`);
 const bare = { proc: undefined, port: 0 };
+const floor = { proc: undefined };
 const clients = [];
 try {
   const gatewayAddr = system.endpoints.gateway.replace(/^http:\/\//, "");
@@ -256,7 +257,8 @@ try {
         WRITE_DB: join(data.path, "bare.db"),
         BENCH_USER: reader.userId,
       },
-      stdio: ["ignore", "pipe", "inherit"],
+      // stdin: a pipe whose end (this process gone, even by a signal) stops the child.
+      stdio: ["pipe", "pipe", "inherit"],
     });
     bare.proc = p;
     p.once("exit", (code) => reject(new Error(`bare server exited (${code})`)));
@@ -267,6 +269,22 @@ try {
   });
   const bareClient = rawClient(`127.0.0.1:${barePort}`);
   clients.push(bareClient);
+  // The least an edge hop in Node costs here (floor-proxy.mjs): same run, in front of the same tasks.
+  const floorPort = await new Promise((resolveP, reject) => {
+    const p = spawn(process.execPath, [join(root, "scripts/bench/floor-proxy.mjs")], {
+      env: { ...process.env, TARGET: system.endpoints.grpc.tasks },
+      // stdin: a pipe whose end (this process gone, even by a signal) stops the child.
+      stdio: ["pipe", "pipe", "inherit"],
+    });
+    floor.proc = p;
+    p.once("exit", (code) => reject(new Error(`floor proxy exited (${code})`)));
+    p.stdout.on("data", (b) => {
+      const m = /ready (\d+)/.exec(String(b));
+      if (m) resolveP(Number(m[1]));
+    });
+  });
+  const floorClient = rawClient(`127.0.0.1:${floorPort}`);
+  clients.push(floorClient);
   const reads = {
     GetTask: {
       req: create(M.getTask.input, { taskId: someTask.id }),
@@ -287,6 +305,7 @@ try {
       const b = await loop(() => bareClient.call(r.method, r.req), c);
       const d = await loop(() => direct.call(r.method, r.req, reader.token), c);
       const g = await loop(() => gw.call(r.method, r.req, reader.token), c);
+      const f = await loop(() => floorClient.call(r.method, r.req, reader.token), c);
       const cj = await loop(() => r.connect(r.req, auth), c);
       const tag = `${name.toLowerCase()}.c${c}`;
       row(
@@ -304,6 +323,13 @@ try {
         fig("direct", d),
         "req/s",
         { target: 0.5 },
+      );
+      row(
+        `edge.floor.${tag}`,
+        `${name} c=${c}: the least a Node edge hop costs (floor-proxy.mjs: http2 server + grpc-js, bytes only) vs direct`,
+        fig("floor proxy", f),
+        fig("direct", d),
+        "req/s",
       );
       row(
         `service.${tag}`,
@@ -478,8 +504,10 @@ try {
   analytics.close();
 } finally {
   for (const c of clients) c.close();
-  bare.proc?.removeAllListeners("exit");
-  bare.proc?.kill("SIGTERM");
+  for (const p of [bare.proc, floor.proc]) {
+    p?.removeAllListeners("exit");
+    p?.kill("SIGTERM");
+  }
   await system.stop();
   if (args.keep) log(`data dir kept: ${data.path}`);
   else data.remove();

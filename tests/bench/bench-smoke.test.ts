@@ -13,7 +13,12 @@ const EXPECTED = [
   "relay.drain",
   "relay.reconciling",
   ...["gettask", "listtasks"].flatMap((m) =>
-    [1, 32].flatMap((c) => [`edge.grpc.${m}.c${c}`, `edge.connect.${m}.c${c}`, `service.${m}.c${c}`]),
+    [1, 32].flatMap((c) => [
+      `edge.grpc.${m}.c${c}`,
+      `edge.connect.${m}.c${c}`,
+      `edge.floor.${m}.c${c}`,
+      `service.${m}.c${c}`,
+    ]),
   ),
   ...[1, 32].flatMap((c) => [`write.gateway.c${c}`, `write.service.c${c}`]),
   "events.latency.100",
