@@ -206,8 +206,11 @@ try {
     tasksDb.pragma("busy_timeout = 10000");
     const store = new TasksStore(tasksDb);
     const chunk = tasksDb.transaction((a, b) => {
+      // In the user's Inbox, as CreateTask without project_id places it (ListTasks lists a user's
+      // tasks of the projects they have a role in, so a task outside any would never be read).
+      const projectId = store.projects.inbox(user.userId, Date.now()).id;
       for (let i = a; i < b; i++) {
-        const fields = inputFields("task", taskInput(i).task);
+        const fields = { ...inputFields("task", taskInput(i).task), projectId };
         store.create(user.userId, () => fields, { id: randomUUID(), now: Date.now(), maxTasks: 1e9 });
       }
     });
