@@ -34,11 +34,18 @@ server.addService(rawDefinition(TaskService, ["getTask", "listTasks", "createTas
   getTask: unary((req) => create(m.getTask.output, { task: toTask(reads.get(BENCH_USER, req.taskId)) })),
   listTasks: unary((req) => {
     const size = req.pageSize || 50;
+    // The query the tasks service makes for a ListTasks without filters (every ListQuery field:
+    // one left undefined counts as a filter and binds NULL, which matches no row).
     const rows = reads.list({
       userId: BENCH_USER,
       status: null,
+      priority: null,
       dueAfterMs: null,
       dueBeforeMs: null,
+      projectId: null,
+      labelId: null,
+      hideArchived: true,
+      order: "due",
       after: null,
       limit: size + 1,
     });

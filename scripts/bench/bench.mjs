@@ -20,6 +20,7 @@ import { createHistogram, performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { create } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { AnalyticsService } from "@taskmesh/gen/taskmesh/analytics/v1/analytics_pb";
@@ -57,7 +58,7 @@ const want = (s) => only.includes(s);
 const tiny = args.tiny ?? false;
 const D = Number(args.duration ?? (tiny ? 300 : 2000));
 const WARMUP = tiny ? 100 : 400;
-const SCALE = (args.scale ?? (tiny ? "50,200" : "1000,10000")).split(",").map(Number);
+const SCALE = (args.scale ?? (tiny ? "200,400" : "1000,10000")).split(",").map(Number);
 const RATES = [100, 500];
 const LATENCY_MS = tiny ? 400 : 4000;
 const CONCURRENCY = [1, 32];
@@ -197,26 +198,48 @@ try {
   const analytics = new Database(join(data.path, "analytics.db"), { readonly: true });
   analytics.pragma("busy_timeout = 5000");
   const analyticsCount = analytics.prepare("SELECT count(*) FROM tasks WHERE user_id = ?").pluck();
+  const DAY = 86_400_000;
+  /** A daily recurring task due tomorrow (CompleteTask's scale rows complete these). */
+  const recurringInput = (i) =>
+    create(M.createTask.input, {
+      task: {
+        title: `Task ${i} ${WORDS[i % WORDS.length]} standup`,
+        notes: "bench",
+        dueTime: timestampFromMs(Date.now() + DAY),
+        recurrenceRule: "FREQ=DAILY",
+      },
+    });
   /**
    * Seeds a big user fast: the tasks service's own store writes the rows and their outbox events
    * (1,000 per transaction, into the live WAL database), its relay publishes them (it polls), and
    * analytics indexes them as it would any task.created. The API path (seed) would take ~15 min for 100k.
+   * Each user of `userIds` gets tasks `from`..`n`; the last `recurring` are daily recurring ones, whose ids are returned.
    */
-  const bulkSeed = async (user, from, n) => {
+  const bulkSeed = async (userIds, from, n, recurring = 0) => {
     const tasksDb = openDatabase(join(data.path, "tasks.db"), TASK_MIGRATIONS);
     tasksDb.pragma("busy_timeout = 10000");
     const store = new TasksStore(tasksDb);
-    const chunk = tasksDb.transaction((a, b) => {
+    const ids = [];
+    const chunk = tasksDb.transaction((userId, a, b) => {
+      // In the user's Inbox, as CreateTask without project_id places it (ListTasks lists a user's
+      // tasks of the projects they have a role in, so a task outside any would never be read).
+      const projectId = store.projects.inbox(userId, Date.now()).id;
       for (let i = a; i < b; i++) {
-        const fields = inputFields("task", taskInput(i).task);
-        store.create(user.userId, () => fields, { id: randomUUID(), now: Date.now(), maxTasks: 1e9 });
+        const rec = i >= n - recurring;
+        const fields = { ...inputFields("task", (rec ? recurringInput(i) : taskInput(i)).task), projectId };
+        const id = randomUUID();
+        store.create(userId, () => fields, { id, now: Date.now(), maxTasks: 1e9 });
+        if (rec) ids.push(id);
       }
     });
-    for (let i = from; i < n; i += 1000) {
-      chunk.immediate(i, Math.min(n, i + 1000));
-      await sleep(0); // let the bench's own timers run
+    for (const userId of userIds) {
+      for (let i = from; i < n; i += 1000) {
+        chunk.immediate(userId, i, Math.min(n, i + 1000));
+        await sleep(0); // let the bench's own timers run
+      }
     }
     tasksDb.close();
+    return ids;
   };
   /** Until every durable consumer of every stream has nothing pending (the seed's events all handled everywhere). */
   const settled = async () => {
@@ -236,10 +259,10 @@ try {
       await nc.close();
     }
   };
-  const indexed = async (user, n) => {
+  const indexed = async (userId, n) => {
     const limitMs = 120_000 + n * 5;
     const deadline = Date.now() + limitMs;
-    while (analyticsCount.get(user.userId) < n) {
+    while (analyticsCount.get(userId) < n) {
       if (Date.now() > deadline) throw new Error(`analytics did not index ${n} tasks in ${limitMs / 1000} s`);
       await sleep(50);
     }
@@ -426,48 +449,86 @@ try {
     );
   }
 
-  // --- scale: one user with many tasks ---------------------------------------------------------
-  const big = await signUp();
-  const scale = {};
-  let have = 0;
-  for (const n of want("scale") ? SCALE : []) {
-    log(`seeding ${n} tasks`);
-    await bulkSeed(big, have, n);
-    have = n;
-    await indexed(big, n);
-    await settled(); // reminders, recurrence... still handling the seed would load the measurement
-    scale[n] = {};
+  // --- scale: one user with many tasks, and one among many users -----------------------------
+  // Each level seeds COMPLETABLE daily recurring tasks among the user's N: CompleteTask completes
+  // one per call (each completion makes recurrence create the next occurrence through tasks, as
+  // in use), so a loop never completes the same task twice.
+  const COMPLETABLE = tiny ? 300 : 3000;
+  const USERS = tiny ? 20 : 1000;
+  const TASKS_PER_USER = tiny ? 5 : 20;
+  /** ListTasks, SearchTasks and CompleteTask (recurring, from `open`) of `user` at each concurrency. */
+  const measureUser = async (user, open) => {
+    const out = {};
     for (const c of CONCURRENCY) {
-      const list = await loop(() => gw.call(M.listTasks, create(M.listTasks.input, { pageSize: 50 }), big.token), c);
+      const list = await loop(() => gw.call(M.listTasks, create(M.listTasks.input, { pageSize: 50 }), user.token), c);
       const search = await loop(
         (_w, i) =>
           gw.call(
             AnalyticsService.method.searchTasks,
             create(AnalyticsService.method.searchTasks.input, { query: WORDS[i % WORDS.length] }),
-            big.token,
+            user.token,
           ),
         c,
       );
-      scale[n][c] = { list, search };
+      const complete = await loop(() => {
+        const taskId = open.pop();
+        // An exhausted pool fails after a pause (a synchronous failure would spin the loop).
+        if (!taskId) return sleep(5).then(() => Promise.reject(new Error("no open recurring task left")));
+        return gw.call(M.completeTask, create(M.completeTask.input, { taskId }), user.token);
+      }, c);
+      out[c] = { list, search, complete };
     }
+    await settled(); // the occurrences the completions asked for, before the next seeding
+    return out;
+  };
+  const big = await signUp();
+  const scale = {};
+  let have = 0;
+  for (const n of want("scale") ? SCALE : []) {
+    log(`seeding ${n} tasks`);
+    const open = await bulkSeed([big.userId], have, n, Math.min(COMPLETABLE, n - have));
+    have = n;
+    await indexed(big.userId, n);
+    await settled(); // reminders, recurrence... still handling the seed would load the measurement
+    scale[n] = await measureUser(big, open);
   }
   const [small, large] = [SCALE[0], SCALE.at(-1)];
+  let crowd;
+  if (want("scale")) {
+    // 1k users: USERS others with TASKS_PER_USER tasks each (store-seeded under random user ids),
+    // then a signed-up user with the small level's task count, measured like the big user was.
+    log(`seeding ${USERS} users × ${TASKS_PER_USER} tasks`);
+    const others = Array.from({ length: USERS }, () => randomUUID());
+    await bulkSeed(others, 0, TASKS_PER_USER);
+    const one = await signUp();
+    const open = await bulkSeed([one.userId], 0, small, Math.min(COMPLETABLE, small));
+    await indexed(others.at(-1), TASKS_PER_USER);
+    await indexed(one.userId, small);
+    await settled();
+    crowd = await measureUser(one, open);
+  }
   for (const c of want("scale") ? CONCURRENCY : []) {
-    row(
-      `scale.list.c${c}`,
-      `ListTasks c=${c} (gateway): ${large} vs ${small} tasks of one user`,
-      fig(`${large} tasks`, scale[large][c].list),
-      fig(`${small} tasks`, scale[small][c].list),
-      "req/s",
-      { target: 1 },
-    );
-    row(
-      `scale.search.c${c}`,
-      `SearchTasks c=${c} (gateway): ${large} vs ${small} tasks of one user`,
-      fig(`${large} tasks`, scale[large][c].search),
-      fig(`${small} tasks`, scale[small][c].search),
-      "req/s",
-    );
+    for (const [key, method] of [
+      ["list", "ListTasks"],
+      ["search", "SearchTasks"],
+      ["complete", "CompleteTask (recurring)"],
+    ]) {
+      row(
+        `scale.${key}.c${c}`,
+        `${method} c=${c} (gateway): ${large} vs ${small} tasks of one user`,
+        fig(`${large} tasks`, scale[large][c][key]),
+        fig(`${small} tasks`, scale[small][c][key]),
+        "req/s",
+        key === "list" ? { target: 1 } : {},
+      );
+      row(
+        `scale.users.${key}.c${c}`,
+        `${method} c=${c} (gateway): a user with ${small} tasks among ${USERS} users (${TASKS_PER_USER} tasks each) vs the user with ${small} tasks alone`,
+        fig(`among ${USERS} users`, crowd[c][key]),
+        fig("alone", scale[small][c][key]),
+        "req/s",
+      );
+    }
   }
 
   // --- memory and start-up ---------------------------------------------------------------------

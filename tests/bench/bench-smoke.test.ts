@@ -23,7 +23,9 @@ const EXPECTED = [
   ...[1, 32].flatMap((c) => [`write.gateway.c${c}`, `write.service.c${c}`]),
   "events.latency.100",
   "events.latency.500",
-  ...[1, 32].flatMap((c) => [`scale.list.c${c}`, `scale.search.c${c}`]),
+  ...[1, 32].flatMap((c) =>
+    ["list", "search", "complete"].flatMap((k) => [`scale.${k}.c${c}`, `scale.users.${k}.c${c}`]),
+  ),
   ...SERVICES.map((s) => `rss.${s}`),
   "rss.total",
   "startup",

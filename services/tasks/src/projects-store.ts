@@ -6,6 +6,7 @@ import { projectCreated, projectUpdated } from "./events.js";
 import { noteChange } from "./project-feed.js";
 import { INBOX_NAME, type ProjectRecord } from "./project-record.js";
 import { MAX_RANK_LENGTH, rankBetween, ranksFor } from "./rank.js";
+import { prepared } from "./statements.js";
 
 interface Row {
   id: string;
@@ -39,10 +40,12 @@ export class ProjectsStore {
   readonly #next: Database.Statement<[string, string], string>;
   readonly #prev: Database.Statement<[string, string], string>;
   readonly #last: Database.Statement<[string], string | null>;
+  readonly #getAny: Database.Statement<[string], Row>;
 
   constructor(db: Db) {
     this.#db = db;
     this.#get = db.prepare(`SELECT ${COLUMNS} FROM projects WHERE id = ? AND user_id = ?`);
+    this.#getAny = db.prepare(`SELECT ${COLUMNS} FROM projects WHERE id = ?`);
     this.#inbox = db.prepare(`SELECT ${COLUMNS} FROM projects WHERE user_id = ? AND inbox = 1`);
     this.#all = db.prepare(`SELECT ${COLUMNS} FROM projects WHERE user_id = ? ${ORDER}`);
     this.#active = db.prepare(`SELECT ${COLUMNS} FROM projects WHERE user_id = ? AND archived = 0 ${ORDER}`);
@@ -73,7 +76,7 @@ export class ProjectsStore {
 
   /** The project whoever owns it: only for the service's role checks (access.ts) and the store. */
   getAny(id: string): ProjectRecord | undefined {
-    const row = this.#db.prepare<[string], Row>(`SELECT ${COLUMNS} FROM projects WHERE id = ?`).get(id);
+    const row = this.#getAny.get(id);
     return row && fromRow(row);
   }
 
@@ -95,6 +98,10 @@ export class ProjectsStore {
    * publishes exactly task.created, as before projects existed.
    */
   inbox(userId: string, now: number): ProjectRecord {
+    // Every create without project_id asks: the Inbox exists after the first, and a read needs no
+    // savepoint; the transaction below only runs for a user without one yet.
+    const found = this.#inbox.get(userId);
+    if (found) return fromRow(found);
     return this.#db
       .transaction(() => {
         const row = this.#inbox.get(userId);
@@ -163,12 +170,14 @@ export class ProjectsStore {
         const moved = this.#write({ ...cur, rank }, ["rank"], now);
         if (rank.length <= MAX_RANK_LENGTH) return moved;
         // Renumbered in their order, without events (as TasksStore does for tasks).
-        const ids = this.#db
-          .prepare<[string], string>("SELECT id FROM projects WHERE user_id = ? AND inbox = 0 ORDER BY rank, id")
+        const ids = prepared<[string], string>(
+          this.#db,
+          "SELECT id FROM projects WHERE user_id = ? AND inbox = 0 ORDER BY rank, id",
+        )
           .pluck()
           .all(userId);
         const ranks = ranksFor(ids.length);
-        const set = this.#db.prepare("UPDATE projects SET rank = ? WHERE id = ? AND user_id = ?");
+        const set = prepared(this.#db, "UPDATE projects SET rank = ? WHERE id = ? AND user_id = ?");
         for (const [i, pid] of ids.entries()) set.run(ranks[i], pid, userId);
         return this.require(userId, id);
       })
@@ -177,7 +186,7 @@ export class ProjectsStore {
 
   /** Deletes the project row only; TasksStore.deleteProject deletes its tasks first. */
   deleteRow(p: ProjectRecord): void {
-    this.#db.prepare("DELETE FROM projects WHERE id = ? AND user_id = ?").run(p.id, p.userId);
+    prepared(this.#db, "DELETE FROM projects WHERE id = ? AND user_id = ?").run(p.id, p.userId);
   }
 
   #nextRank(userId: string, rank: string, self: string): string | null {

@@ -5,6 +5,7 @@ import type Database from "better-sqlite3";
 import { memberAdded, memberRemoved, memberUpdated } from "./events.js";
 import { noteChange } from "./project-feed.js";
 import type { InvitationRecord, MemberRecord, MemberRole, ProjectRecord } from "./project-record.js";
+import { prepared } from "./statements.js";
 
 interface MemberRow {
   project_id: string;
@@ -107,24 +108,27 @@ export class SharingStore {
         if (p.inbox) throw new ConnectError("the Inbox cannot be shared", Code.FailedPrecondition);
         if (inviterEmail !== "" && email === inviterEmail)
           throw new ConnectError("email: you own this project; invite someone else", Code.InvalidArgument);
-        const existing = this.#db
-          .prepare<[string, string], number>("SELECT 1 FROM project_members WHERE project_id = ? AND email = ?")
+        const existing = prepared<[string, string], number>(
+          this.#db,
+          "SELECT 1 FROM project_members WHERE project_id = ? AND email = ?",
+        )
           .pluck()
           .get(p.id, email);
         if (existing) throw new ConnectError(`email: ${email} is already a member`, Code.AlreadyExists);
-        const pending = this.#db
-          .prepare<[string, string], number>("SELECT 1 FROM project_invitations WHERE project_id = ? AND email = ?")
+        const pending = prepared<[string, string], number>(
+          this.#db,
+          "SELECT 1 FROM project_invitations WHERE project_id = ? AND email = ?",
+        )
           .pluck()
           .get(p.id, email);
         if (pending) throw new ConnectError(`email: ${email} already has a pending invitation`, Code.AlreadyExists);
         const id = randomUUID();
-        this.#db
-          .prepare(
-            "INSERT INTO project_invitations (id, project_id, email, role, inviter_id, create_time) VALUES (?, ?, ?, ?, ?, ?)",
-          )
-          .run(id, p.id, email, role, p.userId, now);
+        prepared(
+          this.#db,
+          "INSERT INTO project_invitations (id, project_id, email, role, inviter_id, create_time) VALUES (?, ?, ?, ?, ?, ?)",
+        ).run(id, p.id, email, role, p.userId, now);
         if (inviterEmail !== "")
-          this.#db.prepare("UPDATE projects SET owner_email = ? WHERE id = ?").run(inviterEmail, p.id);
+          prepared(this.#db, "UPDATE projects SET owner_email = ? WHERE id = ?").run(inviterEmail, p.id);
         return { id, projectId: p.id, projectName: p.name, email, role, inviterId: p.userId, createTime: now };
       })
       .immediate();
@@ -145,16 +149,15 @@ export class SharingStore {
   accept(inv: InvitationRecord, owner: ProjectRecord, userId: string, now: number): MemberRecord {
     return this.#db
       .transaction(() => {
-        this.#db.prepare("DELETE FROM project_invitations WHERE id = ?").run(inv.id);
+        prepared(this.#db, "DELETE FROM project_invitations WHERE id = ?").run(inv.id);
         if (owner.userId === userId)
           throw new ConnectError("invitation_id: you own this project", Code.FailedPrecondition);
         const m: MemberRecord = { projectId: inv.projectId, userId, email: inv.email, role: inv.role, joinTime: now };
-        this.#db
-          .prepare(
-            `INSERT INTO project_members (project_id, user_id, email, role, join_time) VALUES (?, ?, ?, ?, ?)
+        prepared(
+          this.#db,
+          `INSERT INTO project_members (project_id, user_id, email, role, join_time) VALUES (?, ?, ?, ?, ?)
              ON CONFLICT (project_id, user_id) DO UPDATE SET role = excluded.role, email = excluded.email`,
-          )
-          .run(m.projectId, m.userId, m.email, m.role, m.joinTime);
+        ).run(m.projectId, m.userId, m.email, m.role, m.joinTime);
         appendEvent(this.#db, memberAdded(owner.userId, m, now));
         this.#noteMember(m, now);
         return m;
@@ -163,7 +166,7 @@ export class SharingStore {
   }
 
   decline(id: string): void {
-    this.#db.prepare("DELETE FROM project_invitations WHERE id = ?").run(id);
+    prepared(this.#db, "DELETE FROM project_invitations WHERE id = ?").run(id);
   }
 
   /** Changes a member's role; the same role changes nothing and writes no event. */
@@ -171,9 +174,11 @@ export class SharingStore {
     return this.#db
       .transaction(() => {
         if (m.role === role) return m;
-        this.#db
-          .prepare("UPDATE project_members SET role = ? WHERE project_id = ? AND user_id = ?")
-          .run(role, m.projectId, m.userId);
+        prepared(this.#db, "UPDATE project_members SET role = ? WHERE project_id = ? AND user_id = ?").run(
+          role,
+          m.projectId,
+          m.userId,
+        );
         const next = { ...m, role };
         appendEvent(this.#db, memberUpdated(owner.userId, next, now));
         this.#noteMember(next, now);
@@ -185,7 +190,10 @@ export class SharingStore {
   remove(owner: ProjectRecord, m: MemberRecord, left: boolean, now: number): void {
     this.#db
       .transaction(() => {
-        this.#db.prepare("DELETE FROM project_members WHERE project_id = ? AND user_id = ?").run(m.projectId, m.userId);
+        prepared(this.#db, "DELETE FROM project_members WHERE project_id = ? AND user_id = ?").run(
+          m.projectId,
+          m.userId,
+        );
         appendEvent(this.#db, memberRemoved(owner.userId, m, left, now));
         this.#noteMember(m, now);
       })
@@ -207,14 +215,14 @@ export class SharingStore {
   /** The owner's email as recorded at their last invitation ("" before one). */
   ownerEmail(projectId: string): string {
     return (
-      this.#db.prepare<[string], string>("SELECT owner_email FROM projects WHERE id = ?").pluck().get(projectId) ?? ""
+      prepared<[string], string>(this.#db, "SELECT owner_email FROM projects WHERE id = ?").pluck().get(projectId) ?? ""
     );
   }
 
   /** A project's members and invitations, with the project (TasksStore.deleteProject, purge). No event. */
   dropProject(projectId: string): void {
-    this.#db.prepare("DELETE FROM project_members WHERE project_id = ?").run(projectId);
-    this.#db.prepare("DELETE FROM project_invitations WHERE project_id = ?").run(projectId);
+    prepared(this.#db, "DELETE FROM project_members WHERE project_id = ?").run(projectId);
+    prepared(this.#db, "DELETE FROM project_invitations WHERE project_id = ?").run(projectId);
   }
 
   /** A deleted user's memberships and the invitations they sent. No event (user.deleted is the fact). */
@@ -222,8 +230,8 @@ export class SharingStore {
     // No event, but open WatchProject streams of the user end (their access is checked per change).
     for (const { projectId, role } of this.sharedWith(userId))
       this.#noteMember({ projectId, userId, email: "", role, joinTime: 0 }, Date.now());
-    this.#db.prepare("DELETE FROM project_members WHERE user_id = ?").run(userId);
-    this.#db.prepare("DELETE FROM project_invitations WHERE inviter_id = ?").run(userId);
+    prepared(this.#db, "DELETE FROM project_members WHERE user_id = ?").run(userId);
+    prepared(this.#db, "DELETE FROM project_invitations WHERE inviter_id = ?").run(userId);
   }
 }
 
