@@ -387,6 +387,43 @@ describe("events kit (real nats-server)", () => {
       });
     });
 
+    it("with syncBeforeAck, applies each event once and acks it; refuses a database with an outbox", async () => {
+      const f = fixture();
+      // The fixture's database has an outbox (it publishes): a lost commit's event would go out anyway.
+      expect(() => f.consumer({ syncBeforeAck: true })).toThrow(/has an outbox/);
+      const readModel = openDatabase(join(dir.path, `${f.prefix}-read.db`), [inboxMigration(1), ITEMS]);
+      cleanups.push(() => {
+        readModel.close();
+      });
+      const insert = readModel.prepare("INSERT INTO effects (event_id, aggregate_id) VALUES (?, ?)");
+      let crashes = 0;
+      const consumer = f.consumer({
+        db: readModel,
+        syncBeforeAck: true,
+        handler: (event) => {
+          insert.run(event.id, event.aggregateId);
+        },
+        hooks: {
+          afterCommit: () => {
+            if (crashes++ === 0) throw new Error("simulated crash before the ack");
+          },
+        },
+      });
+      f.relay().start();
+      consumer.start();
+      const sent = [f.createItem(), f.createItem(), f.createItem()];
+      const applied = () => readModel.prepare("SELECT event_id FROM effects ORDER BY n").pluck().all();
+      await waitFor("3 effects", () => applied().length === 3);
+      // The first one's ack was lost: it comes back after ack_wait and finds its inbox row.
+      await waitFor("redelivered as a duplicate", () => consumer.stats.duplicates === 1);
+      expect(applied()).toEqual(sent.map((e) => e.id));
+      await waitFor("every delivery acked", async () => {
+        const i = await jsm.consumers.info(f.stream.name, `${f.prefix}-consumer`);
+        return i.num_ack_pending === 0 && i.num_pending === 0;
+      });
+      expect(readModel.pragma("synchronous", { simple: true })).toBe(2); // back to FULL after each batch
+    });
+
     it("dead-letters an undecodable message at once, without running the handler", async () => {
       const f = fixture();
       let calls = 0;
