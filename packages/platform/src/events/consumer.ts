@@ -280,21 +280,27 @@ export class EventConsumer<R = void> {
       }
     })();
     const one = this.#handler.external !== undefined;
-    while (!this.#stopping.signal.aborted) {
-      if (queue.length === 0) {
-        if (ended) break;
-        await new Promise<void>((r) => {
-          wake = r;
-        });
-        wake = undefined;
-        // The rest of what one socket read brought reaches the queue in microtasks: let it, so
-        // it is applied with this message rather than one commit after another.
-        await new Promise<void>((r) => setImmediate(r));
-        continue;
+    try {
+      while (!this.#stopping.signal.aborted) {
+        if (queue.length === 0) {
+          if (ended) break;
+          await new Promise<void>((r) => {
+            wake = r;
+          });
+          wake = undefined;
+          // The rest of what one socket read brought reaches the queue in microtasks: let it, so
+          // it is applied with this message rather than one commit after another.
+          await new Promise<void>((r) => setImmediate(r));
+          continue;
+        }
+        const batch = queue.splice(0, one ? 1 : this.#opts.maxBatch);
+        if (one) await this.#handle(batch[0] as JsMsg);
+        else await this.#applyBatch(batch);
       }
-      const batch = queue.splice(0, one ? 1 : this.#opts.maxBatch);
-      if (one) await this.#handle(batch[0] as JsMsg);
-      else await this.#applyBatch(batch);
+    } catch (err) {
+      // The loop restarts with a new iterator: this one must stop pulling.
+      await messages.close().catch(() => {});
+      throw err;
     }
     // Messages left in the queue stay unacknowledged and are redelivered after their ack wait.
     if (this.#stopping.signal.aborted) return;
