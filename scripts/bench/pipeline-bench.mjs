@@ -9,6 +9,7 @@
 //
 //   node scripts/bench/pipeline-bench.mjs [--rates 100,500,1000] [--duration 3000]
 import { randomUUID } from "node:crypto";
+import { loadavg } from "node:os";
 import { join } from "node:path";
 import { createHistogram, performance } from "node:perf_hooks";
 import { parseArgs } from "node:util";
@@ -135,6 +136,30 @@ async function waitUntil(cond, ms) {
   }
 }
 
+/**
+ * The disk's floor: `n` one-row commits with synchronous=FULL (one fsync each, as CreateTask's)
+ * and with NORMAL (none), on this machine's temp dir, in ms.
+ */
+export function commitFloor(dir, n = 300) {
+  const db = openDatabase(join(dir, "floor.db"), [
+    { version: 1, name: "t", sql: "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)" },
+  ]);
+  const insert = db.prepare("INSERT INTO t (v) VALUES (?)");
+  const run = (level) => {
+    db.pragma(`synchronous = ${level}`);
+    const h = createHistogram({ lowest: 1, highest: 60e9, figures: 3 });
+    for (let i = 0; i < n; i++) {
+      const t0 = performance.now();
+      insert.run("x".repeat(200));
+      h.record(Math.max(1, Math.round((performance.now() - t0) * 1e6)));
+    }
+    return summary(h);
+  };
+  const out = { full: run("FULL"), normal: run("NORMAL") };
+  db.close();
+  return out;
+}
+
 /** Runs every rate with each consumer mode; returns the figures by rate and mode. */
 export async function pipelineBench({ rates = [100, 500], durationMs = 3000 } = {}) {
   const dir = tempDir("taskmesh-pipeline-");
@@ -155,6 +180,14 @@ export async function pipelineBench({ rates = [100, 500], durationMs = 3000 } = 
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   const { values } = parseArgs({ options: { rates: { type: "string" }, duration: { type: "string" } } });
+  const floorDir = tempDir("taskmesh-floor-");
+  const floor = commitFloor(floorDir.path);
+  floorDir.remove();
+  console.log(
+    `commit floor (ms p50/p99/p999): synchronous=FULL ${floor.full.p50}/${floor.full.p99}/${floor.full.p999}, NORMAL ${floor.normal.p50}/${floor.normal.p99}/${floor.normal.p999}; load ${loadavg()
+      .map((l) => l.toFixed(1))
+      .join(" ")}`,
+  );
   const res = await pipelineBench({
     rates: (values.rates ?? "100,500,1000").split(",").map(Number),
     durationMs: Number(values.duration ?? 3000),
@@ -167,4 +200,9 @@ if (import.meta.url === `file://${process.argv[1]}`) {
       const cells = stages.map((k) => `${m[k].p50}/${m[k].p99}/${m[k].p999}`.padStart(34));
       console.log(`${String(r.rate).padEnd(6)}${mode.padEnd(15)}${String(m.sentRate).padStart(6)}  ${cells.join("")}`);
     }
+  console.log(
+    `load ${loadavg()
+      .map((l) => l.toFixed(1))
+      .join(" ")}`,
+  );
 }
