@@ -2,8 +2,9 @@
 // process, the tasks store's own CreateTask transaction (synchronous=FULL, its outbox row) at a
 // fixed rate, tasks' OutboxRelay to a nats-server, and analytics' EventConsumer folding
 // task.created into the real analytics store. Latency = the read model's commit (the consumer's
-// afterCommit hook) − the moment before the create's transaction, with stages from the relay's
-// afterPubAck and the consumer's beforeCommit hooks. Each rate runs three times in the same run:
+// afterCommit hook) − the moment before the create's transaction, with stages: the producer's
+// commit (its fsync), its end → the relay's PubAck (afterPubAck hook: wake, publish, store),
+// → the consumer's apply (beforeCommit hook: delivery), → the read model's commit. Each rate runs three times in the same run:
 // one transaction per event (maxBatch 1, prefetch 10: the consumer as it was), batched (the
 // defaults), and batched with syncBeforeAck (as analytics runs it: commit, then fsync, then ack).
 //
@@ -50,7 +51,7 @@ async function measure(dir, natsUrl, tag, rate, durationMs, consumerOpts) {
   const analyticsDb = openDatabase(join(dir, `analytics-${tag}.db`), ANALYTICS_MIGRATIONS);
   const store = new AnalyticsStore(analyticsDb);
   const link = new NatsLink({ servers: natsUrl, name: `pipeline-${tag}`, logger });
-  const t = { start: new Map(), acked: new Map(), delivered: new Map(), applied: new Map() };
+  const t = { start: new Map(), committed: new Map(), acked: new Map(), delivered: new Map(), applied: new Map() };
   const now = () => performance.now();
   const relay = new OutboxRelay({
     db: tasksDb,
@@ -91,6 +92,7 @@ async function measure(dir, natsUrl, tag, rate, durationMs, consumerOpts) {
     const event = newTaskEvent(userId, i);
     t.start.set(event.id, now());
     createTask(event);
+    t.committed.set(event.id, now());
   }
   const sentRate = Math.round(total / ((now() - t0) / 1000));
   const ids = [...t.start.keys()];
@@ -101,13 +103,20 @@ async function measure(dir, natsUrl, tag, rate, durationMs, consumerOpts) {
   tasksDb.close();
   analyticsDb.close();
   const hist = () => createHistogram({ lowest: 1, highest: 60e9, figures: 3 });
-  const h = { total: hist(), commitToPubAck: hist(), pubAckToDelivery: hist(), deliveryToCommit: hist() };
+  const h = {
+    total: hist(),
+    producerCommit: hist(),
+    relayToPubAck: hist(),
+    pubAckToDelivery: hist(),
+    deliveryToCommit: hist(),
+  };
   const rec = (hh, a, b) => {
     if (a !== undefined && b !== undefined) hh.record(Math.max(1, Math.round((b - a) * 1e6)));
   };
   for (const [id, s] of t.start) {
     rec(h.total, s, t.applied.get(id));
-    rec(h.commitToPubAck, s, t.acked.get(id));
+    rec(h.producerCommit, s, t.committed.get(id));
+    rec(h.relayToPubAck, t.committed.get(id), t.acked.get(id));
     rec(h.pubAckToDelivery, t.acked.get(id), t.delivered.get(id));
     rec(h.deliveryToCommit, t.delivered.get(id), t.applied.get(id));
   }
@@ -192,12 +201,12 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     rates: (values.rates ?? "100,500,1000").split(",").map(Number),
     durationMs: Number(values.duration ?? 3000),
   });
-  const stages = ["total", "commitToPubAck", "pubAckToDelivery", "deliveryToCommit"];
-  console.log(`rate  mode           sent/s  ${stages.map((k) => `${k} p50/p99/p999 ms`.padStart(34)).join("")}`);
+  const stages = ["total", "producerCommit", "relayToPubAck", "pubAckToDelivery", "deliveryToCommit"];
+  console.log(`rate  mode           sent/s  (ms)${stages.map((k) => `${k} p50/p99/p999`.padStart(28)).join("")}`);
   for (const r of res)
     for (const mode of ["perEvent", "batched", "syncBeforeAck"]) {
       const m = r[mode];
-      const cells = stages.map((k) => `${m[k].p50}/${m[k].p99}/${m[k].p999}`.padStart(34));
+      const cells = stages.map((k) => `${m[k].p50}/${m[k].p99}/${m[k].p999}`.padStart(28));
       console.log(`${String(r.rate).padEnd(6)}${mode.padEnd(15)}${String(m.sentRate).padStart(6)}  ${cells.join("")}`);
     }
   console.log(
