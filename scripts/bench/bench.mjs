@@ -8,6 +8,8 @@
 // --cpu-prof <dir> profiles every service (cpu-prof-preload.cjs; <service>-<pid>.cpuprofile written there at stop; read
 // them with scripts/bench/cpuprofile-top.mjs).
 // --keep leaves the data dir (logs/<service>.log) for a look afterwards.
+// --rates 100,300,500 sets the event-latency rates (default 100,500); each events row carries its
+// stages (event-stages.mjs: append, publish, PubAck+mark, delivery, apply+commit).
 // --tiny is the smoke mode of `npm test` (tests/bench): every row, seconds instead of minutes.
 // Writes the JSON to --out (default .data/bench/latest.json).
 import { spawn } from "node:child_process";
@@ -33,6 +35,7 @@ import Database from "better-sqlite3";
 import { connect as natsConnect } from "nats";
 import { inputFields } from "../../services/tasks/dist/task-service.js";
 import { MIGRATIONS as TASK_MIGRATIONS, TasksStore } from "../../services/tasks/dist/tasks-store.js";
+import { eventStages } from "./event-stages.mjs";
 import { rawClient } from "./grpc-raw.mjs";
 import { closedLoop, openLoop, summary } from "./measure.mjs";
 import { relayBench } from "./relay-bench.mjs";
@@ -47,6 +50,7 @@ const { values: args } = parseArgs({
     keep: { type: "boolean" },
     "cpu-prof": { type: "string" },
     only: { type: "string" },
+    rates: { type: "string" },
   },
 });
 /** --only relay,edge,write,events,scale,memory: run those sections (default all; start-up is always measured). */
@@ -59,7 +63,8 @@ const tiny = args.tiny ?? false;
 const D = Number(args.duration ?? (tiny ? 300 : 2000));
 const WARMUP = tiny ? 100 : 400;
 const SCALE = (args.scale ?? (tiny ? "200,400" : "1000,10000")).split(",").map(Number);
-const RATES = [100, 500];
+/** --rates 100,300,500: the event-latency rates (creates/s). */
+const RATES = (args.rates ?? "100,500").split(",").map(Number);
 const LATENCY_MS = tiny ? 400 : 4000;
 const CONCURRENCY = [1, 32];
 const out = resolve(args.out ?? join(root, ".data/bench/latest.json"));
@@ -428,6 +433,14 @@ try {
     }
     const s = summary(h);
     const shed = Object.values(sent.errors).reduce((a, b) => a + b, 0);
+    const stages = await eventStages({
+      tasksDbPath: join(data.path, "tasks.db"),
+      analytics,
+      natsUrl: system.endpoints.nats,
+      created,
+      visible,
+    }).catch((err) => ({ error: err.message }));
+    log(`events at ${rate}/s by stage (ms, p50/p99/max; median of the slowest 1 %): ${JSON.stringify(stages)}`);
     const figures = {
       name: "task.created → analytics visible",
       value: s.p99,
@@ -437,6 +450,8 @@ try {
       failedCreates: shed,
       errors: sent.errors,
       missing,
+      stages,
+      loadavg: loadavg(),
     };
     // No same-run baseline fits an absolute latency target: the row compares p99 with the target.
     row(

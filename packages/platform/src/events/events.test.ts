@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type Envelope, EnvelopeSchema, TaskDeletedSchema } from "@taskmesh/gen/taskmesh/events/v1/events_pb";
+import Database from "better-sqlite3";
 import type { JetStreamManager } from "nats";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Db, openDatabase } from "../db/database.js";
@@ -340,6 +341,87 @@ describe("events kit (real nats-server)", () => {
       expect(poisonCalls).toBe(1);
       // No rollback of the inbox row is visible either: the poison event was never applied.
       expect(f.db.prepare("SELECT count(*) FROM inbox WHERE event_id = ?").pluck().get(poison.id)).toBe(0);
+    });
+
+    it("applies a burst in one commit, a poison and a transient event in it failing alone", async () => {
+      const f = fixture();
+      const relay = f.relay();
+      relay.start();
+      const ids = ["a", "b", "poison", "c", "flaky", "d"];
+      const sent = ids.map((id) => f.createItem(id));
+      await waitFor("the burst published", () => relay.stats.published === ids.length);
+      // A second connection sees only committed rows: an event that finds its predecessors in its
+      // own transaction but not there was applied in the same commit as they were.
+      const reader = new Database(f.db.name, { readonly: true });
+      cleanups.push(() => {
+        reader.close();
+      });
+      const committed = reader.prepare("SELECT count(*) FROM effects").pluck();
+      const inTx = f.db.prepare("SELECT count(*) FROM effects").pluck();
+      let batched = 0;
+      const consumer = f.consumer({
+        handler: (event, ctx) => {
+          if (event.aggregateId === "poison") throw new Error("title is not a string");
+          if (event.aggregateId === "flaky" && ctx.deliveryCount === 1) throw new TransientError("busy");
+          if ((committed.get() as number) < (inTx.get() as number)) batched++;
+          f.db.prepare("INSERT INTO effects (event_id, aggregate_id) VALUES (?, ?)").run(event.id, event.aggregateId);
+        },
+      });
+      consumer.start();
+      await waitFor("every event but the poison one applied", () => f.effectIds().length === 5);
+      const byId = new Map(ids.map((id, i) => [id, sent[i]?.id]));
+      // In stream order, except the nak'ed one, which comes back after its backoff.
+      expect(f.effectIds()).toEqual(["a", "b", "c", "d", "flaky"].map((id) => byId.get(id)));
+      expect(batched).toBeGreaterThan(0);
+      expect(consumer.stats).toMatchObject({ applied: 5, retried: 1, deadLettered: 1, duplicates: 0 });
+      const dl = await deadLetter(`${f.prefix}-consumer`);
+      expect(fromBinary(EnvelopeSchema, dl.data).id).toBe(byId.get("poison"));
+      // The poison event's savepoint was rolled back: no inbox row, while the others have theirs.
+      const inbox = f.db.prepare("SELECT event_id FROM inbox WHERE consumer = ?").pluck();
+      expect((inbox.all(`${f.prefix}-consumer`) as string[]).sort()).toEqual(
+        ["a", "b", "c", "d", "flaky"].map((id) => byId.get(id)).sort(),
+      );
+      await waitFor("every delivery settled", async () => {
+        const i = await jsm.consumers.info(f.stream.name, `${f.prefix}-consumer`);
+        return i.num_ack_pending === 0 && i.num_pending === 0;
+      });
+    });
+
+    it("with syncBeforeAck, applies each event once and acks it; refuses a database with an outbox", async () => {
+      const f = fixture();
+      // The fixture's database has an outbox (it publishes): a lost commit's event would go out anyway.
+      expect(() => f.consumer({ syncBeforeAck: true })).toThrow(/has an outbox/);
+      const readModel = openDatabase(join(dir.path, `${f.prefix}-read.db`), [inboxMigration(1), ITEMS]);
+      cleanups.push(() => {
+        readModel.close();
+      });
+      const insert = readModel.prepare("INSERT INTO effects (event_id, aggregate_id) VALUES (?, ?)");
+      let crashes = 0;
+      const consumer = f.consumer({
+        db: readModel,
+        syncBeforeAck: true,
+        handler: (event) => {
+          insert.run(event.id, event.aggregateId);
+        },
+        hooks: {
+          afterCommit: () => {
+            if (crashes++ === 0) throw new Error("simulated crash before the ack");
+          },
+        },
+      });
+      f.relay().start();
+      consumer.start();
+      const sent = [f.createItem(), f.createItem(), f.createItem()];
+      const applied = () => readModel.prepare("SELECT event_id FROM effects ORDER BY n").pluck().all();
+      await waitFor("3 effects", () => applied().length === 3);
+      // The first one's ack was lost: it comes back after ack_wait and finds its inbox row.
+      await waitFor("redelivered as a duplicate", () => consumer.stats.duplicates === 1);
+      expect(applied()).toEqual(sent.map((e) => e.id));
+      await waitFor("every delivery acked", async () => {
+        const i = await jsm.consumers.info(f.stream.name, `${f.prefix}-consumer`);
+        return i.num_ack_pending === 0 && i.num_pending === 0;
+      });
+      expect(readModel.pragma("synchronous", { simple: true })).toBe(2); // back to FULL after each batch
     });
 
     it("dead-letters an undecodable message at once, without running the handler", async () => {

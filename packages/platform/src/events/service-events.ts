@@ -15,6 +15,8 @@ export interface ConsumerDeclaration<R = void> {
   stream: StreamSpec;
   consumer: Omit<ConsumerSpec, "stream">;
   handler: EventConsumerOptions<R>["handler"];
+  /** Commit without an fsync, ack after one (EventConsumerOptions.syncBeforeAck: databases that publish nothing). */
+  syncBeforeAck?: boolean;
 }
 
 /** Consumers by the name the service's stats use (e.g. `userDeleted`). */
@@ -121,6 +123,7 @@ export class ServiceEvents<K extends string = string> {
           stream: decl.stream,
           consumer: { ...decl.consumer, ...o.consumerOverrides },
           handler: decl.handler,
+          ...(decl.syncBeforeAck ? { syncBeforeAck: true } : {}),
           ...(o.retryBackoff ? { retryBackoff: o.retryBackoff } : {}),
           ...(o.retention ? { retention: o.retention } : {}),
           ...(beforeCommit ? { hooks: { beforeCommit: (e, ctx) => beforeCommit(decl.consumer.durable, e, ctx) } } : {}),
