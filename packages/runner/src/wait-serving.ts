@@ -23,7 +23,7 @@ export async function waitServing(address: string, opts: WaitServingOptions): Pr
     // grpc-js backs off up to minutes between connection attempts by default, and a check made
     // while the channel backs off fails at once without connecting: the backoff, not the poll,
     // decides how soon a process that starts listening is seen. Attempts on 127.0.0.1 cost next to
-    // nothing, so try every 25-50 ms (with 100-500 ms a service was seen ~0.3 s late on average).
+    // nothing, so try every 25-50 ms (the previous 100-500 ms could see a service up to 0.5 s late).
     channelOptions: { "grpc.initial_reconnect_backoff_ms": 25, "grpc.max_reconnect_backoff_ms": 50 },
   });
   const deadline = Date.now() + opts.timeoutMs;
