@@ -226,7 +226,7 @@ export class GrpcServer {
     } catch {
       throw new ConnectError(`request is not a valid ${method.input.typeName}`, Code.InvalidArgument);
     }
-    validateRequest(method.input, request as never);
+    await validateRequest(method.input, request as never);
     return request;
   }
 
