@@ -75,7 +75,7 @@ export function userService(deps: UserServiceDeps): ServiceImpl<typeof UserServi
       // Fast answer for the common case; the UNIQUE constraint settles a race (toRpcError maps
       // SQLITE_CONSTRAINT_UNIQUE to ALREADY_EXISTS), so this check is not what guarantees it.
       if (store.findByEmail(req.email)) throw alreadyExists();
-      checkPasswordStrength(req.password, req.email, deps.passwordMinScore);
+      await checkPasswordStrength(req.password, req.email, deps.passwordMinScore);
       const hash = await hasher.hash(req.password);
       let account: Account;
       try {

@@ -4,6 +4,7 @@
  */
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { SERVICE_NODE_FLAGS } from "@taskmesh/platform/process";
 import { REPO_ROOT } from "./paths.js";
 import { APP_UID, DATA_DIR } from "./policy.js";
 
@@ -14,6 +15,9 @@ import { APP_UID, DATA_DIR } from "./policy.js";
  * runs against glibc without musl surprises. Its bundled npm 10 is what runs `npm ci -w`.
  */
 export const NODE_IMAGE = "node:22-bookworm-slim";
+
+/** A CMD in exec form, as a person would write it. */
+const cmd = (argv: readonly string[]) => `CMD [${argv.map((a) => JSON.stringify(a)).join(", ")}]`;
 
 /** The Dockerfile's own `${NODE_IMAGE}` (an ARG reference, not a template placeholder). */
 const ARG_REF = "$" + "{NODE_IMAGE}";
@@ -136,7 +140,8 @@ export function renderDockerfile(header: string): string {
     `USER ${APP_UID}:${APP_UID}`,
     "# CMD's exec form expands no variables: the service's folder is the working directory instead.",
     `WORKDIR /app/${SELF}`,
-    `CMD ["node", "--enable-source-maps", "--watch", "dist/main.js"]`,
+    "# Source maps in the dev image only (SERVICE_NODE_FLAGS says what they cost).",
+    cmd(["node", ...SERVICE_NODE_FLAGS, "--enable-source-maps", "--watch", "dist/main.js"]),
     "",
     "# Production dependencies of this one workspace (and the workspaces it links), nothing else.",
     "FROM toolchain AS prod-deps",
@@ -149,13 +154,16 @@ export function renderDockerfile(header: string): string {
     `FROM ${ARG_REF} AS runtime`,
     "ARG SERVICE",
     `ENV NODE_ENV=production HOST=0.0.0.0 TASKMESH_DATA_DIR=${DATA_DIR}`,
+    "# Node 22 keeps compiled modules in /tmp (an emptyDir in the pod): a restarted container starts faster.",
+    "ENV NODE_COMPILE_CACHE=/tmp/node-compile-cache",
     "COPY --from=prod-deps /app /app",
     `COPY --from=web /app/${WEB_DIST} /app/${WEB_DIST}`,
     `RUN mkdir -p ${DATA_DIR} && chown ${APP_UID}:${APP_UID} ${DATA_DIR}`,
     "# The node user of the official image, by number so Kubernetes' runAsNonRoot can verify it.",
     `USER ${APP_UID}:${APP_UID}`,
     `WORKDIR /app/${SELF}`,
-    `CMD ["node", "--enable-source-maps", "dist/main.js"]`,
+    "# The flags of packages/platform/src/process/node-flags.ts, as `npm start` runs the services.",
+    cmd(["node", ...SERVICE_NODE_FLAGS, "dist/main.js"]),
   ];
   return `${lines.join("\n")}\n`;
 }

@@ -10,4 +10,5 @@ export {
   natsServerBinary,
   waitForNats,
 } from "./nats-server.js";
+export { SERVICE_NODE_FLAGS } from "./node-flags.js";
 export { childrenDieWithParent, exited, findOnPath, signalChild, spawnTied, stopChild } from "./process.js";

@@ -1,6 +1,5 @@
 import { once, setMaxListeners } from "node:events";
-import { create, type DescFile, type DescMethod, type DescService, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
+import { create, type DescMethod, type DescService, fromBinary, toBinary } from "@bufbuild/protobuf";
 import {
   Code,
   ConnectError,
@@ -10,9 +9,7 @@ import {
   type ServiceImpl,
 } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
-import { ReflectionService } from "@grpc/reflection";
 import { context } from "@opentelemetry/api";
-import { file_grpc_health_v1_health } from "@taskmesh/gen/grpc/health/v1/health_pb";
 import { HealthImplementation, type ServingStatus } from "grpc-health-check";
 import type { Logger } from "pino";
 import { bearerToken, type Principal, principalKey } from "../auth/identity.js";
@@ -21,6 +18,7 @@ import { instrumentGrpcJs } from "../telemetry/grpc-patch.js";
 import { startServerCallSpan } from "../telemetry/grpc-propagation.js";
 import { recordRpc } from "../telemetry/metrics.js";
 import { codeName, toRpcError } from "./errors.js";
+import { addReflectionToServer, LazyReflection } from "./reflection.js";
 import { validateRequest } from "./validation.js";
 
 /**
@@ -96,9 +94,7 @@ export class GrpcServer {
     this.health = new HealthImplementation(statuses);
     this.health.addToServer(this.server);
     for (const s of opts.services) this.#mount(s);
-    new ReflectionService(reflectionPackage(opts.services.map((s) => s.service)) as never, {
-      services: [...opts.services.map((s) => s.service.typeName), "grpc.health.v1.Health"],
-    }).addToServer(this.server);
+    addReflectionToServer(this.server, new LazyReflection(opts.services.map((s) => s.service)));
   }
 
   /** Binds host:port (port 0 picks a free one) and starts readiness checks. Resolves the bound port. */
@@ -230,7 +226,7 @@ export class GrpcServer {
     } catch {
       throw new ConnectError(`request is not a valid ${method.input.typeName}`, Code.InvalidArgument);
     }
-    validateRequest(method.input, request as never);
+    await validateRequest(method.input, request as never);
     return request;
   }
 
@@ -342,22 +338,4 @@ const CALL_OVER = new ConnectError("call completed", Code.Canceled);
 
 function grpcCodeName(code: grpc.status): string {
   return codeName(code as number as Code);
-}
-
-/** Every file the services' descriptors depend on, serialized for @grpc/reflection. */
-export function reflectionFiles(services: readonly DescService[]): Uint8Array[] {
-  const seen = new Map<string, DescFile>();
-  const visit = (f: DescFile) => {
-    if (seen.has(f.proto.name)) return;
-    seen.set(f.proto.name, f);
-    for (const d of f.dependencies) visit(d);
-  };
-  for (const s of services) visit(s.file);
-  visit(file_grpc_health_v1_health);
-  return [...seen.values()].map((f) => toBinary(FileDescriptorProtoSchema, f.proto));
-}
-
-/** The shape @grpc/reflection reads from a proto-loader package definition: only fileDescriptorProtos. */
-export function reflectionPackage(services: readonly DescService[]) {
-  return { files: { fileDescriptorProtos: reflectionFiles(services).map((b) => Buffer.from(b)) } };
 }

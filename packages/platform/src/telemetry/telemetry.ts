@@ -5,10 +5,10 @@ import { type MeterProvider as ApiMeterProvider, context, metrics, propagation, 
 import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
 import { W3CTraceContextPropagator } from "@opentelemetry/core";
 import { PrometheusExporter } from "@opentelemetry/exporter-prometheus";
-import { OTLPTraceExporter as OTLPJsonTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
-import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-proto";
-import { registerInstrumentations } from "@opentelemetry/instrumentation";
-import { GrpcInstrumentation } from "@opentelemetry/instrumentation-grpc";
+// The OTLP exporters and the grpc-js instrumentation are imported only when spans are exported
+// (dynamic import() below): ~130 CommonJS modules that a process exporting nothing would load,
+// parse and keep in its heap for nothing (start-up and idle RSS, README "Performance").
+import type { GrpcInstrumentation } from "@opentelemetry/instrumentation-grpc";
 import { resourceFromAttributes } from "@opentelemetry/resources";
 import { MeterProvider } from "@opentelemetry/sdk-metrics";
 import {
@@ -173,7 +173,10 @@ export async function startTelemetry(opts: TelemetryOptions = {}): Promise<Telem
   const destinations: string[] = [];
   if (endpoint !== undefined) {
     const url = tracesUrl(endpoint);
-    const exporter = protocol === "http/json" ? new OTLPJsonTraceExporter({ url }) : new OTLPTraceExporter({ url });
+    const exporter =
+      protocol === "http/json"
+        ? new (await import("@opentelemetry/exporter-trace-otlp-http")).OTLPTraceExporter({ url })
+        : new (await import("@opentelemetry/exporter-trace-otlp-proto")).OTLPTraceExporter({ url });
     spanProcessors.push(new BatchSpanProcessor(exporter));
     destinations.push(`OTLP ${url}${protocol === "http/json" ? " (json)" : ""}`);
   }
@@ -201,6 +204,10 @@ export async function startTelemetry(opts: TelemetryOptions = {}): Promise<Telem
       g.enable();
       unregister = () => g.disable();
     } else {
+      const [{ registerInstrumentations }, { GrpcInstrumentation }] = await Promise.all([
+        import("@opentelemetry/instrumentation"),
+        import("@opentelemetry/instrumentation-grpc"),
+      ]);
       grpcInstrumentation = new GrpcInstrumentation();
       unregister = registerInstrumentations({ tracerProvider, instrumentations: [grpcInstrumentation] });
     }
