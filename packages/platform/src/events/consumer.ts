@@ -120,13 +120,14 @@ export interface EventConsumerOptions<R = void> {
 
 /** The defaults of EventConsumerOptions, resolved once in the constructor. */
 export const EVENT_CONSUMER_DEFAULTS: Readonly<
-  Required<Pick<EventConsumerOptions, "retryBackoff" | "prefetch" | "maxBatch">>
+  Required<Pick<EventConsumerOptions, "retryBackoff" | "prefetch" | "maxBatch" | "syncBeforeAck">>
 > = {
   retryBackoff: { initialMs: 1000, maxMs: 60_000 },
   // 64 pulled ahead (the consumer's max_ack_pending is 100): a burst that arrives during one
   // commit is in hand for the next, instead of waiting for a re-pull's round trip.
   prefetch: 64,
   maxBatch: 64,
+  syncBeforeAck: false,
 };
 
 export interface ConsumerStats {
