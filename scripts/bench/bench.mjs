@@ -99,6 +99,23 @@ const rssMiB = (pid) => {
   }
 };
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+/**
+ * Starts scripts/bench/<script> (kept in `holder.proc` to stop it) and resolves the port it prints
+ * as "ready <port>". Its stdin is a pipe whose end (this process gone, even by a signal) stops it.
+ */
+const spawnReady = (holder, script, env) =>
+  new Promise((resolveP, reject) => {
+    const p = spawn(process.execPath, [join(root, "scripts/bench", script)], {
+      env: { ...process.env, ...env },
+      stdio: ["pipe", "pipe", "inherit"],
+    });
+    holder.proc = p;
+    p.once("exit", (code) => reject(new Error(`${script} exited (${code})`)));
+    p.stdout.on("data", (b) => {
+      const m = /ready (\d+)/.exec(String(b));
+      if (m) resolveP(Number(m[1]));
+    });
+  });
 
 // --- relay ------------------------------------------------------------------------------------
 if (args["cpu-prof"]) mkdirSync(resolve(args["cpu-prof"]), { recursive: true });
@@ -277,40 +294,15 @@ try {
   const reader = await signUp();
   await seed(reader, 0, tiny ? 60 : 1000);
   const someTask = (await direct.call(M.listTasks, create(M.listTasks.input, { pageSize: 1 }), reader.token)).tasks[0];
-  const barePort = await new Promise((resolveP, reject) => {
-    const p = spawn(process.execPath, [join(root, "scripts/bench/bare-server.mjs")], {
-      env: {
-        ...process.env,
-        READ_DB: join(data.path, "tasks.db"),
-        WRITE_DB: join(data.path, "bare.db"),
-        BENCH_USER: reader.userId,
-      },
-      // stdin: a pipe whose end (this process gone, even by a signal) stops the child.
-      stdio: ["pipe", "pipe", "inherit"],
-    });
-    bare.proc = p;
-    p.once("exit", (code) => reject(new Error(`bare server exited (${code})`)));
-    p.stdout.on("data", (b) => {
-      const m = /ready (\d+)/.exec(String(b));
-      if (m) resolveP(Number(m[1]));
-    });
+  const barePort = await spawnReady(bare, "bare-server.mjs", {
+    READ_DB: join(data.path, "tasks.db"),
+    WRITE_DB: join(data.path, "bare.db"),
+    BENCH_USER: reader.userId,
   });
   const bareClient = rawClient(`127.0.0.1:${barePort}`);
   clients.push(bareClient);
   // The least an edge hop in Node costs here (floor-proxy.mjs): same run, in front of the same tasks.
-  const floorPort = await new Promise((resolveP, reject) => {
-    const p = spawn(process.execPath, [join(root, "scripts/bench/floor-proxy.mjs")], {
-      env: { ...process.env, TARGET: system.endpoints.grpc.tasks },
-      // stdin: a pipe whose end (this process gone, even by a signal) stops the child.
-      stdio: ["pipe", "pipe", "inherit"],
-    });
-    floor.proc = p;
-    p.once("exit", (code) => reject(new Error(`floor proxy exited (${code})`)));
-    p.stdout.on("data", (b) => {
-      const m = /ready (\d+)/.exec(String(b));
-      if (m) resolveP(Number(m[1]));
-    });
-  });
+  const floorPort = await spawnReady(floor, "floor-proxy.mjs", { TARGET: system.endpoints.grpc.tasks });
   const floorClient = rawClient(`127.0.0.1:${floorPort}`);
   clients.push(floorClient);
   const reads = {
