@@ -31,6 +31,11 @@ export interface PassThroughOptions {
 }
 
 /** gRPC over HTTP/2 with protobuf messages; gRPC-Web and JSON codecs stay with connect. */
+type Invoke = (req: UnaryRequest) => Promise<UnaryResponse>;
+/** Where a request carries the innermost step of its call (its forwarding handler) to the shared chain. */
+const RUN = Symbol("run");
+type PassRequest = UnaryRequest & { [RUN]: () => Promise<UnaryResponse> };
+
 const GRPC_CONTENT_TYPE = /^application\/grpc(?:\+proto)?$/i;
 const HEADER_BYTES = 5;
 
@@ -53,8 +58,11 @@ const HEADER_BYTES = 5;
 export function grpcPassThrough(
   opts: PassThroughOptions,
 ): (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse) => boolean {
-  const chain = (next: (req: UnaryRequest) => Promise<UnaryResponse>) =>
-    opts.interceptors.reduceRight((n, i) => i(n as never) as typeof n, next);
+  // The interceptor chain, built once (not per call): its innermost step runs the request's own handler.
+  const invoke = opts.interceptors.reduceRight<Invoke>(
+    (next, i) => i(next as never) as Invoke,
+    (req) => (req as PassRequest)[RUN](),
+  );
   // Calls in flight, cancelled together when the shutdown's grace runs out (one listener, not one per call).
   const inFlight = new Set<AbortController>();
   opts.shutdownSignal.addEventListener(
@@ -72,7 +80,7 @@ export function grpcPassThrough(
     if (encoding !== undefined && encoding !== "identity") return false;
     const route = opts.routes.get(req.url ?? "");
     if (!route) return false;
-    serve(route, req as Http2ServerRequest, res as Http2ServerResponse, type, opts, chain, inFlight);
+    serve(route, req as Http2ServerRequest, res as Http2ServerResponse, type, opts, invoke, inFlight);
     return true;
   };
 }
@@ -83,7 +91,7 @@ function serve(
   res: Http2ServerResponse,
   contentType: string,
   opts: PassThroughOptions,
-  chain: (next: (req: UnaryRequest) => Promise<UnaryResponse>) => (req: UnaryRequest) => Promise<UnaryResponse>,
+  invoke: Invoke,
   inFlight: Set<AbortController>,
 ): void {
   const started = performance.now();
@@ -176,18 +184,16 @@ function serve(
       fail(message);
       return;
     }
-    const run = chain(async () => {
-      const bytes = await route.handler(message, call);
-      return {
-        stream: false,
-        service: route.service,
-        method: route.method,
-        header: responseHeader,
-        trailer: new Headers(),
-        message: bytes,
-      } as unknown as UnaryResponse;
-    });
-    run({
+    const request: PassRequest = {
+      [RUN]: async () =>
+        ({
+          stream: false,
+          service: route.service,
+          method: route.method,
+          header: responseHeader,
+          trailer: new Headers(),
+          message: await route.handler(message, call),
+        }) as unknown as UnaryResponse,
       stream: false,
       service: route.service,
       method: route.method,
@@ -199,7 +205,8 @@ function serve(
       // The interceptors of the edge do not read a forwarded method's message (Login's is read, and
       // Login is not passed through); bytes would not be what an interceptor expects anyway.
       message: undefined,
-    } as unknown as UnaryRequest).then((r) => {
+    } as unknown as PassRequest;
+    invoke(request).then((r) => {
       // An interceptor may have added response headers (x-trace-id) to r.header: the same object, or its own.
       if (r.header !== responseHeader)
         r.header.forEach((v, k) => {

@@ -185,7 +185,7 @@ export function createGrpcClient<S extends DescService>(service: S, opts: GrpcCl
     },
   };
   for (const method of service.methods) {
-    const path = `/${service.typeName}/${method.name}`;
+    const path = paths.get(method) as string;
     const serialize = (m: MessageShape<DescMessage>) => asBuffer(toBinary(method.input, m));
     const deserialize = (b: Buffer) => fromBinary(method.output, b);
     if (method.methodKind === "unary") {
