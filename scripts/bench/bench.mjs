@@ -112,8 +112,11 @@ const spawnReady = (holder, script, env) =>
     holder.proc = p;
     p.once("exit", (code) => reject(new Error(`${script} exited (${code})`)));
     p.stdout.on("data", (b) => {
-      const m = /ready (\d+)/.exec(String(b));
-      if (m) resolveP(Number(m[1]));
+      // "ready <port>", or the floor proxy's "ready <port> connect <port>" (kept in holder.ports).
+      const m = /ready (\d+)(?: connect (\d+))?/.exec(String(b));
+      if (!m) return;
+      holder.ports = m.slice(1).filter(Boolean).map(Number);
+      resolveP(holder.ports[0]);
     });
   });
 
@@ -175,6 +178,8 @@ try {
     createConnectTransport({
       baseUrl: system.endpoints.gateway,
       httpVersion: "1.1",
+      // JSON, as the web client (connect-web) sends; connect-node would default to binary.
+      useBinaryFormat: false,
       nodeOptions: { agent: keepAlive },
     }),
   );
@@ -305,16 +310,28 @@ try {
   const floorPort = await spawnReady(floor, "floor-proxy.mjs", { TARGET: system.endpoints.grpc.tasks });
   const floorClient = rawClient(`127.0.0.1:${floorPort}`);
   clients.push(floorClient);
+  const floorConnect = createClient(
+    TaskService,
+    createConnectTransport({
+      baseUrl: `http://127.0.0.1:${floor.ports[1]}`,
+      httpVersion: "1.1",
+      // JSON, as the web client (connect-web) sends; connect-node would default to binary.
+      useBinaryFormat: false,
+      nodeOptions: { agent: keepAlive },
+    }),
+  );
   const reads = {
     GetTask: {
       req: create(M.getTask.input, { taskId: someTask.id }),
       method: M.getTask,
       connect: (req, o) => connect.getTask(req, o),
+      floorConnect: (req, o) => floorConnect.getTask(req, o),
     },
     ListTasks: {
       req: create(M.listTasks.input, { pageSize: 50 }),
       method: M.listTasks,
       connect: (req, o) => connect.listTasks(req, o),
+      floorConnect: (req, o) => floorConnect.listTasks(req, o),
     },
   };
   const loop = (call, c) => closedLoop(call, { concurrency: c, durationMs: D, warmupMs: WARMUP });
@@ -327,6 +344,7 @@ try {
       const g = await loop(() => gw.call(r.method, r.req, reader.token), c);
       const f = await loop(() => floorClient.call(r.method, r.req, reader.token), c);
       const cj = await loop(() => r.connect(r.req, auth), c);
+      const fc = await loop(() => r.floorConnect(r.req, auth), c);
       const tag = `${name.toLowerCase()}.c${c}`;
       row(
         `edge.grpc.${tag}`,
@@ -348,6 +366,13 @@ try {
         `edge.floor.${tag}`,
         `${name} c=${c}: the least a Node edge hop costs (floor-proxy.mjs: http2 server + grpc-js, bytes only) vs direct`,
         fig("floor proxy", f),
+        fig("direct", d),
+        "req/s",
+      );
+      row(
+        `edge.floor-connect.${tag}`,
+        `${name} c=${c}: the least a Node Connect edge costs (floor-proxy.mjs: http + JSON↔protobuf + grpc-js) vs direct`,
+        fig("floor proxy (Connect)", fc),
         fig("direct", d),
         "req/s",
       );

@@ -1,11 +1,17 @@
-// CPU per call of the edge hop: GetTask at concurrency 1, direct to tasks vs through the gateway, with
-// latency percentiles and CPU ms per call (utime+stime from /proc) of the gateway (per thread) and tasks.
-//   node scripts/bench/hop-probe.mjs [calls]     (PROBE_ENV='{"K":"v"}' adds service environment)
+// CPU per call of the edge hop: GetTask at concurrency 1, direct to tasks vs through the gateway (gRPC,
+// and Connect JSON over HTTP/1.1 as browsers call it), with latency percentiles and CPU ms per call
+// (utime+stime from /proc) of the gateway (per thread) and tasks.
+//   node scripts/bench/hop-probe.mjs [calls] [direct,gateway,connect]
+// PROBE_ENV='{"K":"v"}' adds service environment (e.g. NODE_OPTIONS with cpu-prof-preload.cjs and
+// BENCH_CPU_PROF_DIR to profile the services while only the named paths run).
 
 import { randomUUID } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
+import { Agent } from "node:http";
 import { performance } from "node:perf_hooks";
 import { create } from "@bufbuild/protobuf";
+import { createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
 import { TaskService } from "@taskmesh/gen/taskmesh/tasks/v1/tasks_pb";
 import { UserService } from "@taskmesh/gen/taskmesh/users/v1/users_pb";
 import { tempDir } from "@taskmesh/platform/testing";
@@ -13,6 +19,7 @@ import { startSystem } from "@taskmesh/runner";
 import { rawClient } from "./grpc-raw.mjs";
 
 const N = Number(process.argv[2] ?? 500);
+const PATHS = (process.argv[3] ?? "direct,gateway,connect").split(",");
 const cpu = (pid) => {
   const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
   return ((Number(f[11]) + Number(f[12])) * 1000) / 100; // ms (CLK_TCK 100)
@@ -52,12 +59,25 @@ try {
   );
   const t = await direct.call(M.createTask, create(M.createTask.input, { task: { title: "x" } }), token);
   const req = create(M.getTask.input, { taskId: t.task.id });
+  const connectClient = createClient(
+    TaskService,
+    createConnectTransport({
+      baseUrl: system.endpoints.gateway,
+      httpVersion: "1.1",
+      // JSON, as the web client (connect-web) sends; connect-node would default to binary.
+      useBinaryFormat: false,
+      nodeOptions: { agent: new Agent({ keepAlive: true }) },
+    }),
+  );
+  const auth = { headers: { authorization: `Bearer ${token}` } };
+  const connect = { call: (_m, r) => connectClient.getTask(r, auth), close() {} };
   const pids = { gateway: system.services.gateway.pid, tasks: system.services.tasks.pid };
   for (const round of [1, 2]) {
     for (const [name, c] of [
       ["direct", direct],
       ["gateway", gw],
-    ]) {
+      ["connect", connect],
+    ].filter(([name]) => PATHS.includes(name))) {
       for (let i = 0; i < 100; i++) await c.call(M.getTask, req, token);
       const thBefore = threads(pids.gateway);
       const before = Object.fromEntries(Object.entries(pids).map(([k, p]) => [k, cpu(p)]));
@@ -74,7 +94,7 @@ try {
         .map(([k, p]) => `${k} ${((cpu(p) - before[k]) / N).toFixed(2)}`)
         .join(", ");
       const thAfter = threads(pids.gateway);
-      if (name === "gateway")
+      if (name !== "direct")
         console.log(
           Object.entries(thAfter)
             .map(([k, v]) => [k, (v - (thBefore[k] ?? 0)) / N])

@@ -17,6 +17,7 @@ const EXPECTED = [
       `edge.grpc.${m}.c${c}`,
       `edge.connect.${m}.c${c}`,
       `edge.floor.${m}.c${c}`,
+      `edge.floor-connect.${m}.c${c}`,
       `service.${m}.c${c}`,
     ]),
   ),
