@@ -52,7 +52,7 @@ export interface GrpcServerOptions {
   serviceTokens?: ServiceTokens;
   /** Dependencies checked for readiness (e.g. the database). Default: always ready. */
   readiness?: () => boolean | Promise<boolean>;
-  /** How often readiness is re-evaluated. Default 2000 ms. */
+  /** How often readiness is re-evaluated (also on `checkReadiness()`). Default 2000 ms. */
   readinessIntervalMs?: number;
   /** Largest request accepted, in bytes. Default 1 MiB (grpc-js answers RESOURCE_EXHAUSTED above it). */
   maxReceiveMessageBytes?: number;
@@ -76,6 +76,7 @@ export class GrpcServer {
   readonly #opts: GrpcServerOptions;
   readonly #shutdown = new AbortController();
   #readinessTimer: NodeJS.Timeout | undefined;
+  #listening = false;
   #ready = false;
 
   constructor(opts: GrpcServerOptions) {
@@ -104,8 +105,9 @@ export class GrpcServer {
         err ? reject(err) : resolve(p),
       ),
     );
-    await this.#checkReadiness();
-    this.#readinessTimer = setInterval(() => void this.#checkReadiness(), this.#opts.readinessIntervalMs ?? 2000);
+    this.#listening = true;
+    await this.checkReadiness();
+    this.#readinessTimer = setInterval(() => void this.checkReadiness(), this.#opts.readinessIntervalMs ?? 2000);
     this.#readinessTimer.unref();
     this.#opts.logger.info({ port: bound }, "grpc server listening");
     return bound;
@@ -141,13 +143,20 @@ export class GrpcServer {
     });
   }
 
-  async #checkReadiness(): Promise<void> {
+  /**
+   * Re-evaluates readiness now, for a dependency that says when it changes (the NATS link
+   * connecting): otherwise a service is seen ready up to one interval after it is. A no-op
+   * before listen() and once shutdown has begun.
+   */
+  async checkReadiness(): Promise<void> {
+    if (!this.#listening || this.#shutdown.signal.aborted) return;
     let ready = false;
     try {
       ready = (await this.#opts.readiness?.()) ?? true;
     } catch (err) {
       this.#opts.logger.warn({ err }, "readiness check failed");
     }
+    if (this.#shutdown.signal.aborted) return; // shutdown began while the check ran
     if (ready !== this.#ready) this.#opts.logger.info({ ready }, "readiness changed");
     this.#ready = ready;
     this.#setAll(ready ? "SERVING" : "NOT_SERVING");
