@@ -120,7 +120,7 @@ console.error("taskmesh: starting nats-server and the services…");
 
 // Imported after the build: the runner runs from its compiled dist.
 const { exampleCalls, formatExampleCalls, formatTelemetry, startSystem } = await import("@taskmesh/runner");
-const { TOPOLOGY } = await import("@taskmesh/platform");
+const { TOPOLOGY } = await import("@taskmesh/platform/topology");
 
 const startup = new AbortController();
 let system;

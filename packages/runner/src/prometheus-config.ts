@@ -1,5 +1,5 @@
 import { join } from "node:path";
-import { type ServiceName, TOPOLOGY } from "@taskmesh/platform";
+import { type ServiceName, TOPOLOGY } from "@taskmesh/platform/topology";
 import { REPO_ROOT } from "./start-system.js";
 
 /** Options of {@link prometheusConfig}. */

@@ -71,6 +71,8 @@ export function build(config: RecurrenceConfig, deps: RecurrenceDeps = {}): Recu
     db,
     logger,
     health: grpc.health,
+    // Readiness covers NATS: seen at once when the link connects (at start too), not up to 2 s later.
+    onConnect: () => void grpc.checkReadiness(),
     publishes: PUBLISHES,
     consumers: consumers({ store, tasks, logger, callTimeoutMs: config.tasksTimeoutMs }),
     ...(deps.consumer ? { consumerOverrides: deps.consumer } : {}),

@@ -35,6 +35,8 @@ describe("reminders service (real nats-server, injected clock)", () => {
   /** The service's clock. Far from the real time on purpose: nothing may depend on Date.now(). */
   let now = Date.parse("2031-06-01T08:00:00Z");
   let grpcPort = 0;
+  /** performance.now() when the latest start()'s listen() resolved. */
+  let listenedAt = 0;
 
   async function start(): Promise<void> {
     app = build(config, {
@@ -44,6 +46,7 @@ describe("reminders service (real nats-server, injected clock)", () => {
       relayPollIntervalMs: 100,
     });
     ({ grpcPort } = await app.listen());
+    listenedAt = performance.now();
     for (const c of [schedule, health]) c?.close();
     const tokens = new ServiceTokens(SECRET, "reminders-test");
     schedule = createGrpcClient(ReminderInternalService, {
@@ -109,11 +112,14 @@ describe("reminders service (real nats-server, injected clock)", () => {
     return (await schedule.listSchedule({ userId })).timers;
   }
 
-  it("is ready once the database answers and NATS is connected", async () => {
+  it("is ready once the database answers and NATS is connected, as soon as the link connects", async () => {
     await waitFor(
       "readiness",
       async () => (await health.check({ service: "" })).status === HealthCheckResponse_ServingStatus.SERVING,
+      { intervalMs: 10 },
     );
+    // The check at listen() runs before the link exists; the next periodic one is 2 s later.
+    expect(performance.now() - listenedAt).toBeLessThan(1500);
   });
 
   it("refuses ListSchedule without a service token", async () => {

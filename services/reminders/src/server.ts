@@ -89,6 +89,8 @@ export function build(config: RemindersConfig, deps: RemindersDeps = {}): Remind
     db,
     logger,
     health: grpc.health,
+    // Readiness covers NATS: seen at once when the link connects (at start too), not up to 2 s later.
+    onConnect: () => void grpc.checkReadiness(),
     publishes: PUBLISHES,
     consumers: consumers({ store, now, logger, onScheduleChanged: () => scheduler.wake() }),
     ...(deps.consumer ? { consumerOverrides: deps.consumer } : {}),

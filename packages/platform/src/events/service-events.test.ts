@@ -21,16 +21,21 @@ describe("ServiceEvents of a service that only consumes", () => {
     dir.remove();
   });
 
-  it("connects only on start(), mirrors the link as the 'nats' health entry, and reports NOT_SERVING once stopped", async () => {
+  it("connects only on start(), calls onConnect once connected, mirrors the link as the 'nats' health entry, and reports NOT_SERVING once stopped", async () => {
     const db = openDatabase(join(dir.path, "c.db"), [inboxMigration(1)]);
     const statuses: string[] = [];
     const health = { setStatus: (service: string, s: string) => service === "nats" && statuses.push(s) };
+    // What natsReady said each time onConnect was called (a readiness re-check reads it there).
+    const readyOnConnect: boolean[] = [];
     const events = new ServiceEvents({
       name: "consumer-only",
       servers: [nats.url],
       db,
       logger,
       health,
+      onConnect: (): void => {
+        readyOnConnect.push(events.natsReady);
+      },
       consumers: { userDeleted: userDeletedConsumer("consumer-only", () => 0, logger) },
       healthMirrorIntervalMs: 100,
     });
@@ -39,7 +44,9 @@ describe("ServiceEvents of a service that only consumes", () => {
     expect(events.backlog()).toBe(0); // no outbox: it publishes nothing
 
     events.start();
+    expect(readyOnConnect).toEqual([]);
     await waitFor("the link to connect", () => events.natsReady);
+    expect(readyOnConnect).toEqual([true]);
     await waitFor("the 'nats' entry to be SERVING", () => statuses.at(-1) === "SERVING");
     // The consumer is running: its durable exists on the stream.
     const jsm = await (await import("nats")).connect({ servers: nats.url });

@@ -53,6 +53,11 @@ export interface ServiceEventsOptions<K extends string> {
   faults?: FaultHooks;
   /** How often the "nats" health entry is refreshed when the service publishes nothing, ms. @default 2000 */
   healthMirrorIntervalMs?: number;
+  /**
+   * Called each time the NATS link (re)connects: a service whose readiness covers NATS re-checks
+   * it here (GrpcServer.checkReadiness), so it is seen ready at once, not at the next interval. @default none
+   */
+  onConnect?: () => void;
 }
 
 /** The defaults of ServiceEventsOptions, resolved once in the constructor. */
@@ -143,7 +148,17 @@ export class ServiceEvents<K extends string = string> {
       logger: o.logger,
       intervalMs: relay ? o.outboxReportIntervalMs : o.healthMirrorIntervalMs,
     });
-    this.#running = { link, relay, reconciler, consumers, stopWatch };
+    const stopOnConnect = o.onConnect ? link.onConnect(o.onConnect) : () => {};
+    this.#running = {
+      link,
+      relay,
+      reconciler,
+      consumers,
+      stopWatch: () => {
+        stopOnConnect();
+        stopWatch();
+      },
+    };
   }
 
   /** Stops the consumers (the event in hand commits) and the relay, then closes NATS. Safe to call twice. */

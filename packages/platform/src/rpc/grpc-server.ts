@@ -10,7 +10,6 @@ import {
 } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
 import { context } from "@opentelemetry/api";
-import { HealthImplementation, type ServingStatus } from "grpc-health-check";
 import type { Logger } from "pino";
 import { bearerToken, type Principal, principalKey } from "../auth/identity.js";
 import type { ServiceTokens, UserTokenVerifier } from "../auth/tokens.js";
@@ -18,6 +17,7 @@ import { instrumentGrpcJs } from "../telemetry/grpc-patch.js";
 import { startServerCallSpan } from "../telemetry/grpc-propagation.js";
 import { recordRpc } from "../telemetry/metrics.js";
 import { codeName, toRpcError } from "./errors.js";
+import { HealthService, type ServingStatus } from "./health-service.js";
 import { addReflectionToServer, LazyReflection } from "./reflection.js";
 import { validateRequest } from "./validation.js";
 
@@ -52,7 +52,7 @@ export interface GrpcServerOptions {
   serviceTokens?: ServiceTokens;
   /** Dependencies checked for readiness (e.g. the database). Default: always ready. */
   readiness?: () => boolean | Promise<boolean>;
-  /** How often readiness is re-evaluated. Default 2000 ms. */
+  /** How often readiness is re-evaluated (also on `checkReadiness()`). Default 2000 ms. */
   readinessIntervalMs?: number;
   /** Largest request accepted, in bytes. Default 1 MiB (grpc-js answers RESOURCE_EXHAUSTED above it). */
   maxReceiveMessageBytes?: number;
@@ -72,10 +72,11 @@ export const LIVENESS_SERVICE = "liveness";
  */
 export class GrpcServer {
   readonly server: grpc.Server;
-  readonly health: HealthImplementation;
+  readonly health: HealthService;
   readonly #opts: GrpcServerOptions;
   readonly #shutdown = new AbortController();
   #readinessTimer: NodeJS.Timeout | undefined;
+  #listening = false;
   #ready = false;
 
   constructor(opts: GrpcServerOptions) {
@@ -91,7 +92,7 @@ export class GrpcServer {
     for (const s of opts.services) statuses[s.service.typeName] = "NOT_SERVING";
     // Every call in flight listens on the shutdown signal: many at once is normal, not a leak.
     setMaxListeners(0, this.#shutdown.signal);
-    this.health = new HealthImplementation(statuses);
+    this.health = new HealthService(statuses);
     this.health.addToServer(this.server);
     for (const s of opts.services) this.#mount(s);
     addReflectionToServer(this.server, new LazyReflection(opts.services.map((s) => s.service)));
@@ -104,8 +105,9 @@ export class GrpcServer {
         err ? reject(err) : resolve(p),
       ),
     );
-    await this.#checkReadiness();
-    this.#readinessTimer = setInterval(() => void this.#checkReadiness(), this.#opts.readinessIntervalMs ?? 2000);
+    this.#listening = true;
+    await this.checkReadiness();
+    this.#readinessTimer = setInterval(() => void this.checkReadiness(), this.#opts.readinessIntervalMs ?? 2000);
     this.#readinessTimer.unref();
     this.#opts.logger.info({ port: bound }, "grpc server listening");
     return bound;
@@ -141,13 +143,20 @@ export class GrpcServer {
     });
   }
 
-  async #checkReadiness(): Promise<void> {
+  /**
+   * Re-evaluates readiness now, for a dependency that says when it changes (the NATS link
+   * connecting): otherwise a service is seen ready up to one interval after it is. A no-op
+   * before listen() and once shutdown has begun.
+   */
+  async checkReadiness(): Promise<void> {
+    if (!this.#listening || this.#shutdown.signal.aborted) return;
     let ready = false;
     try {
       ready = (await this.#opts.readiness?.()) ?? true;
     } catch (err) {
       this.#opts.logger.warn({ err }, "readiness check failed");
     }
+    if (this.#shutdown.signal.aborted) return; // shutdown began while the check ran
     if (ready !== this.#ready) this.#opts.logger.info({ ready }, "readiness changed");
     this.#ready = ready;
     this.#setAll(ready ? "SERVING" : "NOT_SERVING");

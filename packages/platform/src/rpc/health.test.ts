@@ -35,4 +35,30 @@ describe("GrpcServer health", () => {
     expect(unknown.code).toBe(5); // NOT_FOUND, per the health protocol
     health.close();
   });
+
+  it("re-checks readiness when asked, not only at its interval, and never after shutdown began", async () => {
+    let natsUp = false;
+    const slow = new GrpcServer({
+      name: "recheck",
+      logger: createLogger("test", { level: "silent" }),
+      readiness: () => natsUp,
+      readinessIntervalMs: 60_000,
+      services: [],
+    });
+    await slow.checkReadiness(); // before listen(): nothing to report yet
+    const port = await slow.listen(0);
+    const health = createGrpcClient(Health, { address: `127.0.0.1:${port}` });
+    const status = async () => (await health.check({ service: "" })).status;
+    expect(await status()).toBe(Status.NOT_SERVING);
+    natsUp = true;
+    expect(await status()).toBe(Status.NOT_SERVING); // the next interval is a minute away
+    await slow.checkReadiness();
+    expect(await status()).toBe(Status.SERVING);
+
+    const stopping = slow.shutdown(500);
+    await slow.checkReadiness();
+    expect(slow.ready).toBe(true); // unchanged: the check did not run
+    await stopping;
+    health.close();
+  });
 });
