@@ -7,8 +7,7 @@
 //   oneof and extension (all a dependent file's compilation and its descriptor need) and drops
 //   comments and the rule library's own CEL options, which protovalidate reads at run time from
 //   the full descriptor it embeds, not from ours.
-// - grpc/health/v1 and grpc/reflection/v1: copied from grpc-health-check (a root devDependency for
-//   this file only: the platform serves health from the generated code) and @grpc/reflection.
+// - grpc/health/v1 and grpc/reflection/v1: copied from grpc-health-check and @grpc/reflection.
 import { copyFileSync, mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";

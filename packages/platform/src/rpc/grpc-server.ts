@@ -10,6 +10,7 @@ import {
 } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
 import { context } from "@opentelemetry/api";
+import { HealthImplementation, type ServingStatus } from "grpc-health-check";
 import type { Logger } from "pino";
 import { bearerToken, type Principal, principalKey } from "../auth/identity.js";
 import type { ServiceTokens, UserTokenVerifier } from "../auth/tokens.js";
@@ -17,7 +18,6 @@ import { instrumentGrpcJs } from "../telemetry/grpc-patch.js";
 import { startServerCallSpan } from "../telemetry/grpc-propagation.js";
 import { recordRpc } from "../telemetry/metrics.js";
 import { codeName, toRpcError } from "./errors.js";
-import { HealthService, type ServingStatus } from "./health-service.js";
 import { addReflectionToServer, LazyReflection } from "./reflection.js";
 import { validateRequest } from "./validation.js";
 
@@ -72,7 +72,7 @@ export const LIVENESS_SERVICE = "liveness";
  */
 export class GrpcServer {
   readonly server: grpc.Server;
-  readonly health: HealthService;
+  readonly health: HealthImplementation;
   readonly #opts: GrpcServerOptions;
   readonly #shutdown = new AbortController();
   #readinessTimer: NodeJS.Timeout | undefined;
@@ -92,7 +92,7 @@ export class GrpcServer {
     for (const s of opts.services) statuses[s.service.typeName] = "NOT_SERVING";
     // Every call in flight listens on the shutdown signal: many at once is normal, not a leak.
     setMaxListeners(0, this.#shutdown.signal);
-    this.health = new HealthService(statuses);
+    this.health = new HealthImplementation(statuses);
     this.health.addToServer(this.server);
     for (const s of opts.services) this.#mount(s);
     addReflectionToServer(this.server, new LazyReflection(opts.services.map((s) => s.service)));
