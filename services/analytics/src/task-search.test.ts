@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { join } from "node:path";
 import { openDatabase } from "@taskmesh/platform";
 import { tempDir } from "@taskmesh/platform/testing";
@@ -11,7 +12,7 @@ afterAll(() => dir.remove());
 
 let n = 0;
 const facts = (userId: string, title: string, extra: Partial<TaskFacts> = {}): TaskFacts => ({
-  taskId: `t${String(++n).padStart(4, "0")}`,
+  taskId: randomUUID(), // not in row order, so ties show which order breaks them
   userId,
   title,
   notes: "",
@@ -74,7 +75,8 @@ describe("TaskSearch (the analytics store's search index)", () => {
        FROM ref JOIN tasks t ON t.id = ref.rowid WHERE ref MATCH ? AND t.user_id = ? AND t.deleted = 0
        ORDER BY ref.rank, t.task_id LIMIT ?`,
     );
-    for (const text of ["alp", "alpha", "alpha notes", "task", "bravo report"])
+    // `brav`, `repo` and `task` each start one term (searched as that term); `alp`, `alpha`, `a` several.
+    for (const text of ["alp", "alpha", "a", "alpha notes", "task", "brav", "repo", "bravo report", "alphab ex"])
       for (const limit of [1, 5, 20, 50]) {
         const want = reference.all(q(text), "u1", limit);
         expect(want.length, text).toBeGreaterThan(0);
@@ -84,6 +86,28 @@ describe("TaskSearch (the analytics store's search index)", () => {
         expect(got, `${text} limit ${limit}`).toEqual(want);
         for (const h of got) expect(h.snippet, text).toMatch(/\[.+\]/);
       }
+  });
+
+  it("finds the same whether a prefix starts one term or several, in any script", () => {
+    const group = facts("u1", "Group photo");
+    const cafe = facts("u1", "Café crème");
+    store.upsertTask(group, 1);
+    store.upsertTask(cafe, 1);
+    store.upsertTask(facts("u2", "Groceries"), 1);
+    const ids = (text: string) => store.search("u1", q(text), 20).map((h) => h.taskId);
+    expect(ids("gro")).toEqual([group.taskId]); // group, groceries: a prefix
+    expect(ids("grou")).toEqual([group.taskId]); // group alone: the term
+    expect(ids("groc")).toEqual([]); // only another user's term starts so
+    expect(ids("phot")).toEqual([group.taskId]);
+    expect(ids("CAF")).toEqual([cafe.taskId]);
+    expect(ids("crem")).toEqual([cafe.taskId]);
+    expect(ids("crème")).toEqual([cafe.taskId]);
+    expect(store.search("u1", q("grou"), 20)[0]?.snippet).toBe("[Group] photo");
+    // A term added later is found by the prefix that was one term's before.
+    const grow = facts("u1", "Grow basil");
+    store.upsertTask(grow, 2);
+    expect(ids("grou")).toEqual([group.taskId]);
+    expect(ids("gro").sort()).toEqual([group.taskId, grow.taskId].sort());
   });
 
   it("keeps the project and label filters", () => {

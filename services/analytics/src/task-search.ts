@@ -6,9 +6,10 @@ import type { Db, Migration } from "@taskmesh/platform";
  * rowid = (owner << 32) | tasks.id, where owner is the user's number in `search_owners`. A search
  * gives FTS5 the caller's range, which it applies while reading each term's doclist, so only the
  * caller's matches are read and ranked. (Keyed by tasks.id alone, every user's matches were
- * ranked and joined to `tasks` to drop the others': a word in a tenth of 122k tasks cost a small
- * user ~7 ms.) AUTOINCREMENT: a purged user's number is never handed to someone else.
- * tasks.id must stay below 2^32 (four billion folded tasks); put() refuses a larger one.
+ * read and joined to `tasks` to drop the others': a word in a tenth of 122k tasks cost a user with
+ * 100 of them ~7–11 ms.) AUTOINCREMENT: a purged user's number is never handed to someone else.
+ * The layout holds up to 2^31 users and task rows below 2^32 (four billion folded tasks); put()
+ * refuses a larger row rather than let it spill into the next user's range.
  */
 export const SEARCH_MIGRATION: Migration = {
   version: 11,
@@ -44,9 +45,9 @@ export interface TaskSearchOptions {
   /**
    * At most this many of the caller's matches are ranked: when more match (after the project/label
    * filter), only the newest this many (highest task row, i.e. first folded last) are ranked, and
-   * the hits are the best of those. Ranking is bm25 for every ranked row plus its task id for ties,
-   * ~1–2 µs a row: exact over 10k matches of a 100k-task user that was 15–25 ms a search on the
-   * bench's machine, over 2,000 it is a few ms whatever the user's size. Default 2000.
+   * the hits are the best of those. Ranking reads bm25 and the task id (for ties) of every ranked
+   * row, ~2–3 µs a row on the bench's machine: over all 10k matches of a 100k-task user that was
+   * ~20 ms a search, over 2,000 it is ~5 ms whatever the user's size. Default 2000.
    */
   maxRankedMatches?: number;
 }
@@ -67,6 +68,7 @@ export class TaskSearch {
   readonly #delete;
   readonly #deleteRange;
   readonly #snippets;
+  readonly #firstTerm;
   readonly #maxRanked: number;
   readonly #ranked = new Map<string, ReturnType<Db["prepare"]>>();
 
@@ -75,6 +77,12 @@ export class TaskSearch {
     this.#maxRanked = options.maxRankedMatches ?? 2000;
     if (!Number.isSafeInteger(this.#maxRanked) || this.#maxRanked < 1)
       throw new Error(`maxRankedMatches must be a positive integer, got ${options.maxRankedMatches}`);
+    // The index's terms in order, read lazily (the `instance` kind walks entries on demand; `row`
+    // would count every entry of a term first). TEMP: nothing in the schema, made per connection.
+    db.exec("CREATE VIRTUAL TABLE IF NOT EXISTS temp.task_search_terms USING fts5vocab(main, task_search, instance)");
+    this.#firstTerm = db
+      .prepare<[string], string>("SELECT term FROM temp.task_search_terms WHERE term >= ? LIMIT 1")
+      .pluck();
     this.#owner = db.prepare<[string], number>("SELECT n FROM search_owners WHERE user_id = ?").pluck();
     this.#addOwner = db.prepare<[string], number>("INSERT INTO search_owners (user_id) VALUES (?) RETURNING n").pluck();
     this.#dropOwner = db.prepare("DELETE FROM search_owners WHERE n = ?");
@@ -126,7 +134,7 @@ export class TaskSearch {
     const owner = this.#owner.get(userId);
     if (owner === undefined) return [];
     const params = {
-      match,
+      match: this.#completeUnique(match),
       owner,
       user: userId,
       limit,
@@ -145,7 +153,7 @@ export class TaskSearch {
     if (rows.length === 0) return [];
     const snippets = new Map(
       this.#snippets
-        .all({ match, owner, from, ids: JSON.stringify(rows.map((r) => r.id)) })
+        .all({ match: params.match, owner, from, ids: JSON.stringify(rows.map((r) => r.id)) })
         .map((s) => [s.id, s.snippet]),
     );
     return rows.map((r) => ({
@@ -154,6 +162,25 @@ export class TaskSearch {
       snippet: snippets.get(r.id) ?? "",
       completed: r.status === "completed",
     }));
+  }
+
+  /**
+   * `match` with each prefix phrase `"p"*` (as ftsQuery writes them) that only one term of the
+   * index starts with replaced by that term, `"t"`. The two match the same rows with the same bm25
+   * and snippet, but FTS5 answers a prefix by first merging the doclists of every term it expands
+   * to across the whole index, every user's rows included, and again in each statement (three
+   * per search): a word in every task was ~6 ms a statement at 122k tasks, whoever searched. A
+   * term is looked up only for a plain ASCII prefix, which the tokenizer indexes as it is (case is
+   * already folded); anything else stays a prefix.
+   */
+  #completeUnique(match: string): string {
+    return match.replace(/"([a-z0-9]+)"\*/g, (phrase, prefix: string) => {
+      const first = this.#firstTerm.get(prefix);
+      if (first === undefined || !first.startsWith(prefix)) return phrase;
+      // Tokens are letters and digits, so "\x01" sorts right after `first` and before its extensions.
+      const next = this.#firstTerm.get(`${first}\x01`);
+      return next?.startsWith(prefix) ? phrase : `"${first}"`;
+    });
   }
 
   /**
