@@ -96,4 +96,73 @@ describe("analytics database migration", () => {
       db.close();
     }
   });
+
+  it("moves a read model of schema 10 into per-user search ranges: each user finds only their live tasks, as before", () => {
+    const path = join(dir.path, "analytics-11.db");
+    const before = MIGRATIONS.filter((m) => m.version <= 10);
+    expect(before.map((m) => m.version)).toEqual([1, 2, 3, 4, 10]);
+    const old = openDatabase(path, before);
+    old
+      .prepare(`INSERT INTO tasks (task_id, user_id, title, notes, status, version, deleted, project_id)
+        VALUES ('a1', 'ua', 'Water plants', 'the big fern', 'open', 1, 0, 'pa'),
+               ('b1', 'ub', 'Water plants', 'in the office', 'completed', 1, 0, 'pb'),
+               ('a2', 'ua', '', '', 'open', 3, 1, ''),
+               ('a3', 'ua', 'Watch film', '', 'open', 1, 0, 'pa')`)
+      .run();
+    // As the previous version indexed them: live rows only, keyed by the task row.
+    old
+      .prepare("INSERT INTO task_search (rowid, title, notes) SELECT id, title, notes FROM tasks WHERE deleted = 0")
+      .run();
+    old.close();
+
+    const db = openDatabase(path, MIGRATIONS);
+    try {
+      const store = new AnalyticsStore(db);
+      const search = (user: string, match: string) => store.search(user, match, 10).map((h) => [h.taskId, h.snippet]);
+      // bm25 puts the shorter row first.
+      expect(search("ua", '"wat"*')).toEqual([
+        ["a3", "[Watch] film"],
+        ["a1", "[Water] plants"],
+      ]);
+      expect(search("ub", '"wat"*')).toEqual([["b1", "[Water] plants"]]);
+      expect(search("ua", '"office"*')).toEqual([]);
+      expect(db.prepare("SELECT count(*) FROM task_search").pluck().get()).toBe(3);
+      // Folding goes on in the new layout: an update re-indexes, a new user gets a range.
+      store.upsertTask(
+        {
+          taskId: "a1",
+          userId: "ua",
+          title: "Repot plants",
+          notes: "",
+          status: "open",
+          dueMs: undefined,
+          completedMs: undefined,
+          version: 2,
+          priority: 4,
+          projectId: "pa",
+        },
+        5,
+      );
+      store.upsertTask(
+        {
+          taskId: "c1",
+          userId: "uc",
+          title: "Water lilies",
+          notes: "",
+          status: "open",
+          dueMs: undefined,
+          completedMs: undefined,
+          version: 1,
+          priority: 4,
+        },
+        5,
+      );
+      expect(search("ua", '"wat"*')).toEqual([["a3", "[Watch] film"]]);
+      expect(search("ua", '"repot"*')).toEqual([["a1", "[Repot] plants"]]);
+      expect(search("uc", '"wat"*')).toEqual([["c1", "[Water] lilies"]]);
+      expect(store.search("ua", '"wat"*', 10, { projectId: "pa" }).map((h) => h.taskId)).toEqual(["a3"]);
+    } finally {
+      db.close();
+    }
+  });
 });

@@ -2,11 +2,14 @@ import { randomBytes } from "node:crypto";
 import { type Db, inboxMigration, type Migration } from "@taskmesh/platform";
 import { AUDIT_MIGRATION, type AuditEntry, AuditLog } from "./audit-log.js";
 import { currentStreak, safeTimeZone } from "./streak.js";
+import { SEARCH_MIGRATION, type SearchFilter, type SearchHitRow, TaskSearch } from "./task-search.js";
+
+export type { SearchFilter, SearchHitRow };
 
 /**
  * The read models. `tasks` holds the newest version of every task this service has heard of
  * (a deleted one stays as a tombstone row, so a stale event arriving later cannot resurrect it);
- * `task_search` is an FTS5 index of the live rows' title and notes, keyed by the same rowid;
+ * `task_search` is an FTS5 index of the live rows' title and notes (task-search.ts);
  * `users` holds each user's time zone (for streaks) and the newest event folded for them;
  * `deleted_users` remembers deleted accounts, because the TASKS and USERS streams are consumed
  * independently and a task event of a deleted user may arrive after its user.deleted.
@@ -90,6 +93,7 @@ export const MIGRATIONS: Migration[] = [
   },
   // 5–9 are free; the audit log took 10 while projects and labels (4) were in flight.
   AUDIT_MIGRATION,
+  SEARCH_MIGRATION,
 ];
 
 /** A task as folded from an event (the fields the read models keep). */
@@ -134,19 +138,6 @@ export interface UserStats {
   byLabel: GroupCount[];
 }
 
-/** What SearchTasks may narrow the hits to. */
-export interface SearchFilter {
-  projectId?: string;
-  labelId?: string;
-}
-
-export interface SearchHitRow {
-  taskId: string;
-  title: string;
-  snippet: string;
-  completed: boolean;
-}
-
 /** What applying one event did (for logs and tests). */
 export type FoldResult = "applied" | "stale" | "user-deleted";
 
@@ -163,8 +154,6 @@ export class AnalyticsStore {
   readonly #taskRow;
   readonly #insertTask;
   readonly #updateTask;
-  readonly #searchDelete;
-  readonly #searchInsert;
   readonly #isDeletedUser;
   readonly #touchUser;
   readonly #setTimeZone;
@@ -172,8 +161,6 @@ export class AnalyticsStore {
   readonly #counts;
   readonly #byPriority;
   readonly #completions;
-  readonly #search;
-  readonly #userRowids;
   readonly #purgeTasks;
   readonly #purgeUser;
   readonly #tombstoneUser;
@@ -188,15 +175,14 @@ export class AnalyticsStore {
   readonly #owns;
   readonly #byProject;
   readonly #byLabel;
-  readonly #searches = new Map<string, ReturnType<Db["prepare"]>>();
-  readonly #db: Db;
+  readonly #index: TaskSearch;
 
   /** The per-user audit log (audit-log.ts). */
   readonly #audit: AuditLog;
 
   constructor(db: Db) {
-    this.#db = db;
     this.#audit = new AuditLog(db);
+    this.#index = new TaskSearch(db);
     db.prepare("INSERT INTO meta (key, value) VALUES ('generation', ?) ON CONFLICT DO NOTHING").run(
       randomBytes(4).toString("hex"),
     );
@@ -214,8 +200,6 @@ export class AnalyticsStore {
          project_id = @projectId
        WHERE task_id = @taskId`,
     );
-    this.#searchDelete = db.prepare("DELETE FROM task_search WHERE rowid = ?");
-    this.#searchInsert = db.prepare("INSERT INTO task_search (rowid, title, notes) VALUES (?, ?, ?)");
     this.#isDeletedUser = db.prepare("SELECT 1 FROM deleted_users WHERE user_id = ?").pluck();
     this.#touchUser = db.prepare(
       `INSERT INTO users (user_id, as_of_ms) VALUES (?, ?)
@@ -242,17 +226,6 @@ export class AnalyticsStore {
          WHERE user_id = ? AND deleted = 0 AND status = 'completed' AND completed_ms IS NOT NULL`,
       )
       .pluck();
-    // rank (bm25) first; the task id breaks ties so that equal databases give equal answers.
-    this.#search = db.prepare<
-      [string, string, number],
-      { task_id: string; title: string; status: string; snippet: string }
-    >(
-      `SELECT t.task_id, t.title, t.status, snippet(task_search, -1, '[', ']', '…', 12) AS snippet
-       FROM task_search JOIN tasks t ON t.id = task_search.rowid
-       WHERE task_search MATCH ? AND t.user_id = ? AND t.deleted = 0
-       ORDER BY task_search.rank, t.task_id
-       LIMIT ?`,
-    );
     this.#unlinkTask = db.prepare("DELETE FROM task_labels WHERE task_row = ?");
     this.#link = db.prepare("INSERT OR IGNORE INTO task_labels (task_row, label_id, user_id) VALUES (?, ?, ?)");
     this.#isDeletedLabel = db.prepare("SELECT 1 FROM deleted_labels WHERE label_id = ?").pluck();
@@ -279,7 +252,6 @@ export class AnalyticsStore {
        FROM task_labels l JOIN tasks t ON t.id = l.task_row
        WHERE l.user_id = ? AND t.deleted = 0 GROUP BY l.label_id ORDER BY l.label_id`,
     );
-    this.#userRowids = db.prepare("SELECT id FROM tasks WHERE user_id = ?").pluck();
     this.#purgeTasks = db.prepare("DELETE FROM tasks WHERE user_id = ?");
     this.#purgeUser = db.prepare("DELETE FROM users WHERE user_id = ?");
     this.#tombstoneUser = db.prepare(
@@ -316,12 +288,12 @@ export class AnalyticsStore {
     let rowid: number;
     if (row) {
       this.#updateTask.run(values);
-      this.#searchDelete.run(row.id);
+      this.#index.remove(row.user_id, row.id);
       rowid = row.id;
     } else {
       rowid = Number(this.#insertTask.run(values).lastInsertRowid);
     }
-    this.#searchInsert.run(rowid, facts.title, facts.notes);
+    this.#index.put(facts.userId, rowid, facts.title, facts.notes);
     this.#unlinkTask.run(rowid);
     if (facts.projectId) this.#own.run(facts.projectId, "project", facts.userId);
     for (const l of facts.labelIds ?? [])
@@ -390,7 +362,7 @@ export class AnalyticsStore {
     };
     if (row) {
       this.#updateTask.run(tombstone);
-      this.#searchDelete.run(row.id);
+      this.#index.remove(row.user_id, row.id);
       this.#unlinkTask.run(row.id);
     } else {
       this.#insertTask.run(tombstone);
@@ -421,7 +393,7 @@ export class AnalyticsStore {
   /** Drops every row of the user (audit log included) and remembers the deletion. Returns the number of task rows dropped. */
   purgeUser(userId: string, eventMs: number): number {
     this.#audit.purgeUser(userId);
-    for (const id of this.#userRowids.all(userId)) this.#searchDelete.run(id);
+    this.#index.purge(userId);
     for (const stmt of this.#purgeLabels) stmt.run(userId);
     const n = this.#purgeTasks.run(userId).changes;
     this.#purgeUser.run(userId);
@@ -447,49 +419,8 @@ export class AnalyticsStore {
     };
   }
 
-  /** The user's live tasks matching an FTS5 expression (see ftsQuery), best first, optionally of one project/label. */
+  /** The user's live tasks matching an FTS5 expression (see ftsQuery), best first (TaskSearch.search). */
   search(userId: string, match: string, limit: number, filter: SearchFilter = {}): SearchHitRow[] {
-    const rows =
-      filter.projectId || filter.labelId
-        ? this.#filteredSearch(userId, match, limit, filter)
-        : this.#search.all(match, userId, limit);
-    return rows.map((r) => ({
-      taskId: r.task_id,
-      title: r.title,
-      snippet: r.snippet,
-      completed: r.status === "completed",
-    }));
-  }
-
-  /** The search statement with the project and/or label condition, prepared once per shape. */
-  #filteredSearch(userId: string, match: string, limit: number, filter: SearchFilter) {
-    const shape = `${+!!filter.projectId}${+!!filter.labelId}`;
-    let stmt = this.#searches.get(shape);
-    if (!stmt) {
-      const where = [
-        ...(filter.projectId ? ["t.project_id = @project"] : []),
-        ...(filter.labelId ? ["t.id IN (SELECT task_row FROM task_labels WHERE label_id = @label)"] : []),
-      ];
-      stmt = this.#db.prepare(
-        `SELECT t.task_id, t.title, t.status, snippet(task_search, -1, '[', ']', '…', 12) AS snippet
-         FROM task_search JOIN tasks t ON t.id = task_search.rowid
-         WHERE task_search MATCH @match AND t.user_id = @user AND t.deleted = 0 AND ${where.join(" AND ")}
-         ORDER BY task_search.rank, t.task_id
-         LIMIT @limit`,
-      );
-      this.#searches.set(shape, stmt);
-    }
-    return stmt.all({
-      match,
-      user: userId,
-      limit,
-      project: filter.projectId ?? null,
-      label: filter.labelId ?? null,
-    }) as {
-      task_id: string;
-      title: string;
-      status: string;
-      snippet: string;
-    }[];
+    return this.#index.search(userId, match, limit, filter);
   }
 }
