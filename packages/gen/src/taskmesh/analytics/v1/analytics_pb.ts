@@ -494,7 +494,8 @@ export const AnalyticsService: GenService<{
     output: typeof GetStatsResponseSchema;
   },
   /**
-   * Full-text search over the caller's task titles and notes.
+   * Full-text search over the caller's task titles and notes, best match (bm25) first. When more
+   * than 2,000 of the caller's tasks match, the hits are the best of the 2,000 newest of them.
    *
    * @generated from rpc taskmesh.analytics.v1.AnalyticsService.SearchTasks
    */
