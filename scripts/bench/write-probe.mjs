@@ -1,13 +1,14 @@
 // Where a CreateTask's time and CPU go, in the whole system (npm start --no-build as the bench
 // starts it, plus bare-server.mjs):
-// - closed loop at concurrency 1: bare server, tasks direct, through the gateway; latency
+// - closed loop at --concurrency 1[,32]: bare server, tasks direct, through the gateway; latency
 //   percentiles, and CPU ms per create of every process (utime+stime from /proc, nats-server
 //   included), so the consumers' share of a create shows too;
 // - --syncs: fsync + fdatasync calls per create, per process, counted by `perf stat` on the
 //   syscall tracepoints (cheap, unlike strace) during each loop;
 // - --rates 300,500: open loop through the gateway at those creates/s: achieved rate, failed
 //   creates, latency, and CPU ms per create of every process (the sum says how many cores a rate takes).
-//   node scripts/bench/write-probe.mjs [--calls 1000] [--syncs] [--rates 300,500] [--duration 4000]
+//   node scripts/bench/write-probe.mjs [--calls 1000] [--concurrency 1,32] [--targets bare,direct,gateway]
+//     [--syncs] [--rates 300,500] [--duration 4000]     (BARE_GROUP_COMMIT=1: the bare server commits as CreateTask does)
 //   PROBE_CPU_PROF=<dir> profiles every service; PROBE_ENV='{"K":"v"}' adds service environment.
 import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
@@ -31,11 +32,13 @@ const { values: args } = parseArgs({
     rates: { type: "string" },
     duration: { type: "string" },
     targets: { type: "string" },
+    concurrency: { type: "string" },
   },
 });
 const N = Number(args.calls ?? 1000);
 const RATES = args.rates ? args.rates.split(",").map(Number) : [];
 const DURATION = Number(args.duration ?? 4000);
+const CONCURRENCY = (args.concurrency ?? "1").split(",").map(Number);
 const TARGETS = (args.targets ?? "bare,direct,gateway").split(",");
 const root = resolve(import.meta.dirname, "../..");
 const cpu = (pid) => {
@@ -141,7 +144,10 @@ try {
   pids.bare = bare.pid;
   pids.client = process.pid; // this load generator
   const targets = { bare: bareClient, direct, gateway: gw };
-  for (const round of [1, 2]) {
+  for (const [round, c] of CONCURRENCY.flatMap((c) => [
+    [1, c],
+    [2, c],
+  ])) {
     for (const who of TARGETS) {
       const client = targets[who];
       for (let i = 0; i < 100; i++) await client.call(M.createTask, input(), token);
@@ -151,18 +157,23 @@ try {
       const before = snapshot(pids);
       const h = createHistogram({ lowest: 1, highest: 60e9, figures: 3 });
       const s = performance.now();
-      for (let i = 0; i < N; i++) {
-        const a = performance.now();
-        await client.call(M.createTask, input(), token);
-        h.record(Math.max(1, Math.round((performance.now() - a) * 1e6)));
-      }
+      let left = N;
+      await Promise.all(
+        Array.from({ length: c }, async () => {
+          while (left-- > 0) {
+            const a = performance.now();
+            await client.call(M.createTask, input(), token);
+            h.record(Math.max(1, Math.round((performance.now() - a) * 1e6)));
+          }
+        }),
+      );
       const el = performance.now() - s;
       await new Promise((r) => setTimeout(r, 300)); // the events' effects belong to this loop
       const line = cpuPer(pids, before, N);
       const fs = stopTrace ? await stopTrace() : undefined;
       const q = summary(h);
       console.log(
-        `round ${round} c=1 ${who.padEnd(7)} ${Math.round((N / el) * 1000)} req/s p50 ${q.p50} p99 ${q.p99} ms; CPU ms/create: ${line}`,
+        `round ${round} c=${c} ${who.padEnd(7)} ${Math.round((N / el) * 1000)} req/s p50 ${q.p50} p99 ${q.p99} ms; CPU ms/create: ${line}`,
       );
       if (fs) console.log(`  fsyncs/create: ${perCreate(fs, N)}`);
     }
