@@ -19,6 +19,7 @@ import {
   ServiceTokens,
   type UserTokenVerifier,
   WalSync,
+  type WalSyncOptions,
 } from "@taskmesh/platform";
 import { calendarFeedInternalService, calendarFeedMethods } from "./calendar-feed.js";
 import type { TasksConfig } from "./config.js";
@@ -47,6 +48,8 @@ export interface TasksDeps {
   outboxReportIntervalMs?: number;
   /** Ack wait of the user.deleted consumer (redelivery after a lost ack). Default 30000 ms. */
   consumerAckWaitMs?: number;
+  /** Options of the WalSync CreateTask commits through (a test holds its fdatasync). Default: WalSync's. */
+  walSync?: WalSyncOptions;
 }
 
 /** The state of the service's events. */
@@ -88,7 +91,7 @@ export function build(config: TasksConfig, deps: TasksDeps = {}): TasksApp {
   const logger = deps.logger ?? createLogger("tasks", { level: config.logLevel });
   const db = openDatabase(config.dbPath, MIGRATIONS);
   const store = new TasksStore(db);
-  const walSync = new WalSync(db);
+  const walSync = new WalSync(db, deps.walSync);
   // WatchProject's fan-out, fed after each committing call (one process per database: project-feed.ts).
   const feed = new ProjectFeed();
   const live = <T extends object>(impl: T) => publishingChanges(impl, db, feed);
