@@ -1,7 +1,8 @@
 // The baseline a service is compared with: a bare grpc-js server (no auth, validation,
 // interceptors or telemetry) serving GetTask, ListTasks and CreateTask for one user with the
 // tasks service's own store, i.e. the same SQL and the same transaction (WAL, synchronous=FULL
-// from openDatabase). Reads go to READ_DB (the running tasks service's file, read concurrently
+// from openDatabase; with BARE_GROUP_COMMIT=1, as the bench runs it, creates commit as tasks'
+// CreateTask does). Reads go to READ_DB (the running tasks service's file, read concurrently
 // under WAL); creates to WRITE_DB (a file of its own in the same directory, so the same disk).
 // Prints "ready <port>" on stdout.
 import { randomUUID } from "node:crypto";
