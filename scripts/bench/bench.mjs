@@ -303,6 +303,8 @@ try {
     READ_DB: join(data.path, "tasks.db"),
     WRITE_DB: join(data.path, "bare.db"),
     BENCH_USER: reader.userId,
+    // Creates commit as tasks' CreateTask does (WalSync group commit), so write.* compares the same durability.
+    BARE_GROUP_COMMIT: "1",
   });
   const bareClient = rawClient(`127.0.0.1:${barePort}`);
   clients.push(bareClient);
@@ -396,7 +398,7 @@ try {
     const g = await loop(() => gw.call(M.createTask, taskInput(w++), writer.token), c);
     row(
       `write.gateway.c${c}`,
-      `CreateTask c=${c}: gateway (gRPC) vs bare grpc-js + the same transaction (synchronous=FULL)`,
+      `CreateTask c=${c}: gateway (gRPC) vs bare grpc-js + the same transaction and commit (WalSync group commit)`,
       fig("gateway", g),
       fig("bare", b),
       "req/s",

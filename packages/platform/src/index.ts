@@ -18,6 +18,7 @@ export {
   serviceConfigSpec,
 } from "./config/service-config.js";
 export { type Db, type Migration, openDatabase, pingDatabase } from "./db/database.js";
+export { WalSync, type WalSyncOptions } from "./db/wal-sync.js";
 export {
   type ConsumerStats,
   DEADLETTER_HEADERS,

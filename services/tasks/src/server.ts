@@ -18,6 +18,8 @@ import {
   ServiceEvents,
   ServiceTokens,
   type UserTokenVerifier,
+  WalSync,
+  type WalSyncOptions,
 } from "@taskmesh/platform";
 import { calendarFeedInternalService, calendarFeedMethods } from "./calendar-feed.js";
 import type { TasksConfig } from "./config.js";
@@ -46,6 +48,8 @@ export interface TasksDeps {
   outboxReportIntervalMs?: number;
   /** Ack wait of the user.deleted consumer (redelivery after a lost ack). Default 30000 ms. */
   consumerAckWaitMs?: number;
+  /** Options of the WalSync CreateTask commits through (a test holds its fdatasync). Default: WalSync's. */
+  walSync?: WalSyncOptions;
 }
 
 /** The state of the service's events. */
@@ -87,11 +91,13 @@ export function build(config: TasksConfig, deps: TasksDeps = {}): TasksApp {
   const logger = deps.logger ?? createLogger("tasks", { level: config.logLevel });
   const db = openDatabase(config.dbPath, MIGRATIONS);
   const store = new TasksStore(db);
+  const walSync = new WalSync(db, deps.walSync);
   // WatchProject's fan-out, fed after each committing call (one process per database: project-feed.ts).
   const feed = new ProjectFeed();
   const live = <T extends object>(impl: T) => publishingChanges(impl, db, feed);
   const serviceDeps = {
     store,
+    walSync,
     maxTasksPerUser: config.maxTasksPerUser,
     maxProjectsPerUser: config.maxProjectsPerUser,
     maxLabelsPerUser: config.maxLabelsPerUser,
@@ -128,6 +134,7 @@ export function build(config: TasksConfig, deps: TasksDeps = {}): TasksApp {
     logger,
     health: grpc.health,
     publishes: PUBLISHES,
+    relay: { walSync },
     consumers: consumers({
       forgetUser: (userId) => publishingAfter(db, feed, () => store.forgetUser(userId, (deps.clock ?? Date.now)())),
       logger,
@@ -163,6 +170,7 @@ export function build(config: TasksConfig, deps: TasksDeps = {}): TasksApp {
       stopped ??= (async () => {
         await grpc.shutdown();
         await events.stop();
+        walSync.close();
         db.close();
       })();
       return stopped;

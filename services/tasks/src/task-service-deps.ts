@@ -1,11 +1,16 @@
 import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
-import { requireUser } from "@taskmesh/platform";
+import { requireUser, type WalSync } from "@taskmesh/platform";
 import type { ProjectFeed } from "./project-feed.js";
 import type { TasksStore } from "./tasks-store.js";
 
 /** What TaskService and the services beside it (sharing, calendar feed, internal) are built with. */
 export interface TaskServiceDeps {
   store: TasksStore;
+  /**
+   * CreateTask commits through it and answers after its sync (group commit: concurrent creates
+   * share one fsync, off the event loop); the relay publishes only what it has synced.
+   */
+  walSync: WalSync;
   /** Most tasks one user may hold; a create beyond it is RESOURCE_EXHAUSTED. */
   maxTasksPerUser: number;
   /** Most projects one user may hold, the Inbox included; beyond it CreateProject is RESOURCE_EXHAUSTED. */

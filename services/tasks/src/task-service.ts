@@ -46,12 +46,16 @@ export function taskService(
         ? { scope: "create" as const, key: req.idempotencyKey, fingerprint: digest(fields) }
         : undefined;
       // Resolved inside the create's transaction: the project, labels and parent checked there.
-      const result = store.create(userId, () => ({ ...fields, ...placement(store, userId, input, now()) }), {
-        id: randomUUID(),
-        now: now(),
-        maxTasks: deps.maxTasksPerUser,
-        ...(key ? { key } : {}),
-      });
+      const result = deps.walSync.commit(() =>
+        store.create(userId, () => ({ ...fields, ...placement(store, userId, input, now()) }), {
+          id: randomUUID(),
+          now: now(),
+          maxTasks: deps.maxTasksPerUser,
+          ...(key ? { key } : {}),
+        }),
+      );
+      // Answered once on disk (a repeat too: the first create may still be syncing).
+      await deps.walSync.sync();
       return { task: toTask(createdTask(result)) };
     },
 

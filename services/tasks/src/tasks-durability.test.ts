@@ -1,12 +1,13 @@
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { once } from "node:events";
+import { fdatasync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Health, HealthCheckResponse_ServingStatus } from "@taskmesh/gen/grpc/health/v1/health_pb";
 import { TaskService } from "@taskmesh/gen/taskmesh/tasks/v1/tasks_pb";
 import { createGrpcClient } from "@taskmesh/platform";
-import { freePort, tempDir } from "@taskmesh/platform/testing";
+import { freePort, tempDir, waitFor } from "@taskmesh/platform/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NO_NATS, SERVICE_SECRET, startTasks, testIssuer } from "./tasks.test-util.js";
 
@@ -31,6 +32,33 @@ describe("tasks durability", () => {
       await second.stop({ remove: false });
     } finally {
       dir.remove();
+    }
+  });
+
+  it("answers CreateTask only once the WAL holding its commit is fsynced", async () => {
+    const held: (() => void)[] = [];
+    const harness = await startTasks({
+      deps: { walSync: { fdatasync: (fd, cb) => held.push(() => fdatasync(fd, cb)) } },
+    });
+    try {
+      const c = await harness.as(crypto.randomUUID());
+      let answered = false;
+      const call = c.createTask({ task: { title: "on disk before the answer" } }).then((r) => {
+        answered = true;
+        return r;
+      });
+      await waitFor("the create's fdatasync", () => held.length > 0);
+      await new Promise((r) => setTimeout(r, 100));
+      expect(answered).toBe(false);
+      expect(harness.countRows()).toBe(1); // committed, waiting for the disk
+      while (!answered) {
+        held.shift()?.();
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      expect((await call).task?.title).toBe("on disk before the answer");
+    } finally {
+      for (const release of held) release();
+      await harness.stop();
     }
   });
 

@@ -20,7 +20,8 @@ export interface Migration {
  *   kernel crash. We acknowledge a write to a caller only after its transaction commits, and
  *   "an acknowledged write survives" should hold for a node failure in the mesh too, so every
  *   commit is fsynced (FULL). The cost is one fsync per write transaction, measured in the
- *   benchmarks; reads are unaffected.
+ *   benchmarks; reads are unaffected. A hot write path can instead commit through a WalSync
+ *   (wal-sync.ts) and answer after its fsync, shared by the commits made meanwhile.
  * - foreign_keys on; busy_timeout so a second connection (a CLI, a test) waits instead of failing.
  * - Owner-only files: the directories it creates are 0700, the database file 0600 (created so,
  *   or tightened if an older run left it 0644), and SQLite gives its -wal and -shm files the

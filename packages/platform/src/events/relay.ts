@@ -1,6 +1,7 @@
 import { context, propagation, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import { headers, type JetStreamClient, NatsError, type PubAck } from "nats";
 import type { Db } from "../db/database.js";
+import type { WalSync } from "../db/wal-sync.js";
 import type { Logger } from "../log/logger.js";
 import { platformInstruments } from "../telemetry/metrics.js";
 import { contextFromTraceparent, headerMapSetter } from "../telemetry/trace-context.js";
@@ -34,6 +35,12 @@ export interface OutboxRelayOptions {
   keepPublishedMs?: number;
   /** How long `stop()` keeps publishing the backlog before it gives up (rows stay for the next start), ms. @default 5000 */
   drainTimeoutMs?: number;
+  /**
+   * Set when the service commits outbox rows through this WalSync (answering after its sync):
+   * each pass then syncs first and publishes only rows committed before that sync, so no event
+   * goes out for a commit a power cut could still take back. @default none (every commit is FULL)
+   */
+  walSync?: WalSync;
   /**
    * Fault injection for tests. `afterPubAck` runs between the PubAck and marking the row
    * published; throwing there leaves the row unpublished, exactly like a process killed at that point.
@@ -85,6 +92,7 @@ export class OutboxRelay {
   readonly #opts: OutboxRelayOptions & typeof OUTBOX_RELAY_DEFAULTS;
   readonly #log: Logger;
   readonly #select;
+  readonly #lastSeq;
   readonly #mark;
   readonly #markAll;
   readonly #count;
@@ -103,8 +111,9 @@ export class OutboxRelay {
     this.#log = opts.logger.child({ component: "outbox-relay" });
     const db = opts.db;
     this.#select = db.prepare(
-      "SELECT seq, event_id AS eventId, subject, data, traceparent FROM outbox WHERE published_at IS NULL ORDER BY seq LIMIT ?",
+      "SELECT seq, event_id AS eventId, subject, data, traceparent FROM outbox WHERE published_at IS NULL AND seq <= ? ORDER BY seq LIMIT ?",
     );
+    this.#lastSeq = db.prepare("SELECT coalesce(max(seq), 0) FROM outbox").pluck();
     // The PubAck's stream sequence goes with the mark when the outbox has the column (the
     // reconciler checks the stream against it; outboxStreamSeqMigration adds it).
     const hasStreamSeq = (db.prepare("SELECT 1 FROM pragma_table_info('outbox') WHERE name = 'stream_seq'").get() ??
@@ -231,12 +240,21 @@ export class OutboxRelay {
     const batch = this.#opts.batchSize;
     for (;;) {
       if (abandon?.aborted) return;
-      const rows = this.#select.all(batch) as OutboxRow[];
+      const rows = this.#select.all(await this.#durableSeq(), batch) as OutboxRow[];
       if (rows.length === 0) return;
       const sent = await this.#publishWindow(js, rows);
       // A window cut short by another publisher's message continues at once with the refused row.
       if (sent === rows.length && rows.length < batch) return;
     }
+  }
+
+  /** The last outbox seq that is on disk: every row without a WalSync, else those its sync covers. */
+  async #durableSeq(): Promise<number> {
+    const sync = this.#opts.walSync;
+    if (!sync) return Number.MAX_SAFE_INTEGER;
+    const last = this.#lastSeq.get() as number; // read before the sync starts, in the same tick
+    await sync.sync();
+    return last;
   }
 
   /**
