@@ -12,7 +12,6 @@
 // stages (event-stages.mjs: append, publish, PubAck+mark, delivery, apply+commit).
 // --tiny is the smoke mode of `npm test` (tests/bench): every row, seconds instead of minutes.
 // Writes the JSON to --out (default .data/bench/latest.json).
-import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { Agent } from "node:http";
@@ -39,6 +38,7 @@ import { eventStages } from "./event-stages.mjs";
 import { rawClient } from "./grpc-raw.mjs";
 import { closedLoop, openLoop, summary } from "./measure.mjs";
 import { relayBench } from "./relay-bench.mjs";
+import { spawnReady } from "./spawn-ready.mjs";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const { values: args } = parseArgs({
@@ -99,26 +99,6 @@ const rssMiB = (pid) => {
   }
 };
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-/**
- * Starts scripts/bench/<script> (kept in `holder.proc` to stop it) and resolves the port it prints
- * as "ready <port>". Its stdin is a pipe whose end (this process gone, even by a signal) stops it.
- */
-const spawnReady = (holder, script, env) =>
-  new Promise((resolveP, reject) => {
-    const p = spawn(process.execPath, [join(root, "scripts/bench", script)], {
-      env: { ...process.env, ...env },
-      stdio: ["pipe", "pipe", "inherit"],
-    });
-    holder.proc = p;
-    p.once("exit", (code) => reject(new Error(`${script} exited (${code})`)));
-    p.stdout.on("data", (b) => {
-      // "ready <port>", or the floor proxy's "ready <port> connect <port>" (kept in holder.ports).
-      const m = /ready (\d+)(?: connect (\d+))?/.exec(String(b));
-      if (!m) return;
-      holder.ports = m.slice(1).filter(Boolean).map(Number);
-      resolveP(holder.ports[0]);
-    });
-  });
 
 // --- relay ------------------------------------------------------------------------------------
 if (args["cpu-prof"]) mkdirSync(resolve(args["cpu-prof"]), { recursive: true });

@@ -4,7 +4,6 @@
 // percentiles and CPU ms per call (utime+stime from /proc) of each server process. On a shared,
 // noisy machine CPU per call is steadier than req/s.
 //   node scripts/bench/service-probe.mjs [calls] [seed]     (PROBE_CPU_PROF=<dir> profiles tasks)
-import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
@@ -15,6 +14,7 @@ import { UserService } from "@taskmesh/gen/taskmesh/users/v1/users_pb";
 import { tempDir } from "@taskmesh/platform/testing";
 import { startSystem } from "@taskmesh/runner";
 import { rawClient } from "./grpc-raw.mjs";
+import { spawnReady } from "./spawn-ready.mjs";
 
 const N = Number(process.argv[2] ?? 1000);
 const SEED = Number(process.argv[3] ?? 1000);
@@ -63,23 +63,14 @@ try {
     }),
   );
   const some = (await direct.call(M.listTasks, create(M.listTasks.input, { pageSize: 1 }), token)).tasks[0];
-  const port = await new Promise((resolveP, reject) => {
-    bare = spawn(process.execPath, [join(root, "scripts/bench/bare-server.mjs")], {
-      env: {
-        ...process.env,
-        NODE_OPTIONS: "",
-        READ_DB: join(data.path, "tasks.db"),
-        WRITE_DB: join(data.path, "bare.db"),
-        BENCH_USER: reg.user.id,
-      },
-      stdio: ["ignore", "pipe", "inherit"],
-    });
-    bare.once("exit", (code) => reject(new Error(`bare server exited (${code})`)));
-    bare.stdout.on("data", (b) => {
-      const m = /ready (\d+)/.exec(String(b));
-      if (m) resolveP(Number(m[1]));
-    });
+  const holder = {};
+  const port = await spawnReady(holder, "bare-server.mjs", {
+    NODE_OPTIONS: "",
+    READ_DB: join(data.path, "tasks.db"),
+    WRITE_DB: join(data.path, "bare.db"),
+    BENCH_USER: reg.user.id,
   });
+  bare = holder.proc;
   const bareClient = rawClient(`127.0.0.1:${port}`);
   const calls = {
     ListTasks: [M.listTasks, () => create(M.listTasks.input, { pageSize: 50 })],

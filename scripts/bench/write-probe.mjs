@@ -24,6 +24,7 @@ import { tempDir } from "@taskmesh/platform/testing";
 import { startSystem } from "@taskmesh/runner";
 import { rawClient } from "./grpc-raw.mjs";
 import { openLoop, summary } from "./measure.mjs";
+import { spawnReady } from "./spawn-ready.mjs";
 
 const { values: args } = parseArgs({
   options: {
@@ -122,23 +123,14 @@ try {
   );
   let next = 0;
   const input = () => create(M.createTask.input, { task: { title: `Task ${next++} report`, notes: "bench" } });
-  const port = await new Promise((resolveP, reject) => {
-    bare = spawn(process.execPath, [join(root, "scripts/bench/bare-server.mjs")], {
-      env: {
-        ...process.env,
-        NODE_OPTIONS: "",
-        READ_DB: join(data.path, "tasks.db"),
-        WRITE_DB: join(data.path, "bare.db"),
-        BENCH_USER: reg.user.id,
-      },
-      stdio: ["pipe", "pipe", "inherit"],
-    });
-    bare.once("exit", (code) => reject(new Error(`bare server exited (${code})`)));
-    bare.stdout.on("data", (b) => {
-      const m = /ready (\d+)/.exec(String(b));
-      if (m) resolveP(Number(m[1]));
-    });
+  const holder = {};
+  const port = await spawnReady(holder, "bare-server.mjs", {
+    NODE_OPTIONS: "",
+    READ_DB: join(data.path, "tasks.db"),
+    WRITE_DB: join(data.path, "bare.db"),
+    BENCH_USER: reg.user.id,
   });
+  bare = holder.proc;
   const bareClient = rawClient(`127.0.0.1:${port}`);
   const pids = Object.fromEntries(Object.entries(system.services).map(([k, s]) => [k, s.pid]));
   pids.bare = bare.pid;
